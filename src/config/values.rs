@@ -1,0 +1,227 @@
+//! Validated value types used by config keys: durations, percentages, upstream URLs.
+//! Each parses from the same text in YAML, flags and env, so errors read the same everywhere.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// A duration written like Prometheus and Go do: `300ms`, `5s`, `1m30s`, `1h`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl FromStr for Dur {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        humantime::parse_duration(s.trim())
+            .map(Dur)
+            .map_err(|e| format!("expected a duration such as 300ms, 5s or 1h, got {s:?} ({e})"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A percentage strictly between 0 and 100, such as an SLO target `99.9`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Percent(pub f64);
+
+impl FromStr for Percent {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let v: f64 = s
+            .trim()
+            .trim_end_matches('%')
+            .parse()
+            .map_err(|_| format!("expected a percentage such as 99.9, got {s:?}"))?;
+        Percent::new(v)
+    }
+}
+
+impl Percent {
+    pub fn new(v: f64) -> Result<Self, String> {
+        if v > 0.0 && v < 100.0 {
+            Ok(Percent(v))
+        } else {
+            Err(format!(
+                "expected a percentage above 0 and below 100, got {v}"
+            ))
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Percent {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = f64::deserialize(d)?;
+        Percent::new(v).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A ratio in [0, 1], such as a trace sampling ratio.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Ratio(pub f64);
+
+impl FromStr for Ratio {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let v: f64 = s
+            .trim()
+            .parse()
+            .map_err(|_| format!("expected a ratio between 0 and 1, got {s:?}"))?;
+        Ratio::new(v)
+    }
+}
+
+impl Ratio {
+    pub fn new(v: f64) -> Result<Self, String> {
+        if (0.0..=1.0).contains(&v) {
+            Ok(Ratio(v))
+        } else {
+            Err(format!("expected a ratio between 0 and 1, got {v}"))
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Ratio {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ratio::new(f64::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The plain-HTTP upstream the proxy forwards to: `http://host:port`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Upstream {
+    /// `host:port`, used for the Host header and for readiness probes.
+    pub authority: String,
+    pub uri: http::Uri,
+}
+
+impl FromStr for Upstream {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let expected = "expected an upstream URL such as http://127.0.0.1:8080";
+        let uri: http::Uri = s
+            .trim()
+            .parse()
+            .map_err(|e| format!("{expected}, got {s:?} ({e})"))?;
+        if uri.scheme_str() != Some("http") {
+            return Err(format!("{expected} (scheme http), got {s:?}"));
+        }
+        let authority = uri
+            .authority()
+            .ok_or_else(|| format!("{expected}, got {s:?} (no host)"))?;
+        if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+            return Err(format!("{expected} (no path or query), got {s:?}"));
+        }
+        let authority = match authority.port_u16() {
+            Some(_) => authority.as_str().to_string(),
+            None => format!("{}:80", authority.host()),
+        };
+        Ok(Upstream { authority, uri })
+    }
+}
+
+impl fmt::Display for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "http://{}", self.authority)
+    }
+}
+
+impl<'de> Deserialize<'de> for Upstream {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// An absolute http(s) URL, such as an Alertmanager or an OTLP endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpUrl(pub String);
+
+impl FromStr for HttpUrl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let uri: http::Uri = s
+            .parse()
+            .map_err(|e| format!("expected an http(s) URL, got {s:?} ({e})"))?;
+        match (uri.scheme_str(), uri.authority()) {
+            (Some("http" | "https"), Some(_)) => Ok(HttpUrl(s.trim_end_matches('/').to_string())),
+            _ => Err(format!(
+                "expected an http(s) URL such as http://host:9093, got {s:?}"
+            )),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for HttpUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(
+            "300ms".parse::<Dur>().map(|d| d.0),
+            Ok(Duration::from_millis(300))
+        );
+        assert_eq!(
+            "1m30s".parse::<Dur>().map(|d| d.0),
+            Ok(Duration::from_secs(90))
+        );
+        assert!(
+            "5 parsecs"
+                .parse::<Dur>()
+                .unwrap_err()
+                .contains("expected a duration")
+        );
+    }
+
+    #[test]
+    fn percentages() {
+        assert_eq!("99.9".parse::<Percent>(), Ok(Percent(99.9)));
+        assert!("100".parse::<Percent>().is_err());
+        assert!(
+            "abc"
+                .parse::<Percent>()
+                .unwrap_err()
+                .contains("expected a percentage")
+        );
+    }
+
+    #[test]
+    fn upstreams() {
+        let u: Upstream = "http://127.0.0.1:8080".parse().expect("valid upstream");
+        assert_eq!(u.authority, "127.0.0.1:8080");
+        assert_eq!(
+            "http://app".parse::<Upstream>().map(|u| u.authority),
+            Ok("app:80".to_string())
+        );
+        assert!(
+            "https://app:443"
+                .parse::<Upstream>()
+                .unwrap_err()
+                .contains("scheme http")
+        );
+        assert!(
+            "http://app:80/base"
+                .parse::<Upstream>()
+                .unwrap_err()
+                .contains("no path")
+        );
+        assert!("127.0.0.1:8080".parse::<Upstream>().is_err());
+    }
+}

@@ -1,0 +1,11 @@
+//! redline: an observability and alerting sidecar, an Alertmanager webhook receiver and a
+//! production-readiness check, in one binary. `main.rs` only parses the CLI and dispatches here.
+
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod proxy;
+pub mod sidecar;
+pub mod telemetry;
+pub mod usage;

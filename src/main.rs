@@ -1,0 +1,39 @@
+//! Entry point: parse the command line and dispatch to the job it names.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use redline::cli::{Cli, Command};
+use redline::config::{self, OtelEnv};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Sidecar(args) => {
+            let config = match config::load(&args.config, &OtelEnv::from_process_env()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("redline: invalid configuration: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("redline: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(redline::sidecar::run(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("redline: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,372 @@
+//! One proxied exchange: route and trace the request, rewrite headers, forward it upstream,
+//! map failures to 502/504 JSON, and record metrics and the access line when it ends.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{Authority, PathAndQuery};
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+
+use super::body::{ObservedBody, OnComplete, RequestBody};
+use super::route::{Route, RouteTable};
+use super::upstream::{self, InUse, UpstreamClient, UpstreamGauges};
+use crate::telemetry::logging::ACCESS_TARGET;
+use crate::telemetry::red::{ActiveRequest, ErrorType, MethodLabel, RedMetrics, RequestOutcome};
+use crate::telemetry::trace_context::TraceContext;
+
+pub type ProxyBody = ObservedBody<Completion>;
+
+pub struct ProxySettings {
+    pub upstream_authority: String,
+    pub routes: Vec<String>,
+    pub max_routes: usize,
+    pub upstream_timeout: Duration,
+    pub sampler_ratio: f64,
+}
+
+/// Shared, read-only state of the proxy (plus lock-free metrics).
+pub struct Proxy {
+    client: UpstreamClient<RequestBody>,
+    authority: Authority,
+    routes: RouteTable,
+    red: Arc<RedMetrics>,
+    gauges: Arc<UpstreamGauges>,
+    upstream_timeout: Duration,
+    sampler_ratio: f64,
+}
+
+impl Proxy {
+    pub fn new(
+        s: ProxySettings,
+        red: Arc<RedMetrics>,
+        gauges: Arc<UpstreamGauges>,
+    ) -> Result<Self, String> {
+        let authority: Authority = s
+            .upstream_authority
+            .parse()
+            .map_err(|e| format!("upstream: bad host:port {:?}: {e}", s.upstream_authority))?;
+        Ok(Proxy {
+            client: upstream::client(gauges.clone(), s.upstream_timeout),
+            authority,
+            routes: RouteTable::new(&s.routes, s.max_routes)?,
+            red,
+            gauges,
+            upstream_timeout: s.upstream_timeout,
+            sampler_ratio: s.sampler_ratio,
+        })
+    }
+
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        client: SocketAddr,
+    ) -> Response<ProxyBody> {
+        let start = Instant::now();
+        let method = req.method().clone();
+        let method_label = MethodLabel::of(&method);
+        let active = self.red.start(method_label);
+        let route = self.routes.route_of(req.uri().path());
+        let trace = TraceContext::from_headers(req.headers(), self.sampler_ratio);
+        let user_agent = req.headers().get(header::USER_AGENT).cloned();
+        let path = req.uri().path_and_query().cloned();
+
+        let (mut parts, body) = req.into_parts();
+        let (body, request_bytes) = RequestBody::new(body);
+        prepare_upstream_headers(&mut parts.headers, &parts.uri, client, &trace);
+        parts.uri = match upstream_uri(&self.authority, parts.uri.path_and_query()) {
+            Ok(uri) => uri,
+            Err(_) => Uri::from_static("/"),
+        };
+        parts.version = Version::HTTP_11;
+
+        let mut done = Completion {
+            red: self.red.clone(),
+            _active: active,
+            _in_use: Some(self.gauges.exchange()),
+            start,
+            method,
+            method_label,
+            route,
+            path,
+            status: 0,
+            error: None,
+            request_bytes,
+            client,
+            user_agent,
+            trace,
+        };
+
+        let sent = tokio::time::timeout(
+            self.upstream_timeout,
+            self.client.request(Request::from_parts(parts, body)),
+        )
+        .await;
+        match sent {
+            Ok(Ok(resp)) => {
+                let (mut parts, body) = resp.into_parts();
+                remove_hop_by_hop(&mut parts.headers);
+                done.status = parts.status.as_u16();
+                if parts.status.is_server_error() {
+                    done.error = Some(ErrorType::Status);
+                }
+                Response::from_parts(parts, ObservedBody::new(Either::Left(body), done))
+            }
+            Ok(Err(e)) => {
+                let (status, error, message) = classify(&e);
+                done._in_use = None;
+                error_response(status, error, message, done)
+            }
+            Err(_elapsed) => {
+                done._in_use = None;
+                error_response(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    ErrorType::Timeout,
+                    "upstream timed out",
+                    done,
+                )
+            }
+        }
+    }
+}
+
+fn classify(e: &hyper_util::client::legacy::Error) -> (StatusCode, ErrorType, &'static str) {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => {
+                    return (
+                        StatusCode::BAD_GATEWAY,
+                        ErrorType::ConnectionRefused,
+                        "upstream refused the connection",
+                    );
+                }
+                std::io::ErrorKind::TimedOut => {
+                    return (
+                        StatusCode::GATEWAY_TIMEOUT,
+                        ErrorType::Timeout,
+                        "upstream timed out",
+                    );
+                }
+                _ => {}
+            }
+        }
+        source = s.source();
+    }
+    if e.is_connect() {
+        (
+            StatusCode::BAD_GATEWAY,
+            ErrorType::ConnectError,
+            "cannot connect to upstream",
+        )
+    } else {
+        (
+            StatusCode::BAD_GATEWAY,
+            ErrorType::UpstreamError,
+            "upstream closed the connection or sent an invalid response",
+        )
+    }
+}
+
+fn error_response(
+    status: StatusCode,
+    error: ErrorType,
+    message: &str,
+    mut done: Completion,
+) -> Response<ProxyBody> {
+    done.status = status.as_u16();
+    done.error = Some(error);
+    let body = format!(
+        "{{\"error\":\"{message}\",\"trace_id\":\"{}\"}}\n",
+        done.trace.trace_id_hex()
+    );
+    let mut resp = Response::new(ObservedBody::new(
+        Either::Right(Full::new(Bytes::from(body))),
+        done,
+    ));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn upstream_uri(authority: &Authority, pq: Option<&PathAndQuery>) -> Result<Uri, http::Error> {
+    let pq = pq
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    Uri::builder()
+        .scheme("http")
+        .authority(authority.clone())
+        .path_and_query(pq)
+        .build()
+}
+
+static HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::UPGRADE,
+];
+
+/// Removes RFC 9110 hop-by-hop headers, including any named in `Connection`.
+/// `Transfer-Encoding` is framing that hyper redoes per hop, so it goes too.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in listed.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+    headers.remove(header::TRANSFER_ENCODING);
+}
+
+fn prepare_upstream_headers(
+    headers: &mut HeaderMap,
+    uri: &Uri,
+    client: SocketAddr,
+    trace: &TraceContext,
+) {
+    remove_hop_by_hop(headers);
+    if !headers.contains_key(header::HOST) {
+        // HTTP/2 clients send :authority instead of Host; the upstream speaks HTTP/1.1.
+        if let Some(v) = uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        {
+            headers.insert(header::HOST, v);
+        }
+    }
+    let ip = client.ip().to_string();
+    let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prior) => HeaderValue::from_str(&format!("{prior}, {ip}")),
+        None => HeaderValue::from_str(&ip),
+    };
+    if let Ok(v) = forwarded_for {
+        headers.insert("x-forwarded-for", v);
+    }
+    if !headers.contains_key("x-forwarded-proto") {
+        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    }
+    headers.insert("traceparent", trace.traceparent());
+}
+
+/// Everything needed to report a request once its response is over.
+pub struct Completion {
+    red: Arc<RedMetrics>,
+    _active: ActiveRequest,
+    _in_use: Option<InUse>,
+    start: Instant,
+    method: http::Method,
+    method_label: MethodLabel,
+    route: Route,
+    path: Option<PathAndQuery>,
+    status: u16,
+    error: Option<ErrorType>,
+    request_bytes: Option<Arc<AtomicU64>>,
+    client: SocketAddr,
+    user_agent: Option<HeaderValue>,
+    trace: TraceContext,
+}
+
+impl OnComplete for Completion {
+    fn complete(self, response_bytes: u64, upstream_body_failed: bool) {
+        let elapsed = self.start.elapsed();
+        let error = match (self.error, upstream_body_failed) {
+            (None, true) => Some(ErrorType::UpstreamError),
+            (e, _) => e,
+        };
+        let request_bytes = self
+            .request_bytes
+            .as_ref()
+            .map_or(0, |c| c.load(Ordering::Relaxed));
+        self.red.record(&RequestOutcome {
+            route_id: self.route.id,
+            route: &self.route.name,
+            method: self.method_label,
+            status: self.status,
+            error,
+            duration_seconds: elapsed.as_secs_f64(),
+            request_body_bytes: request_bytes,
+            response_body_bytes: response_bytes,
+            exemplar_trace_id: self.trace.sampled.then_some(self.trace.trace_id),
+        });
+        let mut status_buf = itoa::Buffer::new();
+        let error_label = error.map(|e| e.label(self.status, &mut status_buf));
+        let user_agent = self
+            .user_agent
+            .as_ref()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()));
+        tracing::info!(
+            target: ACCESS_TARGET,
+            {
+            http.request.method = self.method.as_str(),
+            url.path = self.path.as_ref().map_or("/", |p| p.path()),
+            http.route = &*self.route.name,
+            http.response.status_code = self.status as u64,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            http.response.body.size = response_bytes,
+            http.request.body.size = request_bytes,
+            client.address = %self.client.ip(),
+            user_agent.original = user_agent.as_deref(),
+            trace_id = self.trace.trace_id_hex().as_str(),
+            span_id = self.trace.span_id_hex().as_str(),
+            error.type = error_label,
+            },
+            "request"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_headers_and_those_named_in_connection_are_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret-hop"),
+        );
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        remove_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key(header::ACCEPT));
+    }
+
+    #[test]
+    fn forwarded_headers_are_appended() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.7"));
+        let trace = TraceContext::from_headers(&HeaderMap::new(), 1.0);
+        let uri: Uri = "http://svc.local/x".parse().expect("uri");
+        prepare_upstream_headers(&mut h, &uri, "10.1.2.3:5555".parse().expect("addr"), &trace);
+        assert_eq!(h["x-forwarded-for"], "203.0.113.7, 10.1.2.3");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["host"], "svc.local");
+        assert_eq!(h["traceparent"], trace.traceparent());
+    }
+}

@@ -1,0 +1,280 @@
+//! JSON-lines logging on stdout: one object per line with timestamp, level, message, target,
+//! service and the event's fields; written by a lossy non-blocking writer that counts drops.
+
+use std::fmt::{self, Write as _};
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// The `target` of per-request access lines.
+pub const ACCESS_TARGET: &str = "access";
+
+/// Keeps the log writer thread alive; dropping it flushes what is queued.
+pub struct LogHandle {
+    _guard: WorkerGuard,
+    dropped: ErrorCounter,
+}
+
+impl LogHandle {
+    /// Lines dropped because stdout could not keep up (`redline_log_lines_dropped_total`).
+    pub fn dropped_lines(&self) -> u64 {
+        self.dropped.dropped_lines() as u64
+    }
+
+    pub fn counter(&self) -> ErrorCounter {
+        self.dropped.clone()
+    }
+}
+
+/// Installs the global JSON subscriber. Access lines are always on; others follow `level`.
+pub fn init(service: &str, level: &str) -> LogHandle {
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(64 * 1024)
+        .thread_name("redline-log-writer")
+        .finish(std::io::stdout());
+    let dropped = writer.error_counter();
+    let level: Level = level.parse().unwrap_or(Level::INFO);
+    let filter = Targets::new()
+        .with_target(ACCESS_TARGET, Level::INFO)
+        .with_default(level);
+    let layer = tracing_subscriber::fmt::layer()
+        .event_format(JsonLine {
+            service: service.to_string(),
+        })
+        .with_writer(writer);
+    // A second init (tests start several sidecars in one process) keeps the first subscriber.
+    let _ = tracing_subscriber::registry()
+        .with(layer.with_filter(filter))
+        .try_init();
+    LogHandle {
+        _guard: guard,
+        dropped,
+    }
+}
+
+use tracing_subscriber::Layer as _;
+
+/// Formats an event as one JSON object.
+pub struct JsonLine {
+    pub service: String,
+}
+
+impl<S, N> FormatEvent<S, N> for JsonLine
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        _ctx: &FmtContext<'_, S, N>,
+        mut w: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let meta = event.metadata();
+        w.write_str("{\"timestamp\":\"")?;
+        write_rfc3339_micros(&mut w, time::OffsetDateTime::now_utc())?;
+        w.write_str("\",\"level\":\"")?;
+        w.write_str(meta.level().as_str())?;
+        w.write_str("\",\"target\":")?;
+        write_json_str(&mut w, meta.target())?;
+        w.write_str(",\"service\":")?;
+        write_json_str(&mut w, &self.service)?;
+        let mut fields = JsonFields {
+            w: &mut w,
+            result: Ok(()),
+        };
+        event.record(&mut fields);
+        fields.result?;
+        w.write_str("}\n")
+    }
+}
+
+struct JsonFields<'a, 'w> {
+    w: &'a mut Writer<'w>,
+    result: fmt::Result,
+}
+
+impl JsonFields<'_, '_> {
+    fn key(&mut self, field: &Field) -> fmt::Result {
+        self.w.write_char(',')?;
+        write_json_str(self.w, field.name())?;
+        self.w.write_char(':')
+    }
+
+    fn raw(&mut self, field: &Field, value: fmt::Arguments<'_>) {
+        if self.result.is_ok() {
+            self.result = self.key(field).and_then(|_| self.w.write_fmt(value));
+        }
+    }
+}
+
+impl Visit for JsonFields<'_, '_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        if self.result.is_ok() {
+            self.result = self.key(field).and_then(|_| {
+                self.w.write_char('"')?;
+                write!(JsonEscaper(self.w), "{value:?}")?;
+                self.w.write_char('"')
+            });
+        }
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if self.result.is_ok() {
+            self.result = self.key(field).and_then(|_| write_json_str(self.w, value));
+        }
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.raw(field, format_args!("{value}"));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.raw(field, format_args!("{value}"));
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.raw(field, format_args!("{value}"));
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        if value.is_finite() {
+            self.raw(field, format_args!("{value}"));
+        } else {
+            self.record_str(
+                field,
+                if value.is_nan() {
+                    "NaN"
+                } else if value > 0.0 {
+                    "+Inf"
+                } else {
+                    "-Inf"
+                },
+            );
+        }
+    }
+}
+
+/// Writes `s` as a JSON string literal; control characters are escaped so a line never breaks.
+pub fn write_json_str(w: &mut impl fmt::Write, s: &str) -> fmt::Result {
+    w.write_char('"')?;
+    JsonEscaper(w).write_str(s)?;
+    w.write_char('"')
+}
+
+struct JsonEscaper<'a, W: fmt::Write + ?Sized>(&'a mut W);
+
+impl<W: fmt::Write + ?Sized> fmt::Write for JsonEscaper<'_, W> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let mut start = 0;
+        for (i, c) in s.char_indices() {
+            let escaped = match c {
+                '"' => "\\\"",
+                '\\' => "\\\\",
+                '\n' => "\\n",
+                '\r' => "\\r",
+                '\t' => "\\t",
+                c if (c as u32) < 0x20 || c == '\u{2028}' || c == '\u{2029}' => "",
+                _ => continue,
+            };
+            self.0.write_str(&s[start..i])?;
+            if escaped.is_empty() {
+                write!(self.0, "\\u{:04x}", c as u32)?;
+            } else {
+                self.0.write_str(escaped)?;
+            }
+            start = i + c.len_utf8();
+        }
+        self.0.write_str(&s[start..])
+    }
+}
+
+fn write_rfc3339_micros(w: &mut impl fmt::Write, t: time::OffsetDateTime) -> fmt::Result {
+    write!(
+        w,
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        t.year(),
+        t.month() as u8,
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.microsecond()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_everything_that_could_break_a_line() {
+        let mut s = String::new();
+        write_json_str(&mut s, "a\"b\\c\nd\u{1}e\u{2028}é").expect("write to String");
+        assert_eq!(s, r#""a\"b\\c\nd\u0001e\u2028é""#);
+        let parsed: String = serde_json::from_str(&s).expect("valid JSON string");
+        assert_eq!(parsed, "a\"b\\c\nd\u{1}e\u{2028}é");
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_with_micros() {
+        let mut s = String::new();
+        let t = time::OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_123_456_789)
+            .expect("valid time");
+        write_rfc3339_micros(&mut s, t).expect("write to String");
+        assert_eq!(s, "2023-11-14T22:13:20.123456Z");
+    }
+
+    #[test]
+    fn events_become_one_json_object_with_the_contract_fields() {
+        use std::sync::{Arc, Mutex};
+        #[derive(Clone, Default)]
+        struct Sink(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Sink {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0
+                    .lock()
+                    .map_err(|_| std::io::Error::other("poisoned"))?
+                    .extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let sink = Sink::default();
+        let writer = sink.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .event_format(JsonLine {
+                service: "checkout".into(),
+            })
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(target: "access", { http.response.status_code = 200u64, url.path = "/x\ny", error.type = Option::<&str>::None }, "request");
+        });
+        let out = String::from_utf8(sink.0.lock().expect("sink").clone()).expect("utf8");
+        assert_eq!(out.lines().count(), 1, "{out}");
+        let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON object");
+        assert_eq!(v["level"], "INFO");
+        assert_eq!(v["target"], "access");
+        assert_eq!(v["service"], "checkout");
+        assert_eq!(v["message"], "request");
+        assert_eq!(v["http.response.status_code"], 200);
+        assert_eq!(v["url.path"], "/x\ny");
+        assert!(v.get("error.type").is_none());
+        assert!(
+            v["timestamp"]
+                .as_str()
+                .is_some_and(|t| t.ends_with('Z') && t.len() == 27)
+        );
+    }
+}

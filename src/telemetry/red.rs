@@ -1,0 +1,371 @@
+//! RED metrics of proxied requests (OpenTelemetry HTTP server conventions, Prometheus names).
+//! One lock-free series per (route, method, status, error type); lookups hit a sharded map.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU16, Ordering};
+
+use dashmap::DashMap;
+
+use super::metrics::{BODY_SIZE_BUCKETS, ExpositionWriter, Histogram, Kind};
+
+/// `http_request_method` values: the known methods, everything else is `_OTHER`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum MethodLabel {
+    Connect,
+    Delete,
+    Get,
+    Head,
+    Options,
+    Patch,
+    Post,
+    Put,
+    Trace,
+    Other,
+}
+
+const METHOD_LABELS: [MethodLabel; 10] = [
+    MethodLabel::Connect,
+    MethodLabel::Delete,
+    MethodLabel::Get,
+    MethodLabel::Head,
+    MethodLabel::Options,
+    MethodLabel::Patch,
+    MethodLabel::Post,
+    MethodLabel::Put,
+    MethodLabel::Trace,
+    MethodLabel::Other,
+];
+
+impl MethodLabel {
+    pub fn of(m: &http::Method) -> Self {
+        match *m {
+            http::Method::GET => MethodLabel::Get,
+            http::Method::POST => MethodLabel::Post,
+            http::Method::PUT => MethodLabel::Put,
+            http::Method::DELETE => MethodLabel::Delete,
+            http::Method::HEAD => MethodLabel::Head,
+            http::Method::OPTIONS => MethodLabel::Options,
+            http::Method::PATCH => MethodLabel::Patch,
+            http::Method::TRACE => MethodLabel::Trace,
+            http::Method::CONNECT => MethodLabel::Connect,
+            _ => MethodLabel::Other,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MethodLabel::Connect => "CONNECT",
+            MethodLabel::Delete => "DELETE",
+            MethodLabel::Get => "GET",
+            MethodLabel::Head => "HEAD",
+            MethodLabel::Options => "OPTIONS",
+            MethodLabel::Patch => "PATCH",
+            MethodLabel::Post => "POST",
+            MethodLabel::Put => "PUT",
+            MethodLabel::Trace => "TRACE",
+            MethodLabel::Other => "_OTHER",
+        }
+    }
+}
+
+/// Why a request failed, as the `error_type` label (OpenTelemetry `error.type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ErrorType {
+    /// The upstream answered with a 5xx: the label is the status code.
+    Status,
+    /// No upstream response headers within `upstream_timeout` (504).
+    Timeout,
+    /// The upstream refused the TCP connection (502).
+    ConnectionRefused,
+    /// Any other failure to connect: DNS, unreachable host (502).
+    ConnectError,
+    /// The upstream broke the exchange after connecting: reset, bad response, aborted body.
+    UpstreamError,
+}
+
+impl ErrorType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorType::Status => "status",
+            ErrorType::Timeout => "timeout",
+            ErrorType::ConnectionRefused => "connection_refused",
+            ErrorType::ConnectError => "connect_error",
+            ErrorType::UpstreamError => "upstream_error",
+        }
+    }
+
+    /// The label value for a request that ended with `status`.
+    pub fn label(self, status: u16, buf: &mut itoa::Buffer) -> &str {
+        match self {
+            ErrorType::Status => buf.format(status),
+            other => other.as_str(),
+        }
+    }
+}
+
+/// One outcome of a proxied request, as recorded by the proxy when the response ends.
+pub struct RequestOutcome<'a> {
+    pub route_id: u32,
+    pub route: &'a Arc<str>,
+    pub method: MethodLabel,
+    pub status: u16,
+    pub error: Option<ErrorType>,
+    pub duration_seconds: f64,
+    pub request_body_bytes: u64,
+    pub response_body_bytes: u64,
+    /// Trace id of a sampled trace, for exemplars.
+    pub exemplar_trace_id: Option<[u8; 16]>,
+}
+
+struct Series {
+    route: Arc<str>,
+    method: MethodLabel,
+    status: u16,
+    error: Option<ErrorType>,
+    duration: Histogram,
+    request_size: Histogram,
+    response_size: Histogram,
+}
+
+pub struct RedMetrics {
+    duration_bounds: Arc<[f64]>,
+    size_bounds: Arc<[f64]>,
+    series: DashMap<u64, Arc<Series>>,
+    active: [AtomicI64; METHOD_LABELS.len()],
+    methods_seen: AtomicU16,
+}
+
+fn series_key(o: &RequestOutcome<'_>) -> u64 {
+    let error = o.error.map_or(0u64, |e| e as u64 + 1);
+    (o.route_id as u64) << 32 | (o.method as u64) << 24 | (o.status as u64) << 8 | error
+}
+
+impl RedMetrics {
+    pub fn new(duration_buckets: &[f64]) -> Self {
+        RedMetrics {
+            duration_bounds: duration_buckets.to_vec().into(),
+            size_bounds: BODY_SIZE_BUCKETS.to_vec().into(),
+            series: DashMap::new(),
+            active: Default::default(),
+            methods_seen: AtomicU16::new(0),
+        }
+    }
+
+    /// Counts a request as in flight until the returned guard is dropped.
+    pub fn start(self: &Arc<Self>, method: MethodLabel) -> ActiveRequest {
+        self.methods_seen
+            .fetch_or(1 << method as u16, Ordering::Relaxed);
+        self.active[method as usize].fetch_add(1, Ordering::Relaxed);
+        ActiveRequest {
+            metrics: self.clone(),
+            method,
+        }
+    }
+
+    pub fn record(&self, o: &RequestOutcome<'_>) {
+        let key = series_key(o);
+        let series = match self.series.get(&key) {
+            Some(s) => s.clone(),
+            None => self
+                .series
+                .entry(key)
+                .or_insert_with(|| {
+                    Arc::new(Series {
+                        route: o.route.clone(),
+                        method: o.method,
+                        status: o.status,
+                        error: o.error,
+                        duration: Histogram::new(self.duration_bounds.clone()),
+                        request_size: Histogram::new(self.size_bounds.clone()),
+                        response_size: Histogram::new(self.size_bounds.clone()),
+                    })
+                })
+                .clone(),
+        };
+        match o.exemplar_trace_id {
+            Some(trace_id) => {
+                series
+                    .duration
+                    .observe_with_exemplar(o.duration_seconds, trace_id, unix_now())
+            }
+            None => series.duration.observe(o.duration_seconds),
+        }
+        series.request_size.observe(o.request_body_bytes as f64);
+        series.response_size.observe(o.response_body_bytes as f64);
+    }
+
+    /// Number of distinct series (route x method x status x error type).
+    pub fn series_count(&self) -> usize {
+        self.series.len()
+    }
+
+    pub fn write(&self, w: &mut ExpositionWriter) {
+        let mut all: Vec<Arc<Series>> = self.series.iter().map(|e| e.value().clone()).collect();
+        all.sort_by(|a, b| {
+            (&a.route, a.method as u8, a.status, a.error.map(|e| e as u8)).cmp(&(
+                &b.route,
+                b.method as u8,
+                b.status,
+                b.error.map(|e| e as u8),
+            ))
+        });
+        type Pick = fn(&Series) -> &Histogram;
+        let families: [(&str, &str, Pick); 3] = [
+            (
+                "http_server_request_duration_seconds",
+                "Duration of HTTP server requests.",
+                |s| &s.duration,
+            ),
+            (
+                "http_server_request_body_size_bytes",
+                "Size of HTTP server request bodies.",
+                |s| &s.request_size,
+            ),
+            (
+                "http_server_response_body_size_bytes",
+                "Size of HTTP server response bodies.",
+                |s| &s.response_size,
+            ),
+        ];
+        for (name, help, pick) in families {
+            if all.is_empty() {
+                break;
+            }
+            w.family(name, help, Kind::Histogram);
+            let mut status_buf = itoa::Buffer::new();
+            let mut error_buf = itoa::Buffer::new();
+            for s in &all {
+                let status = status_buf.format(s.status);
+                let snapshot = pick(s).snapshot();
+                match s.error {
+                    Some(e) => {
+                        let error = e.label(s.status, &mut error_buf);
+                        w.histogram(
+                            &[
+                                ("http_request_method", s.method.as_str()),
+                                ("http_route", &s.route),
+                                ("http_response_status_code", status),
+                                ("error_type", error),
+                            ],
+                            &snapshot,
+                        )
+                    }
+                    None => w.histogram(
+                        &[
+                            ("http_request_method", s.method.as_str()),
+                            ("http_route", &s.route),
+                            ("http_response_status_code", status),
+                        ],
+                        &snapshot,
+                    ),
+                }
+            }
+        }
+        let seen = self.methods_seen.load(Ordering::Relaxed);
+        if seen != 0 {
+            w.family(
+                "http_server_active_requests",
+                "Number of active HTTP server requests.",
+                Kind::Gauge,
+            );
+            for m in METHOD_LABELS {
+                if seen & (1 << m as u16) != 0 {
+                    w.sample(
+                        &[("http_request_method", m.as_str())],
+                        self.active[m as usize].load(Ordering::Relaxed) as f64,
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Decrements `http_server_active_requests` when the request is over, however it ends.
+pub struct ActiveRequest {
+    metrics: Arc<RedMetrics>,
+    method: MethodLabel,
+}
+
+impl Drop for ActiveRequest {
+    fn drop(&mut self) {
+        self.metrics.active[self.method as usize].fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::metrics::Format;
+
+    fn outcome<'a>(
+        route: &'a Arc<str>,
+        status: u16,
+        error: Option<ErrorType>,
+        secs: f64,
+    ) -> RequestOutcome<'a> {
+        RequestOutcome {
+            route_id: 1,
+            route,
+            method: MethodLabel::Get,
+            status,
+            error,
+            duration_seconds: secs,
+            request_body_bytes: 0,
+            response_body_bytes: 10,
+            exemplar_trace_id: None,
+        }
+    }
+
+    #[test]
+    fn records_one_series_per_outcome_and_labels_errors() {
+        let m = Arc::new(RedMetrics::new(&[0.1, 1.0]));
+        let route: Arc<str> = "/users/{id}".into();
+        m.record(&outcome(&route, 200, None, 0.05));
+        m.record(&outcome(&route, 200, None, 0.5));
+        m.record(&outcome(&route, 503, Some(ErrorType::Status), 0.5));
+        m.record(&outcome(&route, 504, Some(ErrorType::Timeout), 2.0));
+        assert_eq!(m.series_count(), 3);
+        let mut w = ExpositionWriter::new(Format::Prometheus);
+        m.write(&mut w);
+        let text = w.finish();
+        assert!(text.contains("http_server_request_duration_seconds_count{http_request_method=\"GET\",http_route=\"/users/{id}\",http_response_status_code=\"200\"} 2\n"), "{text}");
+        assert!(
+            text.contains("http_response_status_code=\"503\",error_type=\"503\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("http_response_status_code=\"504\",error_type=\"timeout\",le=\"1\"} 0\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn active_requests_follow_guards() {
+        let m = Arc::new(RedMetrics::new(&[1.0]));
+        let a = m.start(MethodLabel::Post);
+        let b = m.start(MethodLabel::Post);
+        drop(a);
+        let mut w = ExpositionWriter::new(Format::Prometheus);
+        m.write(&mut w);
+        assert!(
+            w.finish()
+                .contains("http_server_active_requests{http_request_method=\"POST\"} 1\n")
+        );
+        drop(b);
+    }
+
+    #[test]
+    fn method_labels() {
+        assert_eq!(MethodLabel::of(&http::Method::GET).as_str(), "GET");
+        let custom = http::Method::from_bytes(b"PURGE").expect("valid method token");
+        assert_eq!(MethodLabel::of(&custom).as_str(), "_OTHER");
+    }
+}
