@@ -105,7 +105,7 @@ impl<C: OnComplete + Unpin> Body for ObservedBody<C> {
             }
             Poll::Ready(Some(Err(e))) => {
                 this.complete(true);
-                Poll::Ready(Some(Err(e.into())))
+                Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(None) => {
                 this.complete(false);

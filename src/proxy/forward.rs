@@ -319,7 +319,7 @@ impl OnComplete for Completion {
             url.path = self.path.as_ref().map_or("/", |p| p.path()),
             http.route = &*self.route.name,
             http.response.status_code = self.status as u64,
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            duration_ms = elapsed.as_micros() as f64 / 1000.0,
             http.response.body.size = response_bytes,
             http.request.body.size = request_bytes,
             client.address = %self.client.ip(),

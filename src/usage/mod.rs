@@ -225,39 +225,54 @@ mod tests {
         assert!(!render(&unknown).contains("redline_app_"));
     }
 
+    /// Kills the spawned app even when an assertion fails, so no stray process can match a
+    /// later run's name.
+    struct KillOnDrop(std::process::Child);
+
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
     #[test]
     fn app_by_name_resolves_by_argv0_and_forgets_exited_pid() {
         use std::os::unix::process::CommandExt;
 
-        let name = "redline-usage-test-app";
+        let name = format!("redline-usage-test-{}", std::process::id());
         // comm stays "sleep"; only argv[0] carries the name, exercising the fallback match.
-        let mut child = std::process::Command::new("sleep")
-            .arg0(name)
-            .arg("30")
-            .spawn()
-            .expect("spawn sleep");
-        let child_pid = child.id() as i32;
+        let mut child = KillOnDrop(
+            std::process::Command::new("sleep")
+                .arg0(&name)
+                .arg("30")
+                .spawn()
+                .expect("spawn sleep"),
+        );
+        let child_pid = child.0.id() as i32;
+        // The parent of a vfork-style spawn resumes before the kernel has installed the new argv,
+        // so wait until /proc shows it.
+        for _ in 0..200 {
+            if process::pid_matches(child_pid, &name) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let dir = empty_cgroup();
         let collector = UsageCollector::new(
             Some(dir.path().to_path_buf()),
-            AppTarget::Name(name.to_string()),
+            AppTarget::Name(name.clone()),
         );
 
         let text = render(&collector);
-        let dbg_comm = std::fs::read_to_string(format!("/proc/{child_pid}/comm"));
-        let dbg_cmd = std::fs::read(format!("/proc/{child_pid}/cmdline"));
-        assert!(
-            value_of(&text, "redline_app_threads").is_some(),
-            "DBG {dbg_comm:?} {dbg_cmd:?} {:?}",
-            std::fs::read_to_string(format!("/proc/{child_pid}/comm"))
-        );
+        assert!(value_of(&text, "redline_app_threads").is_some(), "{text}");
         assert_eq!(collector.resolved_pid(), Some(child_pid));
         // Cached: a second scrape keeps the same pid.
         assert!(render(&collector).contains("redline_app_threads"));
         assert_eq!(collector.resolved_pid(), Some(child_pid));
 
-        let _ = child.kill();
-        let _ = child.wait();
+        let _ = child.0.kill();
+        let _ = child.0.wait();
         let text = render(&collector);
         assert!(!text.contains("redline_app_"), "{text}");
         assert_eq!(collector.resolved_pid(), None);
@@ -293,8 +308,8 @@ mod tests {
             AppTarget::None,
         ));
 
-        let expected = "# HELP redline_cgroup_cpu_usage_seconds_total Total CPU time consumed by the \
-            container's cgroup in seconds.\n\
+        let expected = "# HELP redline_cgroup_cpu_usage_seconds_total Total CPU time consumed \
+            by the container's cgroup in seconds.\n\
             # TYPE redline_cgroup_cpu_usage_seconds_total counter\n\
             redline_cgroup_cpu_usage_seconds_total 2.5\n\
             # HELP redline_cgroup_cpu_throttled_seconds_total Total time the container's \

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Proxy throughput side by side: direct, nginx, HAProxy, Caddy and redline (metrics and JSON
+# access log on, logs written to a file) in one run of ../shared/bench/proxy-peers.sh.
+#   scripts/bench-proxy.sh [proxy-peers.sh options, e.g. -r 5 -d 10]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+peers=${PROXY_PEERS:-../shared/bench/proxy-peers.sh}
+[ -x "$peers" ] || [ -f "$peers" ] || { echo "cannot find $peers (set PROXY_PEERS)" >&2; exit 2; }
+missing=()
+for t in nginx haproxy caddy wrk; do command -v $t >/dev/null || missing+=($t); done
+if [ ${#missing[@]} -gt 0 ]; then
+  pkgs=(); for t in "${missing[@]}"; do [ "$t" = nginx ] && pkgs+=(nginx-light) || pkgs+=("$t"); done
+  sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
+  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${pkgs[@]}" >/dev/null
+fi
+cargo build --release --locked
+bash "$peers" "$@" -- ./target/release/redline sidecar --service bench --service-version bench \
+  --listen 127.0.0.1:18084 --admin 127.0.0.1:18094 --upstream http://127.0.0.1:18080 --routes /

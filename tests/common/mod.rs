@@ -1,0 +1,241 @@
+//! Shared harness for integration tests: starts the real `redline` binary and the demo
+//! upstream on loopback, waits for readiness by polling, and reads metrics and logs.
+#![allow(dead_code)] // Each test binary uses a different subset of the harness.
+
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redline::demo::upstream::{self, Faults};
+
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// The demo service on a loopback port, running on the test's runtime.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub faults: Arc<Faults>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Upstream {
+    pub async fn start() -> Upstream {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
+        let addr = listener.local_addr().expect("upstream addr");
+        let faults = Arc::new(Faults::default());
+        let task = tokio::spawn(upstream::serve(listener, faults.clone()));
+        Upstream { addr, faults, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A running `redline sidecar` process whose stdout (the JSON log) goes to a temp file.
+pub struct Sidecar {
+    pub child: Child,
+    pub proxy: SocketAddr,
+    pub admin: SocketAddr,
+    log_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+pub fn redline_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_redline")
+}
+
+impl Sidecar {
+    /// Starts the sidecar in front of `upstream` with extra flags, and waits until `/healthz` answers.
+    pub async fn start(upstream: &str, extra: &[&str]) -> Sidecar {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log_path = dir.path().join("stdout.jsonl");
+        let stdout = std::fs::File::create(&log_path).expect("log file");
+        let proxy: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        let child = Command::new(redline_bin())
+            .args([
+                "sidecar",
+                "--service",
+                "checkout",
+                "--service-version",
+                "1.2.3",
+                "--namespace",
+                "shop",
+            ])
+            .args([
+                "--listen",
+                &proxy.to_string(),
+                "--admin",
+                &admin.to_string(),
+                "--upstream",
+                upstream,
+            ])
+            .args(extra)
+            .env_remove("REDLINE_CONFIG")
+            .stdout(stdout)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn redline");
+        let mut s = Sidecar {
+            child,
+            proxy,
+            admin,
+            log_path,
+            _dir: dir,
+        };
+        s.wait_healthy().await;
+        s
+    }
+
+    async fn wait_healthy(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let url = format!("http://{}/healthz", self.admin);
+        loop {
+            if let Ok(r) = client().get(&url).send().await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let mut err = String::new();
+                if let Some(mut e) = self.child.stderr.take() {
+                    use std::io::Read;
+                    let _ = e.read_to_string(&mut err);
+                }
+                panic!("redline exited before becoming healthy ({status}): {err}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redline did not answer /healthz within 20s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.proxy, path)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin, path)
+    }
+
+    pub async fn metrics(&self) -> String {
+        let r = client()
+            .get(self.admin_url("/metrics"))
+            .send()
+            .await
+            .expect("GET /metrics");
+        assert_eq!(r.status(), 200);
+        r.text().await.expect("metrics body")
+    }
+
+    /// Polls `/metrics` until `pred` holds (for state that settles after a response is sent).
+    pub async fn metrics_until(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let m = self.metrics().await;
+            if pred(&m) {
+                return m;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "metrics never showed {what}:\n{m}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, sig).expect("signal redline");
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub async fn stop(&mut self) -> ExitStatus {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        self.wait_exit(Duration::from_secs(30)).await
+    }
+
+    pub async fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait redline") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redline did not exit within {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Everything the sidecar wrote to stdout so far.
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.log_path).expect("read sidecar stdout")
+    }
+
+    /// Peak resident memory of the sidecar process (VmHWM), in bytes.
+    pub fn peak_rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("proc status");
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM line");
+        kb * 1024
+    }
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("http client")
+}
+
+/// The value of the sample line that starts with `series` (name plus labels, exactly).
+pub fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .split(' ')
+            .next()?
+            .parse()
+            .ok()
+    })
+}
+
+/// Runs a system tool the tests depend on, failing with an install hint when it is missing.
+pub fn require_tool(tool: &str, package: &str) -> PathBuf {
+    let found = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join(tool))
+        .find(|p| p.is_file());
+    found.unwrap_or_else(|| panic!("{tool} is not installed: run `apt-get install -y {package}` (or scripts/test.sh, which installs it)"))
+}
