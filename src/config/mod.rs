@@ -32,6 +32,7 @@ pub struct FileConfig {
     pub header_read_timeout: Option<Dur>,
     pub max_connections: Option<usize>,
     pub max_header_bytes: Option<usize>,
+    pub workers: Option<usize>,
     pub sensitive_headers: Option<Vec<String>>,
     pub app_pid: Option<i32>,
     pub app_process_name: Option<String>,
@@ -166,6 +167,9 @@ pub struct Overrides {
     /// Largest request head (request line and headers) in bytes [default: 65536].
     #[arg(long, env = "REDLINE_MAX_HEADER_BYTES")]
     pub max_header_bytes: Option<usize>,
+    /// Proxy worker threads, each with its own listener and upstream pool [default: CPU count].
+    #[arg(long, env = "REDLINE_WORKERS")]
+    pub workers: Option<usize>,
     /// Extra header names never to log or trace, comma-separated.
     #[arg(long, env = "REDLINE_SENSITIVE_HEADERS", value_delimiter = ',')]
     pub sensitive_headers: Option<Vec<String>>,
@@ -231,6 +235,7 @@ pub struct Config {
     pub header_read_timeout: Duration,
     pub max_connections: usize,
     pub max_header_bytes: usize,
+    pub workers: usize,
     /// Lower-case header names never logged or traced (always includes the built-in ones).
     pub sensitive_headers: Vec<String>,
     pub app_pid: Option<i32>,
@@ -412,6 +417,10 @@ pub fn resolve(file: FileConfig, o: &Overrides, otel: &OtelEnv) -> Result<Config
             .max_header_bytes
             .or(file.max_header_bytes)
             .unwrap_or(64 * 1024),
+        workers: o
+            .workers
+            .or(file.workers)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         sensitive_headers: sensitive,
         app_pid: o.app_pid.or(file.app_pid),
         app_process_name: o.app_process_name.clone().or(file.app_process_name),
@@ -527,6 +536,12 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
     {
         return Err(ConfigError(format!(
             "duration_buckets: expected strictly increasing positive seconds such as [0.005, 0.01, 0.1], got {b:?}"
+        )));
+    }
+    if c.workers == 0 || c.workers > 1024 {
+        return Err(ConfigError(format!(
+            "workers: expected 1 to 1024 worker threads, got {}",
+            c.workers
         )));
     }
     if c.max_connections == 0 {

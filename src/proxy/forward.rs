@@ -24,8 +24,6 @@ pub type ProxyBody = ObservedBody<Completion>;
 
 pub struct ProxySettings {
     pub upstream_authority: String,
-    pub routes: Vec<String>,
-    pub max_routes: usize,
     pub upstream_timeout: Duration,
     pub sampler_ratio: f64,
 }
@@ -34,7 +32,7 @@ pub struct ProxySettings {
 pub struct Proxy {
     client: UpstreamClient<RequestBody>,
     authority: Authority,
-    routes: RouteTable,
+    routes: Arc<RouteTable>,
     red: Arc<RedMetrics>,
     gauges: Arc<UpstreamGauges>,
     upstream_timeout: Duration,
@@ -42,8 +40,10 @@ pub struct Proxy {
 }
 
 impl Proxy {
+    /// A proxy with its own upstream pool; routes and metrics are shared between workers.
     pub fn new(
-        s: ProxySettings,
+        s: &ProxySettings,
+        routes: Arc<RouteTable>,
         red: Arc<RedMetrics>,
         gauges: Arc<UpstreamGauges>,
     ) -> Result<Self, String> {
@@ -54,7 +54,7 @@ impl Proxy {
         Ok(Proxy {
             client: upstream::client(gauges.clone(), s.upstream_timeout),
             authority,
-            routes: RouteTable::new(&s.routes, s.max_routes)?,
+            routes,
             red,
             gauges,
             upstream_timeout: s.upstream_timeout,
@@ -65,7 +65,7 @@ impl Proxy {
     pub async fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,
-        client: SocketAddr,
+        client: &ClientInfo,
     ) -> Response<ProxyBody> {
         let start = Instant::now();
         let method = req.method().clone();
@@ -97,7 +97,7 @@ impl Proxy {
             status: 0,
             error: None,
             request_bytes,
-            client,
+            client_ip: client.ip.clone(),
             user_agent,
             trace,
         };
@@ -236,10 +236,26 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(header::TRANSFER_ENCODING);
 }
 
+/// The downstream connection a request arrived on, prepared once per connection.
+#[derive(Clone)]
+pub struct ClientInfo {
+    pub addr: SocketAddr,
+    /// The client IP as a header value, for `X-Forwarded-For` and the access log.
+    pub ip: HeaderValue,
+}
+
+impl ClientInfo {
+    pub fn new(addr: SocketAddr) -> Self {
+        let ip = HeaderValue::from_str(&addr.ip().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        ClientInfo { addr, ip }
+    }
+}
+
 fn prepare_upstream_headers(
     headers: &mut HeaderMap,
     uri: &Uri,
-    client: SocketAddr,
+    client: &ClientInfo,
     trace: &TraceContext,
 ) {
     remove_hop_by_hop(headers);
@@ -252,12 +268,17 @@ fn prepare_upstream_headers(
             headers.insert(header::HOST, v);
         }
     }
-    let ip = client.ip().to_string();
-    let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prior) => HeaderValue::from_str(&format!("{prior}, {ip}")),
-        None => HeaderValue::from_str(&ip),
+    let forwarded_for = match headers.get("x-forwarded-for").map(|v| v.as_bytes()) {
+        Some(prior) => {
+            let mut joined = Vec::with_capacity(prior.len() + 2 + client.ip.len());
+            joined.extend_from_slice(prior);
+            joined.extend_from_slice(b", ");
+            joined.extend_from_slice(client.ip.as_bytes());
+            HeaderValue::from_bytes(&joined).ok()
+        }
+        None => Some(client.ip.clone()),
     };
-    if let Ok(v) = forwarded_for {
+    if let Some(v) = forwarded_for {
         headers.insert("x-forwarded-for", v);
     }
     if !headers.contains_key("x-forwarded-proto") {
@@ -279,7 +300,7 @@ pub struct Completion {
     status: u16,
     error: Option<ErrorType>,
     request_bytes: Option<Arc<AtomicU64>>,
-    client: SocketAddr,
+    client_ip: HeaderValue,
     user_agent: Option<HeaderValue>,
     trace: TraceContext,
 }
@@ -322,7 +343,7 @@ impl OnComplete for Completion {
             duration_ms = elapsed.as_micros() as f64 / 1000.0,
             http.response.body.size = response_bytes,
             http.request.body.size = request_bytes,
-            client.address = %self.client.ip(),
+            client.address = self.client_ip.to_str().unwrap_or(""),
             user_agent.original = user_agent.as_deref(),
             trace_id = self.trace.trace_id_hex().as_str(),
             span_id = self.trace.span_id_hex().as_str(),
@@ -363,7 +384,12 @@ mod tests {
         h.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.7"));
         let trace = TraceContext::from_headers(&HeaderMap::new(), 1.0);
         let uri: Uri = "http://svc.local/x".parse().expect("uri");
-        prepare_upstream_headers(&mut h, &uri, "10.1.2.3:5555".parse().expect("addr"), &trace);
+        prepare_upstream_headers(
+            &mut h,
+            &uri,
+            &ClientInfo::new("10.1.2.3:5555".parse().expect("addr")),
+            &trace,
+        );
         assert_eq!(h["x-forwarded-for"], "203.0.113.7, 10.1.2.3");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["host"], "svc.local");

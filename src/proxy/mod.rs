@@ -1,5 +1,5 @@
-//! The reverse proxy: accepts HTTP/1.1 and h2c clients within connection and header limits,
-//! forwards to the upstream pool, and drains in-flight requests on shutdown.
+//! The reverse proxy: worker threads, each a single-threaded runtime with its own listener
+//! (SO_REUSEPORT) and upstream pool, serve HTTP/1.1 and h2c within limits and drain on shutdown.
 
 pub mod body;
 pub mod forward;
@@ -19,6 +19,66 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 pub use forward::{Proxy, ProxySettings};
+
+/// Binds one listening socket per worker on the same address (SO_REUSEPORT), so the kernel
+/// spreads connections and each worker serves its own without cross-thread hand-offs.
+pub fn bind_listeners(
+    addr: std::net::SocketAddr,
+    workers: usize,
+) -> std::io::Result<Vec<std::net::TcpListener>> {
+    use socket2::{Domain, Socket, Type};
+    (0..workers.max(1))
+        .map(|_| {
+            let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+            socket.set_reuse_address(true)?;
+            socket.set_reuse_port(true)?;
+            socket.set_nonblocking(true)?;
+            socket.bind(&addr.into())?;
+            socket.listen(1024)?;
+            Ok(socket.into())
+        })
+        .collect()
+}
+
+/// Runs one proxy worker per listener on its own thread; each returns how its drain ended
+/// once `stop` turns true.
+pub fn spawn_workers(
+    listeners: Vec<std::net::TcpListener>,
+    make_proxy: impl Fn() -> Result<Proxy, String>,
+    limits: Limits,
+    stop: tokio::sync::watch::Receiver<bool>,
+    drain_timeout: Duration,
+) -> Result<Vec<std::thread::JoinHandle<Drain>>, String> {
+    let mut handles = Vec::with_capacity(listeners.len());
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let proxy = Arc::new(make_proxy()?);
+        let mut stop = stop.clone();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start proxy worker runtime: {e}"))?;
+        let handle = std::thread::Builder::new()
+            .name(format!("redline-proxy-{i}"))
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let listener = match TcpListener::from_std(listener) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            tracing::error!(error = %e, "proxy worker cannot use its listener");
+                            return Drain::Complete;
+                        }
+                    };
+                    let stopped = async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    };
+                    serve(listener, proxy, limits, stopped, drain_timeout).await
+                })
+            })
+            .map_err(|e| format!("cannot start proxy worker thread: {e}"))?;
+        handles.push(handle);
+    }
+    Ok(handles)
+}
 
 /// Protections against slow or abusive clients.
 #[derive(Clone, Copy, Debug)]
@@ -57,7 +117,7 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     tokio::pin!(shutdown);
     loop {
         // Waiting for a free slot before accepting leaves excess clients in the kernel backlog.
@@ -79,9 +139,11 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let proxy = proxy.clone();
+        let client = Arc::new(forward::ClientInfo::new(client));
         let service = service_fn(move |req| {
             let proxy = proxy.clone();
-            async move { Ok::<_, Infallible>(proxy.handle(req, client).await) }
+            let client = client.clone();
+            async move { Ok::<_, Infallible>(proxy.handle(req, &client).await) }
         });
         let conn = builder
             .serve_connection(TokioIo::new(stream), service)

@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 
 use crate::admin::{self, AdminState};
 use crate::config::Config;
+use crate::proxy::route::RouteTable;
 use crate::proxy::upstream::UpstreamGauges;
 use crate::proxy::{self, Drain, Limits, Proxy, ProxySettings};
 use crate::telemetry::logging;
@@ -20,36 +21,28 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let logs = logging::init(&config.service, &config.log_level);
     let red = Arc::new(RedMetrics::new(&config.duration_buckets));
     let gauges = Arc::new(UpstreamGauges::default());
-    let proxy = Arc::new(
-        Proxy::new(
-            ProxySettings {
-                upstream_authority: config.upstream.authority.clone(),
-                routes: config.routes.clone(),
-                max_routes: config.max_routes,
-                upstream_timeout: config.upstream_timeout,
-                sampler_ratio: config.tracing.sampler_ratio,
-            },
-            red.clone(),
-            gauges.clone(),
-        )
-        .map_err(anyhow::Error::msg)?,
-    );
+    let routes =
+        Arc::new(RouteTable::new(&config.routes, config.max_routes).map_err(anyhow::Error::msg)?);
+    let settings = ProxySettings {
+        upstream_authority: config.upstream.authority.clone(),
+        upstream_timeout: config.upstream_timeout,
+        sampler_ratio: config.tracing.sampler_ratio,
+    };
     let app = match (config.app_pid, &config.app_process_name) {
         (Some(pid), _) => AppTarget::Pid(pid),
         (None, Some(name)) => AppTarget::Name(name.clone()),
         (None, None) => AppTarget::None,
     };
     let admin_state = Arc::new(AdminState {
-        red,
-        upstream_gauges: gauges,
+        red: red.clone(),
+        upstream_gauges: gauges.clone(),
         usage: UsageCollector::new(config.cgroup_path.clone(), app),
         log_drops: Some(logs.counter()),
         upstream_authority: config.upstream.authority.clone(),
         draining: Default::default(),
     });
 
-    let listener = TcpListener::bind(config.listen)
-        .await
+    let listeners = proxy::bind_listeners(config.listen, config.workers)
         .with_context(|| format!("listen: cannot bind {}", config.listen))?;
     let admin_listener = TcpListener::bind(config.admin)
         .await
@@ -75,18 +68,28 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         max_header_bytes: config.max_header_bytes,
         header_read_timeout: config.header_read_timeout,
     };
-    let state = admin_state.clone();
-    let shutdown = async move {
-        let signal = shutdown_signal().await;
-        state.draining.store(true, Ordering::Relaxed);
-        tracing::info!(signal, "shutdown requested; draining in-flight requests");
-    };
-    let drain = proxy::serve(listener, proxy, limits, shutdown, config.drain_timeout).await;
-    match drain {
-        Drain::Complete => tracing::info!("drained; exiting"),
-        Drain::TimedOut => {
-            tracing::warn!(drain_timeout = ?config.drain_timeout, "drain timed out; cutting remaining requests")
-        }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let workers = proxy::spawn_workers(
+        listeners,
+        || Proxy::new(&settings, routes.clone(), red.clone(), gauges.clone()),
+        limits,
+        stop_rx,
+        config.drain_timeout,
+    )
+    .map_err(anyhow::Error::msg)?;
+
+    let signal = shutdown_signal().await;
+    admin_state.draining.store(true, Ordering::Relaxed);
+    tracing::info!(signal, "shutdown requested; draining in-flight requests");
+    let _ = stop_tx.send(true);
+    let drains = tokio::task::spawn_blocking(move || {
+        workers.into_iter().map(|w| w.join()).collect::<Vec<_>>()
+    })
+    .await?;
+    if drains.iter().all(|d| matches!(d, Ok(Drain::Complete))) {
+        tracing::info!("drained; exiting");
+    } else {
+        tracing::warn!(drain_timeout = ?config.drain_timeout, "drain timed out; cutting remaining requests");
     }
     let _ = admin_stop_tx.send(());
     let _ = admin_server.await;

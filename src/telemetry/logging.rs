@@ -39,7 +39,12 @@ pub fn init(service: &str, level: &str) -> LogHandle {
         .lossy(true)
         .buffered_lines_limit(64 * 1024)
         .thread_name("redline-log-writer")
-        .finish(std::io::stdout());
+        // The worker flushes after each batch it drains; buffering makes a batch one write
+        // instead of one syscall per line (stdout alone is line-buffered).
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stdout(),
+        ));
     let dropped = writer.error_counter();
     let level: Level = level.parse().unwrap_or(Level::INFO);
     let filter = Targets::new()
@@ -109,9 +114,9 @@ impl JsonFields<'_, '_> {
         self.w.write_char(':')
     }
 
-    fn raw(&mut self, field: &Field, value: fmt::Arguments<'_>) {
+    fn raw(&mut self, field: &Field, value: &str) {
         if self.result.is_ok() {
-            self.result = self.key(field).and_then(|_| self.w.write_fmt(value));
+            self.result = self.key(field).and_then(|_| self.w.write_str(value));
         }
     }
 }
@@ -134,20 +139,20 @@ impl Visit for JsonFields<'_, '_> {
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.raw(field, format_args!("{value}"));
+        self.raw(field, itoa::Buffer::new().format(value));
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.raw(field, format_args!("{value}"));
+        self.raw(field, itoa::Buffer::new().format(value));
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.raw(field, format_args!("{value}"));
+        self.raw(field, if value { "true" } else { "false" });
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
         if value.is_finite() {
-            self.raw(field, format_args!("{value}"));
+            self.raw(field, ryu::Buffer::new().format_finite(value));
         } else {
             self.record_str(
                 field,
@@ -174,24 +179,52 @@ struct JsonEscaper<'a, W: fmt::Write + ?Sized>(&'a mut W);
 
 impl<W: fmt::Write + ?Sized> fmt::Write for JsonEscaper<'_, W> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
+        // Scans bytes, not chars: everything to escape is ASCII except U+2028/U+2029 (E2 80 A8/A9).
+        let bytes = s.as_bytes();
         let mut start = 0;
-        for (i, c) in s.char_indices() {
-            let escaped = match c {
-                '"' => "\\\"",
-                '\\' => "\\\\",
-                '\n' => "\\n",
-                '\r' => "\\r",
-                '\t' => "\\t",
-                c if (c as u32) < 0x20 || c == '\u{2028}' || c == '\u{2029}' => "",
-                _ => continue,
+        let mut i = 0;
+        while i < bytes.len() {
+            let b = bytes[i];
+            let escaped: Option<&str> = match b {
+                b'"' => Some("\\\""),
+                b'\\' => Some("\\\\"),
+                b'\n' => Some("\\n"),
+                b'\r' => Some("\\r"),
+                b'\t' => Some("\\t"),
+                0..=0x1f => None,
+                0xe2 if bytes.get(i + 1) == Some(&0x80)
+                    && matches!(bytes.get(i + 2), Some(0xa8 | 0xa9)) =>
+                {
+                    None
+                }
+                _ => {
+                    i += 1;
+                    continue;
+                }
             };
             self.0.write_str(&s[start..i])?;
-            if escaped.is_empty() {
-                write!(self.0, "\\u{:04x}", c as u32)?;
-            } else {
-                self.0.write_str(escaped)?;
+            match escaped {
+                Some(e) => {
+                    self.0.write_str(e)?;
+                    i += 1;
+                }
+                None if b == 0xe2 => {
+                    self.0.write_str(if bytes[i + 2] == 0xa8 {
+                        "\\u2028"
+                    } else {
+                        "\\u2029"
+                    })?;
+                    i += 3;
+                }
+                None => {
+                    const HEX: &[u8; 16] = b"0123456789abcdef";
+                    self.0.write_str("\\u00")?;
+                    self.0.write_char(HEX[(b >> 4) as usize] as char)?;
+                    self.0.write_char(HEX[(b & 0xf) as usize] as char)?;
+                    i += 1;
+                }
             }
-            start = i + c.len_utf8();
+            start = i;
         }
         self.0.write_str(&s[start..])
     }
