@@ -5,12 +5,7 @@ use clap::{Parser, Subcommand};
 use crate::config::Overrides;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "redline",
-    version,
-    about = "Observability and alerting sidecar",
-    propagate_version = true
-)]
+#[command(name = "redline", version, about = "Observability and alerting sidecar", propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -11,9 +11,7 @@ use futures_util::StreamExt;
 const ROUTES: &str = "/users/{id},/orders/{id}/items";
 
 fn duration_series(method: &str, route: &str, status: u16, error: Option<&str>) -> String {
-    let error = error
-        .map(|e| format!(",error_type=\"{e}\""))
-        .unwrap_or_default();
+    let error = error.map(|e| format!(",error_type=\"{e}\"")).unwrap_or_default();
     format!(
         "http_server_request_duration_seconds_count{{http_request_method=\"{method}\",http_route=\"{route}\",http_response_status_code=\"{status}\"{error}}}"
     )
@@ -24,153 +22,60 @@ async fn requests_produce_exact_red_counts_and_buckets() {
     let up = Upstream::start().await;
     let sc = Sidecar::start(&up.url(), &["--routes", ROUTES]).await;
     let http = client();
-    for path in [
-        "/users/1",
-        "/users/2",
-        "/users/alice",
-        "/orders/9/items",
-        "/status/404",
-        "/status/503",
-        "/status/503",
-    ] {
+    for path in ["/users/1", "/users/2", "/users/alice", "/orders/9/items", "/status/404", "/status/503", "/status/503"]
+    {
         let r = http.get(sc.url(path)).send().await.expect("proxied GET");
         r.bytes().await.expect("body");
     }
-    let r = http
-        .post(sc.url("/upload"))
-        .body(vec![7u8; 5000])
-        .send()
-        .await
-        .expect("POST");
+    let r = http.post(sc.url("/upload")).body(vec![7u8; 5000]).send().await.expect("POST");
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.expect("body"), "{\"received\":5000}");
-    let r = http
-        .delete(sc.url("/delay/30"))
-        .send()
-        .await
-        .expect("DELETE");
+    let r = http.delete(sc.url("/delay/30")).send().await.expect("DELETE");
     assert_eq!(r.status(), 200);
     r.bytes().await.expect("body");
-    let r = http
-        .get(sc.url("/bytes/2000"))
-        .send()
-        .await
-        .expect("GET bytes");
+    let r = http.get(sc.url("/bytes/2000")).send().await.expect("GET bytes");
     assert_eq!(r.bytes().await.expect("body").len(), 2000);
 
     let m = sc
-        .metrics_until("the DELETE and download recorded", |m| {
-            m.contains("/bytes/{id}") && m.contains("DELETE")
-        })
+        .metrics_until("the DELETE and download recorded", |m| m.contains("/bytes/{id}") && m.contains("DELETE"))
         .await;
-    assert_eq!(
-        sample(&m, &duration_series("GET", "/users/{id}", 200, None)),
-        Some(3.0),
-        "{m}"
-    );
-    assert_eq!(
-        sample(&m, &duration_series("GET", "/orders/{id}/items", 200, None)),
-        Some(1.0),
-        "{m}"
-    );
-    assert_eq!(
-        sample(&m, &duration_series("GET", "/status/{id}", 404, None)),
-        Some(1.0),
-        "4xx is not an error:\n{m}"
-    );
-    assert_eq!(
-        sample(
-            &m,
-            &duration_series("GET", "/status/{id}", 503, Some("503"))
-        ),
-        Some(2.0),
-        "{m}"
-    );
-    assert_eq!(
-        sample(&m, &duration_series("POST", "/upload", 200, None)),
-        Some(1.0),
-        "{m}"
-    );
-    assert_eq!(
-        sample(&m, &duration_series("DELETE", "/delay/{id}", 200, None)),
-        Some(1.0),
-        "{m}"
-    );
+    assert_eq!(sample(&m, &duration_series("GET", "/users/{id}", 200, None)), Some(3.0), "{m}");
+    assert_eq!(sample(&m, &duration_series("GET", "/orders/{id}/items", 200, None)), Some(1.0), "{m}");
+    assert_eq!(sample(&m, &duration_series("GET", "/status/{id}", 404, None)), Some(1.0), "4xx is not an error:\n{m}");
+    assert_eq!(sample(&m, &duration_series("GET", "/status/{id}", 503, Some("503"))), Some(2.0), "{m}");
+    assert_eq!(sample(&m, &duration_series("POST", "/upload", 200, None)), Some(1.0), "{m}");
+    assert_eq!(sample(&m, &duration_series("DELETE", "/delay/{id}", 200, None)), Some(1.0), "{m}");
     let delete_labels = "http_request_method=\"DELETE\",http_route=\"/delay/{id}\",http_response_status_code=\"200\"";
     assert_eq!(
-        sample(
-            &m,
-            &format!("http_server_request_duration_seconds_bucket{{{delete_labels},le=\"0.025\"}}")
-        ),
+        sample(&m, &format!("http_server_request_duration_seconds_bucket{{{delete_labels},le=\"0.025\"}}")),
         Some(0.0),
         "a 30ms request is above 25ms:\n{m}"
     );
     assert_eq!(
-        sample(
-            &m,
-            &format!("http_server_request_duration_seconds_bucket{{{delete_labels},le=\"+Inf\"}}")
-        ),
+        sample(&m, &format!("http_server_request_duration_seconds_bucket{{{delete_labels},le=\"+Inf\"}}")),
         Some(1.0)
     );
-    let post_labels =
-        "http_request_method=\"POST\",http_route=\"/upload\",http_response_status_code=\"200\"";
+    let post_labels = "http_request_method=\"POST\",http_route=\"/upload\",http_response_status_code=\"200\"";
+    assert_eq!(sample(&m, &format!("http_server_request_body_size_bytes_sum{{{post_labels}}}")), Some(5000.0), "{m}");
     assert_eq!(
-        sample(
-            &m,
-            &format!("http_server_request_body_size_bytes_sum{{{post_labels}}}")
-        ),
-        Some(5000.0),
-        "{m}"
-    );
-    assert_eq!(
-        sample(
-            &m,
-            &format!("http_server_request_body_size_bytes_bucket{{{post_labels},le=\"1000\"}}")
-        ),
+        sample(&m, &format!("http_server_request_body_size_bytes_bucket{{{post_labels},le=\"1000\"}}")),
         Some(0.0)
     );
     assert_eq!(
-        sample(
-            &m,
-            &format!("http_server_request_body_size_bytes_bucket{{{post_labels},le=\"10000\"}}")
-        ),
+        sample(&m, &format!("http_server_request_body_size_bytes_bucket{{{post_labels},le=\"10000\"}}")),
         Some(1.0)
     );
-    let dl =
-        "http_request_method=\"GET\",http_route=\"/bytes/{id}\",http_response_status_code=\"200\"";
-    assert_eq!(
-        sample(
-            &m,
-            &format!("http_server_response_body_size_bytes_sum{{{dl}}}")
-        ),
-        Some(2000.0),
-        "{m}"
-    );
-    assert_eq!(
-        sample(
-            &m,
-            "http_server_active_requests{http_request_method=\"GET\"}"
-        ),
-        Some(0.0)
-    );
+    let dl = "http_request_method=\"GET\",http_route=\"/bytes/{id}\",http_response_status_code=\"200\"";
+    assert_eq!(sample(&m, &format!("http_server_response_body_size_bytes_sum{{{dl}}}")), Some(2000.0), "{m}");
+    assert_eq!(sample(&m, "http_server_active_requests{http_request_method=\"GET\"}"), Some(0.0));
     // Every OTel default bucket boundary is exposed.
-    for le in [
-        "0.005", "0.01", "0.025", "0.05", "0.075", "0.1", "0.25", "0.5", "0.75", "1", "2.5", "5",
-        "7.5", "10", "+Inf",
-    ] {
-        assert!(
-            m.contains(&format!("{delete_labels},le=\"{le}\"}}")),
-            "bucket le={le} missing"
-        );
+    for le in
+        ["0.005", "0.01", "0.025", "0.05", "0.075", "0.1", "0.25", "0.5", "0.75", "1", "2.5", "5", "7.5", "10", "+Inf"]
+    {
+        assert!(m.contains(&format!("{delete_labels},le=\"{le}\"}}")), "bucket le={le} missing");
     }
-    assert_eq!(
-        sample(&m, "redline_build_info{version=\"0.1.0\"}"),
-        Some(1.0)
-    );
-    assert!(
-        sample(&m, "process_resident_memory_bytes").is_some_and(|v| v > 0.0),
-        "{m}"
-    );
+    assert_eq!(sample(&m, "redline_build_info{version=\"0.1.0\"}"), Some(1.0));
+    assert!(sample(&m, "process_resident_memory_bytes").is_some_and(|v| v > 0.0), "{m}");
 }
 
 #[tokio::test]
@@ -179,18 +84,9 @@ async fn metrics_pass_promtool_check_metrics() {
     let up = Upstream::start().await;
     let sc = Sidecar::start(&up.url(), &["--routes", ROUTES]).await;
     for path in ["/users/1", "/status/500", "/upload"] {
-        client()
-            .get(sc.url(path))
-            .send()
-            .await
-            .expect("request")
-            .bytes()
-            .await
-            .expect("body");
+        client().get(sc.url(path)).send().await.expect("request").bytes().await.expect("body");
     }
-    let m = sc
-        .metrics_until("three requests", |m| m.contains("status_code=\"405\""))
-        .await;
+    let m = sc.metrics_until("three requests", |m| m.contains("status_code=\"405\"")).await;
     let mut child = std::process::Command::new(promtool)
         .args(["check", "metrics"])
         .stdin(std::process::Stdio::piped())
@@ -200,19 +96,10 @@ async fn metrics_pass_promtool_check_metrics() {
         .expect("run promtool");
     {
         use std::io::Write;
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(m.as_bytes())
-            .expect("feed promtool");
+        child.stdin.take().expect("stdin").write_all(m.as_bytes()).expect("feed promtool");
     }
     let out = child.wait_with_output().expect("promtool output");
-    let complaints = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let complaints = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(
         out.status.success() && complaints.trim().is_empty(),
         "promtool check metrics complained:\n{complaints}\n---\n{m}"
@@ -233,27 +120,17 @@ async fn openmetrics_is_served_when_asked_with_trace_exemplars() {
         .bytes()
         .await
         .expect("body");
-    sc.metrics_until("the request", |m| m.contains("/users/{id}"))
-        .await;
+    sc.metrics_until("the request", |m| m.contains("/users/{id}")).await;
     let r = client()
         .get(sc.admin_url("/metrics"))
-        .header(
-            "accept",
-            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
-        )
+        .header("accept", "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5")
         .send()
         .await
         .expect("GET /metrics");
-    assert_eq!(
-        r.headers()["content-type"],
-        "application/openmetrics-text; version=1.0.0; charset=utf-8"
-    );
+    assert_eq!(r.headers()["content-type"], "application/openmetrics-text; version=1.0.0; charset=utf-8");
     let text = r.text().await.expect("body");
     assert!(text.ends_with("# EOF\n"));
-    assert!(
-        text.contains("# TYPE redline_log_lines_dropped counter\nredline_log_lines_dropped_total"),
-        "{text}"
-    );
+    assert!(text.contains("# TYPE redline_log_lines_dropped counter\nredline_log_lines_dropped_total"), "{text}");
     let bucket_with_exemplar = text
         .lines()
         .find(|l| {
@@ -262,62 +139,29 @@ async fn openmetrics_is_served_when_asked_with_trace_exemplars() {
                 && l.contains(" # {trace_id=")
         })
         .unwrap_or_else(|| panic!("no exemplar on the duration histogram:\n{text}"));
-    assert!(
-        bucket_with_exemplar.contains(&format!("# {{trace_id=\"{trace_id}\"}}")),
-        "{bucket_with_exemplar}"
-    );
+    assert!(bucket_with_exemplar.contains(&format!("# {{trace_id=\"{trace_id}\"}}")), "{bucket_with_exemplar}");
     let plain = sc.metrics().await;
-    assert!(
-        !plain.contains("# EOF") && !plain.contains("trace_id="),
-        "text 0.0.4 has no exemplars"
-    );
+    assert!(!plain.contains("# EOF") && !plain.contains("trace_id="), "text 0.0.4 has no exemplars");
 }
 
 #[tokio::test]
 async fn upstream_down_is_502_connection_refused() {
     let dead = format!("http://127.0.0.1:{}", free_port());
     let sc = Sidecar::start(&dead, &[]).await;
-    let r = client()
-        .get(sc.url("/anything"))
-        .send()
-        .await
-        .expect("request");
+    let r = client().get(sc.url("/anything")).send().await.expect("request");
     assert_eq!(r.status(), 502);
     assert_eq!(r.headers()["content-type"], "application/json");
     let body: serde_json::Value = r.json().await.expect("JSON error body");
-    assert!(
-        body["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("refused")),
-        "{body}"
-    );
+    assert!(body["error"].as_str().is_some_and(|e| e.contains("refused")), "{body}");
     let trace_id = body["trace_id"].as_str().expect("trace_id").to_string();
     assert_eq!(trace_id.len(), 32);
-    let m = sc
-        .metrics_until("the 502", |m| m.contains("connection_refused"))
-        .await;
-    assert_eq!(
-        sample(
-            &m,
-            &duration_series("GET", "/anything", 502, Some("connection_refused"))
-        ),
-        Some(1.0),
-        "{m}"
-    );
-    let r = client()
-        .get(sc.admin_url("/readyz"))
-        .send()
-        .await
-        .expect("readyz");
-    assert_eq!(
-        r.status(),
-        503,
-        "readyz must report an unreachable upstream"
-    );
+    let m = sc.metrics_until("the 502", |m| m.contains("connection_refused")).await;
+    assert_eq!(sample(&m, &duration_series("GET", "/anything", 502, Some("connection_refused"))), Some(1.0), "{m}");
+    let r = client().get(sc.admin_url("/readyz")).send().await.expect("readyz");
+    assert_eq!(r.status(), 503, "readyz must report an unreachable upstream");
     let logs = sc.stdout();
     assert!(
-        logs.lines()
-            .any(|l| l.contains("\"error.type\":\"connection_refused\"") && l.contains(&trace_id)),
+        logs.lines().any(|l| l.contains("\"error.type\":\"connection_refused\"") && l.contains(&trace_id)),
         "{logs}"
     );
 }
@@ -326,30 +170,13 @@ async fn upstream_down_is_502_connection_refused() {
 async fn slow_upstream_is_504_timeout() {
     let up = Upstream::start().await;
     let sc = Sidecar::start(&up.url(), &["--upstream-timeout", "300ms"]).await;
-    let r = client()
-        .get(sc.url("/delay/3000"))
-        .send()
-        .await
-        .expect("request");
+    let r = client().get(sc.url("/delay/3000")).send().await.expect("request");
     assert_eq!(r.status(), 504);
     let body: serde_json::Value = r.json().await.expect("JSON error body");
     assert_eq!(body["error"], "upstream timed out");
-    let m = sc
-        .metrics_until("the 504", |m| m.contains("\"timeout\""))
-        .await;
-    assert_eq!(
-        sample(
-            &m,
-            &duration_series("GET", "/delay/{id}", 504, Some("timeout"))
-        ),
-        Some(1.0),
-        "{m}"
-    );
-    let r = client()
-        .get(sc.admin_url("/readyz"))
-        .send()
-        .await
-        .expect("readyz");
+    let m = sc.metrics_until("the 504", |m| m.contains("\"timeout\"")).await;
+    assert_eq!(sample(&m, &duration_series("GET", "/delay/{id}", 504, Some("timeout"))), Some(1.0), "{m}");
+    let r = client().get(sc.admin_url("/readyz")).send().await.expect("readyz");
     assert_eq!(r.status(), 200);
 }
 
@@ -360,26 +187,12 @@ async fn hundred_megabytes_stream_both_ways_with_bounded_memory() {
     let sc = Sidecar::start(&up.url(), &[]).await;
     let chunk = bytes::Bytes::from(vec![b'u'; 256 * 1024]);
     let chunks = (SIZE / chunk.len() as u64) as usize;
-    let upload = futures_util::stream::iter(
-        (0..chunks).map(move |_| Ok::<_, std::io::Error>(chunk.clone())),
-    );
-    let r = client()
-        .post(sc.url("/upload"))
-        .body(reqwest::Body::wrap_stream(upload))
-        .send()
-        .await
-        .expect("upload");
+    let upload = futures_util::stream::iter((0..chunks).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
+    let r = client().post(sc.url("/upload")).body(reqwest::Body::wrap_stream(upload)).send().await.expect("upload");
     assert_eq!(r.status(), 200);
-    assert_eq!(
-        r.text().await.expect("body"),
-        format!("{{\"received\":{SIZE}}}")
-    );
+    assert_eq!(r.text().await.expect("body"), format!("{{\"received\":{SIZE}}}"));
 
-    let r = client()
-        .get(sc.url(&format!("/bytes/{SIZE}")))
-        .send()
-        .await
-        .expect("download");
+    let r = client().get(sc.url(&format!("/bytes/{SIZE}"))).send().await.expect("download");
     assert_eq!(r.status(), 200);
     let mut stream = r.bytes_stream();
     let mut received = 0u64;
@@ -388,22 +201,10 @@ async fn hundred_megabytes_stream_both_ways_with_bounded_memory() {
     }
     assert_eq!(received, SIZE);
     let peak = sc.peak_rss_bytes();
-    assert!(
-        peak < 48 * 1024 * 1024,
-        "sidecar peak RSS {peak} bytes: bodies must stream, not buffer"
-    );
-    let m = sc
-        .metrics_until("both transfers", |m| m.contains("/bytes/{id}"))
-        .await;
-    let up_labels =
-        "http_request_method=\"POST\",http_route=\"/upload\",http_response_status_code=\"200\"";
-    assert_eq!(
-        sample(
-            &m,
-            &format!("http_server_request_body_size_bytes_sum{{{up_labels}}}")
-        ),
-        Some(SIZE as f64)
-    );
+    assert!(peak < 48 * 1024 * 1024, "sidecar peak RSS {peak} bytes: bodies must stream, not buffer");
+    let m = sc.metrics_until("both transfers", |m| m.contains("/bytes/{id}")).await;
+    let up_labels = "http_request_method=\"POST\",http_route=\"/upload\",http_response_status_code=\"200\"";
+    assert_eq!(sample(&m, &format!("http_server_request_body_size_bytes_sum{{{up_labels}}}")), Some(SIZE as f64));
 }
 
 #[tokio::test]
@@ -421,10 +222,7 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
         })
         .collect();
     sc.metrics_until("5 active requests", |m| {
-        sample(
-            m,
-            "http_server_active_requests{http_request_method=\"GET\"}",
-        ) == Some(5.0)
+        sample(m, "http_server_active_requests{http_request_method=\"GET\"}") == Some(5.0)
     })
     .await;
     sc.signal(nix::sys::signal::Signal::SIGTERM);
@@ -440,18 +238,9 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
     let status = sc.wait_exit(Duration::from_secs(15)).await;
     assert_eq!(status.code(), Some(0), "graceful shutdown exits 0");
     let logs = sc.stdout();
-    let access = logs
-        .lines()
-        .filter(|l| l.contains("\"target\":\"access\""))
-        .count();
-    assert_eq!(
-        access, 5,
-        "every drained request is logged and flushed:\n{logs}"
-    );
-    assert!(
-        std::net::TcpStream::connect(sc.proxy).is_err(),
-        "no longer accepting"
-    );
+    let access = logs.lines().filter(|l| l.contains("\"target\":\"access\"")).count();
+    assert_eq!(access, 5, "every drained request is logged and flushed:\n{logs}");
+    assert!(std::net::TcpStream::connect(sc.proxy).is_err(), "no longer accepting");
 }
 
 #[tokio::test]
@@ -459,14 +248,8 @@ async fn random_paths_cannot_explode_route_cardinality() {
     let up = Upstream::start().await;
     let sc = Sidecar::start(&up.url(), &["--routes", ROUTES, "--max-routes", "50"]).await;
     let http = client();
-    let paths: Vec<String> = (0..2000)
-        .map(|_| {
-            format!(
-                "/r/{}",
-                (0..10).map(|_| fastrand::lowercase()).collect::<String>()
-            )
-        })
-        .collect();
+    let paths: Vec<String> =
+        (0..2000).map(|_| format!("/r/{}", (0..10).map(|_| fastrand::lowercase()).collect::<String>())).collect();
     futures_util::stream::iter(paths)
         .for_each_concurrent(32, |p| {
             let http = http.clone();
@@ -498,53 +281,36 @@ async fn random_paths_cannot_explode_route_cardinality() {
 #[tokio::test]
 async fn every_log_line_is_json_and_secrets_never_appear() {
     let up = Upstream::start().await;
-    let sc = Sidecar::start(
-        &up.url(),
-        &["--routes", ROUTES, "--sensitive-headers", "x-api-key"],
-    )
-    .await;
+    let sc = Sidecar::start(&up.url(), &["--routes", ROUTES, "--sensitive-headers", "x-api-key"]).await;
     let r = client()
         .get(sc.url("/users/42?token=query-secret"))
         .header("authorization", "Bearer s3cr3t-bearer")
         .header("cookie", "session=c00kie-secret")
         .header("x-api-key", "api-key-secret")
         .header("user-agent", "test-agent/1.0 \"quoted\"")
-        .header(
-            "traceparent",
-            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-        )
+        .header("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
         .send()
         .await
         .expect("request");
     assert_eq!(r.status(), 200);
     r.bytes().await.expect("body");
-    sc.metrics_until("the request", |m| m.contains("/users/{id}"))
-        .await;
+    sc.metrics_until("the request", |m| m.contains("/users/{id}")).await;
     let mut sc = sc;
     assert_eq!(sc.stop().await.code(), Some(0));
     let logs = sc.stdout();
     assert!(!logs.is_empty());
-    for secret in [
-        "s3cr3t-bearer",
-        "c00kie-secret",
-        "api-key-secret",
-        "query-secret",
-    ] {
+    for secret in ["s3cr3t-bearer", "c00kie-secret", "api-key-secret", "query-secret"] {
         assert!(!logs.contains(secret), "{secret} leaked into logs:\n{logs}");
     }
     let mut access_lines = 0;
     for line in logs.lines() {
-        let v: serde_json::Value =
-            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
         for key in ["timestamp", "level", "message", "target", "service"] {
             assert!(v.get(key).is_some(), "{key} missing: {line}");
         }
         assert_eq!(v["service"], "checkout");
         let ts = v["timestamp"].as_str().expect("timestamp string");
-        assert!(
-            ts.len() == 27 && ts.ends_with('Z'),
-            "RFC 3339 UTC with micros: {ts}"
-        );
+        assert!(ts.len() == 27 && ts.ends_with('Z'), "RFC 3339 UTC with micros: {ts}");
         if v["target"] == "access" && v["url.path"] == "/users/42" {
             access_lines += 1;
             assert_eq!(v["http.request.method"], "GET");
@@ -571,10 +337,7 @@ async fn upstream_sees_forwarding_headers_and_no_hop_by_hop_headers() {
         .header("connection", "x-hop")
         .header("x-hop", "must-not-pass")
         .header("x-forwarded-for", "203.0.113.9")
-        .header(
-            "traceparent",
-            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-        )
+        .header("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
         .send()
         .await
         .expect("request");
@@ -583,52 +346,28 @@ async fn upstream_sees_forwarding_headers_and_no_hop_by_hop_headers() {
     assert_eq!(seen["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
     assert_eq!(seen["x-forwarded-proto"], "http");
     let tp = seen["traceparent"].as_str().expect("traceparent forwarded");
-    assert!(
-        tp.starts_with("00-0af7651916cd43dd8448eb211c80319c-") && tp.ends_with("-01"),
-        "{tp}"
-    );
-    assert_ne!(
-        &tp[36..52],
-        "b7ad6b7169203331",
-        "the sidecar's own span is the upstream's parent"
-    );
+    assert!(tp.starts_with("00-0af7651916cd43dd8448eb211c80319c-") && tp.ends_with("-01"), "{tp}");
+    assert_ne!(&tp[36..52], "b7ad6b7169203331", "the sidecar's own span is the upstream's parent");
 }
 
 #[tokio::test]
 async fn h2c_clients_are_proxied() {
     let up = Upstream::start().await;
     let sc = Sidecar::start(&up.url(), &["--routes", ROUTES]).await;
-    let h2 = reqwest::Client::builder()
-        .http2_prior_knowledge()
-        .build()
-        .expect("h2c client");
-    let r = h2
-        .get(sc.url("/users/5"))
-        .send()
-        .await
-        .expect("h2c request");
+    let h2 = reqwest::Client::builder().http2_prior_knowledge().build().expect("h2c client");
+    let r = h2.get(sc.url("/users/5")).send().await.expect("h2c request");
     assert_eq!(r.version(), reqwest::Version::HTTP_2);
     assert_eq!(r.status(), 200);
     assert!(r.text().await.expect("body").contains("\"id\":\"5\""));
-    let m = sc
-        .metrics_until("the h2c request", |m| m.contains("/users/{id}"))
-        .await;
-    assert_eq!(
-        sample(&m, &duration_series("GET", "/users/{id}", 200, None)),
-        Some(1.0)
-    );
+    let m = sc.metrics_until("the h2c request", |m| m.contains("/users/{id}")).await;
+    assert_eq!(sample(&m, &duration_series("GET", "/users/{id}", 200, None)), Some(1.0));
 }
 
 #[tokio::test]
 async fn oversized_request_headers_are_refused_with_431() {
     let up = Upstream::start().await;
     let sc = Sidecar::start(&up.url(), &["--max-header-bytes", "16384"]).await;
-    let r = client()
-        .get(sc.url("/"))
-        .header("x-big", "a".repeat(32 * 1024))
-        .send()
-        .await
-        .expect("request");
+    let r = client().get(sc.url("/")).header("x-big", "a".repeat(32 * 1024)).send().await.expect("request");
     assert_eq!(r.status(), 431);
     let r = client().get(sc.url("/")).send().await.expect("request");
     assert_eq!(r.status(), 200, "the sidecar keeps serving");
@@ -640,18 +379,9 @@ async fn app_process_use_metrics_are_exposed_for_a_pid() {
     let pid = std::process::id().to_string();
     let sc = Sidecar::start(&up.url(), &["--app-pid", &pid]).await;
     let m = sc.metrics().await;
-    assert!(
-        sample(&m, "redline_app_threads").is_some_and(|v| v >= 1.0),
-        "{m}"
-    );
-    assert!(
-        sample(&m, "redline_app_resident_memory_bytes").is_some_and(|v| v > 0.0),
-        "{m}"
-    );
-    assert!(
-        sample(&m, "redline_app_open_fds").is_some_and(|v| v > 0.0),
-        "{m}"
-    );
+    assert!(sample(&m, "redline_app_threads").is_some_and(|v| v >= 1.0), "{m}");
+    assert!(sample(&m, "redline_app_resident_memory_bytes").is_some_and(|v| v > 0.0), "{m}");
+    assert!(sample(&m, "redline_app_open_fds").is_some_and(|v| v > 0.0), "{m}");
 }
 
 #[tokio::test]
@@ -666,10 +396,7 @@ async fn bad_config_is_refused_at_start_naming_the_key() {
         .expect("run redline");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("redline.yaml") && err.contains("line 3") && err.contains("percentage"),
-        "{err}"
-    );
+    assert!(err.contains("redline.yaml") && err.contains("line 3") && err.contains("percentage"), "{err}");
     let out = std::process::Command::new(common::redline_bin())
         .args(["sidecar", "--service", "x"])
         .env("REDLINE_MAX_ROUTES", "lots")

@@ -15,6 +15,7 @@ use tracing_appender::non_blocking::ErrorCounter;
 use crate::proxy::upstream::UpstreamGauges;
 use crate::telemetry::metrics::{ExpositionWriter, Format, Kind};
 use crate::telemetry::red::RedMetrics;
+use crate::telemetry::spans::SpanCounters;
 use crate::usage::UsageCollector;
 
 /// Everything the admin endpoints read.
@@ -23,6 +24,7 @@ pub struct AdminState {
     pub upstream_gauges: Arc<UpstreamGauges>,
     pub usage: UsageCollector,
     pub log_drops: Option<ErrorCounter>,
+    pub spans: Option<Arc<SpanCounters>>,
     pub upstream_authority: String,
     /// Set once shutdown begins so `/readyz` turns traffic away while the proxy drains.
     pub draining: AtomicBool,
@@ -48,12 +50,11 @@ pub fn render(state: &AdminState, format: Format) -> String {
     state.red.write(&mut w);
     state.upstream_gauges.write(&mut w);
     state.usage.write(&mut w);
-    w.family(
-        "redline_build_info",
-        "redline build information; the value is always 1.",
-        Kind::Gauge,
-    );
+    w.family("redline_build_info", "redline build information; the value is always 1.", Kind::Gauge);
     w.sample(&[("version", env!("CARGO_PKG_VERSION"))], 1.0);
+    if let Some(spans) = &state.spans {
+        spans.write(&mut w);
+    }
     if let Some(drops) = &state.log_drops {
         w.family(
             "redline_log_lines_dropped_total",
@@ -67,33 +68,20 @@ pub fn render(state: &AdminState, format: Format) -> String {
 
 async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
     if state.draining.load(Ordering::Relaxed) {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: draining for shutdown\n",
-        )
-            .into_response();
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready: draining for shutdown\n").into_response();
     }
-    let probe = tokio::time::timeout(
-        Duration::from_secs(1),
-        tokio::net::TcpStream::connect(&state.upstream_authority),
-    )
-    .await;
+    let probe =
+        tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(&state.upstream_authority)).await;
     match probe {
         Ok(Ok(_)) => (StatusCode::OK, "ready\n").into_response(),
         Ok(Err(e)) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "not ready: upstream {} unreachable: {e}\n",
-                state.upstream_authority
-            ),
+            format!("not ready: upstream {} unreachable: {e}\n", state.upstream_authority),
         )
             .into_response(),
         Err(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "not ready: upstream {} did not accept a connection within 1s\n",
-                state.upstream_authority
-            ),
+            format!("not ready: upstream {} did not accept a connection within 1s\n", state.upstream_authority),
         )
             .into_response(),
     }

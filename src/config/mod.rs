@@ -68,6 +68,8 @@ pub struct TracingFile {
     pub protocol: Option<OtlpProtocol>,
     pub sampler_ratio: Option<Ratio>,
     pub propagators: Option<Vec<Propagator>>,
+    pub queue_size: Option<usize>,
+    pub export_timeout: Option<Dur>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -215,6 +217,15 @@ pub struct Overrides {
     /// Trace sampling ratio for new traces (also OTEL_TRACES_SAMPLER_ARG) [default: 1.0].
     #[arg(long, env = "REDLINE_TRACING_SAMPLER_RATIO")]
     pub tracing_sampler_ratio: Option<Ratio>,
+    /// Extra formats to inject upstream besides W3C traceparent, comma-separated.
+    #[arg(long, env = "REDLINE_TRACING_PROPAGATORS", value_delimiter = ',')]
+    pub tracing_propagators: Option<Vec<Propagator>>,
+    /// Spans buffered for export before further spans are dropped [default: 2048].
+    #[arg(long, env = "REDLINE_TRACING_QUEUE_SIZE")]
+    pub tracing_queue_size: Option<usize>,
+    /// Time one OTLP export may take [default: 10s].
+    #[arg(long, env = "REDLINE_TRACING_EXPORT_TIMEOUT")]
+    pub tracing_export_timeout: Option<Dur>,
 }
 
 /// The resolved configuration the sidecar runs with.
@@ -264,15 +275,15 @@ pub struct TracingConfig {
     pub protocol: OtlpProtocol,
     pub sampler_ratio: f64,
     pub propagators: Vec<Propagator>,
+    /// Spans buffered for export; past it spans are dropped and counted.
+    pub queue_size: usize,
+    pub export_timeout: Duration,
+    /// `OTEL_RESOURCE_ATTRIBUTES`, as given; merged under redline's own resource keys.
+    pub resource_attributes: Option<String>,
 }
 
 /// Headers that never reach logs or traces, whatever the config says.
-pub const ALWAYS_SENSITIVE: [&str; 4] = [
-    "authorization",
-    "cookie",
-    "set-cookie",
-    "proxy-authorization",
-];
+pub const ALWAYS_SENSITIVE: [&str; 4] = ["authorization", "cookie", "set-cookie", "proxy-authorization"];
 
 /// A config that cannot be used, with the key (and file position where known) at fault.
 #[derive(Debug, thiserror::Error)]
@@ -286,6 +297,7 @@ pub struct OtelEnv {
     pub endpoint: Option<String>,
     pub sampler: Option<String>,
     pub sampler_arg: Option<String>,
+    pub resource_attributes: Option<String>,
 }
 
 impl OtelEnv {
@@ -296,6 +308,7 @@ impl OtelEnv {
             endpoint: get("OTEL_EXPORTER_OTLP_ENDPOINT"),
             sampler: get("OTEL_TRACES_SAMPLER"),
             sampler_arg: get("OTEL_TRACES_SAMPLER_ARG"),
+            resource_attributes: get("OTEL_RESOURCE_ATTRIBUTES"),
         }
     }
 }
@@ -330,34 +343,32 @@ pub fn resolve(file: FileConfig, o: &Overrides, otel: &OtelEnv) -> Result<Config
     let tracing = file.tracing.unwrap_or_default();
 
     let service = o.service.clone().or(otel.service_name.clone()).or(file.service).ok_or_else(|| {
-        ConfigError("service: required; set `service:` in the config file, --service, REDLINE_SERVICE or OTEL_SERVICE_NAME".into())
+        ConfigError(
+            "service: required; set `service:` in the config file, --service, REDLINE_SERVICE or OTEL_SERVICE_NAME"
+                .into(),
+        )
     })?;
     check_label_value("service", &service)?;
 
     let otel_ratio = otel_sampler_ratio(otel)?;
+    let protocol = o.tracing_protocol.or(tracing.protocol).unwrap_or(OtlpProtocol::Http);
     let endpoint = match (&o.tracing_endpoint, &otel.endpoint, tracing.endpoint) {
         (Some(url), _, _) => url.0.clone(),
         (None, Some(env), _) => {
-            env.parse::<HttpUrl>()
-                .map_err(|e| ConfigError(format!("OTEL_EXPORTER_OTLP_ENDPOINT: {e}")))?
-                .0
+            env.parse::<HttpUrl>().map_err(|e| ConfigError(format!("OTEL_EXPORTER_OTLP_ENDPOINT: {e}")))?.0
         }
         (None, None, Some(url)) => url.0,
-        (None, None, None) => "http://localhost:4318".to_string(),
+        (None, None, None) => match protocol {
+            OtlpProtocol::Http => "http://localhost:4318".to_string(),
+            OtlpProtocol::Grpc => "http://localhost:4317".to_string(),
+        },
     };
 
     let mut sensitive: Vec<String> = ALWAYS_SENSITIVE.iter().map(|s| s.to_string()).collect();
-    for h in o
-        .sensitive_headers
-        .clone()
-        .or(file.sensitive_headers)
-        .unwrap_or_default()
-    {
+    for h in o.sensitive_headers.clone().or(file.sensitive_headers).unwrap_or_default() {
         let h = h.trim().to_ascii_lowercase();
         if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
-            return Err(ConfigError(format!(
-                "sensitive_headers: {h:?} is not a valid header name"
-            )));
+            return Err(ConfigError(format!("sensitive_headers: {h:?} is not a valid header name")));
         }
         if !sensitive.contains(&h) {
             sensitive.push(h);
@@ -366,33 +377,15 @@ pub fn resolve(file: FileConfig, o: &Overrides, otel: &OtelEnv) -> Result<Config
 
     let config = Config {
         service,
-        version: o
-            .service_version
-            .clone()
-            .or(file.version)
-            .unwrap_or_else(|| "unknown".into()),
-        namespace: o
-            .namespace
-            .clone()
-            .or(file.namespace)
-            .unwrap_or_else(|| "default".into()),
-        pod: o
-            .pod
-            .clone()
-            .or(file.pod)
-            .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty())),
-        listen: o
-            .listen
-            .or(file.listen)
-            .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 15001))),
+        version: o.service_version.clone().or(file.version).unwrap_or_else(|| "unknown".into()),
+        namespace: o.namespace.clone().or(file.namespace).unwrap_or_else(|| "default".into()),
+        pod: o.pod.clone().or(file.pod).or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty())),
+        listen: o.listen.or(file.listen).unwrap_or(SocketAddr::from(([0, 0, 0, 0], 15001))),
         upstream: match o.upstream.clone().or(file.upstream) {
             Some(u) => u,
             None => "http://127.0.0.1:8080".parse().map_err(ConfigError)?,
         },
-        admin: o
-            .admin
-            .or(file.admin)
-            .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 15090))),
+        admin: o.admin.or(file.admin).unwrap_or(SocketAddr::from(([0, 0, 0, 0], 15090))),
         routes: o.routes.clone().or(file.routes).unwrap_or_default(),
         max_routes: o.max_routes.or(file.max_routes).unwrap_or(500),
         duration_buckets: o
@@ -400,23 +393,14 @@ pub fn resolve(file: FileConfig, o: &Overrides, otel: &OtelEnv) -> Result<Config
             .clone()
             .or(file.duration_buckets)
             .unwrap_or_else(|| OTEL_DURATION_BUCKETS.to_vec()),
-        upstream_timeout: o
-            .upstream_timeout
-            .or(file.upstream_timeout)
-            .map_or(Duration::from_secs(30), |d| d.0),
-        drain_timeout: o
-            .drain_timeout
-            .or(file.drain_timeout)
-            .map_or(Duration::from_secs(20), |d| d.0),
+        upstream_timeout: o.upstream_timeout.or(file.upstream_timeout).map_or(Duration::from_secs(30), |d| d.0),
+        drain_timeout: o.drain_timeout.or(file.drain_timeout).map_or(Duration::from_secs(20), |d| d.0),
         header_read_timeout: o
             .header_read_timeout
             .or(file.header_read_timeout)
             .map_or(Duration::from_secs(10), |d| d.0),
         max_connections: o.max_connections.or(file.max_connections).unwrap_or(10_000),
-        max_header_bytes: o
-            .max_header_bytes
-            .or(file.max_header_bytes)
-            .unwrap_or(64 * 1024),
+        max_header_bytes: o.max_header_bytes.or(file.max_header_bytes).unwrap_or(64 * 1024),
         workers: o
             .workers
             .or(file.workers)
@@ -425,54 +409,39 @@ pub fn resolve(file: FileConfig, o: &Overrides, otel: &OtelEnv) -> Result<Config
         app_pid: o.app_pid.or(file.app_pid),
         app_process_name: o.app_process_name.clone().or(file.app_process_name),
         cgroup_path: o.cgroup_path.clone().or(file.cgroup_path),
-        log_level: o
-            .log_level
-            .clone()
-            .or(file.log_level)
-            .unwrap_or_else(|| "info".into()),
+        log_level: o.log_level.clone().or(file.log_level).unwrap_or_else(|| "info".into()),
         slo: Slo {
-            availability: o
-                .slo_availability
-                .or(slo.availability)
-                .map_or(99.9, |p| p.0),
+            availability: o.slo_availability.or(slo.availability).map_or(99.9, |p| p.0),
             latency_threshold: o
                 .slo_latency_threshold
                 .or(latency.threshold)
                 .map_or(Duration::from_millis(300), |d| d.0),
-            latency_target: o
-                .slo_latency_target
-                .or(latency.target)
-                .map_or(99.0, |p| p.0),
+            latency_target: o.slo_latency_target.or(latency.target).map_or(99.0, |p| p.0),
         },
         rules: o.rules.clone().or(file.rules).unwrap_or_default(),
-        sample_interval: o
-            .sample_interval
-            .or(file.sample_interval)
-            .map_or(Duration::from_secs(5), |d| d.0),
-        retention: o
-            .retention
-            .or(file.retention)
-            .map_or(Duration::from_secs(3600), |d| d.0),
-        alertmanagers: o
-            .alertmanagers
-            .clone()
-            .or(file.alertmanagers)
-            .unwrap_or_default(),
+        sample_interval: o.sample_interval.or(file.sample_interval).map_or(Duration::from_secs(5), |d| d.0),
+        retention: o.retention.or(file.retention).map_or(Duration::from_secs(3600), |d| d.0),
+        alertmanagers: o.alertmanagers.clone().or(file.alertmanagers).unwrap_or_default(),
         tracing: TracingConfig {
             endpoint,
-            protocol: o
-                .tracing_protocol
-                .or(tracing.protocol)
-                .unwrap_or(OtlpProtocol::Http),
+            protocol,
             sampler_ratio: o
                 .tracing_sampler_ratio
                 .map(|r| r.0)
                 .or(otel_ratio)
                 .or(tracing.sampler_ratio.map(|r| r.0))
                 .unwrap_or(1.0),
-            propagators: tracing
-                .propagators
+            propagators: o
+                .tracing_propagators
+                .clone()
+                .or(tracing.propagators)
                 .unwrap_or_else(|| vec![Propagator::Tracecontext]),
+            queue_size: o.tracing_queue_size.or(tracing.queue_size).unwrap_or(2048),
+            export_timeout: o
+                .tracing_export_timeout
+                .or(tracing.export_timeout)
+                .map_or(Duration::from_secs(10), |d| d.0),
+            resource_attributes: otel.resource_attributes.clone(),
         },
         readiness: file.readiness.unwrap_or_default(),
     };
@@ -483,10 +452,9 @@ pub fn resolve(file: FileConfig, o: &Overrides, otel: &OtelEnv) -> Result<Config
 fn otel_sampler_ratio(otel: &OtelEnv) -> Result<Option<f64>, ConfigError> {
     let ratio_arg = || -> Result<f64, ConfigError> {
         match &otel.sampler_arg {
-            Some(arg) => arg
-                .parse::<Ratio>()
-                .map(|r| r.0)
-                .map_err(|e| ConfigError(format!("OTEL_TRACES_SAMPLER_ARG: {e}"))),
+            Some(arg) => {
+                arg.parse::<Ratio>().map(|r| r.0).map_err(|e| ConfigError(format!("OTEL_TRACES_SAMPLER_ARG: {e}")))
+            }
             None => Ok(1.0),
         }
     };
@@ -514,13 +482,10 @@ fn check_label_value(key: &str, v: &str) -> Result<(), ConfigError> {
 
 fn validate(c: &Config) -> Result<(), ConfigError> {
     for (i, r) in c.routes.iter().enumerate() {
-        crate::proxy::route::validate_template(r)
-            .map_err(|e| ConfigError(format!("routes[{i}]: {e}")))?;
+        crate::proxy::route::validate_template(r).map_err(|e| ConfigError(format!("routes[{i}]: {e}")))?;
     }
     if c.max_routes == 0 {
-        return Err(ConfigError(
-            "max_routes: expected a positive number of routes".into(),
-        ));
+        return Err(ConfigError("max_routes: expected a positive number of routes".into()));
     }
     if c.routes.len() > c.max_routes {
         return Err(ConfigError(format!(
@@ -530,53 +495,37 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
         )));
     }
     let b = &c.duration_buckets;
-    if b.is_empty()
-        || b.iter().any(|v| !v.is_finite() || *v <= 0.0)
-        || b.windows(2).any(|w| w[0] >= w[1])
-    {
+    if b.is_empty() || b.iter().any(|v| !v.is_finite() || *v <= 0.0) || b.windows(2).any(|w| w[0] >= w[1]) {
         return Err(ConfigError(format!(
             "duration_buckets: expected strictly increasing positive seconds such as [0.005, 0.01, 0.1], got {b:?}"
         )));
     }
     if c.workers == 0 || c.workers > 1024 {
-        return Err(ConfigError(format!(
-            "workers: expected 1 to 1024 worker threads, got {}",
-            c.workers
-        )));
+        return Err(ConfigError(format!("workers: expected 1 to 1024 worker threads, got {}", c.workers)));
+    }
+    if c.tracing.queue_size == 0 {
+        return Err(ConfigError("tracing.queue_size: expected at least 1".into()));
     }
     if c.max_connections == 0 {
         return Err(ConfigError("max_connections: expected at least 1".into()));
     }
     if c.max_header_bytes < 8192 {
-        return Err(ConfigError(format!(
-            "max_header_bytes: expected at least 8192, got {}",
-            c.max_header_bytes
-        )));
+        return Err(ConfigError(format!("max_header_bytes: expected at least 8192, got {}", c.max_header_bytes)));
     }
     if c.app_pid.is_some() && c.app_process_name.is_some() {
-        return Err(ConfigError(
-            "app_pid and app_process_name: set at most one of them".into(),
-        ));
+        return Err(ConfigError("app_pid and app_process_name: set at most one of them".into()));
     }
     if c.listen == c.admin {
-        return Err(ConfigError(format!(
-            "listen and admin: both are {}; give them different ports",
-            c.listen
-        )));
+        return Err(ConfigError(format!("listen and admin: both are {}; give them different ports", c.listen)));
     }
-    if !matches!(
-        c.log_level.as_str(),
-        "error" | "warn" | "info" | "debug" | "trace"
-    ) {
+    if !matches!(c.log_level.as_str(), "error" | "warn" | "info" | "debug" | "trace") {
         return Err(ConfigError(format!(
             "log_level: expected one of error, warn, info, debug, trace, got {:?}",
             c.log_level
         )));
     }
     if c.sample_interval.is_zero() || c.retention < c.sample_interval {
-        return Err(ConfigError(
-            "sample_interval and retention: expected 0 < sample_interval <= retention".into(),
-        ));
+        return Err(ConfigError("sample_interval and retention: expected 0 < sample_interval <= retention".into()));
     }
     Ok(())
 }
@@ -617,47 +566,29 @@ readiness:
 
     #[test]
     fn the_design_example_loads() {
-        let c =
-            resolve_text(DESIGN_EXAMPLE, &Overrides::default()).expect("example config is valid");
+        let c = resolve_text(DESIGN_EXAMPLE, &Overrides::default()).expect("example config is valid");
         assert_eq!(c.service, "checkout");
         assert_eq!(c.upstream.authority, "127.0.0.1:8080");
         assert_eq!(c.slo.latency_threshold, Duration::from_millis(300));
         assert_eq!(c.tracing.endpoint, "http://jaeger:4318");
         assert_eq!(c.routes.len(), 2);
-        assert_eq!(
-            c.readiness.coverage.as_ref().and_then(|c| c.min),
-            Some(80.0)
-        );
+        assert_eq!(c.readiness.coverage.as_ref().and_then(|c| c.min), Some(80.0));
     }
 
     #[test]
     fn flags_override_the_file() {
-        let o = Overrides {
-            listen: Some("127.0.0.1:9999".parse().expect("addr")),
-            ..Default::default()
-        };
+        let o = Overrides { listen: Some("127.0.0.1:9999".parse().expect("addr")), ..Default::default() };
         let c = resolve_text(DESIGN_EXAMPLE, &o).expect("valid");
         assert_eq!(c.listen.port(), 9999);
     }
 
     #[test]
     fn otel_service_name_fills_a_missing_service_and_flags_beat_it() {
-        let otel = OtelEnv {
-            service_name: Some("from-otel".into()),
-            ..Default::default()
-        };
+        let otel = OtelEnv { service_name: Some("from-otel".into()), ..Default::default() };
         let c = resolve(FileConfig::default(), &Overrides::default(), &otel).expect("valid");
         assert_eq!(c.service, "from-otel");
-        let o = Overrides {
-            service: Some("from-flag".into()),
-            ..Default::default()
-        };
-        assert_eq!(
-            resolve(FileConfig::default(), &o, &otel)
-                .expect("valid")
-                .service,
-            "from-flag"
-        );
+        let o = Overrides { service: Some("from-flag".into()), ..Default::default() };
+        assert_eq!(resolve(FileConfig::default(), &o, &otel).expect("valid").service, "from-flag");
     }
 
     #[test]
@@ -667,58 +598,27 @@ readiness:
             sampler_arg: Some("0.25".into()),
             ..Default::default()
         };
-        let o = Overrides {
-            service: Some("s".into()),
-            ..Default::default()
-        };
-        assert_eq!(
-            resolve(FileConfig::default(), &o, &otel)
-                .expect("valid")
-                .tracing
-                .sampler_ratio,
-            0.25
-        );
-        let bad = OtelEnv {
-            sampler: Some("sometimes".into()),
-            ..Default::default()
-        };
+        let o = Overrides { service: Some("s".into()), ..Default::default() };
+        assert_eq!(resolve(FileConfig::default(), &o, &otel).expect("valid").tracing.sampler_ratio, 0.25);
+        let bad = OtelEnv { sampler: Some("sometimes".into()), ..Default::default() };
         let err = resolve(FileConfig::default(), &o, &bad).expect_err("unknown sampler");
         assert!(err.0.contains("OTEL_TRACES_SAMPLER"), "{err}");
     }
 
     #[test]
     fn errors_name_the_key_and_position() {
-        let err = resolve_text(
-            "service: a\nlisten: not-an-address\n",
-            &Overrides::default(),
-        )
-        .expect_err("bad listen");
-        assert!(
-            err.0.contains("redline.yaml") && err.0.contains("line 2"),
-            "{err}"
-        );
-        let err = resolve_text("service: a\nupstrem: http://x:1\n", &Overrides::default())
-            .expect_err("typo");
+        let err = resolve_text("service: a\nlisten: not-an-address\n", &Overrides::default()).expect_err("bad listen");
+        assert!(err.0.contains("redline.yaml") && err.0.contains("line 2"), "{err}");
+        let err = resolve_text("service: a\nupstrem: http://x:1\n", &Overrides::default()).expect_err("typo");
         assert!(err.0.contains("upstrem"), "{err}");
-        let err = resolve_text(
-            "service: a\nslo: {availability: 120}\n",
-            &Overrides::default(),
-        )
-        .expect_err("bad slo");
+        let err = resolve_text("service: a\nslo: {availability: 120}\n", &Overrides::default()).expect_err("bad slo");
         assert!(err.0.contains("percentage"), "{err}");
         let err = resolve_text("version: 1\n", &Overrides::default()).expect_err("no service");
         assert!(err.0.starts_with("service: required"), "{err}");
-        let err = resolve_text(
-            "service: a\nroutes: [\"users/{id}\"]\n",
-            &Overrides::default(),
-        )
-        .expect_err("bad route");
+        let err = resolve_text("service: a\nroutes: [\"users/{id}\"]\n", &Overrides::default()).expect_err("bad route");
         assert!(err.0.starts_with("routes[0]:"), "{err}");
-        let err = resolve_text(
-            "service: a\nduration_buckets: [1, 0.5]\n",
-            &Overrides::default(),
-        )
-        .expect_err("bad buckets");
+        let err =
+            resolve_text("service: a\nduration_buckets: [1, 0.5]\n", &Overrides::default()).expect_err("bad buckets");
         assert!(err.0.starts_with("duration_buckets:"), "{err}");
     }
 }

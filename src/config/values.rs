@@ -48,9 +48,7 @@ impl Percent {
         if v > 0.0 && v < 100.0 {
             Ok(Percent(v))
         } else {
-            Err(format!(
-                "expected a percentage above 0 and below 100, got {v}"
-            ))
+            Err(format!("expected a percentage above 0 and below 100, got {v}"))
         }
     }
 }
@@ -69,21 +67,14 @@ pub struct Ratio(pub f64);
 impl FromStr for Ratio {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let v: f64 = s
-            .trim()
-            .parse()
-            .map_err(|_| format!("expected a ratio between 0 and 1, got {s:?}"))?;
+        let v: f64 = s.trim().parse().map_err(|_| format!("expected a ratio between 0 and 1, got {s:?}"))?;
         Ratio::new(v)
     }
 }
 
 impl Ratio {
     pub fn new(v: f64) -> Result<Self, String> {
-        if (0.0..=1.0).contains(&v) {
-            Ok(Ratio(v))
-        } else {
-            Err(format!("expected a ratio between 0 and 1, got {v}"))
-        }
+        if (0.0..=1.0).contains(&v) { Ok(Ratio(v)) } else { Err(format!("expected a ratio between 0 and 1, got {v}")) }
     }
 }
 
@@ -105,16 +96,11 @@ impl FromStr for Upstream {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let expected = "expected an upstream URL such as http://127.0.0.1:8080";
-        let uri: http::Uri = s
-            .trim()
-            .parse()
-            .map_err(|e| format!("{expected}, got {s:?} ({e})"))?;
+        let uri: http::Uri = s.trim().parse().map_err(|e| format!("{expected}, got {s:?} ({e})"))?;
         if uri.scheme_str() != Some("http") {
             return Err(format!("{expected} (scheme http), got {s:?}"));
         }
-        let authority = uri
-            .authority()
-            .ok_or_else(|| format!("{expected}, got {s:?} (no host)"))?;
+        let authority = uri.authority().ok_or_else(|| format!("{expected}, got {s:?} (no host)"))?;
         if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
             return Err(format!("{expected} (no path or query), got {s:?}"));
         }
@@ -134,9 +120,7 @@ impl fmt::Display for Upstream {
 
 impl<'de> Deserialize<'de> for Upstream {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -148,23 +132,17 @@ impl FromStr for HttpUrl {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let s = s.trim();
-        let uri: http::Uri = s
-            .parse()
-            .map_err(|e| format!("expected an http(s) URL, got {s:?} ({e})"))?;
+        let uri: http::Uri = s.parse().map_err(|e| format!("expected an http(s) URL, got {s:?} ({e})"))?;
         match (uri.scheme_str(), uri.authority()) {
             (Some("http" | "https"), Some(_)) => Ok(HttpUrl(s.trim_end_matches('/').to_string())),
-            _ => Err(format!(
-                "expected an http(s) URL such as http://host:9093, got {s:?}"
-            )),
+            _ => Err(format!("expected an http(s) URL such as http://host:9093, got {s:?}")),
         }
     }
 }
 
 impl<'de> Deserialize<'de> for HttpUrl {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -174,54 +152,25 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(
-            "300ms".parse::<Dur>().map(|d| d.0),
-            Ok(Duration::from_millis(300))
-        );
-        assert_eq!(
-            "1m30s".parse::<Dur>().map(|d| d.0),
-            Ok(Duration::from_secs(90))
-        );
-        assert!(
-            "5 parsecs"
-                .parse::<Dur>()
-                .unwrap_err()
-                .contains("expected a duration")
-        );
+        assert_eq!("300ms".parse::<Dur>().map(|d| d.0), Ok(Duration::from_millis(300)));
+        assert_eq!("1m30s".parse::<Dur>().map(|d| d.0), Ok(Duration::from_secs(90)));
+        assert!("5 parsecs".parse::<Dur>().unwrap_err().contains("expected a duration"));
     }
 
     #[test]
     fn percentages() {
         assert_eq!("99.9".parse::<Percent>(), Ok(Percent(99.9)));
         assert!("100".parse::<Percent>().is_err());
-        assert!(
-            "abc"
-                .parse::<Percent>()
-                .unwrap_err()
-                .contains("expected a percentage")
-        );
+        assert!("abc".parse::<Percent>().unwrap_err().contains("expected a percentage"));
     }
 
     #[test]
     fn upstreams() {
         let u: Upstream = "http://127.0.0.1:8080".parse().expect("valid upstream");
         assert_eq!(u.authority, "127.0.0.1:8080");
-        assert_eq!(
-            "http://app".parse::<Upstream>().map(|u| u.authority),
-            Ok("app:80".to_string())
-        );
-        assert!(
-            "https://app:443"
-                .parse::<Upstream>()
-                .unwrap_err()
-                .contains("scheme http")
-        );
-        assert!(
-            "http://app:80/base"
-                .parse::<Upstream>()
-                .unwrap_err()
-                .contains("no path")
-        );
+        assert_eq!("http://app".parse::<Upstream>().map(|u| u.authority), Ok("app:80".to_string()));
+        assert!("https://app:443".parse::<Upstream>().unwrap_err().contains("scheme http"));
+        assert!("http://app:80/base".parse::<Upstream>().unwrap_err().contains("no path"));
         assert!("127.0.0.1:8080".parse::<Upstream>().is_err());
     }
 }

@@ -26,12 +26,8 @@ pub struct Faults {
 
 impl Faults {
     pub fn set(&self, error_ratio: f64, added_latency: Duration) {
-        self.error_per_mille.store(
-            (error_ratio.clamp(0.0, 1.0) * 1000.0).round() as u32,
-            Ordering::Relaxed,
-        );
-        self.added_latency_ms
-            .store(added_latency.as_millis() as u64, Ordering::Relaxed);
+        self.error_per_mille.store((error_ratio.clamp(0.0, 1.0) * 1000.0).round() as u32, Ordering::Relaxed);
+        self.added_latency_ms.store(added_latency.as_millis() as u64, Ordering::Relaxed);
     }
 }
 
@@ -76,17 +72,10 @@ async fn bytes(Path(n): Path<u64>) -> Response {
                 return None;
             }
             let take = left.min(CHUNK as u64);
-            Some((
-                Ok::<_, std::io::Error>(chunk.slice(..take as usize)),
-                left - take,
-            ))
+            Some((Ok::<_, std::io::Error>(chunk.slice(..take as usize)), left - take))
         }
     });
-    (
-        [(header::CONTENT_LENGTH, n.to_string())],
-        Body::from_stream(stream),
-    )
-        .into_response()
+    ([(header::CONTENT_LENGTH, n.to_string())], Body::from_stream(stream)).into_response()
 }
 
 async fn upload(body: Body) -> Response {
@@ -106,12 +95,7 @@ async fn upload(body: Body) -> Response {
 async fn headers(h: HeaderMap) -> Response {
     let map: serde_json::Map<String, serde_json::Value> = h
         .iter()
-        .map(|(k, v)| {
-            (
-                k.as_str().to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned().into(),
-            )
-        })
+        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned().into()))
         .collect();
     json(StatusCode::OK, serde_json::Value::Object(map))
 }
@@ -120,10 +104,7 @@ async fn user(State(faults): State<Arc<Faults>>, Path(id): Path<String>) -> Resp
     if let Some(failure) = realistic_wait(&faults, 2..15).await {
         return failure;
     }
-    json(
-        StatusCode::OK,
-        serde_json::json!({ "id": id, "name": format!("user {id}") }),
-    )
+    json(StatusCode::OK, serde_json::json!({ "id": id, "name": format!("user {id}") }))
 }
 
 async fn order_items(State(faults): State<Arc<Faults>>, Path(id): Path<String>) -> Response {
@@ -141,19 +122,10 @@ async fn realistic_wait(faults: &Faults, base_ms: std::ops::Range<u64>) -> Optio
     let added = faults.added_latency_ms.load(Ordering::Relaxed);
     tokio::time::sleep(Duration::from_millis(fastrand::u64(base_ms) + added)).await;
     let per_mille = faults.error_per_mille.load(Ordering::Relaxed);
-    (fastrand::u32(0..1000) < per_mille).then(|| {
-        json(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            serde_json::json!({ "error": "injected fault" }),
-        )
-    })
+    (fastrand::u32(0..1000) < per_mille)
+        .then(|| json(StatusCode::INTERNAL_SERVER_ERROR, serde_json::json!({ "error": "injected fault" })))
 }
 
 fn json(status: StatusCode, v: serde_json::Value) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        v.to_string(),
-    )
-        .into_response()
+    (status, [(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
 }

@@ -21,13 +21,7 @@ impl RequestBody {
     /// Wraps `inner`; a counter is only allocated when the body has bytes to count.
     pub fn new(inner: Incoming) -> (Self, Option<Arc<AtomicU64>>) {
         let counted = (!inner.is_end_stream()).then(|| Arc::new(AtomicU64::new(0)));
-        (
-            RequestBody {
-                inner,
-                counted: counted.clone(),
-            },
-            counted,
-        )
+        (RequestBody { inner, counted: counted.clone() }, counted)
     }
 }
 
@@ -35,10 +29,7 @@ impl Body for RequestBody {
     type Data = Bytes;
     type Error = hyper::Error;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         if let (Poll::Ready(Some(Ok(frame))), Some(counter)) = (&polled, &self.counted) {
             if let Some(data) = frame.data_ref() {
@@ -73,11 +64,7 @@ pub struct ObservedBody<C: OnComplete> {
 
 impl<C: OnComplete> ObservedBody<C> {
     pub fn new(inner: InnerBody, on_complete: C) -> Self {
-        ObservedBody {
-            inner,
-            bytes: 0,
-            on_complete: Some(on_complete),
-        }
+        ObservedBody { inner, bytes: 0, on_complete: Some(on_complete) }
     }
 
     fn complete(&mut self, failed: bool) {
@@ -91,10 +78,7 @@ impl<C: OnComplete + Unpin> Body for ObservedBody<C> {
     type Data = Bytes;
     type Error = Box<dyn std::error::Error + Send + Sync>;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {

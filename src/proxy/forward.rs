@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -18,6 +18,7 @@ use super::route::{Route, RouteTable};
 use super::upstream::{self, InUse, UpstreamClient, UpstreamGauges};
 use crate::telemetry::logging::ACCESS_TARGET;
 use crate::telemetry::red::{ActiveRequest, ErrorType, MethodLabel, RedMetrics, RequestOutcome};
+use crate::telemetry::spans::{FinishedSpan, SpanSink};
 use crate::telemetry::trace_context::TraceContext;
 
 pub type ProxyBody = ObservedBody<Completion>;
@@ -26,6 +27,8 @@ pub struct ProxySettings {
     pub upstream_authority: String,
     pub upstream_timeout: Duration,
     pub sampler_ratio: f64,
+    /// Where finished sampled spans go; None exports nothing (context is still propagated).
+    pub spans: Option<Arc<SpanSink>>,
 }
 
 /// Shared, read-only state of the proxy (plus lock-free metrics).
@@ -37,6 +40,7 @@ pub struct Proxy {
     gauges: Arc<UpstreamGauges>,
     upstream_timeout: Duration,
     sampler_ratio: f64,
+    spans: Option<Arc<SpanSink>>,
 }
 
 impl Proxy {
@@ -59,14 +63,11 @@ impl Proxy {
             gauges,
             upstream_timeout: s.upstream_timeout,
             sampler_ratio: s.sampler_ratio,
+            spans: s.spans.clone(),
         })
     }
 
-    pub async fn handle(
-        self: Arc<Self>,
-        req: Request<Incoming>,
-        client: &ClientInfo,
-    ) -> Response<ProxyBody> {
+    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, client: &ClientInfo) -> Response<ProxyBody> {
         let start = Instant::now();
         let method = req.method().clone();
         let method_label = MethodLabel::of(&method);
@@ -75,6 +76,19 @@ impl Proxy {
         let trace = TraceContext::from_headers(req.headers(), self.sampler_ratio);
         let user_agent = req.headers().get(header::USER_AGENT).cloned();
         let path = req.uri().path_and_query().cloned();
+        let span = match (&self.spans, trace.sampled) {
+            (Some(sink), true) => Some(SpanStart {
+                sink: sink.clone(),
+                wall: SystemTime::now(),
+                version: req.version(),
+                host: req
+                    .headers()
+                    .get(header::HOST)
+                    .cloned()
+                    .or_else(|| req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok())),
+            }),
+            _ => None,
+        };
 
         let (mut parts, body) = req.into_parts();
         let (body, request_bytes) = RequestBody::new(body);
@@ -100,13 +114,11 @@ impl Proxy {
             client_ip: client.ip.clone(),
             user_agent,
             trace,
+            span,
         };
 
-        let sent = tokio::time::timeout(
-            self.upstream_timeout,
-            self.client.request(Request::from_parts(parts, body)),
-        )
-        .await;
+        let sent =
+            tokio::time::timeout(self.upstream_timeout, self.client.request(Request::from_parts(parts, body))).await;
         match sent {
             Ok(Ok(resp)) => {
                 let (mut parts, body) = resp.into_parts();
@@ -124,12 +136,7 @@ impl Proxy {
             }
             Err(_elapsed) => {
                 done._in_use = None;
-                error_response(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    ErrorType::Timeout,
-                    "upstream timed out",
-                    done,
-                )
+                error_response(StatusCode::GATEWAY_TIMEOUT, ErrorType::Timeout, "upstream timed out", done)
             }
         }
     }
@@ -141,18 +148,10 @@ fn classify(e: &hyper_util::client::legacy::Error) -> (StatusCode, ErrorType, &'
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
             match io.kind() {
                 std::io::ErrorKind::ConnectionRefused => {
-                    return (
-                        StatusCode::BAD_GATEWAY,
-                        ErrorType::ConnectionRefused,
-                        "upstream refused the connection",
-                    );
+                    return (StatusCode::BAD_GATEWAY, ErrorType::ConnectionRefused, "upstream refused the connection");
                 }
                 std::io::ErrorKind::TimedOut => {
-                    return (
-                        StatusCode::GATEWAY_TIMEOUT,
-                        ErrorType::Timeout,
-                        "upstream timed out",
-                    );
+                    return (StatusCode::GATEWAY_TIMEOUT, ErrorType::Timeout, "upstream timed out");
                 }
                 _ => {}
             }
@@ -160,11 +159,7 @@ fn classify(e: &hyper_util::client::legacy::Error) -> (StatusCode, ErrorType, &'
         source = s.source();
     }
     if e.is_connect() {
-        (
-            StatusCode::BAD_GATEWAY,
-            ErrorType::ConnectError,
-            "cannot connect to upstream",
-        )
+        (StatusCode::BAD_GATEWAY, ErrorType::ConnectError, "cannot connect to upstream")
     } else {
         (
             StatusCode::BAD_GATEWAY,
@@ -174,39 +169,19 @@ fn classify(e: &hyper_util::client::legacy::Error) -> (StatusCode, ErrorType, &'
     }
 }
 
-fn error_response(
-    status: StatusCode,
-    error: ErrorType,
-    message: &str,
-    mut done: Completion,
-) -> Response<ProxyBody> {
+fn error_response(status: StatusCode, error: ErrorType, message: &str, mut done: Completion) -> Response<ProxyBody> {
     done.status = status.as_u16();
     done.error = Some(error);
-    let body = format!(
-        "{{\"error\":\"{message}\",\"trace_id\":\"{}\"}}\n",
-        done.trace.trace_id_hex()
-    );
-    let mut resp = Response::new(ObservedBody::new(
-        Either::Right(Full::new(Bytes::from(body))),
-        done,
-    ));
+    let body = format!("{{\"error\":\"{message}\",\"trace_id\":\"{}\"}}\n", done.trace.trace_id_hex());
+    let mut resp = Response::new(ObservedBody::new(Either::Right(Full::new(Bytes::from(body))), done));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }
 
 fn upstream_uri(authority: &Authority, pq: Option<&PathAndQuery>) -> Result<Uri, http::Error> {
-    let pq = pq
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    Uri::builder()
-        .scheme("http")
-        .authority(authority.clone())
-        .path_and_query(pq)
-        .build()
+    let pq = pq.cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
+    Uri::builder().scheme("http").authority(authority.clone()).path_and_query(pq).build()
 }
 
 static HOP_BY_HOP: [HeaderName; 8] = [
@@ -246,25 +221,16 @@ pub struct ClientInfo {
 
 impl ClientInfo {
     pub fn new(addr: SocketAddr) -> Self {
-        let ip = HeaderValue::from_str(&addr.ip().to_string())
-            .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        let ip = HeaderValue::from_str(&addr.ip().to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"));
         ClientInfo { addr, ip }
     }
 }
 
-fn prepare_upstream_headers(
-    headers: &mut HeaderMap,
-    uri: &Uri,
-    client: &ClientInfo,
-    trace: &TraceContext,
-) {
+fn prepare_upstream_headers(headers: &mut HeaderMap, uri: &Uri, client: &ClientInfo, trace: &TraceContext) {
     remove_hop_by_hop(headers);
     if !headers.contains_key(header::HOST) {
         // HTTP/2 clients send :authority instead of Host; the upstream speaks HTTP/1.1.
-        if let Some(v) = uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        {
+        if let Some(v) = uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
             headers.insert(header::HOST, v);
         }
     }
@@ -303,6 +269,15 @@ pub struct Completion {
     client_ip: HeaderValue,
     user_agent: Option<HeaderValue>,
     trace: TraceContext,
+    span: Option<SpanStart>,
+}
+
+/// What a sampled request's span needs beyond the access-log fields.
+pub struct SpanStart {
+    sink: Arc<SpanSink>,
+    wall: SystemTime,
+    version: Version,
+    host: Option<HeaderValue>,
 }
 
 impl OnComplete for Completion {
@@ -312,10 +287,7 @@ impl OnComplete for Completion {
             (None, true) => Some(ErrorType::UpstreamError),
             (e, _) => e,
         };
-        let request_bytes = self
-            .request_bytes
-            .as_ref()
-            .map_or(0, |c| c.load(Ordering::Relaxed));
+        let request_bytes = self.request_bytes.as_ref().map_or(0, |c| c.load(Ordering::Relaxed));
         self.red.record(&RequestOutcome {
             route_id: self.route.id,
             route: &self.route.name,
@@ -329,10 +301,7 @@ impl OnComplete for Completion {
         });
         let mut status_buf = itoa::Buffer::new();
         let error_label = error.map(|e| e.label(self.status, &mut status_buf));
-        let user_agent = self
-            .user_agent
-            .as_ref()
-            .map(|v| String::from_utf8_lossy(v.as_bytes()));
+        let user_agent = self.user_agent.as_ref().map(|v| String::from_utf8_lossy(v.as_bytes()));
         tracing::info!(
             target: ACCESS_TARGET,
             {
@@ -351,6 +320,30 @@ impl OnComplete for Completion {
             },
             "request"
         );
+        if let Some(span) = self.span {
+            let error_type = error.map(|e| match e {
+                ErrorType::Status => std::borrow::Cow::Owned(self.status.to_string()),
+                other => std::borrow::Cow::Borrowed(other.as_str()),
+            });
+            span.sink.submit(FinishedSpan {
+                trace_id: self.trace.trace_id,
+                span_id: self.trace.span_id,
+                parent_span_id: self.trace.parent_span_id,
+                method: self.method,
+                route: self.route.name,
+                path: self.path,
+                version: span.version,
+                host: span.host,
+                status: self.status,
+                error_type,
+                start: span.wall,
+                duration: elapsed,
+                client_ip: self.client_ip,
+                user_agent: self.user_agent,
+                request_body_size: request_bytes,
+                response_body_size: response_bytes,
+            });
+        }
     }
 }
 
@@ -361,17 +354,11 @@ mod tests {
     #[test]
     fn hop_by_hop_headers_and_those_named_in_connection_are_removed() {
         let mut h = HeaderMap::new();
-        h.insert(
-            header::CONNECTION,
-            HeaderValue::from_static("keep-alive, x-secret-hop"),
-        );
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-secret-hop"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert("x-secret-hop", HeaderValue::from_static("1"));
         h.insert(header::TE, HeaderValue::from_static("trailers"));
-        h.insert(
-            header::TRANSFER_ENCODING,
-            HeaderValue::from_static("chunked"),
-        );
+        h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
         h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
         remove_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1, "{h:?}");
@@ -384,12 +371,7 @@ mod tests {
         h.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.7"));
         let trace = TraceContext::from_headers(&HeaderMap::new(), 1.0);
         let uri: Uri = "http://svc.local/x".parse().expect("uri");
-        prepare_upstream_headers(
-            &mut h,
-            &uri,
-            &ClientInfo::new("10.1.2.3:5555".parse().expect("addr")),
-            &trace,
-        );
+        prepare_upstream_headers(&mut h, &uri, &ClientInfo::new("10.1.2.3:5555".parse().expect("addr")), &trace);
         assert_eq!(h["x-forwarded-for"], "203.0.113.7, 10.1.2.3");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["host"], "svc.local");

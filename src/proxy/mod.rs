@@ -22,10 +22,7 @@ pub use forward::{Proxy, ProxySettings};
 
 /// Binds one listening socket per worker on the same address (SO_REUSEPORT), so the kernel
 /// spreads connections and each worker serves its own without cross-thread hand-offs.
-pub fn bind_listeners(
-    addr: std::net::SocketAddr,
-    workers: usize,
-) -> std::io::Result<Vec<std::net::TcpListener>> {
+pub fn bind_listeners(addr: std::net::SocketAddr, workers: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
     use socket2::{Domain, Socket, Type};
     (0..workers.max(1))
         .map(|_| {
@@ -145,9 +142,7 @@ pub async fn serve(
             let client = client.clone();
             async move { Ok::<_, Infallible>(proxy.handle(req, &client).await) }
         });
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
+        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             // Client-side errors (resets, bad requests, header timeouts) end only that connection.

@@ -33,15 +33,10 @@ pub fn validate_template(t: &str) -> Result<(), String> {
     }
     let mut rest = t;
     while let Some(open) = rest.find('{') {
-        let close = rest[open..]
-            .find('}')
-            .ok_or_else(|| format!("route template {t:?}: '{{' without '}}'"))?
-            + open;
+        let close = rest[open..].find('}').ok_or_else(|| format!("route template {t:?}: '{{' without '}}'"))? + open;
         let name = &rest[open + 1..close];
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(format!(
-                "route template {t:?}: parameter {{{name}}} must be a name of letters, digits or '_'"
-            ));
+            return Err(format!("route template {t:?}: parameter {{{name}}} must be a name of letters, digits or '_'"));
         }
         rest = &rest[close + 1..];
     }
@@ -56,23 +51,15 @@ impl RouteTable {
         let mut router = matchit::Router::new();
         for (i, t) in templates.iter().enumerate() {
             validate_template(t)?;
-            let route = Route {
-                id: i as u32,
-                name: Arc::from(t.as_str()),
-            };
-            router
-                .insert(t.as_str(), route)
-                .map_err(|e| format!("route template {t:?}: {e}"))?;
+            let route = Route { id: i as u32, name: Arc::from(t.as_str()) };
+            router.insert(t.as_str(), route).map_err(|e| format!("route template {t:?}: {e}"))?;
         }
         Ok(RouteTable {
             templates: router,
             dynamic: DashMap::new(),
             interned: AtomicUsize::new(templates.len()),
             max_routes,
-            other: Route {
-                id: u32::MAX,
-                name: Arc::from(OTHER_ROUTE),
-            },
+            other: Route { id: u32::MAX, name: Arc::from(OTHER_ROUTE) },
         })
     }
 
@@ -94,14 +81,8 @@ impl RouteTable {
             self.interned.fetch_sub(1, Ordering::Relaxed);
             return self.other.clone();
         }
-        let route = Route {
-            id: slot as u32,
-            name: Arc::from(normalised.as_ref()),
-        };
-        let entry = self
-            .dynamic
-            .entry(normalised.into_owned().into_boxed_str())
-            .or_insert_with(|| route.clone());
+        let route = Route { id: slot as u32, name: Arc::from(normalised.as_ref()) };
+        let entry = self.dynamic.entry(normalised.into_owned().into_boxed_str()).or_insert_with(|| route.clone());
         if entry.id != route.id {
             // Another request interned the same route first: give our slot back.
             self.interned.fetch_sub(1, Ordering::Relaxed);
@@ -155,11 +136,7 @@ mod tests {
     use super::*;
 
     fn table(max: usize) -> RouteTable {
-        RouteTable::new(
-            &["/users/{id}".to_string(), "/orders/{id}/items".to_string()],
-            max,
-        )
-        .expect("valid templates")
+        RouteTable::new(&["/users/{id}".to_string(), "/orders/{id}/items".to_string()], max).expect("valid templates")
     }
 
     #[test]
@@ -173,10 +150,7 @@ mod tests {
     #[test]
     fn unmatched_paths_are_normalised() {
         assert_eq!(normalise("/a/123/b"), "/a/{id}/b");
-        assert_eq!(
-            normalise("/x/550e8400-e29b-41d4-a716-446655440000"),
-            "/x/{id}"
-        );
+        assert_eq!(normalise("/x/550e8400-e29b-41d4-a716-446655440000"), "/x/{id}");
         assert_eq!(normalise("/commit/0123456789abcdef0123"), "/commit/{id}");
         assert_eq!(normalise("/static/app.css"), "/static/app.css");
         assert_eq!(normalise("/v2/deadbeef"), "/v2/deadbeef");
@@ -186,9 +160,8 @@ mod tests {
     #[test]
     fn the_cap_sends_further_routes_to_other() {
         let t = table(5);
-        let names: std::collections::HashSet<_> = (0..100)
-            .map(|i| t.route_of(&format!("/p{i}")).name.to_string())
-            .collect();
+        let names: std::collections::HashSet<_> =
+            (0..100).map(|i| t.route_of(&format!("/p{i}")).name.to_string()).collect();
         // 2 templates + 3 dynamic routes fill the cap of 5; everything else is __other__.
         assert_eq!(names.len(), 4);
         assert!(names.contains(OTHER_ROUTE));

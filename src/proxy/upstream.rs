@@ -33,11 +33,7 @@ impl UpstreamGauges {
     pub fn write(&self, w: &mut ExpositionWriter) {
         let open = self.open.load(Ordering::Relaxed).max(0);
         let in_use = self.in_use.load(Ordering::Relaxed).clamp(0, open);
-        w.family(
-            "redline_upstream_connections",
-            "Connections from the proxy to the upstream, by state.",
-            Kind::Gauge,
-        );
+        w.family("redline_upstream_connections", "Connections from the proxy to the upstream, by state.", Kind::Gauge);
         w.sample(&[("state", "active")], in_use as f64);
         w.sample(&[("state", "idle")], (open - in_use) as f64);
     }
@@ -106,11 +102,7 @@ impl hyper::rt::Read for CountedConn {
 }
 
 impl hyper::rt::Write for CountedConn {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.io).poll_write(cx, buf)
     }
 
@@ -151,8 +143,5 @@ where
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(90))
         .pool_max_idle_per_host(1024)
-        .build(CountingConnector {
-            inner: http,
-            gauges,
-        })
+        .build(CountingConnector { inner: http, gauges })
 }

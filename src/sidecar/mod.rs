@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
@@ -14,6 +15,7 @@ use crate::proxy::upstream::UpstreamGauges;
 use crate::proxy::{self, Drain, Limits, Proxy, ProxySettings};
 use crate::telemetry::logging;
 use crate::telemetry::red::RedMetrics;
+use crate::telemetry::spans::{self, ExportSettings, SpanCounters};
 use crate::usage::{AppTarget, UsageCollector};
 
 /// Runs the sidecar until SIGTERM or SIGINT, then drains and returns.
@@ -21,9 +23,29 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let logs = logging::init(&config.service, &config.log_level);
     let red = Arc::new(RedMetrics::new(&config.duration_buckets));
     let gauges = Arc::new(UpstreamGauges::default());
-    let routes =
-        Arc::new(RouteTable::new(&config.routes, config.max_routes).map_err(anyhow::Error::msg)?);
+    let routes = Arc::new(RouteTable::new(&config.routes, config.max_routes).map_err(anyhow::Error::msg)?);
+    let span_counters = Arc::new(SpanCounters::default());
+    let (span_sink, span_export) = spans::start(
+        ExportSettings {
+            endpoint: config.tracing.endpoint.clone(),
+            protocol: config.tracing.protocol,
+            resource: spans::resource_attributes(
+                &config.service,
+                &config.version,
+                &config.namespace,
+                config.pod.as_deref(),
+                config.tracing.resource_attributes.as_deref(),
+            ),
+            queue_size: config.tracing.queue_size,
+            batch_size: 512,
+            batch_interval: Duration::from_secs(1),
+            export_timeout: config.tracing.export_timeout,
+        },
+        span_counters.clone(),
+    )
+    .map_err(anyhow::Error::msg)?;
     let settings = ProxySettings {
+        spans: Some(Arc::new(span_sink)),
         upstream_authority: config.upstream.authority.clone(),
         upstream_timeout: config.upstream_timeout,
         sampler_ratio: config.tracing.sampler_ratio,
@@ -38,15 +60,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         upstream_gauges: gauges.clone(),
         usage: UsageCollector::new(config.cgroup_path.clone(), app),
         log_drops: Some(logs.counter()),
+        spans: Some(span_counters),
         upstream_authority: config.upstream.authority.clone(),
         draining: Default::default(),
     });
 
     let listeners = proxy::bind_listeners(config.listen, config.workers)
         .with_context(|| format!("listen: cannot bind {}", config.listen))?;
-    let admin_listener = TcpListener::bind(config.admin)
-        .await
-        .with_context(|| format!("admin: cannot bind {}", config.admin))?;
+    let admin_listener =
+        TcpListener::bind(config.admin).await.with_context(|| format!("admin: cannot bind {}", config.admin))?;
     let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let admin_server = tokio::spawn(
         axum::serve(admin_listener, admin::router(admin_state.clone()))
@@ -82,15 +104,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     admin_state.draining.store(true, Ordering::Relaxed);
     tracing::info!(signal, "shutdown requested; draining in-flight requests");
     let _ = stop_tx.send(true);
-    let drains = tokio::task::spawn_blocking(move || {
-        workers.into_iter().map(|w| w.join()).collect::<Vec<_>>()
-    })
-    .await?;
+    let drains = tokio::task::spawn_blocking(move || workers.into_iter().map(|w| w.join()).collect::<Vec<_>>()).await?;
     if drains.iter().all(|d| matches!(d, Ok(Drain::Complete))) {
         tracing::info!("drained; exiting");
     } else {
         tracing::warn!(drain_timeout = ?config.drain_timeout, "drain timed out; cutting remaining requests");
     }
+    // The workers' proxies are gone; dropping the last sink lets the exporter send what is queued.
+    drop(settings);
+    span_export.finish(Duration::from_secs(5)).await;
     let _ = admin_stop_tx.send(());
     let _ = admin_server.await;
     // Dropping the handle flushes queued log lines before the process exits.
@@ -100,10 +122,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
 async fn shutdown_signal() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
         (Ok(mut term), Ok(mut int)) => tokio::select! {
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",

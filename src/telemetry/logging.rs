@@ -41,28 +41,15 @@ pub fn init(service: &str, level: &str) -> LogHandle {
         .thread_name("redline-log-writer")
         // The worker flushes after each batch it drains; buffering makes a batch one write
         // instead of one syscall per line (stdout alone is line-buffered).
-        .finish(std::io::BufWriter::with_capacity(
-            64 * 1024,
-            std::io::stdout(),
-        ));
+        .finish(std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout()));
     let dropped = writer.error_counter();
     let level: Level = level.parse().unwrap_or(Level::INFO);
-    let filter = Targets::new()
-        .with_target(ACCESS_TARGET, Level::INFO)
-        .with_default(level);
-    let layer = tracing_subscriber::fmt::layer()
-        .event_format(JsonLine {
-            service: service.to_string(),
-        })
-        .with_writer(writer);
+    let filter = Targets::new().with_target(ACCESS_TARGET, Level::INFO).with_default(level);
+    let layer =
+        tracing_subscriber::fmt::layer().event_format(JsonLine { service: service.to_string() }).with_writer(writer);
     // A second init (tests start several sidecars in one process) keeps the first subscriber.
-    let _ = tracing_subscriber::registry()
-        .with(layer.with_filter(filter))
-        .try_init();
-    LogHandle {
-        _guard: guard,
-        dropped,
-    }
+    let _ = tracing_subscriber::registry().with(layer.with_filter(filter)).try_init();
+    LogHandle { _guard: guard, dropped }
 }
 
 use tracing_subscriber::Layer as _;
@@ -77,12 +64,7 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(
-        &self,
-        _ctx: &FmtContext<'_, S, N>,
-        mut w: Writer<'_>,
-        event: &Event<'_>,
-    ) -> fmt::Result {
+    fn format_event(&self, _ctx: &FmtContext<'_, S, N>, mut w: Writer<'_>, event: &Event<'_>) -> fmt::Result {
         let meta = event.metadata();
         w.write_str("{\"timestamp\":\"")?;
         write_rfc3339_micros(&mut w, time::OffsetDateTime::now_utc())?;
@@ -92,10 +74,7 @@ where
         write_json_str(&mut w, meta.target())?;
         w.write_str(",\"service\":")?;
         write_json_str(&mut w, &self.service)?;
-        let mut fields = JsonFields {
-            w: &mut w,
-            result: Ok(()),
-        };
+        let mut fields = JsonFields { w: &mut w, result: Ok(()) };
         event.record(&mut fields);
         fields.result?;
         w.write_str("}\n")
@@ -192,11 +171,7 @@ impl<W: fmt::Write + ?Sized> fmt::Write for JsonEscaper<'_, W> {
                 b'\r' => Some("\\r"),
                 b'\t' => Some("\\t"),
                 0..=0x1f => None,
-                0xe2 if bytes.get(i + 1) == Some(&0x80)
-                    && matches!(bytes.get(i + 2), Some(0xa8 | 0xa9)) =>
-                {
-                    None
-                }
+                0xe2 if bytes.get(i + 1) == Some(&0x80) && matches!(bytes.get(i + 2), Some(0xa8 | 0xa9)) => None,
                 _ => {
                     i += 1;
                     continue;
@@ -209,11 +184,7 @@ impl<W: fmt::Write + ?Sized> fmt::Write for JsonEscaper<'_, W> {
                     i += 1;
                 }
                 None if b == 0xe2 => {
-                    self.0.write_str(if bytes[i + 2] == 0xa8 {
-                        "\\u2028"
-                    } else {
-                        "\\u2029"
-                    })?;
+                    self.0.write_str(if bytes[i + 2] == 0xa8 { "\\u2028" } else { "\\u2029" })?;
                     i += 3;
                 }
                 None => {
@@ -260,8 +231,7 @@ mod tests {
     #[test]
     fn timestamps_are_rfc3339_utc_with_micros() {
         let mut s = String::new();
-        let t = time::OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_123_456_789)
-            .expect("valid time");
+        let t = time::OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_123_456_789).expect("valid time");
         write_rfc3339_micros(&mut s, t).expect("write to String");
         assert_eq!(s, "2023-11-14T22:13:20.123456Z");
     }
@@ -273,10 +243,7 @@ mod tests {
         struct Sink(Arc<Mutex<Vec<u8>>>);
         impl std::io::Write for Sink {
             fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                self.0
-                    .lock()
-                    .map_err(|_| std::io::Error::other("poisoned"))?
-                    .extend_from_slice(b);
+                self.0.lock().map_err(|_| std::io::Error::other("poisoned"))?.extend_from_slice(b);
                 Ok(b.len())
             }
             fn flush(&mut self) -> std::io::Result<()> {
@@ -286,9 +253,7 @@ mod tests {
         let sink = Sink::default();
         let writer = sink.clone();
         let subscriber = tracing_subscriber::fmt()
-            .event_format(JsonLine {
-                service: "checkout".into(),
-            })
+            .event_format(JsonLine { service: "checkout".into() })
             .with_writer(move || writer.clone())
             .finish();
         tracing::subscriber::with_default(subscriber, || {
@@ -304,10 +269,6 @@ mod tests {
         assert_eq!(v["http.response.status_code"], 200);
         assert_eq!(v["url.path"], "/x\ny");
         assert!(v.get("error.type").is_none());
-        assert!(
-            v["timestamp"]
-                .as_str()
-                .is_some_and(|t| t.ends_with('Z') && t.len() == 27)
-        );
+        assert!(v["timestamp"].as_str().is_some_and(|t| t.ends_with('Z') && t.len() == 27));
     }
 }

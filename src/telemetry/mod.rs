@@ -4,4 +4,5 @@
 pub mod logging;
 pub mod metrics;
 pub mod red;
+pub mod spans;
 pub mod trace_context;

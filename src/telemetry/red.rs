@@ -155,13 +155,9 @@ impl RedMetrics {
 
     /// Counts a request as in flight until the returned guard is dropped.
     pub fn start(self: &Arc<Self>, method: MethodLabel) -> ActiveRequest {
-        self.methods_seen
-            .fetch_or(1 << method as u16, Ordering::Relaxed);
+        self.methods_seen.fetch_or(1 << method as u16, Ordering::Relaxed);
         self.active[method as usize].fetch_add(1, Ordering::Relaxed);
-        ActiveRequest {
-            metrics: self.clone(),
-            method,
-        }
+        ActiveRequest { metrics: self.clone(), method }
     }
 
     pub fn record(&self, o: &RequestOutcome<'_>) {
@@ -185,11 +181,7 @@ impl RedMetrics {
                 .clone(),
         };
         match o.exemplar_trace_id {
-            Some(trace_id) => {
-                series
-                    .duration
-                    .observe_with_exemplar(o.duration_seconds, trace_id, unix_now())
-            }
+            Some(trace_id) => series.duration.observe_with_exemplar(o.duration_seconds, trace_id, unix_now()),
             None => series.duration.observe(o.duration_seconds),
         }
         series.request_size.observe(o.request_body_bytes as f64);
@@ -213,21 +205,9 @@ impl RedMetrics {
         });
         type Pick = fn(&Series) -> &Histogram;
         let families: [(&str, &str, Pick); 3] = [
-            (
-                "http_server_request_duration_seconds",
-                "Duration of HTTP server requests.",
-                |s| &s.duration,
-            ),
-            (
-                "http_server_request_body_size_bytes",
-                "Size of HTTP server request bodies.",
-                |s| &s.request_size,
-            ),
-            (
-                "http_server_response_body_size_bytes",
-                "Size of HTTP server response bodies.",
-                |s| &s.response_size,
-            ),
+            ("http_server_request_duration_seconds", "Duration of HTTP server requests.", |s| &s.duration),
+            ("http_server_request_body_size_bytes", "Size of HTTP server request bodies.", |s| &s.request_size),
+            ("http_server_response_body_size_bytes", "Size of HTTP server response bodies.", |s| &s.response_size),
         ];
         for (name, help, pick) in families {
             if all.is_empty() {
@@ -265,11 +245,7 @@ impl RedMetrics {
         }
         let seen = self.methods_seen.load(Ordering::Relaxed);
         if seen != 0 {
-            w.family(
-                "http_server_active_requests",
-                "Number of active HTTP server requests.",
-                Kind::Gauge,
-            );
+            w.family("http_server_active_requests", "Number of active HTTP server requests.", Kind::Gauge);
             for m in METHOD_LABELS {
                 if seen & (1 << m as u16) != 0 {
                     w.sample(
@@ -295,9 +271,7 @@ impl Drop for ActiveRequest {
 }
 
 pub fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
 #[cfg(test)]
@@ -305,12 +279,7 @@ mod tests {
     use super::*;
     use crate::telemetry::metrics::Format;
 
-    fn outcome<'a>(
-        route: &'a Arc<str>,
-        status: u16,
-        error: Option<ErrorType>,
-        secs: f64,
-    ) -> RequestOutcome<'a> {
+    fn outcome<'a>(route: &'a Arc<str>, status: u16, error: Option<ErrorType>, secs: f64) -> RequestOutcome<'a> {
         RequestOutcome {
             route_id: 1,
             route,
@@ -337,14 +306,8 @@ mod tests {
         m.write(&mut w);
         let text = w.finish();
         assert!(text.contains("http_server_request_duration_seconds_count{http_request_method=\"GET\",http_route=\"/users/{id}\",http_response_status_code=\"200\"} 2\n"), "{text}");
-        assert!(
-            text.contains("http_response_status_code=\"503\",error_type=\"503\"} 1\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("http_response_status_code=\"504\",error_type=\"timeout\",le=\"1\"} 0\n"),
-            "{text}"
-        );
+        assert!(text.contains("http_response_status_code=\"503\",error_type=\"503\"} 1\n"), "{text}");
+        assert!(text.contains("http_response_status_code=\"504\",error_type=\"timeout\",le=\"1\"} 0\n"), "{text}");
     }
 
     #[test]
@@ -355,10 +318,7 @@ mod tests {
         drop(a);
         let mut w = ExpositionWriter::new(Format::Prometheus);
         m.write(&mut w);
-        assert!(
-            w.finish()
-                .contains("http_server_active_requests{http_request_method=\"POST\"} 1\n")
-        );
+        assert!(w.finish().contains("http_server_active_requests{http_request_method=\"POST\"} 1\n"));
         drop(b);
     }
 

@@ -18,23 +18,11 @@ impl TraceContext {
     /// Continues the caller's trace or starts a new one; `ratio` samples new traces by trace id.
     pub fn from_headers(headers: &HeaderMap, ratio: f64) -> Self {
         let span_id = random_span_id();
-        if let Some((trace_id, parent, sampled)) =
-            headers.get("traceparent").and_then(parse_traceparent)
-        {
-            return TraceContext {
-                trace_id,
-                span_id,
-                parent_span_id: Some(parent),
-                sampled,
-            };
+        if let Some((trace_id, parent, sampled)) = headers.get("traceparent").and_then(parse_traceparent) {
+            return TraceContext { trace_id, span_id, parent_span_id: Some(parent), sampled };
         }
         let trace_id = random_trace_id();
-        TraceContext {
-            trace_id,
-            span_id,
-            parent_span_id: None,
-            sampled: ratio_samples(&trace_id, ratio),
-        }
+        TraceContext { trace_id, span_id, parent_span_id: None, sampled: ratio_samples(&trace_id, ratio) }
     }
 
     /// The `traceparent` to send upstream: same trace, the sidecar's span as parent.
@@ -46,9 +34,8 @@ impl TraceContext {
         hex_into(&self.span_id, &mut buf[36..52]);
         buf[52..].copy_from_slice(if self.sampled { b"-01" } else { b"-00" });
         // Only hex digits and dashes were written.
-        HeaderValue::from_bytes(&buf).unwrap_or_else(|_| {
-            HeaderValue::from_static("00-00000000000000000000000000000000-0000000000000000-00")
-        })
+        HeaderValue::from_bytes(&buf)
+            .unwrap_or_else(|_| HeaderValue::from_static("00-00000000000000000000000000000000-0000000000000000-00"))
     }
 
     pub fn trace_id_hex(&self) -> HexId<32> {
@@ -162,27 +149,15 @@ mod tests {
 
     fn headers(tp: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(
-            "traceparent",
-            HeaderValue::from_str(tp).expect("header value"),
-        );
+        h.insert("traceparent", HeaderValue::from_str(tp).expect("header value"));
         h
     }
 
     #[test]
     fn continues_a_valid_traceparent() {
-        let ctx = TraceContext::from_headers(
-            &headers("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
-            0.0,
-        );
-        assert_eq!(
-            ctx.trace_id_hex().as_str(),
-            "4bf92f3577b34da6a3ce929d0e0e4736"
-        );
-        assert_eq!(
-            ctx.parent_span_id,
-            Some([0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7])
-        );
+        let ctx = TraceContext::from_headers(&headers("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"), 0.0);
+        assert_eq!(ctx.trace_id_hex().as_str(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(ctx.parent_span_id, Some([0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7]));
         assert!(ctx.sampled, "the parent's sampled flag wins over the ratio");
         let out = ctx.traceparent();
         let out = out.to_str().expect("ascii");
@@ -203,19 +178,13 @@ mod tests {
         ] {
             let ctx = TraceContext::from_headers(&headers(bad), 1.0);
             assert_eq!(ctx.parent_span_id, None, "{bad}");
-            assert_ne!(
-                ctx.trace_id_hex().as_str(),
-                "4bf92f3577b34da6a3ce929d0e0e4736",
-                "{bad}"
-            );
+            assert_ne!(ctx.trace_id_hex().as_str(), "4bf92f3577b34da6a3ce929d0e0e4736", "{bad}");
         }
     }
 
     #[test]
     fn ratio_sampling_is_proportional() {
-        let sampled = (0..20_000)
-            .filter(|_| ratio_samples(&random_trace_id(), 0.25))
-            .count();
+        let sampled = (0..20_000).filter(|_| ratio_samples(&random_trace_id(), 0.25)).count();
         assert!((4_000..6_000).contains(&sampled), "{sampled}");
         assert!(ratio_samples(&random_trace_id(), 1.0));
         assert!(!ratio_samples(&random_trace_id(), 0.0));

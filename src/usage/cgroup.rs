@@ -10,11 +10,8 @@ use crate::telemetry::metrics::{ExpositionWriter, Kind};
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 /// The pressure files and the `resource` label each one is reported under.
-const PRESSURE_FILES: [(&str, &str); 3] = [
-    ("cpu", "cpu.pressure"),
-    ("memory", "memory.pressure"),
-    ("io", "io.pressure"),
-];
+const PRESSURE_FILES: [(&str, &str); 3] =
+    [("cpu", "cpu.pressure"), ("memory", "memory.pressure"), ("io", "io.pressure")];
 
 /// Finds this process's cgroup v2 directory from `/proc/self/cgroup`.
 ///
@@ -30,9 +27,7 @@ pub(super) fn detect_dir() -> Option<PathBuf> {
 /// Only the `0::` line belongs to the unified hierarchy; v1 controllers (`4:memory:/...`) are
 /// listed alongside it on hybrid hosts and must not be mistaken for it.
 pub(super) fn unified_relative_path(text: &str) -> Option<&str> {
-    text.lines()
-        .find_map(|line| line.strip_prefix("0::"))
-        .map(|path| path.trim().trim_start_matches('/'))
+    text.lines().find_map(|line| line.strip_prefix("0::")).map(|path| path.trim().trim_start_matches('/'))
 }
 
 /// The `cpu.stat` keys this module reports.
@@ -77,9 +72,7 @@ pub(super) fn parse_pressure(text: &str) -> Pressure {
         let Some(kind) = fields.next() else {
             continue;
         };
-        let total = fields
-            .find_map(|field| field.strip_prefix("total="))
-            .and_then(|v| v.parse::<u64>().ok());
+        let total = fields.find_map(|field| field.strip_prefix("total=")).and_then(|v| v.parse::<u64>().ok());
         match kind {
             "some" => pressure.some_usec = total,
             "full" => pressure.full_usec = total,
@@ -109,9 +102,7 @@ fn read(dir: &Path, file: &str) -> Option<String> {
 
 /// Appends the cgroup families whose files are readable in `dir`.
 pub(super) fn write(dir: &Path, w: &mut ExpositionWriter) {
-    let cpu = read(dir, "cpu.stat")
-        .map(|text| parse_cpu_stat(&text))
-        .unwrap_or_default();
+    let cpu = read(dir, "cpu.stat").map(|text| parse_cpu_stat(&text)).unwrap_or_default();
     emit(
         w,
         "redline_cgroup_cpu_usage_seconds_total",
@@ -131,18 +122,14 @@ pub(super) fn write(dir: &Path, w: &mut ExpositionWriter) {
         "redline_cgroup_memory_usage_bytes",
         "Memory currently used by the container's cgroup in bytes.",
         Kind::Gauge,
-        read(dir, "memory.current")
-            .and_then(|text| parse_u64(&text))
-            .map(|v| v as f64),
+        read(dir, "memory.current").and_then(|text| parse_u64(&text)).map(|v| v as f64),
     );
     emit(
         w,
         "redline_cgroup_memory_limit_bytes",
         "Memory limit of the container's cgroup in bytes.",
         Kind::Gauge,
-        read(dir, "memory.max")
-            .and_then(|text| parse_memory_max(&text))
-            .map(|v| v as f64),
+        read(dir, "memory.max").and_then(|text| parse_memory_max(&text)).map(|v| v as f64),
     );
 
     // PSI files fail to read when the kernel runs with psi=0; such resources are just left out.
@@ -182,14 +169,8 @@ mod tests {
             Some("kubepods.slice/pod-1/cri-abc.scope")
         );
         let hybrid = "4:memory:/docker/abc\n1:cpu:/\n0::/system.slice/app.service\n";
-        assert_eq!(
-            unified_relative_path(hybrid),
-            Some("system.slice/app.service")
-        );
-        assert_eq!(
-            unified_relative_path("4:memory:/docker/abc\n1:cpu:/\n"),
-            None
-        );
+        assert_eq!(unified_relative_path(hybrid), Some("system.slice/app.service"));
+        assert_eq!(unified_relative_path("4:memory:/docker/abc\n1:cpu:/\n"), None);
         assert_eq!(unified_relative_path(""), None);
     }
 
@@ -197,50 +178,20 @@ mod tests {
     fn cpu_stat_with_and_without_throttling() {
         let full = "usage_usec 2500000\nuser_usec 2000000\nsystem_usec 500000\n\
                     nr_periods 10\nnr_throttled 2\nthrottled_usec 125000\n";
-        assert_eq!(
-            parse_cpu_stat(full),
-            CpuStat {
-                usage_usec: Some(2_500_000),
-                throttled_usec: Some(125_000)
-            }
-        );
+        assert_eq!(parse_cpu_stat(full), CpuStat { usage_usec: Some(2_500_000), throttled_usec: Some(125_000) });
         let no_cpu_controller = "usage_usec 42\nuser_usec 40\nsystem_usec 2\n";
-        assert_eq!(
-            parse_cpu_stat(no_cpu_controller),
-            CpuStat {
-                usage_usec: Some(42),
-                throttled_usec: None
-            }
-        );
-        assert_eq!(
-            parse_cpu_stat("usage_usec garbage\nthrottled_usec\n"),
-            CpuStat::default()
-        );
+        assert_eq!(parse_cpu_stat(no_cpu_controller), CpuStat { usage_usec: Some(42), throttled_usec: None });
+        assert_eq!(parse_cpu_stat("usage_usec garbage\nthrottled_usec\n"), CpuStat::default());
     }
 
     #[test]
     fn pressure_totals() {
         let text = "some avg10=0.00 avg60=0.12 avg300=0.50 total=12345\n\
                     full avg10=0.00 avg60=0.00 avg300=0.00 total=678\n";
-        assert_eq!(
-            parse_pressure(text),
-            Pressure {
-                some_usec: Some(12345),
-                full_usec: Some(678)
-            }
-        );
+        assert_eq!(parse_pressure(text), Pressure { some_usec: Some(12345), full_usec: Some(678) });
         let some_only = "some avg10=1.00 avg60=0.00 avg300=0.00 total=9\n";
-        assert_eq!(
-            parse_pressure(some_only),
-            Pressure {
-                some_usec: Some(9),
-                full_usec: None
-            }
-        );
-        assert_eq!(
-            parse_pressure("some avg10=1.00 total=x\n\n"),
-            Pressure::default()
-        );
+        assert_eq!(parse_pressure(some_only), Pressure { some_usec: Some(9), full_usec: None });
+        assert_eq!(parse_pressure("some avg10=1.00 total=x\n\n"), Pressure::default());
     }
 
     #[test]

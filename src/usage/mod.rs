@@ -63,10 +63,7 @@ impl UsageCollector {
         if let Some(snapshot) = self.app_snapshot() {
             process::write_app(w, &snapshot);
         }
-        if let Some(snapshot) = procfs::process::Process::myself()
-            .ok()
-            .and_then(|me| process::snapshot(&me))
-        {
+        if let Some(snapshot) = procfs::process::Process::myself().ok().and_then(|me| process::snapshot(&me)) {
             let start_time = self.start_time(snapshot.start_ticks);
             process::write_self(w, &snapshot, start_time);
         }
@@ -78,14 +75,10 @@ impl UsageCollector {
             AppTarget::Pid(pid) => *pid,
             AppTarget::Name(name) => self.resolve(name)?,
         };
-        let snapshot = procfs::process::Process::new(pid)
-            .ok()
-            .and_then(|p| process::snapshot(&p));
+        let snapshot = procfs::process::Process::new(pid).ok().and_then(|p| process::snapshot(&p));
         if snapshot.is_none() {
             // The app exited between resolving and reading; resolve afresh next scrape.
-            let _ = self
-                .app_pid
-                .compare_exchange(pid, 0, Ordering::Relaxed, Ordering::Relaxed);
+            let _ = self.app_pid.compare_exchange(pid, 0, Ordering::Relaxed, Ordering::Relaxed);
         }
         snapshot
     }
@@ -101,10 +94,7 @@ impl UsageCollector {
         let now = Instant::now();
         {
             // Poisoning only means another scrape panicked; the instant inside is still valid.
-            let mut next = self
-                .next_lookup
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+            let mut next = self.next_lookup.lock().unwrap_or_else(PoisonError::into_inner);
             if next.is_some_and(|at| now < at) {
                 return None;
             }
@@ -113,10 +103,7 @@ impl UsageCollector {
         let found = process::find_by_name(name, self.own_pid)?;
         self.app_pid.store(found, Ordering::Relaxed);
         // The backoff is for a missing app; a restart right after this must be found at once.
-        *self
-            .next_lookup
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = None;
+        *self.next_lookup.lock().unwrap_or_else(PoisonError::into_inner) = None;
         Some(found)
     }
 
@@ -160,29 +147,19 @@ mod tests {
     }
 
     fn value_of<'a>(text: &'a str, series: &str) -> Option<&'a str> {
-        text.lines()
-            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
     }
 
     #[test]
     fn sidecar_process_families_are_always_written() {
         let dir = empty_cgroup();
-        let text = render(&UsageCollector::new(
-            Some(dir.path().to_path_buf()),
-            AppTarget::None,
-        ));
-        assert!(
-            text.contains("# TYPE process_cpu_seconds_total counter\n"),
-            "{text}"
-        );
-        let rss: f64 = value_of(&text, "process_resident_memory_bytes")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_default();
+        let text = render(&UsageCollector::new(Some(dir.path().to_path_buf()), AppTarget::None));
+        assert!(text.contains("# TYPE process_cpu_seconds_total counter\n"), "{text}");
+        let rss: f64 =
+            value_of(&text, "process_resident_memory_bytes").and_then(|v| v.parse().ok()).unwrap_or_default();
         assert!(rss > 0.0, "{text}");
         assert!(value_of(&text, "process_threads").is_some(), "{text}");
-        let start: f64 = value_of(&text, "process_start_time_seconds")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_default();
+        let start: f64 = value_of(&text, "process_start_time_seconds").and_then(|v| v.parse().ok()).unwrap_or_default();
         assert!(start > 1_500_000_000.0, "{text}");
         assert!(!text.contains("redline_app_"), "{text}");
         assert!(!text.contains("redline_cgroup_"), "{text}");
@@ -192,19 +169,10 @@ mod tests {
     fn app_by_pid_of_this_process() {
         let dir = empty_cgroup();
         let pid = std::process::id() as i32;
-        let text = render(&UsageCollector::new(
-            Some(dir.path().to_path_buf()),
-            AppTarget::Pid(pid),
-        ));
+        let text = render(&UsageCollector::new(Some(dir.path().to_path_buf()), AppTarget::Pid(pid)));
         assert!(value_of(&text, "redline_app_threads").is_some(), "{text}");
-        assert!(
-            text.contains("# TYPE redline_app_cpu_seconds_total counter\n"),
-            "{text}"
-        );
-        assert!(
-            value_of(&text, "redline_app_resident_memory_bytes").is_some(),
-            "{text}"
-        );
+        assert!(text.contains("# TYPE redline_app_cpu_seconds_total counter\n"), "{text}");
+        assert!(value_of(&text, "redline_app_resident_memory_bytes").is_some(), "{text}");
     }
 
     #[test]
@@ -216,10 +184,8 @@ mod tests {
         assert!(!text.contains("redline_app_"), "{text}");
         assert!(text.contains("process_cpu_seconds_total"), "{text}");
 
-        let unknown = UsageCollector::new(
-            Some(dir.path().to_path_buf()),
-            AppTarget::Name("redline-no-such-process".into()),
-        );
+        let unknown =
+            UsageCollector::new(Some(dir.path().to_path_buf()), AppTarget::Name("redline-no-such-process".into()));
         assert!(!render(&unknown).contains("redline_app_"));
         // Within the backoff the scan is skipped, still without output.
         assert!(!render(&unknown).contains("redline_app_"));
@@ -242,13 +208,8 @@ mod tests {
 
         let name = format!("redline-usage-test-{}", std::process::id());
         // comm stays "sleep"; only argv[0] carries the name, exercising the fallback match.
-        let mut child = KillOnDrop(
-            std::process::Command::new("sleep")
-                .arg0(&name)
-                .arg("30")
-                .spawn()
-                .expect("spawn sleep"),
-        );
+        let mut child =
+            KillOnDrop(std::process::Command::new("sleep").arg0(&name).arg("30").spawn().expect("spawn sleep"));
         let child_pid = child.0.id() as i32;
         // The parent of a vfork-style spawn resumes before the kernel has installed the new argv,
         // so wait until /proc shows it.
@@ -259,10 +220,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         let dir = empty_cgroup();
-        let collector = UsageCollector::new(
-            Some(dir.path().to_path_buf()),
-            AppTarget::Name(name.clone()),
-        );
+        let collector = UsageCollector::new(Some(dir.path().to_path_buf()), AppTarget::Name(name.clone()));
 
         let text = render(&collector);
         assert!(value_of(&text, "redline_app_threads").is_some(), "{text}");
@@ -303,10 +261,7 @@ mod tests {
         for (file, content) in files {
             std::fs::write(dir.path().join(file), content).expect("write fixture");
         }
-        let text = render(&UsageCollector::new(
-            Some(dir.path().to_path_buf()),
-            AppTarget::None,
-        ));
+        let text = render(&UsageCollector::new(Some(dir.path().to_path_buf()), AppTarget::None));
 
         let expected = "# HELP redline_cgroup_cpu_usage_seconds_total Total CPU time consumed \
             by the container's cgroup in seconds.\n\
@@ -340,14 +295,8 @@ mod tests {
         let dir = empty_cgroup();
         std::fs::write(dir.path().join("cpu.stat"), "usage_usec 1000000\n").expect("write");
         std::fs::write(dir.path().join("memory.max"), "max\n").expect("write");
-        let text = render(&UsageCollector::new(
-            Some(dir.path().to_path_buf()),
-            AppTarget::None,
-        ));
-        assert!(
-            text.contains("\nredline_cgroup_cpu_usage_seconds_total 1\n"),
-            "{text}"
-        );
+        let text = render(&UsageCollector::new(Some(dir.path().to_path_buf()), AppTarget::None));
+        assert!(text.contains("\nredline_cgroup_cpu_usage_seconds_total 1\n"), "{text}");
         assert!(!text.contains("redline_cgroup_cpu_throttled"), "{text}");
         assert!(!text.contains("redline_cgroup_memory"), "{text}");
         assert!(!text.contains("redline_cgroup_pressure"), "{text}");

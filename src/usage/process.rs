@@ -49,11 +49,7 @@ pub(super) fn ticks_to_seconds(ticks: u64, ticks_per_second: u64) -> f64 {
 }
 
 /// Seconds since the epoch at which a process started, from its `starttime` in ticks after boot.
-pub(super) fn start_time_seconds(
-    boot_time_secs: u64,
-    start_ticks: u64,
-    ticks_per_second: u64,
-) -> f64 {
+pub(super) fn start_time_seconds(boot_time_secs: u64, start_ticks: u64, ticks_per_second: u64) -> f64 {
     boot_time_secs as f64 + ticks_to_seconds(start_ticks, ticks_per_second)
 }
 
@@ -118,13 +114,7 @@ pub(super) fn write_app(w: &mut ExpositionWriter, s: &Snapshot) {
         Kind::Gauge,
         Some(s.resident_bytes),
     );
-    emit(
-        w,
-        "redline_app_open_fds",
-        "Number of open file descriptors of the app process.",
-        Kind::Gauge,
-        s.open_fds,
-    );
+    emit(w, "redline_app_open_fds", "Number of open file descriptors of the app process.", Kind::Gauge, s.open_fds);
     emit(
         w,
         "redline_app_max_fds",
@@ -132,13 +122,7 @@ pub(super) fn write_app(w: &mut ExpositionWriter, s: &Snapshot) {
         Kind::Gauge,
         s.max_fds,
     );
-    emit(
-        w,
-        "redline_app_threads",
-        "Number of OS threads in the app process.",
-        Kind::Gauge,
-        Some(s.threads),
-    );
+    emit(w, "redline_app_threads", "Number of OS threads in the app process.", Kind::Gauge, Some(s.threads));
 }
 
 /// Appends the standard Prometheus `process_*` families for the sidecar itself.
@@ -150,41 +134,11 @@ pub(super) fn write_self(w: &mut ExpositionWriter, s: &Snapshot, start_time: Opt
         Kind::Counter,
         Some(s.cpu_seconds),
     );
-    emit(
-        w,
-        "process_resident_memory_bytes",
-        "Resident memory size in bytes.",
-        Kind::Gauge,
-        Some(s.resident_bytes),
-    );
-    emit(
-        w,
-        "process_virtual_memory_bytes",
-        "Virtual memory size in bytes.",
-        Kind::Gauge,
-        Some(s.virtual_bytes),
-    );
-    emit(
-        w,
-        "process_open_fds",
-        "Number of open file descriptors.",
-        Kind::Gauge,
-        s.open_fds,
-    );
-    emit(
-        w,
-        "process_max_fds",
-        "Maximum number of open file descriptors.",
-        Kind::Gauge,
-        s.max_fds,
-    );
-    emit(
-        w,
-        "process_threads",
-        "Number of OS threads in the process.",
-        Kind::Gauge,
-        Some(s.threads),
-    );
+    emit(w, "process_resident_memory_bytes", "Resident memory size in bytes.", Kind::Gauge, Some(s.resident_bytes));
+    emit(w, "process_virtual_memory_bytes", "Virtual memory size in bytes.", Kind::Gauge, Some(s.virtual_bytes));
+    emit(w, "process_open_fds", "Number of open file descriptors.", Kind::Gauge, s.open_fds);
+    emit(w, "process_max_fds", "Maximum number of open file descriptors.", Kind::Gauge, s.max_fds);
+    emit(w, "process_threads", "Number of OS threads in the process.", Kind::Gauge, Some(s.threads));
     emit(
         w,
         "process_start_time_seconds",
@@ -200,15 +154,9 @@ mod tests {
 
     #[test]
     fn argv0_basename_from_cmdline() {
-        assert_eq!(
-            argv0_basename(b"/usr/bin/python3\0app.py\0--port\0"),
-            Some("python3")
-        );
+        assert_eq!(argv0_basename(b"/usr/bin/python3\0app.py\0--port\0"), Some("python3"));
         assert_eq!(argv0_basename(b"node\0server.js\0"), Some("node"));
-        assert_eq!(
-            argv0_basename(b"./my-long-application-name\0"),
-            Some("my-long-application-name")
-        );
+        assert_eq!(argv0_basename(b"./my-long-application-name\0"), Some("my-long-application-name"));
         // Kernel threads and zombies have an empty cmdline.
         assert_eq!(argv0_basename(b""), None);
         assert_eq!(argv0_basename(b"/usr/bin/\0"), None);

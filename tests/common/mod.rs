@@ -10,11 +10,10 @@ use std::time::{Duration, Instant};
 
 use redline::demo::upstream::{self, Faults};
 
+pub mod otlp;
+
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    StdListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free loopback port")
 }
 
 /// The demo service on a loopback port, running on the test's runtime.
@@ -26,9 +25,7 @@ pub struct Upstream {
 
 impl Upstream {
     pub async fn start() -> Upstream {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind upstream");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
         let addr = listener.local_addr().expect("upstream addr");
         let faults = Arc::new(Faults::default());
         let task = tokio::spawn(upstream::serve(listener, faults.clone()));
@@ -68,36 +65,15 @@ impl Sidecar {
         let proxy: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
         let child = Command::new(redline_bin())
-            .args([
-                "sidecar",
-                "--service",
-                "checkout",
-                "--service-version",
-                "1.2.3",
-                "--namespace",
-                "shop",
-            ])
-            .args([
-                "--listen",
-                &proxy.to_string(),
-                "--admin",
-                &admin.to_string(),
-                "--upstream",
-                upstream,
-            ])
+            .args(["sidecar", "--service", "checkout", "--service-version", "1.2.3", "--namespace", "shop"])
+            .args(["--listen", &proxy.to_string(), "--admin", &admin.to_string(), "--upstream", upstream])
             .args(extra)
             .env_remove("REDLINE_CONFIG")
             .stdout(stdout)
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn redline");
-        let mut s = Sidecar {
-            child,
-            proxy,
-            admin,
-            log_path,
-            _dir: dir,
-        };
+        let mut s = Sidecar { child, proxy, admin, log_path, _dir: dir };
         s.wait_healthy().await;
         s
     }
@@ -119,10 +95,7 @@ impl Sidecar {
                 }
                 panic!("redline exited before becoming healthy ({status}): {err}");
             }
-            assert!(
-                Instant::now() < deadline,
-                "redline did not answer /healthz within 20s"
-            );
+            assert!(Instant::now() < deadline, "redline did not answer /healthz within 20s");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -136,11 +109,7 @@ impl Sidecar {
     }
 
     pub async fn metrics(&self) -> String {
-        let r = client()
-            .get(self.admin_url("/metrics"))
-            .send()
-            .await
-            .expect("GET /metrics");
+        let r = client().get(self.admin_url("/metrics")).send().await.expect("GET /metrics");
         assert_eq!(r.status(), 200);
         r.text().await.expect("metrics body")
     }
@@ -153,10 +122,7 @@ impl Sidecar {
             if pred(&m) {
                 return m;
             }
-            assert!(
-                Instant::now() < deadline,
-                "metrics never showed {what}:\n{m}"
-            );
+            assert!(Instant::now() < deadline, "metrics never showed {what}:\n{m}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -178,10 +144,7 @@ impl Sidecar {
             if let Some(status) = self.child.try_wait().expect("wait redline") {
                 return status;
             }
-            assert!(
-                Instant::now() < deadline,
-                "redline did not exit within {limit:?}"
-            );
+            assert!(Instant::now() < deadline, "redline did not exit within {limit:?}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -193,8 +156,7 @@ impl Sidecar {
 
     /// Peak resident memory of the sidecar process (VmHWM), in bytes.
     pub fn peak_rss_bytes(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("proc status");
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("proc status");
         let kb: u64 = status
             .lines()
             .find_map(|l| l.strip_prefix("VmHWM:"))
@@ -212,22 +174,12 @@ impl Drop for Sidecar {
 }
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .expect("http client")
+    reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("http client")
 }
 
 /// The value of the sample line that starts with `series` (name plus labels, exactly).
 pub fn sample(metrics: &str, series: &str) -> Option<f64> {
-    metrics.lines().find_map(|l| {
-        l.strip_prefix(series)?
-            .strip_prefix(' ')?
-            .split(' ')
-            .next()?
-            .parse()
-            .ok()
-    })
+    metrics.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.split(' ').next()?.parse().ok())
 }
 
 /// Runs a system tool the tests depend on, failing with an install hint when it is missing.
@@ -237,5 +189,7 @@ pub fn require_tool(tool: &str, package: &str) -> PathBuf {
         .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
         .map(|dir| dir.join(tool))
         .find(|p| p.is_file());
-    found.unwrap_or_else(|| panic!("{tool} is not installed: run `apt-get install -y {package}` (or scripts/test.sh, which installs it)"))
+    found.unwrap_or_else(|| {
+        panic!("{tool} is not installed: run `apt-get install -y {package}` (or scripts/test.sh, which installs it)")
+    })
 }

@@ -90,12 +90,7 @@ pub struct ExpositionWriter {
 
 impl ExpositionWriter {
     pub fn new(format: Format) -> Self {
-        ExpositionWriter {
-            out: String::with_capacity(64 * 1024),
-            format,
-            family: String::new(),
-            kind: None,
-        }
+        ExpositionWriter { out: String::with_capacity(64 * 1024), format, family: String::new(), kind: None }
     }
 
     pub fn format(&self) -> Format {
@@ -144,13 +139,7 @@ impl ExpositionWriter {
                 Format::OpenMetrics => h.exemplars.get(i).and_then(|e| e.as_ref()),
                 Format::Prometheus => None,
             };
-            self.line(
-                &name,
-                "_bucket",
-                labels,
-                Some(("le", &le_buf)),
-                *cumulative as f64,
-            );
+            self.line(&name, "_bucket", labels, Some(("le", &le_buf)), *cumulative as f64);
             if let Some(e) = exemplar {
                 // The exemplar belongs on the line just written: replace its newline.
                 self.out.pop();
@@ -174,14 +163,7 @@ impl ExpositionWriter {
         self.out
     }
 
-    fn line(
-        &mut self,
-        name: &str,
-        suffix: &str,
-        labels: Labels<'_>,
-        extra: Option<(&str, &str)>,
-        value: f64,
-    ) {
+    fn line(&mut self, name: &str, suffix: &str, labels: Labels<'_>, extra: Option<(&str, &str)>, value: f64) {
         self.out.push_str(name);
         self.out.push_str(suffix);
         if !labels.is_empty() || extra.is_some() {
@@ -249,15 +231,7 @@ mod tests {
             bounds: vec![0.1, 1.0],
             cumulative: vec![1, 3, 4],
             sum: 7.25,
-            exemplars: vec![
-                None,
-                Some(Exemplar {
-                    trace_id: "abc".into(),
-                    value: 0.5,
-                    timestamp: 1700000000.5,
-                }),
-                None,
-            ],
+            exemplars: vec![None, Some(Exemplar { trace_id: "abc".into(), value: 0.5, timestamp: 1700000000.5 }), None],
         }
     }
 
@@ -287,10 +261,7 @@ mod tests {
         w.histogram(&[], &snapshot());
         let text = w.finish();
         assert!(text.contains("# TYPE x counter\nx_total 1\n"), "{text}");
-        assert!(
-            text.contains("d_seconds_bucket{le=\"1\"} 3 # {trace_id=\"abc\"} 0.5 1700000000.5\n"),
-            "{text}"
-        );
+        assert!(text.contains("d_seconds_bucket{le=\"1\"} 3 # {trace_id=\"abc\"} 0.5 1700000000.5\n"), "{text}");
         assert!(text.ends_with("# EOF\n"));
     }
 
@@ -298,9 +269,7 @@ mod tests {
     fn accept_header_negotiation() {
         assert_eq!(Format::from_accept(None), Format::Prometheus);
         assert_eq!(
-            Format::from_accept(Some(
-                "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
-            )),
+            Format::from_accept(Some("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5")),
             Format::OpenMetrics
         );
         assert_eq!(Format::from_accept(Some("text/plain")), Format::Prometheus);

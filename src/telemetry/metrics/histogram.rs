@@ -7,9 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::exposition::{Exemplar, HistogramSnapshot};
 
 /// The OpenTelemetry advice for `http.server.request.duration`, in seconds.
-pub const OTEL_DURATION_BUCKETS: [f64; 14] = [
-    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
-];
+pub const OTEL_DURATION_BUCKETS: [f64; 14] =
+    [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0];
 
 /// Body size buckets in bytes: 100 B to 100 MB in decades.
 pub const BODY_SIZE_BUCKETS: [f64; 7] = [100.0, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8];
@@ -42,10 +41,7 @@ impl Histogram {
 
     fn bucket_index(&self, v: f64) -> usize {
         // Prometheus buckets are upper-inclusive (`le`).
-        self.bounds
-            .iter()
-            .position(|b| v <= *b)
-            .unwrap_or(self.bounds.len())
+        self.bounds.iter().position(|b| v <= *b).unwrap_or(self.bounds.len())
     }
 
     pub fn observe(&self, v: f64) {
@@ -60,11 +56,7 @@ impl Histogram {
         self.counts[i].fetch_add(1, Ordering::Relaxed);
         self.add_sum(v);
         if let Ok(mut slot) = self.exemplars[i].try_lock() {
-            *slot = Some(ExemplarSlot {
-                trace_id,
-                value: v,
-                timestamp,
-            });
+            *slot = Some(ExemplarSlot { trace_id, value: v, timestamp });
         }
     }
 
@@ -72,12 +64,7 @@ impl Histogram {
         let mut current = self.sum_bits.load(Ordering::Relaxed);
         loop {
             let next = (f64::from_bits(current) + v).to_bits();
-            match self.sum_bits.compare_exchange_weak(
-                current,
-                next,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
+            match self.sum_bits.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed) {
                 Ok(_) => return,
                 Err(seen) => current = seen,
             }
@@ -97,11 +84,7 @@ impl Histogram {
             .iter()
             .map(|slot| {
                 let slot = slot.lock().map(|s| *s).unwrap_or(None)?;
-                Some(Exemplar {
-                    trace_id: hex(&slot.trace_id),
-                    value: slot.value,
-                    timestamp: slot.timestamp,
-                })
+                Some(Exemplar { trace_id: hex(&slot.trace_id), value: slot.value, timestamp: slot.timestamp })
             })
             .collect();
         HistogramSnapshot {
@@ -159,9 +142,7 @@ mod tests {
                 std::thread::spawn(move || (0..10_000).for_each(|i| h.observe(i as f64 / 1000.0)))
             })
             .collect();
-        threads
-            .into_iter()
-            .for_each(|t| t.join().expect("observer thread"));
+        threads.into_iter().for_each(|t| t.join().expect("observer thread"));
         assert_eq!(h.snapshot().count(), 40_000);
     }
 }

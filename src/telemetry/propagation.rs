@@ -1,0 +1,1068 @@
+//! Trace context on the wire: extracted from incoming W3C, B3 (single and multi) or Jaeger
+//! headers, and injected into the upstream request in the configured formats.
+
+use http::HeaderMap;
+use http::header::{HeaderName, HeaderValue};
+
+use crate::config::Propagator;
+
+// Statics rather than `&str` keys so that each lookup hashes a prebuilt name instead of
+// re-validating the string, and so that inserting clones a static (allocation-free) name.
+static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+static B3: HeaderName = HeaderName::from_static("b3");
+static B3_TRACE_ID: HeaderName = HeaderName::from_static("x-b3-traceid");
+static B3_SPAN_ID: HeaderName = HeaderName::from_static("x-b3-spanid");
+static B3_PARENT_SPAN_ID: HeaderName = HeaderName::from_static("x-b3-parentspanid");
+static B3_SAMPLED: HeaderName = HeaderName::from_static("x-b3-sampled");
+static B3_FLAGS: HeaderName = HeaderName::from_static("x-b3-flags");
+static UBER_TRACE_ID: HeaderName = HeaderName::from_static("uber-trace-id");
+
+/// A trace context found on an incoming request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Extracted {
+    pub trace_id: [u8; 16],
+    /// The caller's span id (becomes the sidecar span's parent).
+    pub parent_span_id: [u8; 8],
+    /// The caller's sampling decision; None when the format defers it (B3 without a sampled flag).
+    pub sampled: Option<bool>,
+}
+
+/// Tries, in this order, W3C `traceparent`, B3 single `b3`, B3 multi `X-B3-TraceId`/`X-B3-SpanId`/`X-B3-Sampled`/`X-B3-Flags`, Jaeger `uber-trace-id`. The first VALID one wins; malformed headers are skipped (never an error); returns None when none is valid.
+///
+/// A header that appears more than once makes its format invalid: the W3C test suite
+/// (`test_traceparent_duplicated`) requires that for `traceparent`, and picking one of two
+/// contradicting copies of any other format would be just as arbitrary.
+pub fn extract(headers: &HeaderMap) -> Option<Extracted> {
+    if let Ok(Some(v)) = single(headers, &TRACEPARENT) {
+        if let Some(found) = parse_traceparent(v) {
+            return Some(found);
+        }
+    }
+    if let Ok(Some(v)) = single(headers, &B3) {
+        if let Some(found) = parse_b3_single(v) {
+            return Some(found);
+        }
+    }
+    if let Some(found) = parse_b3_multi(headers) {
+        return Some(found);
+    }
+    if let Ok(Some(v)) = single(headers, &UBER_TRACE_ID) {
+        return parse_jaeger(v);
+    }
+    None
+}
+
+/// The context the sidecar sends upstream: same trace, the sidecar's span as parent.
+#[derive(Clone, Copy, Debug)]
+pub struct Outgoing {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    pub parent_span_id: Option<[u8; 8]>,
+    pub sampled: bool,
+}
+
+/// Writes `traceparent` always, plus each format in `formats` (Tracecontext is a no-op extra since traceparent is always written). Removes any incoming headers of the formats it writes so the upstream never sees two contradicting contexts. Leaves `tracestate` untouched.
+pub fn inject(headers: &mut HeaderMap, ctx: &Outgoing, formats: &[Propagator]) {
+    let mut trace = [0u8; 32];
+    hex_into(&ctx.trace_id, &mut trace);
+    let mut span = [0u8; 16];
+    hex_into(&ctx.span_id, &mut span);
+    let flag = if ctx.sampled { b'1' } else { b'0' };
+
+    let mut tp = [0u8; 55];
+    tp[..3].copy_from_slice(b"00-");
+    tp[3..35].copy_from_slice(&trace);
+    tp[35] = b'-';
+    tp[36..52].copy_from_slice(&span);
+    tp[52..].copy_from_slice(&[b'-', b'0', flag]);
+    set(headers, &TRACEPARENT, &tp);
+
+    for format in formats {
+        match format {
+            Propagator::Tracecontext => {}
+            Propagator::B3 => {
+                let mut b3 = [0u8; 51];
+                b3[..32].copy_from_slice(&trace);
+                b3[32] = b'-';
+                b3[33..49].copy_from_slice(&span);
+                b3[49..].copy_from_slice(&[b'-', flag]);
+                set(headers, &B3, &b3);
+            }
+            Propagator::B3multi => {
+                set(headers, &B3_TRACE_ID, &trace);
+                set(headers, &B3_SPAN_ID, &span);
+                let sampled = if ctx.sampled { "1" } else { "0" };
+                headers.insert(B3_SAMPLED.clone(), HeaderValue::from_static(sampled));
+                // A caller's debug flag would override our explicit X-B3-Sampled upstream.
+                headers.remove(&B3_FLAGS);
+                match &ctx.parent_span_id {
+                    Some(parent) => {
+                        let mut p = [0u8; 16];
+                        hex_into(parent, &mut p);
+                        set(headers, &B3_PARENT_SPAN_ID, &p);
+                    }
+                    // The caller's parent is not ours: leaving it would point at the wrong span.
+                    None => {
+                        headers.remove(&B3_PARENT_SPAN_ID);
+                    }
+                }
+            }
+            Propagator::Jaeger => {
+                // The parent field is deprecated; `0` is what Jaeger clients send.
+                let mut j = [0u8; 54];
+                j[..32].copy_from_slice(&trace);
+                j[32] = b':';
+                j[33..49].copy_from_slice(&span);
+                j[49..].copy_from_slice(&[b':', b'0', b':', b'0', flag]);
+                set(headers, &UBER_TRACE_ID, &j);
+            }
+        }
+    }
+}
+
+/// Replaces every incoming value of `name`; `HeaderMap::insert` already drops duplicates.
+fn set(headers: &mut HeaderMap, name: &HeaderName, value: &[u8]) {
+    match HeaderValue::from_bytes(value) {
+        Ok(v) => {
+            headers.insert(name.clone(), v);
+        }
+        // Unreachable (only hex digits and separators are written), but if it ever happened
+        // a stale incoming value must not be forwarded as if it were ours.
+        Err(_) => {
+            headers.remove(name);
+        }
+    }
+}
+
+/// The header's only value with optional whitespace trimmed; `Err` when it is repeated.
+fn single<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<Option<&'a [u8]>, ()> {
+    let mut values = headers.get_all(name).iter();
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(());
+    }
+    Ok(Some(trim_ows(first.as_bytes())))
+}
+
+/// HTTP parsers strip OWS, but a `HeaderMap` built by other code may not have (and the W3C
+/// test suite's `test_traceparent_ows_handling` expects it to be tolerated).
+fn trim_ows(mut b: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = b {
+        b = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = b {
+        b = rest;
+    }
+    b
+}
+
+/// `{version}-{trace-id}-{parent-id}-{flags}`, all fixed-width lower-case hex.
+fn parse_traceparent(v: &[u8]) -> Option<Extracted> {
+    if v.len() < 55 || v[2] != b'-' || v[35] != b'-' || v[52] != b'-' {
+        return None;
+    }
+    let [version] = hex_exact::<1>(&v[0..2], Case::Lower)?;
+    // Version 00 is exactly 55 bytes; later versions may append fields after a dash, and
+    // their first 55 bytes must still be read as version 00.
+    if version == 0xff || (version == 0 && v.len() != 55) || (v.len() > 55 && v[55] != b'-') {
+        return None;
+    }
+    let trace_id = hex_exact::<16>(&v[3..35], Case::Lower)?;
+    let parent_span_id = hex_exact::<8>(&v[36..52], Case::Lower)?;
+    let [flags] = hex_exact::<1>(&v[53..55], Case::Lower)?;
+    valid(trace_id, parent_span_id, Some(flags & 1 == 1))
+}
+
+/// `{trace-id}-{span-id}[-{sampling-state}[-{parent-span-id}]]`.
+fn parse_b3_single(v: &[u8]) -> Option<Extracted> {
+    let mut parts = v.split(|&c| c == b'-');
+    // A lone sampling state (`0`, `1`, `d`) fails here: it carries no ids to continue.
+    let trace_id = b3_trace_id(parts.next()?)?;
+    let span_id = hex_exact::<8>(parts.next()?, Case::Lower)?;
+    let sampled = match parts.next() {
+        None => None,
+        // Debug implies an accept decision in B3.
+        Some(b"1" | b"d") => Some(true),
+        Some(b"0") => Some(false),
+        Some(_) => return None,
+    };
+    // The parent is not used, but a garbled one means a garbled header (the Zipkin
+    // reference propagator rejects it too).
+    if let Some(parent) = parts.next() {
+        hex_exact::<8>(parent, Case::Lower)?;
+    }
+    if parts.next().is_some() {
+        return None;
+    }
+    valid(trace_id, span_id, sampled)
+}
+
+fn parse_b3_multi(headers: &HeaderMap) -> Option<Extracted> {
+    let Ok(Some(trace)) = single(headers, &B3_TRACE_ID) else {
+        return None;
+    };
+    let Ok(Some(span)) = single(headers, &B3_SPAN_ID) else {
+        return None;
+    };
+    let trace_id = b3_trace_id(trace)?;
+    let span_id = hex_exact::<8>(span, Case::Lower)?;
+    // `X-B3-Flags: 1` is debug, which implies sampled whatever X-B3-Sampled says. Any other
+    // flags value is undefined and ignored, as the Zipkin reference propagator does.
+    let sampled = if let Ok(Some(b"1")) = single(headers, &B3_FLAGS) {
+        Some(true)
+    } else {
+        match single(headers, &B3_SAMPLED) {
+            Ok(None) => None,
+            // `true`/`false` predate the spec's `1`/`0` and are still sent by old clients.
+            Ok(Some(b"1" | b"true")) => Some(true),
+            Ok(Some(b"0" | b"false")) => Some(false),
+            _ => return None,
+        }
+    };
+    valid(trace_id, span_id, sampled)
+}
+
+/// B3 trace ids are 64 or 128 bits; a 64-bit one is the low half of the 128-bit id.
+fn b3_trace_id(s: &[u8]) -> Option<[u8; 16]> {
+    match s.len() {
+        16 | 32 => hex_right_aligned::<16>(s, Case::Lower),
+        _ => None,
+    }
+}
+
+/// `{trace-id}:{span-id}:{parent-span-id}:{flags}`, ids unpadded base16, possibly with the
+/// colons URL-encoded (some HTTP clients encode the value as a URL component).
+fn parse_jaeger(v: &[u8]) -> Option<Extracted> {
+    let (trace, rest) = split_jaeger(v)?;
+    let (span, rest) = split_jaeger(rest)?;
+    // The parent field is deprecated and ignored by Jaeger's own receivers; only its
+    // presence is part of the format.
+    let (_parent, flags) = split_jaeger(rest)?;
+    if split_jaeger(flags).is_some() {
+        return None;
+    }
+    // The Jaeger spec says base16 without fixing a case, and Jaeger clients parse with
+    // case-insensitive hex, so upper case is accepted here (unlike W3C and B3).
+    let trace_id = hex_right_aligned::<16>(trace, Case::Any)?;
+    let span_id = hex_right_aligned::<8>(span, Case::Any)?;
+    let [flags] = hex_right_aligned::<1>(flags, Case::Any)?;
+    // Bit 0x2 is debug, which forces sampling.
+    valid(trace_id, span_id, Some(flags & 0b11 != 0))
+}
+
+/// Splits at the first `:` or URL-encoded `%3A` (either hex case, per RFC 3986).
+fn split_jaeger(v: &[u8]) -> Option<(&[u8], &[u8])> {
+    for (i, &c) in v.iter().enumerate() {
+        if c == b':' {
+            return Some((&v[..i], &v[i + 1..]));
+        }
+        if c == b'%' && matches!(v.get(i + 1..i + 3), Some(b"3A" | b"3a")) {
+            return Some((&v[..i], &v[i + 3..]));
+        }
+    }
+    None
+}
+
+/// All-zero ids mean "no id" in every format.
+fn valid(trace_id: [u8; 16], parent_span_id: [u8; 8], sampled: Option<bool>) -> Option<Extracted> {
+    if trace_id == [0; 16] || parent_span_id == [0; 8] {
+        return None;
+    }
+    Some(Extracted {
+        trace_id,
+        parent_span_id,
+        sampled,
+    })
+}
+
+#[derive(Clone, Copy)]
+enum Case {
+    Lower,
+    Any,
+}
+
+fn nibble(c: u8, case: Case) -> Option<u8> {
+    match (c, case) {
+        (b'0'..=b'9', _) => Some(c - b'0'),
+        (b'a'..=b'f', _) => Some(c - b'a' + 10),
+        (b'A'..=b'F', Case::Any) => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Exactly `2 * N` hex digits.
+fn hex_exact<const N: usize>(s: &[u8], case: Case) -> Option<[u8; N]> {
+    if s.len() != 2 * N {
+        return None;
+    }
+    hex_right_aligned(s, case)
+}
+
+/// 1 to `2 * N` hex digits, left-padded with zeros.
+fn hex_right_aligned<const N: usize>(s: &[u8], case: Case) -> Option<[u8; N]> {
+    if s.is_empty() || s.len() > 2 * N {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, &c) in s.iter().rev().enumerate() {
+        let v = nibble(c, case)?;
+        out[N - 1 - i / 2] |= if i % 2 == 0 { v } else { v << 4 };
+    }
+    Some(out)
+}
+
+fn hex_into(bytes: &[u8], out: &mut [u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (i, b) in bytes.iter().enumerate() {
+        out[2 * i] = DIGITS[(b >> 4) as usize];
+        out[2 * i + 1] = DIGITS[(b & 0xf) as usize];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::Context;
+    use opentelemetry::propagation::TextMapPropagator;
+    use opentelemetry::trace::TraceContextExt;
+    use opentelemetry_sdk::propagation::TraceContextPropagator;
+    use opentelemetry_zipkin::{B3Encoding, Propagator as ZipkinPropagator};
+    use std::collections::HashMap;
+
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const SPAN: &str = "00f067aa0ba902b7";
+    const TRACE64: &str = "a3ce929d0e0e4736";
+    const TRACE64_PADDED: &str = "0000000000000000a3ce929d0e0e4736";
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.append(
+                HeaderName::from_bytes(k.as_bytes()).expect("test header name"),
+                HeaderValue::from_str(v).expect("test header value"),
+            );
+        }
+        map
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// (trace id hex, span id hex, sampled) as extracted by us.
+    fn ours(pairs: &[(&str, &str)]) -> Option<(String, String, Option<bool>)> {
+        extract(&headers(pairs)).map(|e| (hex(&e.trace_id), hex(&e.parent_span_id), e.sampled))
+    }
+
+    fn ctx(trace: &str, span: &str, sampled: Option<bool>) -> Option<(String, String, Option<bool>)> {
+        Some((trace.to_string(), span.to_string(), sampled))
+    }
+
+    fn header_str<'a>(map: &'a HeaderMap, name: &str) -> Option<&'a str> {
+        map.get(name).map(|v| v.to_str().expect("ascii header"))
+    }
+
+    /// A valid header set for each format that a malformed earlier format must fall through
+    /// to, with the context it carries (deliberately a different trace from `TRACE`).
+    const FALLBACK_TRACE: &str = "11111111111111112222222222222222";
+    const FALLBACK_SPAN: &str = "3333333333333333";
+
+    fn fallback_after(header: &str) -> Vec<(&'static str, &'static str)> {
+        match header {
+            "traceparent" => vec![("b3", "11111111111111112222222222222222-3333333333333333-1")],
+            "b3" => vec![
+                ("x-b3-traceid", FALLBACK_TRACE),
+                ("x-b3-spanid", FALLBACK_SPAN),
+                ("x-b3-sampled", "1"),
+            ],
+            "x-b3-traceid" => vec![(
+                "uber-trace-id",
+                "11111111111111112222222222222222:3333333333333333:0:1",
+            )],
+            _ => vec![],
+        }
+    }
+
+    /// The set yields nothing on its own, and does not shadow the next format in order.
+    fn assert_skipped(bad: &[(&str, &str)]) {
+        assert_eq!(ours(bad), None, "should be rejected: {bad:?}");
+        let fallback = fallback_after(bad[0].0);
+        if fallback.is_empty() {
+            return;
+        }
+        let mut combined = bad.to_vec();
+        combined.extend(fallback);
+        assert_eq!(
+            ours(&combined),
+            ctx(FALLBACK_TRACE, FALLBACK_SPAN, Some(true)),
+            "a later valid format must win over {bad:?}"
+        );
+    }
+
+    #[test]
+    fn no_trace_headers_is_none() {
+        assert_eq!(extract(&HeaderMap::new()), None);
+        assert_eq!(ours(&[("host", "example.com"), ("tracestate", "a=b")]), None);
+    }
+
+    #[test]
+    fn traceparent_valid() {
+        let cases = [
+            (format!("00-{TRACE}-{SPAN}-01"), Some(true)),
+            (format!("00-{TRACE}-{SPAN}-00"), Some(false)),
+            // Unknown flag bits are ignored; only bit 0 is "sampled".
+            (format!("00-{TRACE}-{SPAN}-03"), Some(true)),
+            (format!("00-{TRACE}-{SPAN}-02"), Some(false)),
+            (format!("00-{TRACE}-{SPAN}-ff"), Some(true)),
+            // Future versions: the first 55 bytes are read as version 00.
+            (format!("01-{TRACE}-{SPAN}-01"), Some(true)),
+            (format!("cc-{TRACE}-{SPAN}-01-what-the-future-will-be-like"), Some(true)),
+            (format!("fe-{TRACE}-{SPAN}-00-"), Some(false)),
+            // Optional whitespace around the value.
+            (format!(" \t00-{TRACE}-{SPAN}-01\t "), Some(true)),
+        ];
+        for (value, sampled) in cases {
+            assert_eq!(ours(&[("traceparent", &value)]), ctx(TRACE, SPAN, sampled), "{value}");
+        }
+    }
+
+    #[test]
+    fn traceparent_malformed() {
+        let cases = [
+            String::new(),
+            "00".to_string(),
+            format!("00-{TRACE}-{SPAN}"),
+            format!("00-{TRACE}-{SPAN}-"),
+            format!("00-{TRACE}-{SPAN}-1"),
+            format!("00-{TRACE}-{SPAN}-001"),
+            // Version 00 must be exactly 55 bytes.
+            format!("00-{TRACE}-{SPAN}-01-"),
+            format!("00-{TRACE}-{SPAN}-01-extra"),
+            format!("00-{TRACE}-{SPAN}-01."),
+            // Future versions must continue with a dash after the flags.
+            format!("01-{TRACE}-{SPAN}-01.extra"),
+            format!("ff-{TRACE}-{SPAN}-01"),
+            format!("0-{TRACE}-{SPAN}-01"),
+            format!("000-{TRACE}-{SPAN}-01"),
+            format!("0g-{TRACE}-{SPAN}-01"),
+            format!("00-{}-{SPAN}-01", &TRACE[..30]),
+            format!("00-{TRACE}ab-{SPAN}-01"),
+            format!("00-{TRACE}-{}-01", &SPAN[..14]),
+            format!("00-{TRACE}-{SPAN}ab-01"),
+            format!("00-{TRACE64}-{SPAN}-01"),
+            format!("00-4bf92f3577b34da6a3ce929d0e0e473g-{SPAN}-01"),
+            format!("00-{TRACE}-00f067aa0ba902bz-01"),
+            format!("00-{TRACE}-{SPAN}-0z"),
+            format!("00-{TRACE}-{SPAN}-.0"),
+            format!("00-+bf92f3577b34da6a3ce929d0e0e473-{SPAN}-01"),
+            // Upper-case hex anywhere.
+            format!("0A-{TRACE}-{SPAN}-01"),
+            format!("00-4BF92F3577B34DA6A3CE929D0E0E4736-{SPAN}-01"),
+            format!("00-{TRACE}-00F067AA0BA902B7-01"),
+            format!("00-{TRACE}-{SPAN}-0A"),
+            // All-zero ids.
+            format!("00-00000000000000000000000000000000-{SPAN}-01"),
+            format!("00-{TRACE}-0000000000000000-01"),
+            // Wrong separators.
+            format!("00_{TRACE}-{SPAN}-01"),
+            format!("00-{TRACE}_{SPAN}-01"),
+            format!("00-{TRACE}-{SPAN}_01"),
+        ];
+        for value in &cases {
+            assert_skipped(&[("traceparent", value)]);
+        }
+    }
+
+    #[test]
+    fn traceparent_repeated_is_invalid() {
+        // W3C test suite, test_traceparent_duplicated.
+        let a = "00-12345678901234567890123456789011-1234567890123456-01";
+        let b = "00-12345678901234567890123456789012-1234567890123456-01";
+        assert_skipped(&[("traceparent", a), ("traceparent", b)]);
+        assert_skipped(&[("traceparent", a), ("traceparent", a)]);
+    }
+
+    #[test]
+    fn b3_single_valid() {
+        let cases = [
+            (format!("{TRACE}-{SPAN}"), TRACE, None),
+            (format!("{TRACE}-{SPAN}-1"), TRACE, Some(true)),
+            (format!("{TRACE}-{SPAN}-0"), TRACE, Some(false)),
+            (format!("{TRACE}-{SPAN}-d"), TRACE, Some(true)),
+            (format!("{TRACE}-{SPAN}-1-00000000000000cd"), TRACE, Some(true)),
+            // A root span's parent may be written as zeros; it is ignored either way.
+            (format!("{TRACE}-{SPAN}-0-0000000000000000"), TRACE, Some(false)),
+            (format!("{TRACE64}-{SPAN}-1"), TRACE64_PADDED, Some(true)),
+            (format!("{TRACE64}-{SPAN}"), TRACE64_PADDED, None),
+            (format!("{TRACE64}-{SPAN}-d-00000000000000cd"), TRACE64_PADDED, Some(true)),
+        ];
+        for (value, trace, sampled) in cases {
+            assert_eq!(ours(&[("b3", &value)]), ctx(trace, SPAN, sampled), "{value}");
+        }
+    }
+
+    #[test]
+    fn b3_single_malformed() {
+        let cases = [
+            // Sampling state alone: no ids to continue.
+            "0".to_string(),
+            "1".to_string(),
+            "d".to_string(),
+            String::new(),
+            "-".to_string(),
+            TRACE.to_string(),
+            format!("{TRACE}-"),
+            format!("{TRACE}-{SPAN}-"),
+            format!("{TRACE}-{SPAN}-1-"),
+            format!("{TRACE}-{SPAN}-1-00000000000000cd-x"),
+            // Wrong lengths.
+            format!("{}-{SPAN}-1", &TRACE[..15]),
+            format!("{}-{SPAN}-1", &TRACE[..17]),
+            format!("{}-{SPAN}-1", &TRACE[..31]),
+            format!("{TRACE}a-{SPAN}-1"),
+            format!("{TRACE}-{}-1", &SPAN[..15]),
+            format!("{TRACE}-{SPAN}a-1"),
+            format!("{TRACE}-{SPAN}-1-00cd"),
+            // Non-hex, signs and upper case.
+            format!("4bf92f3577b34da6a3ce929d0e0e473x-{SPAN}-1"),
+            format!("+bf92f3577b34da6-{SPAN}-1"),
+            format!("{TRACE}-00f067aa0ba902bx-1"),
+            format!("4BF92F3577B34DA6A3CE929D0E0E4736-{SPAN}-1"),
+            format!("{TRACE}-00F067AA0BA902B7-1"),
+            format!("{TRACE}-{SPAN}-1-00000000000000CD"),
+            // Sampling states outside the spec.
+            format!("{TRACE}-{SPAN}-2"),
+            format!("{TRACE}-{SPAN}-true"),
+            format!("{TRACE}-{SPAN}-D"),
+            format!("{TRACE}-{SPAN}-01"),
+            // All-zero ids.
+            format!("00000000000000000000000000000000-{SPAN}-1"),
+            format!("0000000000000000-{SPAN}-1"),
+            format!("{TRACE}-0000000000000000-1"),
+        ];
+        for value in &cases {
+            assert_skipped(&[("b3", value)]);
+        }
+    }
+
+    #[test]
+    fn b3_multi_valid() {
+        let cases: [(&[(&str, &str)], &str, Option<bool>); 10] = [
+            (&[("X-B3-TraceId", TRACE), ("X-B3-SpanId", SPAN), ("X-B3-Sampled", "1")], TRACE, Some(true)),
+            (&[("X-B3-TraceId", TRACE), ("X-B3-SpanId", SPAN), ("X-B3-Sampled", "0")], TRACE, Some(false)),
+            (&[("X-B3-TraceId", TRACE), ("X-B3-SpanId", SPAN), ("X-B3-Sampled", "true")], TRACE, Some(true)),
+            (&[("X-B3-TraceId", TRACE), ("X-B3-SpanId", SPAN), ("X-B3-Sampled", "false")], TRACE, Some(false)),
+            (&[("X-B3-TraceId", TRACE), ("X-B3-SpanId", SPAN)], TRACE, None),
+            (&[("X-B3-TraceId", TRACE64), ("X-B3-SpanId", SPAN), ("X-B3-Sampled", "1")], TRACE64_PADDED, Some(true)),
+            // Debug implies sampled, whatever X-B3-Sampled says.
+            (&[("X-B3-TraceId", TRACE), ("X-B3-SpanId", SPAN), ("X-B3-Flags", "1")], TRACE, Some(true)),
+            (&[("X-B3-TraceId", TRACE), ("X-B3-SpanId", SPAN), ("X-B3-Flags", "1"), ("X-B3-Sampled", "0")], TRACE, Some(true)),
+            // Undefined flags values are ignored.
+            (&[("X-B3-TraceId", TRACE), ("X-B3-SpanId", SPAN), ("X-B3-Flags", "0"), ("X-B3-Sampled", "1")], TRACE, Some(true)),
+            // The parent is not used.
+            (&[("X-B3-TraceId", TRACE), ("X-B3-SpanId", SPAN), ("X-B3-ParentSpanId", "garbage")], TRACE, None),
+        ];
+        for (set, trace, sampled) in cases {
+            assert_eq!(ours(set), ctx(trace, SPAN, sampled), "{set:?}");
+        }
+    }
+
+    #[test]
+    fn b3_multi_malformed() {
+        let short_trace = &TRACE[..31];
+        let long_span = format!("{SPAN}0");
+        let cases: Vec<Vec<(&str, &str)>> = vec![
+            vec![("X-B3-TraceId", TRACE)],
+            vec![("X-B3-TraceId", TRACE), ("X-B3-Sampled", "1")],
+            vec![("X-B3-TraceId", TRACE), ("X-B3-SpanId", "")],
+            vec![("X-B3-TraceId", ""), ("X-B3-SpanId", SPAN)],
+            vec![("X-B3-TraceId", short_trace), ("X-B3-SpanId", SPAN)],
+            vec![("X-B3-TraceId", &TRACE[..15]), ("X-B3-SpanId", SPAN)],
+            vec![("X-B3-TraceId", TRACE), ("X-B3-SpanId", &long_span)],
+            vec![("X-B3-TraceId", TRACE), ("X-B3-SpanId", &SPAN[..15])],
+            vec![("X-B3-TraceId", "4BF92F3577B34DA6A3CE929D0E0E4736"), ("X-B3-SpanId", SPAN)],
+            vec![("X-B3-TraceId", TRACE), ("X-B3-SpanId", "00F067AA0BA902B7")],
+            vec![("X-B3-TraceId", "4bf92f3577b34da6a3ce929d0e0e473g"), ("X-B3-SpanId", SPAN)],
+            vec![("X-B3-TraceId", "00000000000000000000000000000000"), ("X-B3-SpanId", SPAN)],
+            vec![("X-B3-TraceId", TRACE), ("X-B3-SpanId", "0000000000000000")],
+            vec![("X-B3-TraceId", TRACE), ("X-B3-SpanId", SPAN), ("X-B3-Sampled", "yes")],
+            vec![("X-B3-TraceId", TRACE), ("X-B3-SpanId", SPAN), ("X-B3-Sampled", "d")],
+            vec![("X-B3-TraceId", TRACE), ("X-B3-SpanId", SPAN), ("X-B3-Sampled", "True")],
+            vec![("X-B3-TraceId", TRACE), ("X-B3-SpanId", SPAN), ("X-B3-Sampled", "")],
+            vec![
+                ("X-B3-TraceId", TRACE),
+                ("X-B3-TraceId", FALLBACK_TRACE),
+                ("X-B3-SpanId", SPAN),
+            ],
+        ];
+        for set in &cases {
+            // `fallback_after` keys on the first header's (lower-case) name.
+            let lowered: Vec<(String, &str)> =
+                set.iter().map(|(k, v)| (k.to_ascii_lowercase(), *v)).collect();
+            let lowered: Vec<(&str, &str)> = lowered.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+            assert_skipped(&lowered);
+        }
+    }
+
+    #[test]
+    fn jaeger_valid() {
+        let cases = [
+            (format!("{TRACE}:{SPAN}:0:1"), TRACE, Some(true)),
+            (format!("{TRACE}:{SPAN}:0:0"), TRACE, Some(false)),
+            (format!("{TRACE}:{SPAN}:0:01"), TRACE, Some(true)),
+            (format!("{TRACE}:{SPAN}:0:00"), TRACE, Some(false)),
+            // Debug (0x2) forces sampling, with or without the sampled bit.
+            (format!("{TRACE}:{SPAN}:0:3"), TRACE, Some(true)),
+            (format!("{TRACE}:{SPAN}:0:2"), TRACE, Some(true)),
+            // Firehose (0x8) alone is not a sampling decision to record.
+            (format!("{TRACE}:{SPAN}:0:8"), TRACE, Some(false)),
+            (format!("{TRACE}:{SPAN}:0:0f"), TRACE, Some(true)),
+            (format!("{TRACE}:{SPAN}:00000000000000cd:1"), TRACE, Some(true)),
+            (format!("{TRACE64}:{SPAN}:0:1"), TRACE64_PADDED, Some(true)),
+            // Ids need not be zero-padded.
+            ("4d0000000000000016:17c29:0:1".to_string(), "0000000000000000000000004d0000000000000016"[10..].into(), Some(true)),
+            // URL-encoded colons, either hex case.
+            (format!("{TRACE}%3A{SPAN}%3A0%3A1"), TRACE, Some(true)),
+            (format!("{TRACE}%3a{SPAN}%3a0%3a0"), TRACE, Some(false)),
+            // Case-insensitive hex, as Jaeger clients accept it.
+            (format!("4BF92F3577B34DA6A3CE929D0E0E4736:00F067AA0BA902B7:0:1"), TRACE, Some(true)),
+        ];
+        for (value, trace, sampled) in cases {
+            let span = if value.starts_with("4d00") { "0000000000017c29" } else { SPAN };
+            assert_eq!(ours(&[("uber-trace-id", &value)]), ctx(&trace, span, sampled), "{value}");
+        }
+    }
+
+    #[test]
+    fn jaeger_malformed() {
+        let cases = [
+            String::new(),
+            format!("{TRACE}"),
+            format!("{TRACE}:{SPAN}"),
+            format!("{TRACE}:{SPAN}:0"),
+            format!("{TRACE}:{SPAN}:0:1:"),
+            format!("{TRACE}:{SPAN}:0:1:extra"),
+            format!("{TRACE}:{SPAN}:0:"),
+            format!(":{SPAN}:0:1"),
+            format!("{TRACE}::0:1"),
+            // Too long.
+            format!("0{TRACE}:{SPAN}:0:1"),
+            format!("{TRACE}:0{SPAN}:0:1"),
+            format!("{TRACE}:{SPAN}:0:001"),
+            // Non-hex.
+            format!("4bf92f3577b34da6a3ce929d0e0e473g:{SPAN}:0:1"),
+            format!("{TRACE}:00f067aa0ba902bg:0:1"),
+            format!("{TRACE}:{SPAN}:0:g"),
+            format!("+{SPAN}:{SPAN}:0:1"),
+            format!("{TRACE}%3B{SPAN}%3B0%3B1"),
+            format!("{TRACE}%3{SPAN}%3A0%3A1"),
+            // All-zero ids.
+            format!("0:{SPAN}:0:1"),
+            format!("00000000000000000000000000000000:{SPAN}:0:1"),
+            format!("{TRACE}:0:0:1"),
+        ];
+        for value in &cases {
+            assert_skipped(&[("uber-trace-id", value)]);
+        }
+    }
+
+    #[test]
+    fn order_of_formats() {
+        let tp = ("traceparent", "00-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-aaaaaaaaaaaaaaaa-00");
+        let b3 = ("b3", "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-bbbbbbbbbbbbbbbb-1");
+        let m1 = ("x-b3-traceid", "cccccccccccccccccccccccccccccccc");
+        let m2 = ("x-b3-spanid", "cccccccccccccccc");
+        let j = ("uber-trace-id", "dddddddddddddddddddddddddddddddd:dddddddddddddddd:0:1");
+        let a = ctx("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "aaaaaaaaaaaaaaaa", Some(false));
+        let b = ctx("bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", "bbbbbbbbbbbbbbbb", Some(true));
+        let c = ctx("cccccccccccccccccccccccccccccccc", "cccccccccccccccc", None);
+        let d = ctx("dddddddddddddddddddddddddddddddd", "dddddddddddddddd", Some(true));
+        // Header order on the wire is irrelevant; only the format order counts.
+        assert_eq!(ours(&[j, m1, m2, b3, tp]), a);
+        assert_eq!(ours(&[j, m1, m2, b3]), b);
+        assert_eq!(ours(&[j, m1, m2]), c);
+        assert_eq!(ours(&[j]), d);
+    }
+
+    fn outgoing(trace: [u8; 16], sampled: bool, parent: Option<[u8; 8]>) -> Outgoing {
+        Outgoing {
+            trace_id: trace,
+            span_id: [0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7],
+            parent_span_id: parent,
+            sampled,
+        }
+    }
+
+    const TRACE_BYTES: [u8; 16] = [
+        0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47,
+        0x36,
+    ];
+
+    #[test]
+    fn inject_writes_exact_values() {
+        let mut map = HeaderMap::new();
+        let all = [
+            Propagator::Tracecontext,
+            Propagator::B3,
+            Propagator::B3multi,
+            Propagator::Jaeger,
+        ];
+        inject(&mut map, &outgoing(TRACE_BYTES, true, Some([0xcd; 8])), &all);
+        assert_eq!(header_str(&map, "traceparent"), Some(&*format!("00-{TRACE}-{SPAN}-01")));
+        assert_eq!(header_str(&map, "b3"), Some(&*format!("{TRACE}-{SPAN}-1")));
+        assert_eq!(header_str(&map, "x-b3-traceid"), Some(TRACE));
+        assert_eq!(header_str(&map, "x-b3-spanid"), Some(SPAN));
+        assert_eq!(header_str(&map, "x-b3-sampled"), Some("1"));
+        assert_eq!(header_str(&map, "x-b3-parentspanid"), Some("cdcdcdcdcdcdcdcd"));
+        assert_eq!(header_str(&map, "uber-trace-id"), Some(&*format!("{TRACE}:{SPAN}:0:01")));
+        assert_eq!(map.len(), 7);
+
+        let mut map = HeaderMap::new();
+        inject(&mut map, &outgoing(TRACE_BYTES, false, None), &all);
+        assert_eq!(header_str(&map, "traceparent"), Some(&*format!("00-{TRACE}-{SPAN}-00")));
+        assert_eq!(header_str(&map, "b3"), Some(&*format!("{TRACE}-{SPAN}-0")));
+        assert_eq!(header_str(&map, "x-b3-sampled"), Some("0"));
+        assert_eq!(header_str(&map, "x-b3-parentspanid"), None);
+        assert_eq!(header_str(&map, "uber-trace-id"), Some(&*format!("{TRACE}:{SPAN}:0:00")));
+    }
+
+    #[test]
+    fn inject_always_writes_traceparent_only_by_default() {
+        for formats in [&[][..], &[Propagator::Tracecontext][..]] {
+            let mut map = HeaderMap::new();
+            inject(&mut map, &outgoing(TRACE_BYTES, true, None), formats);
+            assert_eq!(map.len(), 1);
+            assert_eq!(header_str(&map, "traceparent"), Some(&*format!("00-{TRACE}-{SPAN}-01")));
+        }
+    }
+
+    #[test]
+    fn inject_replaces_incoming_context_of_written_formats() {
+        let old_tp = "00-12345678901234567890123456789012-1234567890123456-01";
+        let mut map = headers(&[
+            ("traceparent", old_tp),
+            ("traceparent", old_tp),
+            ("tracestate", "vendor=opaque"),
+            ("b3", "12345678901234567890123456789012-1234567890123456-1"),
+            ("x-b3-traceid", "12345678901234567890123456789012"),
+            ("x-b3-spanid", "1234567890123456"),
+            ("x-b3-parentspanid", "6543210987654321"),
+            ("x-b3-flags", "1"),
+            ("uber-trace-id", "1234:5678:0:1"),
+            ("uber-trace-id", "1234:5678:0:1"),
+        ]);
+        let all = [Propagator::B3, Propagator::B3multi, Propagator::Jaeger];
+        inject(&mut map, &outgoing(TRACE_BYTES, false, None), &all);
+        for name in ["traceparent", "b3", "x-b3-traceid", "x-b3-spanid", "x-b3-sampled", "uber-trace-id"] {
+            assert_eq!(map.get_all(name).iter().count(), 1, "{name}");
+        }
+        assert_eq!(header_str(&map, "traceparent"), Some(&*format!("00-{TRACE}-{SPAN}-00")));
+        // A stale debug flag would flip the upstream to sampled, a stale parent would lie.
+        assert_eq!(header_str(&map, "x-b3-flags"), None);
+        assert_eq!(header_str(&map, "x-b3-parentspanid"), None);
+        assert_eq!(header_str(&map, "tracestate"), Some("vendor=opaque"));
+        assert_eq!(extract(&map).map(|e| e.sampled), Some(Some(false)));
+    }
+
+    #[test]
+    fn inject_leaves_unwritten_formats_alone() {
+        let b3 = "12345678901234567890123456789012-1234567890123456-1";
+        let mut map = headers(&[("b3", b3)]);
+        inject(&mut map, &outgoing(TRACE_BYTES, true, None), &[Propagator::Tracecontext]);
+        assert_eq!(header_str(&map, "b3"), Some(b3));
+    }
+
+    #[test]
+    fn round_trip_each_format() {
+        // A 64-bit-style id (high half zero) checks that padding survives the trip.
+        let short = [0, 0, 0, 0, 0, 0, 0, 0, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36];
+        let formats = [
+            (Propagator::Tracecontext, &["traceparent"][..]),
+            (Propagator::B3, &["b3"][..]),
+            (
+                Propagator::B3multi,
+                &["x-b3-traceid", "x-b3-spanid", "x-b3-sampled", "x-b3-parentspanid"][..],
+            ),
+            (Propagator::Jaeger, &["uber-trace-id"][..]),
+        ];
+        for (format, names) in formats {
+            for trace in [TRACE_BYTES, short] {
+                for sampled in [true, false] {
+                    let sent = outgoing(trace, sampled, Some([7; 8]));
+                    let mut injected = HeaderMap::new();
+                    inject(&mut injected, &sent, &[format]);
+                    // Only this format's headers, so traceparent cannot win instead.
+                    let mut only = HeaderMap::new();
+                    for name in names {
+                        if let Some(v) = injected.get(*name) {
+                            only.insert(HeaderName::from_static(name), v.clone());
+                        }
+                    }
+                    let got = extract(&only).expect("round trip extracts");
+                    assert_eq!(
+                        got,
+                        Extracted {
+                            trace_id: trace,
+                            parent_span_id: sent.span_id,
+                            sampled: Some(sampled),
+                        },
+                        "{format:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    // ---- Cross-checks against the OpenTelemetry reference propagators ----
+
+    /// (trace id hex, span id hex, sampled) as extracted by a reference propagator; None when
+    /// its result is not a valid span context.
+    fn official(
+        propagator: &dyn TextMapPropagator,
+        pairs: &[(&str, &str)],
+    ) -> Option<(String, String, Option<bool>)> {
+        // The reference Extractor for HashMap looks keys up lower-cased.
+        let carrier: HashMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.to_string())).collect();
+        let cx = propagator.extract_with_context(&Context::new(), &carrier);
+        let span = cx.span();
+        let sc = span.span_context();
+        if !sc.is_valid() {
+            return None;
+        }
+        let flags = sc.trace_flags().to_u8();
+        // opentelemetry-zipkin's private flags: 0x02 deferred, 0x04 debug (which B3 defines
+        // as an accept decision, though the reference leaves the sampled bit clear).
+        let sampled = if flags & 0x02 != 0 {
+            None
+        } else {
+            Some(flags & 0x05 != 0)
+        };
+        Some((sc.trace_id().to_string(), sc.span_id().to_string(), sampled))
+    }
+
+    fn cross_check(propagator: &dyn TextMapPropagator, table: &[Vec<(&str, &str)>]) {
+        for set in table {
+            assert_eq!(ours(set), official(propagator, set), "{set:?}");
+        }
+    }
+
+    fn b3_single_table() -> Vec<Vec<(&'static str, String)>> {
+        let t = TRACE;
+        let s = SPAN;
+        [
+            format!("{t}-{s}"),
+            format!("{t}-{s}-0"),
+            format!("{t}-{s}-1"),
+            format!("{t}-{s}-d"),
+            format!("{t}-{s}-1-00000000000000cd"),
+            format!("{t}-{s}-0-0000000000000000"),
+            format!("{TRACE64}-{s}-1-00000000000000cd"),
+            format!("{TRACE64}-{s}"),
+            "0".into(),
+            "1".into(),
+            "d".into(),
+            "-".into(),
+            String::new(),
+            format!("{t}"),
+            format!("{t}-{s}-1-00000000000000cd-x"),
+            format!("{}-{s}-1", &t[..15]),
+            format!("{}-{s}-1", &t[..31]),
+            format!("{t}a-{s}-1"),
+            format!("{t}-{}-1", &s[..15]),
+            format!("{t}-{s}a-1"),
+            format!("{t}-{s}-1-00cd"),
+            format!("4bf92f3577b34da6a3ce929d0e0e473x-{s}-1"),
+            format!("{t}-00f067aa0ba902bx-1"),
+            format!("4BF92F3577B34DA6A3CE929D0E0E4736-{s}-1"),
+            format!("{t}-00F067AA0BA902B7-1"),
+            format!("{t}-{s}-1-00000000000000CD"),
+            format!("{t}-{s}-2"),
+            format!("{t}-{s}-true"),
+            format!("{t}-{s}-D"),
+            format!("00000000000000000000000000000000-{s}-1"),
+            format!("0000000000000000-{s}-1"),
+            format!("{t}-0000000000000000-1"),
+            // Deliberately left out (see `documented_differences`): trailing dashes and a
+            // leading `+`, which the reference accepts.
+        ]
+        .into_iter()
+        .map(|v| vec![("b3", v)])
+        .collect()
+    }
+
+    fn b3_multi_table() -> Vec<Vec<(&'static str, String)>> {
+        let full = |t: &str, s: &str, extra: &[(&'static str, &str)]| {
+            let mut set = vec![("X-B3-TraceId", t.to_string()), ("X-B3-SpanId", s.to_string())];
+            set.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+            set
+        };
+        vec![
+            full(TRACE, SPAN, &[("X-B3-Sampled", "1")]),
+            full(TRACE, SPAN, &[("X-B3-Sampled", "0")]),
+            full(TRACE, SPAN, &[("X-B3-Sampled", "true")]),
+            full(TRACE, SPAN, &[("X-B3-Sampled", "false")]),
+            full(TRACE, SPAN, &[]),
+            full(TRACE64, SPAN, &[("X-B3-Sampled", "1")]),
+            full(TRACE, SPAN, &[("X-B3-Flags", "1")]),
+            full(TRACE, SPAN, &[("X-B3-Flags", "1"), ("X-B3-Sampled", "0")]),
+            full(TRACE, SPAN, &[("X-B3-Flags", "2"), ("X-B3-Sampled", "1")]),
+            full(TRACE, SPAN, &[("X-B3-ParentSpanId", "garbage")]),
+            full(TRACE, SPAN, &[("X-B3-ParentSpanId", "00000000000000cd"), ("X-B3-Sampled", "1")]),
+            vec![("X-B3-TraceId", TRACE.to_string())],
+            vec![("X-B3-SpanId", SPAN.to_string())],
+            full(TRACE, "", &[]),
+            full("", SPAN, &[]),
+            full(&TRACE[..31], SPAN, &[]),
+            full(&TRACE[..15], SPAN, &[]),
+            full(TRACE, &format!("{SPAN}0"), &[]),
+            full(TRACE, &SPAN[..15], &[]),
+            full("4BF92F3577B34DA6A3CE929D0E0E4736", SPAN, &[]),
+            full(TRACE, "00F067AA0BA902B7", &[]),
+            full("4bf92f3577b34da6a3ce929d0e0e473g", SPAN, &[]),
+            full("00000000000000000000000000000000", SPAN, &[]),
+            full(TRACE, "0000000000000000", &[]),
+            full(TRACE, SPAN, &[("X-B3-Sampled", "yes")]),
+            full(TRACE, SPAN, &[("X-B3-Sampled", "d")]),
+            full(TRACE, SPAN, &[("X-B3-Sampled", "True")]),
+            full(TRACE, SPAN, &[("X-B3-Sampled", "")]),
+            // Deliberately left out (see `documented_differences`): `X-B3-Flags: 0`, which
+            // the reference reads as "not sampled" overriding X-B3-Sampled.
+        ]
+    }
+
+    fn as_pairs(table: &[Vec<(&'static str, String)>]) -> Vec<Vec<(&'static str, &str)>> {
+        table
+            .iter()
+            .map(|set| set.iter().map(|(k, v)| (*k, v.as_str())).collect())
+            .collect()
+    }
+
+    #[test]
+    fn b3_single_agrees_with_opentelemetry_zipkin() {
+        // With SingleHeader encoding the reference accepts `d` (and not `true`) in `b3`.
+        let zipkin = ZipkinPropagator::with_encoding(B3Encoding::SingleHeader);
+        cross_check(&zipkin, &as_pairs(&b3_single_table()));
+    }
+
+    #[test]
+    fn b3_multi_agrees_with_opentelemetry_zipkin() {
+        // With MultipleHeader encoding the reference accepts `true` in X-B3-Sampled.
+        let zipkin = ZipkinPropagator::with_encoding(B3Encoding::MultipleHeader);
+        cross_check(&zipkin, &as_pairs(&b3_multi_table()));
+    }
+
+    #[test]
+    fn b3_single_falls_back_to_multi_like_opentelemetry_zipkin() {
+        let zipkin = ZipkinPropagator::with_encoding(B3Encoding::SingleAndMultiHeader);
+        let multi = [("X-B3-TraceId", TRACE), ("X-B3-SpanId", SPAN), ("X-B3-Sampled", "1")];
+        let valid_b3 = format!("{FALLBACK_TRACE}-{FALLBACK_SPAN}-0");
+        let bad_b3 = format!("{TRACE}-{SPAN}-x");
+        for b3 in ["1", "0", "garbage", &bad_b3, &valid_b3] {
+            let mut set = vec![("b3", b3)];
+            set.extend(multi);
+            assert_eq!(ours(&set), official(&zipkin, &set), "{set:?}");
+        }
+    }
+
+    #[test]
+    fn traceparent_agrees_with_opentelemetry_sdk() {
+        let t = TRACE;
+        let s = SPAN;
+        let values = [
+            format!("00-{t}-{s}-01"),
+            format!("00-{t}-{s}-00"),
+            format!("00-{t}-{s}-03"),
+            format!("00-{t}-{s}-09"),
+            format!("00-{t}-{s}-08"),
+            format!("01-{t}-{s}-01"),
+            format!("02-{t}-{s}-09-XYZxsf09"),
+            format!("cc-{t}-{s}-01-what-the-future-will-be-like"),
+            format!("fe-{t}-{s}-00"),
+            String::new(),
+            format!("00-{t}-{s}"),
+            format!("00-{t}-{s}-01-extra"),
+            format!("00-{t}-{s}-0100"),
+            format!("ff-{t}-{s}-01"),
+            format!("qw-{t}-{s}-01"),
+            format!("00-ab{t}-{s}-01"),
+            format!("00-{t}-cd{s}-01"),
+            format!("00-4bf92f3577b34da6a3ce929d0e0e473g-{s}-01"),
+            format!("00-{t}-00f067aa0ba902bz-01"),
+            format!("00-{t}-{s}-qw"),
+            format!("00-4BF92F3577B34DA6A3CE929D0E0E4736-{s}-01"),
+            format!("00-{t}-00F067AA0BA902B7-01"),
+            format!("00-{t}-{s}-0A"),
+            format!("00-00000000000000000000000000000000-{s}-01"),
+            format!("00-{t}-0000000000000000-01"),
+            // Deliberately left out (see `documented_differences`): short or signed
+            // fields, an upper-case version and a trailing dash on version 00, all of
+            // which the reference accepts.
+        ];
+        let table: Vec<Vec<(&str, &str)>> =
+            values.iter().map(|v| vec![("traceparent", v.as_str())]).collect();
+        cross_check(&TraceContextPropagator::new(), &table);
+    }
+
+    /// Each case where we knowingly disagree with a reference propagator, asserting both
+    /// sides so that the list stays true when either implementation changes.
+    #[test]
+    fn documented_differences() {
+        let t = TRACE;
+        let s = SPAN;
+        let w3c = TraceContextPropagator::new();
+        // The SDK splits on `-` and parses each field with `from_str_radix`, so it accepts
+        // fields of any width (and a leading `+`); W3C fixes the widths, and version 00
+        // must be exactly 55 bytes.
+        for value in [
+            format!("00-{t}-{s}-01-"),
+            format!("00-{t}-{s}-1"),
+            format!("00-4bf9-{s}-01"),
+            format!("00-{t}-f0-01"),
+            format!("00-+bf92f3577b34da6a3ce929d0e0e473-{s}-01"),
+            format!("0-{t}-{s}-01"),
+            format!("01-{t}-{s}-001"),
+            // The SDK checks case on every field but the version.
+            format!("0A-{t}-{s}-01"),
+        ] {
+            let set = [("traceparent", value.as_str())];
+            assert_eq!(ours(&set), None, "{value}");
+            assert!(official(&w3c, &set).is_some(), "SDK accepts {value}");
+        }
+
+        let zipkin = ZipkinPropagator::with_encoding(B3Encoding::SingleAndMultiHeader);
+        // The reference splits with `split_terminator` (a trailing dash is dropped) and
+        // parses with `from_str_radix` (a leading `+` passes); neither is B3.
+        for value in [format!("{t}-{s}-"), format!("{t}-{s}-1-"), format!("+bf92f3577b34da6-{s}-1")] {
+            let set = [("b3", value.as_str())];
+            assert_eq!(ours(&set), None, "{value}");
+            assert!(official(&zipkin, &set).is_some(), "zipkin accepts {value}");
+        }
+        // `X-B3-Flags: 0` is undefined in B3; the reference reads it as an explicit
+        // "not sampled" that overrides X-B3-Sampled (and un-defers a missing one).
+        let set = [("X-B3-TraceId", t), ("X-B3-SpanId", s), ("X-B3-Flags", "0"), ("X-B3-Sampled", "1")];
+        assert_eq!(ours(&set), ctx(t, s, Some(true)));
+        assert_eq!(official(&zipkin, &set), ctx(t, s, Some(false)));
+        let set = [("X-B3-TraceId", t), ("X-B3-SpanId", s), ("X-B3-Flags", "0")];
+        assert_eq!(ours(&set), ctx(t, s, None));
+        assert_eq!(official(&zipkin, &set), ctx(t, s, Some(false)));
+        // Debug `d` keeps the reference's sampled bit clear (only its private debug bit is
+        // set), although B3 defines debug as an accept decision.
+        let value = format!("{t}-{s}-d");
+        let carrier: HashMap<String, String> = [("b3".to_string(), value)].into();
+        let cx = zipkin.extract_with_context(&Context::new(), &carrier);
+        assert!(!cx.span().span_context().is_sampled());
+        assert_eq!(ours(&[("b3", &format!("{t}-{s}-d"))]), ctx(t, s, Some(true)));
+        // The reference's accepted sampling words depend on its own inject encoding: with
+        // multi-header encoding `b3: ...-d` is rejected and `b3: ...-true` accepted, with
+        // single-header encoding the reverse. Ours do not depend on configuration.
+        let multi_only = ZipkinPropagator::with_encoding(B3Encoding::MultipleHeader);
+        let debug = format!("{t}-{s}-d");
+        assert_eq!(official(&multi_only, &[("b3", &debug)]), None);
+        let word = format!("{t}-{s}-true");
+        assert_eq!(official(&multi_only, &[("b3", &word)]), ctx(t, s, Some(true)));
+        assert_eq!(ours(&[("b3", &word)]), None);
+    }
+}

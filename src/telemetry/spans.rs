@@ -1,0 +1,379 @@
+//! Span export: the proxy hands each finished, sampled SERVER span to a bounded queue; a
+//! background task batches them and exports over OTLP (HTTP/protobuf or gRPC), counting drops.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use http::HeaderValue;
+use http::uri::PathAndQuery;
+use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState};
+use opentelemetry::{InstrumentationScope, KeyValue};
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanExporter as _, SpanLinks};
+use tokio::sync::mpsc;
+
+use crate::config::OtlpProtocol;
+use crate::telemetry::metrics::{ExpositionWriter, Kind};
+
+/// One request's SERVER span as recorded on the hot path: plain data, converted off it.
+pub struct FinishedSpan {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    pub parent_span_id: Option<[u8; 8]>,
+    pub method: http::Method,
+    pub route: Arc<str>,
+    pub path: Option<PathAndQuery>,
+    pub version: http::Version,
+    pub host: Option<HeaderValue>,
+    pub status: u16,
+    /// `error.type` when the request failed (5xx status code or a proxy error name).
+    pub error_type: Option<Cow<'static, str>>,
+    pub start: SystemTime,
+    pub duration: Duration,
+    pub client_ip: HeaderValue,
+    pub user_agent: Option<HeaderValue>,
+    pub request_body_size: u64,
+    pub response_body_size: u64,
+}
+
+/// Where to send spans and how much to buffer.
+#[derive(Clone, Debug)]
+pub struct ExportSettings {
+    /// Base URL such as `http://jaeger:4318` (HTTP) or `http://jaeger:4317` (gRPC).
+    pub endpoint: String,
+    pub protocol: OtlpProtocol,
+    pub resource: Vec<(String, String)>,
+    pub queue_size: usize,
+    pub batch_size: usize,
+    pub batch_interval: Duration,
+    pub export_timeout: Duration,
+}
+
+/// Counters of the export pipeline, shared with `/metrics`.
+#[derive(Default)]
+pub struct SpanCounters {
+    exported: AtomicU64,
+    dropped: AtomicU64,
+}
+
+impl SpanCounters {
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    pub fn exported(&self) -> u64 {
+        self.exported.load(Ordering::Relaxed)
+    }
+
+    pub fn write(&self, w: &mut ExpositionWriter) {
+        w.family("redline_spans_exported_total", "Spans accepted by the OTLP collector.", Kind::Counter);
+        w.sample(&[], self.exported() as f64);
+        w.family(
+            "redline_spans_dropped_total",
+            "Spans dropped because the export queue was full or the collector failed.",
+            Kind::Counter,
+        );
+        w.sample(&[], self.dropped() as f64);
+    }
+}
+
+/// The hot-path end of the pipeline: never blocks, a full queue is a counted drop.
+pub struct SpanSink {
+    queue: mpsc::Sender<FinishedSpan>,
+    counters: Arc<SpanCounters>,
+}
+
+impl SpanSink {
+    pub fn submit(&self, span: FinishedSpan) {
+        if self.queue.try_send(span).is_err() {
+            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The export task; `finish` waits for the last batch once every sink is dropped.
+pub struct SpanExport {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SpanExport {
+    /// Waits up to `limit` for queued spans to be exported after the sinks are gone.
+    pub async fn finish(self, limit: Duration) {
+        let _ = tokio::time::timeout(limit, self.task).await;
+    }
+}
+
+/// The OTLP/HTTP traces URL for a base endpoint (adds `/v1/traces` unless present).
+pub fn http_traces_url(endpoint: &str) -> String {
+    let base = endpoint.trim_end_matches('/');
+    if base.ends_with("/v1/traces") { base.to_string() } else { format!("{base}/v1/traces") }
+}
+
+/// Builds the exporter and starts the export task on the current runtime.
+pub fn start(settings: ExportSettings, counters: Arc<SpanCounters>) -> Result<(SpanSink, SpanExport), String> {
+    let mut exporter = match settings.protocol {
+        OtlpProtocol::Http => opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_endpoint(http_traces_url(&settings.endpoint))
+            .with_timeout(settings.export_timeout)
+            .build(),
+        OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(settings.endpoint.clone())
+            .with_timeout(settings.export_timeout)
+            .build(),
+    }
+    .map_err(|e| format!("tracing.endpoint: cannot build the OTLP exporter for {}: {e}", settings.endpoint))?;
+    let resource = Resource::builder_empty()
+        .with_attributes(settings.resource.iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())))
+        .build();
+    exporter.set_resource(&resource);
+    let (queue, rx) = mpsc::channel(settings.queue_size.max(1));
+    let task = tokio::spawn(export_loop(rx, exporter, settings, counters.clone()));
+    Ok((SpanSink { queue, counters }, SpanExport { task }))
+}
+
+async fn export_loop(
+    mut rx: mpsc::Receiver<FinishedSpan>,
+    exporter: opentelemetry_otlp::SpanExporter,
+    settings: ExportSettings,
+    counters: Arc<SpanCounters>,
+) {
+    let scope = InstrumentationScope::builder("redline").with_version(env!("CARGO_PKG_VERSION")).build();
+    let mut batch: Vec<FinishedSpan> = Vec::with_capacity(settings.batch_size);
+    let mut last_failure_log: Option<Instant> = None;
+    loop {
+        // Wait for the first span of a batch, then fill it until full or the interval passes.
+        let open = match rx.recv().await {
+            Some(span) => {
+                batch.push(span);
+                let deadline = tokio::time::Instant::now() + settings.batch_interval;
+                loop {
+                    if batch.len() >= settings.batch_size {
+                        break true;
+                    }
+                    match tokio::time::timeout_at(deadline, rx.recv()).await {
+                        Ok(Some(span)) => batch.push(span),
+                        Ok(None) => break false,
+                        Err(_) => break true,
+                    }
+                }
+            }
+            None => false,
+        };
+        if !batch.is_empty() {
+            let n = batch.len() as u64;
+            let spans: Vec<SpanData> = batch.drain(..).map(|s| to_span_data(s, &scope)).collect();
+            let result = tokio::time::timeout(settings.export_timeout, exporter.export(spans)).await;
+            match result {
+                Ok(Ok(())) => {
+                    counters.exported.fetch_add(n, Ordering::Relaxed);
+                }
+                failed => {
+                    counters.dropped.fetch_add(n, Ordering::Relaxed);
+                    // A collector outage would otherwise log once per batch.
+                    if last_failure_log.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
+                        let reason = match failed {
+                            Ok(Err(e)) => e.to_string(),
+                            _ => format!("no answer within {:?}", settings.export_timeout),
+                        };
+                        tracing::warn!(endpoint = %settings.endpoint, spans = n, error = %reason, "span export failed; spans dropped");
+                        last_failure_log = Some(Instant::now());
+                    }
+                }
+            }
+        }
+        if !open {
+            return;
+        }
+    }
+}
+
+/// Converts a recorded span into the SDK's export form with HTTP semantic-convention attributes.
+pub fn to_span_data(s: FinishedSpan, scope: &InstrumentationScope) -> SpanData {
+    let known_method =
+        !matches!(crate::telemetry::red::MethodLabel::of(&s.method), crate::telemetry::red::MethodLabel::Other);
+    let method_label: Cow<'static, str> =
+        if known_method { Cow::Owned(s.method.as_str().to_string()) } else { Cow::Borrowed("_OTHER") };
+    let name = if known_method { format!("{} {}", s.method.as_str(), s.route) } else { format!("HTTP {}", s.route) };
+    let mut attributes = Vec::with_capacity(16);
+    attributes.push(KeyValue::new("http.request.method", method_label));
+    if !known_method {
+        attributes.push(KeyValue::new("http.request.method_original", s.method.as_str().to_string()));
+    }
+    attributes.push(KeyValue::new("http.route", s.route.to_string()));
+    attributes.push(KeyValue::new("url.scheme", "http"));
+    attributes.push(KeyValue::new("url.path", s.path.as_ref().map_or("/", |p| p.path()).to_string()));
+    attributes.push(KeyValue::new("http.response.status_code", i64::from(s.status)));
+    attributes.push(KeyValue::new(
+        "network.protocol.version",
+        match s.version {
+            http::Version::HTTP_2 => "2",
+            http::Version::HTTP_10 => "1.0",
+            _ => "1.1",
+        },
+    ));
+    if let Some(host) = s.host.as_ref().and_then(|h| h.to_str().ok()) {
+        let (address, port) = match host.rsplit_once(':') {
+            Some((a, p)) if p.parse::<u16>().is_ok() => (a, p.parse::<i64>().ok()),
+            _ => (host, None),
+        };
+        attributes.push(KeyValue::new("server.address", address.to_string()));
+        if let Some(port) = port {
+            attributes.push(KeyValue::new("server.port", port));
+        }
+    }
+    attributes.push(KeyValue::new("client.address", String::from_utf8_lossy(s.client_ip.as_bytes()).into_owned()));
+    if let Some(ua) = &s.user_agent {
+        attributes.push(KeyValue::new("user_agent.original", String::from_utf8_lossy(ua.as_bytes()).into_owned()));
+    }
+    attributes.push(KeyValue::new("http.request.body.size", s.request_body_size as i64));
+    attributes.push(KeyValue::new("http.response.body.size", s.response_body_size as i64));
+    let status = match s.error_type {
+        Some(e) => {
+            attributes.push(KeyValue::new("error.type", e.clone()));
+            Status::error(e)
+        }
+        None => Status::Unset,
+    };
+    SpanData {
+        span_context: SpanContext::new(
+            TraceId::from_bytes(s.trace_id),
+            SpanId::from_bytes(s.span_id),
+            TraceFlags::SAMPLED,
+            false,
+            TraceState::default(),
+        ),
+        parent_span_id: s.parent_span_id.map_or(SpanId::INVALID, SpanId::from_bytes),
+        parent_span_is_remote: s.parent_span_id.is_some(),
+        span_kind: SpanKind::Server,
+        name: name.into(),
+        start_time: s.start,
+        end_time: s.start + s.duration,
+        attributes,
+        dropped_attributes_count: 0,
+        events: SpanEvents::default(),
+        links: SpanLinks::default(),
+        status,
+        instrumentation_scope: scope.clone(),
+    }
+}
+
+/// Resource attributes: `OTEL_RESOURCE_ATTRIBUTES` first, then redline's own keys on top.
+pub fn resource_attributes(
+    service: &str,
+    version: &str,
+    namespace: &str,
+    pod: Option<&str>,
+    otel_resource_attributes: Option<&str>,
+) -> Vec<(String, String)> {
+    let mut attrs: Vec<(String, String)> = Vec::new();
+    let mut set = |k: &str, v: &str| match attrs.iter_mut().find(|(key, _)| key == k) {
+        Some(slot) => slot.1 = v.to_string(),
+        None => attrs.push((k.to_string(), v.to_string())),
+    };
+    for pair in otel_resource_attributes.unwrap_or("").split(',') {
+        if let Some((k, v)) = pair.split_once('=') {
+            let (k, v) = (k.trim(), v.trim());
+            if !k.is_empty() {
+                set(k, &percent_decode(v));
+            }
+        }
+    }
+    set("service.name", service);
+    set("service.version", version);
+    set("service.namespace", namespace);
+    if let Some(pod) = pod {
+        set("k8s.pod.name", pod);
+    }
+    set("telemetry.sdk.name", "redline");
+    set("telemetry.sdk.language", "rust");
+    attrs
+}
+
+/// `OTEL_RESOURCE_ATTRIBUTES` values are percent-encoded (W3C baggage octets).
+fn percent_decode(v: &str) -> String {
+    percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn span(status: u16, error_type: Option<Cow<'static, str>>) -> FinishedSpan {
+        FinishedSpan {
+            trace_id: [1; 16],
+            span_id: [2; 8],
+            parent_span_id: Some([3; 8]),
+            method: http::Method::GET,
+            route: Arc::from("/users/{id}"),
+            path: Some(PathAndQuery::from_static("/users/7?x=secret")),
+            version: http::Version::HTTP_11,
+            host: Some(HeaderValue::from_static("shop.local:8443")),
+            status,
+            error_type,
+            start: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            duration: Duration::from_millis(12),
+            client_ip: HeaderValue::from_static("10.0.0.9"),
+            user_agent: Some(HeaderValue::from_static("curl/8")),
+            request_body_size: 0,
+            response_body_size: 42,
+        }
+    }
+
+    fn attr<'a>(d: &'a SpanData, key: &str) -> Option<&'a opentelemetry::Value> {
+        d.attributes.iter().find(|kv| kv.key.as_str() == key).map(|kv| &kv.value)
+    }
+
+    #[test]
+    fn server_span_follows_http_semantic_conventions() {
+        let scope = InstrumentationScope::builder("redline").build();
+        let d = to_span_data(span(200, None), &scope);
+        assert_eq!(d.name, "GET /users/{id}");
+        assert_eq!(d.span_kind, SpanKind::Server);
+        assert_eq!(d.parent_span_id, SpanId::from_bytes([3; 8]));
+        assert!(d.parent_span_is_remote);
+        assert_eq!(d.status, Status::Unset);
+        assert_eq!(attr(&d, "http.route").map(|v| v.to_string()), Some("/users/{id}".into()));
+        assert_eq!(attr(&d, "url.path").map(|v| v.to_string()), Some("/users/7".into()), "no query string");
+        assert_eq!(attr(&d, "http.response.status_code"), Some(&opentelemetry::Value::I64(200)));
+        assert_eq!(attr(&d, "server.address").map(|v| v.to_string()), Some("shop.local".into()));
+        assert_eq!(attr(&d, "server.port"), Some(&opentelemetry::Value::I64(8443)));
+        assert!(attr(&d, "error.type").is_none());
+        assert_eq!(d.end_time.duration_since(d.start_time).ok(), Some(Duration::from_millis(12)));
+    }
+
+    #[test]
+    fn failures_set_error_status_and_error_type() {
+        let scope = InstrumentationScope::builder("redline").build();
+        let d = to_span_data(span(504, Some("timeout".into())), &scope);
+        assert_eq!(d.status, Status::error("timeout"));
+        assert_eq!(attr(&d, "error.type").map(|v| v.to_string()), Some("timeout".into()));
+    }
+
+    #[test]
+    fn resource_attributes_merge_env_then_config() {
+        let attrs = resource_attributes(
+            "checkout",
+            "2.3.1",
+            "shop",
+            Some("pod-1"),
+            Some("deployment.environment=prod, service.name=ignored,team=a%20b"),
+        );
+        let get = |k: &str| attrs.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("service.name"), Some("checkout"));
+        assert_eq!(get("deployment.environment"), Some("prod"));
+        assert_eq!(get("team"), Some("a b"));
+        assert_eq!(get("k8s.pod.name"), Some("pod-1"));
+    }
+
+    #[test]
+    fn http_url_gets_the_traces_path_once() {
+        assert_eq!(http_traces_url("http://jaeger:4318"), "http://jaeger:4318/v1/traces");
+        assert_eq!(http_traces_url("http://jaeger:4318/"), "http://jaeger:4318/v1/traces");
+        assert_eq!(http_traces_url("http://c:4318/v1/traces"), "http://c:4318/v1/traces");
+    }
+}
