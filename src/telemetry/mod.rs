@@ -3,6 +3,7 @@
 
 pub mod logging;
 pub mod metrics;
+pub mod propagation;
 pub mod red;
 pub mod spans;
 pub mod trace_context;

@@ -33,23 +33,11 @@ pub struct Extracted {
 /// (`test_traceparent_duplicated`) requires that for `traceparent`, and picking one of two
 /// contradicting copies of any other format would be just as arbitrary.
 pub fn extract(headers: &HeaderMap) -> Option<Extracted> {
-    if let Ok(Some(v)) = single(headers, &TRACEPARENT) {
-        if let Some(found) = parse_traceparent(v) {
-            return Some(found);
-        }
-    }
-    if let Ok(Some(v)) = single(headers, &B3) {
-        if let Some(found) = parse_b3_single(v) {
-            return Some(found);
-        }
-    }
-    if let Some(found) = parse_b3_multi(headers) {
-        return Some(found);
-    }
-    if let Ok(Some(v)) = single(headers, &UBER_TRACE_ID) {
-        return parse_jaeger(v);
-    }
-    None
+    value(headers, &TRACEPARENT)
+        .and_then(parse_traceparent)
+        .or_else(|| value(headers, &B3).and_then(parse_b3_single))
+        .or_else(|| parse_b3_multi(headers))
+        .or_else(|| value(headers, &UBER_TRACE_ID).and_then(parse_jaeger))
 }
 
 /// The context the sidecar sends upstream: same trace, the sidecar's span as parent.
@@ -146,6 +134,11 @@ fn single<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Result<Option<&'a [u
     Ok(Some(trim_ows(first.as_bytes())))
 }
 
+/// The header's only value, if it has exactly one.
+fn value<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<&'a [u8]> {
+    single(headers, name).ok().flatten()
+}
+
 /// HTTP parsers strip OWS, but a `HeaderMap` built by other code may not have (and the W3C
 /// test suite's `test_traceparent_ows_handling` expects it to be tolerated).
 fn trim_ows(mut b: &[u8]) -> &[u8] {
@@ -200,17 +193,11 @@ fn parse_b3_single(v: &[u8]) -> Option<Extracted> {
 }
 
 fn parse_b3_multi(headers: &HeaderMap) -> Option<Extracted> {
-    let Ok(Some(trace)) = single(headers, &B3_TRACE_ID) else {
-        return None;
-    };
-    let Ok(Some(span)) = single(headers, &B3_SPAN_ID) else {
-        return None;
-    };
-    let trace_id = b3_trace_id(trace)?;
-    let span_id = hex_exact::<8>(span, Case::Lower)?;
+    let trace_id = b3_trace_id(value(headers, &B3_TRACE_ID)?)?;
+    let span_id = hex_exact::<8>(value(headers, &B3_SPAN_ID)?, Case::Lower)?;
     // `X-B3-Flags: 1` is debug, which implies sampled whatever X-B3-Sampled says. Any other
     // flags value is undefined and ignored, as the Zipkin reference propagator does.
-    let sampled = if let Ok(Some(b"1")) = single(headers, &B3_FLAGS) {
+    let sampled = if value(headers, &B3_FLAGS) == Some(b"1") {
         Some(true)
     } else {
         match single(headers, &B3_SAMPLED) {
@@ -270,11 +257,7 @@ fn valid(trace_id: [u8; 16], parent_span_id: [u8; 8], sampled: Option<bool>) -> 
     if trace_id == [0; 16] || parent_span_id == [0; 8] {
         return None;
     }
-    Some(Extracted {
-        trace_id,
-        parent_span_id,
-        sampled,
-    })
+    Some(Extracted { trace_id, parent_span_id, sampled })
 }
 
 #[derive(Clone, Copy)]
@@ -370,17 +353,10 @@ mod tests {
     const FALLBACK_SPAN: &str = "3333333333333333";
 
     fn fallback_after(header: &str) -> Vec<(&'static str, &'static str)> {
-        match header {
+        match header.to_ascii_lowercase().as_str() {
             "traceparent" => vec![("b3", "11111111111111112222222222222222-3333333333333333-1")],
-            "b3" => vec![
-                ("x-b3-traceid", FALLBACK_TRACE),
-                ("x-b3-spanid", FALLBACK_SPAN),
-                ("x-b3-sampled", "1"),
-            ],
-            "x-b3-traceid" => vec![(
-                "uber-trace-id",
-                "11111111111111112222222222222222:3333333333333333:0:1",
-            )],
+            "b3" => vec![("x-b3-traceid", FALLBACK_TRACE), ("x-b3-spanid", FALLBACK_SPAN), ("x-b3-sampled", "1")],
+            "x-b3-traceid" => vec![("uber-trace-id", "11111111111111112222222222222222:3333333333333333:0:1")],
             _ => vec![],
         }
     }
@@ -558,9 +534,17 @@ mod tests {
             (&[("X-B3-TraceId", TRACE64), ("X-B3-SpanId", SPAN), ("X-B3-Sampled", "1")], TRACE64_PADDED, Some(true)),
             // Debug implies sampled, whatever X-B3-Sampled says.
             (&[("X-B3-TraceId", TRACE), ("X-B3-SpanId", SPAN), ("X-B3-Flags", "1")], TRACE, Some(true)),
-            (&[("X-B3-TraceId", TRACE), ("X-B3-SpanId", SPAN), ("X-B3-Flags", "1"), ("X-B3-Sampled", "0")], TRACE, Some(true)),
+            (
+                &[("X-B3-TraceId", TRACE), ("X-B3-SpanId", SPAN), ("X-B3-Flags", "1"), ("X-B3-Sampled", "0")],
+                TRACE,
+                Some(true),
+            ),
             // Undefined flags values are ignored.
-            (&[("X-B3-TraceId", TRACE), ("X-B3-SpanId", SPAN), ("X-B3-Flags", "0"), ("X-B3-Sampled", "1")], TRACE, Some(true)),
+            (
+                &[("X-B3-TraceId", TRACE), ("X-B3-SpanId", SPAN), ("X-B3-Flags", "0"), ("X-B3-Sampled", "1")],
+                TRACE,
+                Some(true),
+            ),
             // The parent is not used.
             (&[("X-B3-TraceId", TRACE), ("X-B3-SpanId", SPAN), ("X-B3-ParentSpanId", "garbage")], TRACE, None),
         ];
@@ -591,47 +575,41 @@ mod tests {
             vec![("X-B3-TraceId", TRACE), ("X-B3-SpanId", SPAN), ("X-B3-Sampled", "d")],
             vec![("X-B3-TraceId", TRACE), ("X-B3-SpanId", SPAN), ("X-B3-Sampled", "True")],
             vec![("X-B3-TraceId", TRACE), ("X-B3-SpanId", SPAN), ("X-B3-Sampled", "")],
-            vec![
-                ("X-B3-TraceId", TRACE),
-                ("X-B3-TraceId", FALLBACK_TRACE),
-                ("X-B3-SpanId", SPAN),
-            ],
+            vec![("X-B3-TraceId", TRACE), ("X-B3-TraceId", FALLBACK_TRACE), ("X-B3-SpanId", SPAN)],
         ];
         for set in &cases {
-            // `fallback_after` keys on the first header's (lower-case) name.
-            let lowered: Vec<(String, &str)> =
-                set.iter().map(|(k, v)| (k.to_ascii_lowercase(), *v)).collect();
-            let lowered: Vec<(&str, &str)> = lowered.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-            assert_skipped(&lowered);
+            assert_skipped(set);
         }
     }
 
     #[test]
     fn jaeger_valid() {
+        // Unpadded ids from the Jaeger client test suites, and their padded forms.
+        let short = ("4d0000000000000016", "17c29");
+        let padded = ("000000000000004d0000000000000016", "0000000000017c29");
         let cases = [
-            (format!("{TRACE}:{SPAN}:0:1"), TRACE, Some(true)),
-            (format!("{TRACE}:{SPAN}:0:0"), TRACE, Some(false)),
-            (format!("{TRACE}:{SPAN}:0:01"), TRACE, Some(true)),
-            (format!("{TRACE}:{SPAN}:0:00"), TRACE, Some(false)),
+            (format!("{TRACE}:{SPAN}:0:1"), (TRACE, SPAN), Some(true)),
+            (format!("{TRACE}:{SPAN}:0:0"), (TRACE, SPAN), Some(false)),
+            (format!("{TRACE}:{SPAN}:0:01"), (TRACE, SPAN), Some(true)),
+            (format!("{TRACE}:{SPAN}:0:00"), (TRACE, SPAN), Some(false)),
             // Debug (0x2) forces sampling, with or without the sampled bit.
-            (format!("{TRACE}:{SPAN}:0:3"), TRACE, Some(true)),
-            (format!("{TRACE}:{SPAN}:0:2"), TRACE, Some(true)),
-            // Firehose (0x8) alone is not a sampling decision to record.
-            (format!("{TRACE}:{SPAN}:0:8"), TRACE, Some(false)),
-            (format!("{TRACE}:{SPAN}:0:0f"), TRACE, Some(true)),
-            (format!("{TRACE}:{SPAN}:00000000000000cd:1"), TRACE, Some(true)),
-            (format!("{TRACE64}:{SPAN}:0:1"), TRACE64_PADDED, Some(true)),
-            // Ids need not be zero-padded.
-            ("4d0000000000000016:17c29:0:1".to_string(), "0000000000000000000000004d0000000000000016"[10..].into(), Some(true)),
+            (format!("{TRACE}:{SPAN}:0:3"), (TRACE, SPAN), Some(true)),
+            (format!("{TRACE}:{SPAN}:0:2"), (TRACE, SPAN), Some(true)),
+            // Firehose (0x8) alone is not a decision to record.
+            (format!("{TRACE}:{SPAN}:0:8"), (TRACE, SPAN), Some(false)),
+            (format!("{TRACE}:{SPAN}:0:0f"), (TRACE, SPAN), Some(true)),
+            (format!("{TRACE}:{SPAN}:00000000000000cd:1"), (TRACE, SPAN), Some(true)),
+            (format!("{TRACE64}:{SPAN}:0:1"), (TRACE64_PADDED, SPAN), Some(true)),
+            (format!("{}:{}:0:1", short.0, short.1), padded, Some(true)),
             // URL-encoded colons, either hex case.
-            (format!("{TRACE}%3A{SPAN}%3A0%3A1"), TRACE, Some(true)),
-            (format!("{TRACE}%3a{SPAN}%3a0%3a0"), TRACE, Some(false)),
+            (format!("{TRACE}%3A{SPAN}%3A0%3A1"), (TRACE, SPAN), Some(true)),
+            (format!("{TRACE}%3a{SPAN}%3a0%3a0"), (TRACE, SPAN), Some(false)),
+            (format!("{}%3A{}%3A0%3A1", short.0, short.1), padded, Some(true)),
             // Case-insensitive hex, as Jaeger clients accept it.
-            (format!("4BF92F3577B34DA6A3CE929D0E0E4736:00F067AA0BA902B7:0:1"), TRACE, Some(true)),
+            ("4BF92F3577B34DA6A3CE929D0E0E4736:00F067AA0BA902B7:0:1".to_string(), (TRACE, SPAN), Some(true)),
         ];
-        for (value, trace, sampled) in cases {
-            let span = if value.starts_with("4d00") { "0000000000017c29" } else { SPAN };
-            assert_eq!(ours(&[("uber-trace-id", &value)]), ctx(&trace, span, sampled), "{value}");
+        for (value, (trace, span), sampled) in cases {
+            assert_eq!(ours(&[("uber-trace-id", &value)]), ctx(trace, span, sampled), "{value}");
         }
     }
 
@@ -639,7 +617,7 @@ mod tests {
     fn jaeger_malformed() {
         let cases = [
             String::new(),
-            format!("{TRACE}"),
+            TRACE.to_string(),
             format!("{TRACE}:{SPAN}"),
             format!("{TRACE}:{SPAN}:0"),
             format!("{TRACE}:{SPAN}:0:1:"),
@@ -695,20 +673,13 @@ mod tests {
         }
     }
 
-    const TRACE_BYTES: [u8; 16] = [
-        0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47,
-        0x36,
-    ];
+    const TRACE_BYTES: [u8; 16] =
+        [0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36];
 
     #[test]
     fn inject_writes_exact_values() {
         let mut map = HeaderMap::new();
-        let all = [
-            Propagator::Tracecontext,
-            Propagator::B3,
-            Propagator::B3multi,
-            Propagator::Jaeger,
-        ];
+        let all = [Propagator::Tracecontext, Propagator::B3, Propagator::B3multi, Propagator::Jaeger];
         inject(&mut map, &outgoing(TRACE_BYTES, true, Some([0xcd; 8])), &all);
         assert_eq!(header_str(&map, "traceparent"), Some(&*format!("00-{TRACE}-{SPAN}-01")));
         assert_eq!(header_str(&map, "b3"), Some(&*format!("{TRACE}-{SPAN}-1")));
@@ -781,10 +752,7 @@ mod tests {
         let formats = [
             (Propagator::Tracecontext, &["traceparent"][..]),
             (Propagator::B3, &["b3"][..]),
-            (
-                Propagator::B3multi,
-                &["x-b3-traceid", "x-b3-spanid", "x-b3-sampled", "x-b3-parentspanid"][..],
-            ),
+            (Propagator::B3multi, &["x-b3-traceid", "x-b3-spanid", "x-b3-sampled", "x-b3-parentspanid"][..]),
             (Propagator::Jaeger, &["uber-trace-id"][..]),
         ];
         for (format, names) in formats {
@@ -803,11 +771,7 @@ mod tests {
                     let got = extract(&only).expect("round trip extracts");
                     assert_eq!(
                         got,
-                        Extracted {
-                            trace_id: trace,
-                            parent_span_id: sent.span_id,
-                            sampled: Some(sampled),
-                        },
+                        Extracted { trace_id: trace, parent_span_id: sent.span_id, sampled: Some(sampled) },
                         "{format:?}"
                     );
                 }
@@ -819,10 +783,7 @@ mod tests {
 
     /// (trace id hex, span id hex, sampled) as extracted by a reference propagator; None when
     /// its result is not a valid span context.
-    fn official(
-        propagator: &dyn TextMapPropagator,
-        pairs: &[(&str, &str)],
-    ) -> Option<(String, String, Option<bool>)> {
+    fn official(propagator: &dyn TextMapPropagator, pairs: &[(&str, &str)]) -> Option<(String, String, Option<bool>)> {
         // The reference Extractor for HashMap looks keys up lower-cased.
         let carrier: HashMap<String, String> =
             pairs.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.to_string())).collect();
@@ -835,11 +796,7 @@ mod tests {
         let flags = sc.trace_flags().to_u8();
         // opentelemetry-zipkin's private flags: 0x02 deferred, 0x04 debug (which B3 defines
         // as an accept decision, though the reference leaves the sampled bit clear).
-        let sampled = if flags & 0x02 != 0 {
-            None
-        } else {
-            Some(flags & 0x05 != 0)
-        };
+        let sampled = if flags & 0x02 != 0 { None } else { Some(flags & 0x05 != 0) };
         Some((sc.trace_id().to_string(), sc.span_id().to_string(), sampled))
     }
 
@@ -866,7 +823,7 @@ mod tests {
             "d".into(),
             "-".into(),
             String::new(),
-            format!("{t}"),
+            t.to_string(),
             format!("{t}-{s}-1-00000000000000cd-x"),
             format!("{}-{s}-1", &t[..15]),
             format!("{}-{s}-1", &t[..31]),
@@ -934,10 +891,7 @@ mod tests {
     }
 
     fn as_pairs(table: &[Vec<(&'static str, String)>]) -> Vec<Vec<(&'static str, &str)>> {
-        table
-            .iter()
-            .map(|set| set.iter().map(|(k, v)| (*k, v.as_str())).collect())
-            .collect()
+        table.iter().map(|set| set.iter().map(|(k, v)| (*k, v.as_str())).collect()).collect()
     }
 
     #[test]
@@ -1001,8 +955,7 @@ mod tests {
             // fields, an upper-case version and a trailing dash on version 00, all of
             // which the reference accepts.
         ];
-        let table: Vec<Vec<(&str, &str)>> =
-            values.iter().map(|v| vec![("traceparent", v.as_str())]).collect();
+        let table: Vec<Vec<(&str, &str)>> = values.iter().map(|v| vec![("traceparent", v.as_str())]).collect();
         cross_check(&TraceContextPropagator::new(), &table);
     }
 
