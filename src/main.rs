@@ -17,7 +17,9 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            // The proxy runs its own worker threads; this runtime only serves the admin port,
+            // signals and span export, so one thread keeps it off the proxy's cores.
+            let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("redline: cannot start the async runtime: {e}");

@@ -16,6 +16,7 @@ use hyper::body::Incoming;
 use super::body::{ObservedBody, OnComplete, RequestBody};
 use super::route::{Route, RouteTable};
 use super::upstream::{self, InUse, UpstreamClient, UpstreamGauges};
+use crate::config::Propagator;
 use crate::telemetry::logging::ACCESS_TARGET;
 use crate::telemetry::red::{ActiveRequest, ErrorType, MethodLabel, RedMetrics, RequestOutcome};
 use crate::telemetry::spans::{FinishedSpan, SpanSink};
@@ -29,6 +30,8 @@ pub struct ProxySettings {
     pub sampler_ratio: f64,
     /// Where finished sampled spans go; None exports nothing (context is still propagated).
     pub spans: Option<Arc<SpanSink>>,
+    /// Formats injected upstream besides W3C `traceparent`.
+    pub propagators: Vec<Propagator>,
 }
 
 /// Shared, read-only state of the proxy (plus lock-free metrics).
@@ -41,6 +44,7 @@ pub struct Proxy {
     upstream_timeout: Duration,
     sampler_ratio: f64,
     spans: Option<Arc<SpanSink>>,
+    propagators: Vec<Propagator>,
 }
 
 impl Proxy {
@@ -64,6 +68,7 @@ impl Proxy {
             upstream_timeout: s.upstream_timeout,
             sampler_ratio: s.sampler_ratio,
             spans: s.spans.clone(),
+            propagators: s.propagators.clone(),
         })
     }
 
@@ -92,7 +97,8 @@ impl Proxy {
 
         let (mut parts, body) = req.into_parts();
         let (body, request_bytes) = RequestBody::new(body);
-        prepare_upstream_headers(&mut parts.headers, &parts.uri, client, &trace);
+        prepare_upstream_headers(&mut parts.headers, &parts.uri, client);
+        trace.inject(&mut parts.headers, &self.propagators);
         parts.uri = match upstream_uri(&self.authority, parts.uri.path_and_query()) {
             Ok(uri) => uri,
             Err(_) => Uri::from_static("/"),
@@ -226,7 +232,7 @@ impl ClientInfo {
     }
 }
 
-fn prepare_upstream_headers(headers: &mut HeaderMap, uri: &Uri, client: &ClientInfo, trace: &TraceContext) {
+fn prepare_upstream_headers(headers: &mut HeaderMap, uri: &Uri, client: &ClientInfo) {
     remove_hop_by_hop(headers);
     if !headers.contains_key(header::HOST) {
         // HTTP/2 clients send :authority instead of Host; the upstream speaks HTTP/1.1.
@@ -250,7 +256,6 @@ fn prepare_upstream_headers(headers: &mut HeaderMap, uri: &Uri, client: &ClientI
     if !headers.contains_key("x-forwarded-proto") {
         headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
     }
-    headers.insert("traceparent", trace.traceparent());
 }
 
 /// Everything needed to report a request once its response is over.
@@ -369,12 +374,10 @@ mod tests {
     fn forwarded_headers_are_appended() {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.7"));
-        let trace = TraceContext::from_headers(&HeaderMap::new(), 1.0);
         let uri: Uri = "http://svc.local/x".parse().expect("uri");
-        prepare_upstream_headers(&mut h, &uri, &ClientInfo::new("10.1.2.3:5555".parse().expect("addr")), &trace);
+        prepare_upstream_headers(&mut h, &uri, &ClientInfo::new("10.1.2.3:5555".parse().expect("addr")));
         assert_eq!(h["x-forwarded-for"], "203.0.113.7, 10.1.2.3");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["host"], "svc.local");
-        assert_eq!(h["traceparent"], trace.traceparent());
     }
 }

@@ -46,6 +46,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     .map_err(anyhow::Error::msg)?;
     let settings = ProxySettings {
         spans: Some(Arc::new(span_sink)),
+        propagators: config.tracing.propagators.clone(),
         upstream_authority: config.upstream.authority.clone(),
         upstream_timeout: config.upstream_timeout,
         sampler_ratio: config.tracing.sampler_ratio,

@@ -1,8 +1,10 @@
 //! The trace identity of one proxied request: ids, parent and sampling decision.
-//! Extracted from incoming W3C `traceparent` (a malformed header starts a new trace).
+//! Continues an incoming context (see `propagation`); a missing or malformed one starts a new trace.
 
 use http::HeaderMap;
-use http::header::HeaderValue;
+
+use super::propagation;
+use crate::config::Propagator;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TraceContext {
@@ -18,24 +20,29 @@ impl TraceContext {
     /// Continues the caller's trace or starts a new one; `ratio` samples new traces by trace id.
     pub fn from_headers(headers: &HeaderMap, ratio: f64) -> Self {
         let span_id = random_span_id();
-        if let Some((trace_id, parent, sampled)) = headers.get("traceparent").and_then(parse_traceparent) {
-            return TraceContext { trace_id, span_id, parent_span_id: Some(parent), sampled };
+        if let Some(found) = propagation::extract(headers) {
+            // A caller that deferred the decision (B3 without a flag) gets the ratio sampler.
+            let sampled = found.sampled.unwrap_or_else(|| ratio_samples(&found.trace_id, ratio));
+            return TraceContext {
+                trace_id: found.trace_id,
+                span_id,
+                parent_span_id: Some(found.parent_span_id),
+                sampled,
+            };
         }
         let trace_id = random_trace_id();
         TraceContext { trace_id, span_id, parent_span_id: None, sampled: ratio_samples(&trace_id, ratio) }
     }
 
-    /// The `traceparent` to send upstream: same trace, the sidecar's span as parent.
-    pub fn traceparent(&self) -> HeaderValue {
-        let mut buf = [0u8; 55];
-        buf[..3].copy_from_slice(b"00-");
-        hex_into(&self.trace_id, &mut buf[3..35]);
-        buf[35] = b'-';
-        hex_into(&self.span_id, &mut buf[36..52]);
-        buf[52..].copy_from_slice(if self.sampled { b"-01" } else { b"-00" });
-        // Only hex digits and dashes were written.
-        HeaderValue::from_bytes(&buf)
-            .unwrap_or_else(|_| HeaderValue::from_static("00-00000000000000000000000000000000-0000000000000000-00"))
+    /// Writes the context for the upstream: same trace, the sidecar's span as parent.
+    pub fn inject(&self, headers: &mut HeaderMap, formats: &[Propagator]) {
+        let outgoing = propagation::Outgoing {
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+            parent_span_id: self.parent_span_id,
+            sampled: self.sampled,
+        };
+        propagation::inject(headers, &outgoing, formats);
     }
 
     pub fn trace_id_hex(&self) -> HexId<32> {
@@ -59,41 +66,6 @@ pub fn ratio_samples(trace_id: &[u8; 16], ratio: f64) -> bool {
     low.copy_from_slice(&trace_id[8..]);
     let bound = (ratio * (1u64 << 63) as f64) as u64;
     (u64::from_be_bytes(low) >> 1) < bound
-}
-
-/// Parses `00-<32 hex>-<16 hex>-<2 hex>`; all-zero ids and version ff are invalid.
-pub fn parse_traceparent(v: &HeaderValue) -> Option<([u8; 16], [u8; 8], bool)> {
-    let b = v.as_bytes();
-    if b.len() < 55 || b[2] != b'-' || b[35] != b'-' || b[52] != b'-' {
-        return None;
-    }
-    let version = unhex::<1>(&b[0..2])?[0];
-    if version == 0xff || (version == 0 && b.len() != 55) || (b.len() > 55 && b[55] != b'-') {
-        return None;
-    }
-    let trace_id = unhex::<16>(&b[3..35])?;
-    let parent = unhex::<8>(&b[36..52])?;
-    let flags = unhex::<1>(&b[53..55])?[0];
-    if trace_id == [0; 16] || parent == [0; 8] {
-        return None;
-    }
-    Some((trace_id, parent, flags & 1 == 1))
-}
-
-fn unhex<const N: usize>(s: &[u8]) -> Option<[u8; N]> {
-    if s.len() != N * 2 {
-        return None;
-    }
-    let nibble = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None, // W3C requires lower-case hex.
-    };
-    let mut out = [0u8; N];
-    for (i, pair) in s.chunks_exact(2).enumerate() {
-        out[i] = nibble(pair[0])? << 4 | nibble(pair[1])?;
-    }
-    Some(out)
 }
 
 fn hex_into(bytes: &[u8], out: &mut [u8]) {
@@ -146,6 +118,7 @@ impl<const N: usize> std::fmt::Display for HexId<N> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header::HeaderValue;
 
     fn headers(tp: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -159,11 +132,21 @@ mod tests {
         assert_eq!(ctx.trace_id_hex().as_str(), "4bf92f3577b34da6a3ce929d0e0e4736");
         assert_eq!(ctx.parent_span_id, Some([0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7]));
         assert!(ctx.sampled, "the parent's sampled flag wins over the ratio");
-        let out = ctx.traceparent();
-        let out = out.to_str().expect("ascii");
+        let mut upstream = HeaderMap::new();
+        ctx.inject(&mut upstream, &[]);
+        let out = upstream["traceparent"].to_str().expect("ascii");
         assert!(out.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
         assert!(out.ends_with("-01"));
         assert_eq!(&out[36..52], ctx.span_id_hex().as_str());
+    }
+
+    #[test]
+    fn a_deferred_b3_decision_falls_back_to_the_ratio() {
+        let mut h = HeaderMap::new();
+        h.insert("b3", HeaderValue::from_static("80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1"));
+        assert!(!TraceContext::from_headers(&h, 0.0).sampled);
+        assert!(TraceContext::from_headers(&h, 1.0).sampled);
+        assert_eq!(TraceContext::from_headers(&h, 1.0).trace_id_hex().as_str(), "80f198ee56343ba864fe8b2a57d3eff7");
     }
 
     #[test]
