@@ -1,11 +1,12 @@
-//! Span export: the proxy hands each finished, sampled SERVER span to a bounded queue; a
-//! background task batches them and exports over OTLP (HTTP/protobuf or gRPC), counting drops.
+//! Span export: the proxy pushes each finished, sampled SERVER span into a bounded lock-free
+//! queue; a background task drains it in batches and exports over OTLP, counting drops.
 
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
+use crossbeam_queue::ArrayQueue;
 use http::HeaderValue;
 use http::uri::PathAndQuery;
 use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState};
@@ -13,7 +14,6 @@ use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanExporter as _, SpanLinks};
-use tokio::sync::mpsc;
 
 use crate::config::OtlpProtocol;
 use crate::telemetry::metrics::{ExpositionWriter, Kind};
@@ -80,15 +80,18 @@ impl SpanCounters {
     }
 }
 
-/// The hot-path end of the pipeline: never blocks, a full queue is a counted drop.
+/// The hot-path end of the pipeline: never blocks and never wakes the exporter (a wake per
+/// span costs a cross-thread syscall); a full queue is a counted drop.
 pub struct SpanSink {
-    queue: mpsc::Sender<FinishedSpan>,
+    queue: Arc<ArrayQueue<FinishedSpan>>,
     counters: Arc<SpanCounters>,
+    /// Dropped with the last sink, which tells the exporter to send what is left and stop.
+    _open: Arc<()>,
 }
 
 impl SpanSink {
     pub fn submit(&self, span: FinishedSpan) {
-        if self.queue.try_send(span).is_err() {
+        if self.queue.push(span).is_err() {
             self.counters.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -131,44 +134,49 @@ pub fn start(settings: ExportSettings, counters: Arc<SpanCounters>) -> Result<(S
         .with_attributes(settings.resource.iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())))
         .build();
     exporter.set_resource(&resource);
-    let (queue, rx) = mpsc::channel(settings.queue_size.max(1));
-    let task = tokio::spawn(export_loop(rx, exporter, settings, counters.clone()));
-    Ok((SpanSink { queue, counters }, SpanExport { task }))
+    let queue = Arc::new(ArrayQueue::new(settings.queue_size.max(1)));
+    let open = Arc::new(());
+    let task = tokio::spawn(export_loop(queue.clone(), Arc::downgrade(&open), exporter, settings, counters.clone()));
+    Ok((SpanSink { queue, counters, _open: open }, SpanExport { task }))
 }
 
+/// How often the exporter looks at the queue: short enough that a default-size queue (2048)
+/// does not overflow between looks at tens of thousands of spans per second.
+const DRAIN_TICK: Duration = Duration::from_millis(20);
+
 async fn export_loop(
-    mut rx: mpsc::Receiver<FinishedSpan>,
+    queue: Arc<ArrayQueue<FinishedSpan>>,
+    open: std::sync::Weak<()>,
     exporter: opentelemetry_otlp::SpanExporter,
     settings: ExportSettings,
     counters: Arc<SpanCounters>,
 ) {
     let scope = InstrumentationScope::builder("redline").with_version(env!("CARGO_PKG_VERSION")).build();
     let mut batch: Vec<FinishedSpan> = Vec::with_capacity(settings.batch_size);
+    let mut batch_started = Instant::now();
     let mut last_failure_log: Option<Instant> = None;
+    let mut tick = tokio::time::interval(DRAIN_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        // Wait for the first span of a batch, then fill it until full or the interval passes.
-        let open = match rx.recv().await {
-            Some(span) => {
-                batch.push(span);
-                let deadline = tokio::time::Instant::now() + settings.batch_interval;
-                loop {
-                    if batch.len() >= settings.batch_size {
-                        break true;
-                    }
-                    match tokio::time::timeout_at(deadline, rx.recv()).await {
-                        Ok(Some(span)) => batch.push(span),
-                        Ok(None) => break false,
-                        Err(_) => break true,
-                    }
+        tick.tick().await;
+        let closing = open.strong_count() == 0;
+        loop {
+            if batch.is_empty() {
+                batch_started = Instant::now();
+            }
+            while batch.len() < settings.batch_size {
+                match queue.pop() {
+                    Some(span) => batch.push(span),
+                    None => break,
                 }
             }
-            None => false,
-        };
-        if !batch.is_empty() {
+            let due = batch.len() >= settings.batch_size || batch_started.elapsed() >= settings.batch_interval;
+            if batch.is_empty() || !(due || closing) {
+                break;
+            }
             let n = batch.len() as u64;
             let spans: Vec<SpanData> = batch.drain(..).map(|s| to_span_data(s, &scope)).collect();
-            let result = tokio::time::timeout(settings.export_timeout, exporter.export(spans)).await;
-            match result {
+            match tokio::time::timeout(settings.export_timeout, exporter.export(spans)).await {
                 Ok(Ok(())) => {
                     counters.exported.fetch_add(n, Ordering::Relaxed);
                 }
@@ -186,7 +194,7 @@ async fn export_loop(
                 }
             }
         }
-        if !open {
+        if closing && queue.is_empty() {
             return;
         }
     }
