@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod proxy;
+pub mod rules;
 pub mod sidecar;
 pub mod telemetry;
 pub mod usage;
