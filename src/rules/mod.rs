@@ -4,3 +4,4 @@
 pub mod alerting;
 pub mod file;
 pub mod promql;
+pub mod template;
