@@ -14,6 +14,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 command -v promtool >/dev/null || { echo "promtool still missing after install" >&2; exit 1; }
 
+# The rule files and the PromQL conformance suite must hold under the real promtool.
+promtool check rules $(ls rules/*.yml | grep -v '_test\.yml$') tests/conformance/rules/*.yml
+promtool test rules rules/*_test.yml tests/conformance/*_test.yml
+
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --all-targets --locked
