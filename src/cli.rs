@@ -14,7 +14,24 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Reverse proxy with RED/USE metrics, JSON access logs and trace context.
-    Sidecar(SidecarArgs),
+    Sidecar(Box<SidecarArgs>),
+    /// Prometheus rule files: check them, or run their unit tests (promtool's formats).
+    #[command(subcommand)]
+    Rules(RulesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Validate rule files; every problem is printed with file:line, group and rule (exit 1).
+    Check {
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+    },
+    /// Run rule unit-test files in promtool's format (exit 1 on any failure).
+    Test {
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+    },
 }
 
 #[derive(Debug, clap::Args)]

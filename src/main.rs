@@ -3,12 +3,16 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use redline::cli::{Cli, Command};
+use redline::cli::{Cli, Command, RulesCommand};
 use redline::config::{self, OtelEnv};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Rules(RulesCommand::Check { files }) => {
+            redline::rules::commands::check(&files, &mut std::io::stdout())
+        }
+        Command::Rules(RulesCommand::Test { files }) => redline::rules::commands::test(&files, &mut std::io::stdout()),
         Command::Sidecar(args) => {
             let config = match config::load(&args.config, &OtelEnv::from_process_env()) {
                 Ok(c) => c,

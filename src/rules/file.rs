@@ -307,7 +307,19 @@ pub fn load(path: &Path, checks: &Checks<'_>) -> Result<Vec<Group>, Vec<RuleErro
 
 /// A Prometheus duration (`30s`, `5m`, `1h30m`, `1d`, `1w`, `1y`).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    promql_parser::util::parse_duration(s.trim()).map_err(|e| format!("not a valid duration string: {s:?} ({e})"))
+    let t = s.trim();
+    // Prometheus accepts zero durations (`0`, `0s`, `0m`); the parser crate refuses them.
+    if t == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let digits = t.chars().filter(char::is_ascii_digit);
+    if digits.clone().count() > 0 && digits.clone().all(|c| c == '0') {
+        let as_ones: String = t.chars().map(|c| if c == '0' { '1' } else { c }).collect();
+        if promql_parser::util::parse_duration(&as_ones).is_ok() {
+            return Ok(Duration::ZERO);
+        }
+    }
+    promql_parser::util::parse_duration(t).map_err(|e| format!("not a valid duration string: {s:?} ({e})"))
 }
 
 fn is_label_name(s: &str) -> bool {
@@ -406,6 +418,15 @@ mod tests {
         assert!(text[3].contains("rule 4, \"bad name\": invalid recording rule name"), "{}", text[3]);
         assert!(text[4].contains("rule 5, \"r\": invalid field 'for' in recording rule"), "{}", text[4]);
         assert!(text[5].starts_with("bad.yml:16: group \"g\": groupname: \"g\" is repeated"), "{}", text[5]);
+    }
+
+    #[test]
+    fn zero_durations_are_accepted_like_prometheus() {
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert!(parse_duration("0x").is_err());
+        assert!(parse_duration("soon").is_err());
     }
 
     #[test]

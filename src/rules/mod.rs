@@ -2,6 +2,9 @@
 //! state, notification and the promtool-compatible `rules check` / `rules test` commands.
 
 pub mod alerting;
+pub mod commands;
 pub mod file;
+pub mod group;
 pub mod promql;
 pub mod template;
+pub mod unittest;

@@ -195,7 +195,8 @@ fn run_group(tg: &TestGroup, groups: &[Group], eval_interval: i64) -> Result<Vec
     let mut storage = TestStorage(MemoryStorage::new());
     for s in &tg.input_series {
         let labels = promql::parse_series_labels(&s.series).map_err(|e| format!("input_series {:?}: {e}", s.series))?;
-        let values = promql::expand_series_values(&s.values).map_err(|e| format!("input_series {:?}: {e}", s.values))?;
+        let values =
+            promql::expand_series_values(&s.values).map_err(|e| format!("input_series {:?}: {e}", s.values))?;
         let samples: Vec<(i64, f64)> =
             values.into_iter().enumerate().filter_map(|(i, v)| v.map(|v| (i as i64 * interval, v))).collect();
         storage.0.add(labels, samples);
@@ -222,7 +223,7 @@ fn run_group(tg: &TestGroup, groups: &[Group], eval_interval: i64) -> Result<Vec
             g.evaluate(&mut storage, ts, &ctx);
         }
         // promtool checks an eval_time against the evaluation at or just before it.
-        while let Some((&t, tests)) = pending_checks.peek() {
+        while let Some(&(&t, tests)) = pending_checks.peek() {
             if !(ts <= t && t < ts + eval_interval) {
                 break;
             }
@@ -291,7 +292,9 @@ fn show_alerts(alerts: &[LabelsAndAnnotations]) -> String {
     let items: Vec<String> = alerts
         .iter()
         .enumerate()
-        .map(|(i, (l, a))| format!("\n        {i}:\n          Labels:{}\n          Annotations:{}\n", show_map(l), show_map(a)))
+        .map(|(i, (l, a))| {
+            format!("\n        {i}:\n          Labels:{}\n          Annotations:{}\n", show_map(l), show_map(a))
+        })
         .collect();
     format!("[{}]", items.join(""))
 }

@@ -22,7 +22,7 @@ use promql_parser::parser::Expr;
 
 pub use check::{check, history_needed_ms};
 pub use labels::{format_labels, label_value, labels_from_pairs};
-pub use series_notation::{expand_series_values, parse_series_labels};
+pub use series_notation::{expand_series_samples, expand_series_values, parse_series_labels};
 pub use storage::{MemoryStorage, matches_all};
 
 /// A label set sorted by name (byte order), including `__name__` when present. Label values are

@@ -1,0 +1,336 @@
+//! Aggregation operators (sum, avg, min, max, count, group, stddev, stdvar, topk, bottomk,
+//! quantile, count_values) with by/without, replicating Prometheus 2.42's `aggregation` step by step.
+
+use super::eval::{Evaluator, check_unique, unwrap_parens};
+use super::labels::{go_quote, is_valid_label_name, keep, set};
+use super::{Labels, METRIC_NAME, Sample, Value, gomath, quantile};
+use promql_parser::parser::token::{
+    T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_GROUP, T_MAX, T_MIN, T_QUANTILE, T_STDDEV, T_STDVAR, T_SUM, T_TOPK,
+    TokenId,
+};
+use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
+use std::collections::HashMap;
+
+/// One output group, accumulated in input order.
+struct Group {
+    labels: Labels,
+    value: f64,
+    mean: f64,
+    count: u64,
+    /// topk/bottomk heap or the values collected for quantile.
+    heap: Vec<Sample>,
+}
+
+pub(crate) fn eval(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Value, String> {
+    let op = a.op.id();
+    // The parameter is evaluated before the aggregated expression, as in Prometheus.
+    let param = match &a.param {
+        Some(p) => match unwrap_parens(p) {
+            Expr::StringLiteral(s) => Param::Label(s.val.clone()),
+            p => Param::Number(ev.eval_scalar(p, t)?),
+        },
+        None => Param::None,
+    };
+    let input = ev.eval_vector(&a.expr, t)?;
+    let (mut grouping, without) = match &a.modifier {
+        None => (Vec::new(), false),
+        Some(LabelModifier::Include(l)) => (l.labels.clone(), false),
+        Some(LabelModifier::Exclude(l)) => (l.labels.clone(), true),
+    };
+    grouping.sort();
+    check_unique(aggregate(op, &grouping, without, &param, input)?)
+}
+
+enum Param {
+    None,
+    Number(f64),
+    Label(String),
+}
+
+/// The grouping key: the `by` labels, or everything but the `without` labels and the name.
+fn group_key(labels: &Labels, grouping: &[String], without: bool) -> Labels {
+    if without {
+        labels.iter().filter(|(k, _)| k != METRIC_NAME && !grouping.iter().any(|g| g == k)).cloned().collect()
+    } else {
+        keep(labels, grouping)
+    }
+}
+
+fn aggregate(
+    op: TokenId,
+    grouping: &[String],
+    without: bool,
+    param: &Param,
+    input: Vec<Sample>,
+) -> Result<Vec<Sample>, String> {
+    let number = match param {
+        Param::Number(v) => *v,
+        _ => 0.0,
+    };
+    let mut k: i64 = 0;
+    if op == T_TOPK || op == T_BOTTOMK {
+        // convertibleToInt64 compares with float64(MaxInt64), which rounds up to 2^63.
+        if !(number <= 9.223372036854775807e18 && number >= -9.223372036854775808e18) {
+            return Err(format!("Scalar value {} overflows int64", go_g(number)));
+        }
+        // Go's int64() of 2^63 overflows to MinInt64 on amd64.
+        k = if number >= 9.223372036854775807e18 { i64::MIN } else { number as i64 };
+        if k < 1 {
+            return Ok(Vec::new());
+        }
+    }
+    let mut grouping = grouping.to_vec();
+    let mut value_label = String::new();
+    if op == T_COUNT_VALUES {
+        value_label = match param {
+            Param::Label(l) => l.clone(),
+            _ => return Err("count_values needs a label name".to_string()),
+        };
+        if !is_valid_label_name(&value_label) {
+            return Err(format!("invalid label name {}", go_quote(&value_label)));
+        }
+        if !without {
+            grouping.push(value_label.clone());
+            grouping.sort();
+        }
+    }
+
+    let mut groups: Vec<Group> = Vec::new();
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    for mut s in input {
+        if op == T_COUNT_VALUES {
+            set(&mut s.labels, &value_label, &gomath::format_float(s.value));
+        }
+        let key = group_key(&s.labels, &grouping, without);
+        let Some(&gi) = index.get(&key) else {
+            // A new group takes its labels from its first element.
+            let labels = if without || !grouping.is_empty() { key.clone() } else { Labels::new() };
+            let mut g = Group { labels, value: s.value, mean: s.value, count: 1, heap: Vec::new() };
+            match op {
+                T_STDVAR | T_STDDEV => g.value = 0.0,
+                T_GROUP => g.value = 1.0,
+                T_TOPK | T_BOTTOMK | T_QUANTILE => g.heap.push(s),
+                _ => {}
+            }
+            index.insert(key, groups.len());
+            groups.push(g);
+            continue;
+        };
+        let g = &mut groups[gi];
+        match op {
+            T_SUM => g.value += s.value,
+            T_AVG => {
+                g.count += 1;
+                let n = g.count as f64;
+                // Inf means stay Inf unless an opposite Inf or a NaN arrives; the update below
+                // would otherwise compute Inf - Inf.
+                let keep_inf = g.mean.is_infinite()
+                    && ((s.value.is_infinite() && (g.mean > 0.0) == (s.value > 0.0))
+                        || (!s.value.is_infinite() && !s.value.is_nan()));
+                if !keep_inf {
+                    // Dividing each side first avoids overflow, and is what 2.42 computes.
+                    g.mean += s.value / n - g.mean / n;
+                }
+            }
+            T_GROUP => {}
+            T_MAX => {
+                if g.value < s.value || g.value.is_nan() {
+                    g.value = s.value;
+                }
+            }
+            T_MIN => {
+                if g.value > s.value || g.value.is_nan() {
+                    g.value = s.value;
+                }
+            }
+            T_COUNT | T_COUNT_VALUES => g.count += 1,
+            T_STDVAR | T_STDDEV => {
+                // Welford's online algorithm, without compensation in 2.42's aggregation.
+                g.count += 1;
+                let delta = s.value - g.mean;
+                g.mean += delta / g.count as f64;
+                g.value += delta * (s.value - g.mean);
+            }
+            T_TOPK => heap_offer(&mut g.heap, s, k, topk_less, |top, v| top < v),
+            T_BOTTOMK => heap_offer(&mut g.heap, s, k, bottomk_less, |top, v| top > v),
+            T_QUANTILE => g.heap.push(s),
+            _ => return Err(format!("aggregation `{}` is not supported", op_name(op))),
+        }
+    }
+
+    let mut out = Vec::with_capacity(groups.len());
+    for mut g in groups {
+        let value = match op {
+            T_AVG => g.mean,
+            T_COUNT | T_COUNT_VALUES => g.count as f64,
+            T_STDVAR => g.value / g.count as f64,
+            T_STDDEV => (g.value / g.count as f64).sqrt(),
+            T_QUANTILE => quantile::quantile(number, g.heap.iter().map(|s| s.value).collect()),
+            T_TOPK | T_BOTTOMK => {
+                // The heap keeps the weakest element on top; output strongest first, NaN last.
+                let less = if op == T_TOPK { topk_less } else { bottomk_less };
+                g.heap.sort_by(|a, b| {
+                    if less(b, a) {
+                        std::cmp::Ordering::Less
+                    } else if less(a, b) {
+                        std::cmp::Ordering::Greater
+                    } else {
+                        std::cmp::Ordering::Equal
+                    }
+                });
+                out.extend(g.heap);
+                continue;
+            }
+            _ => g.value,
+        };
+        out.push(Sample { labels: g.labels, value });
+    }
+    Ok(out)
+}
+
+fn op_name(op: TokenId) -> String {
+    promql_parser::parser::token::TokenType::new(op).to_string()
+}
+
+/// Go's `%v` for a float64 (used in the topk overflow error).
+fn go_g(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".to_string()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf".to_string() } else { "-Inf".to_string() }
+    } else if v != 0.0 && (v.abs() >= 1e21 || v.abs() < 1e-4) {
+        let s = format!("{v:e}");
+        // Go writes at least two exponent digits with an explicit sign: 1e+21.
+        match s.split_once('e') {
+            Some((m, e)) => {
+                let (sign, digits) = if let Some(d) = e.strip_prefix('-') { ('-', d) } else { ('+', e) };
+                format!("{m}e{sign}{digits:0>2}")
+            }
+            None => s,
+        }
+    } else {
+        format!("{v}")
+    }
+}
+
+/// `vectorByValueHeap.Less`: NaN counts as the smallest, so it is evicted first.
+fn topk_less(a: &Sample, b: &Sample) -> bool {
+    a.value.is_nan() || a.value < b.value
+}
+
+/// `vectorByReverseValueHeap.Less`.
+fn bottomk_less(a: &Sample, b: &Sample) -> bool {
+    a.value.is_nan() || a.value > b.value
+}
+
+/// One topk/bottomk step: admit `s` when the heap has room or `s` beats the top (or the top is
+/// NaN), evicting the top when full. Mirrors Go's container/heap so ties resolve identically.
+fn heap_offer(
+    heap: &mut Vec<Sample>,
+    s: Sample,
+    k: i64,
+    less: fn(&Sample, &Sample) -> bool,
+    beats: fn(f64, f64) -> bool,
+) {
+    let full = heap.len() as i64 >= k;
+    if !full || beats(heap[0].value, s.value) || heap[0].value.is_nan() {
+        if full {
+            if k == 1 {
+                heap[0] = s;
+                return;
+            }
+            heap_pop(heap, less);
+        }
+        heap.push(s);
+        let last = heap.len() - 1;
+        heap_up(heap, last, less);
+    }
+}
+
+fn heap_up(h: &mut [Sample], mut j: usize, less: fn(&Sample, &Sample) -> bool) {
+    while j > 0 {
+        let i = (j - 1) / 2;
+        if !less(&h[j], &h[i]) {
+            break;
+        }
+        h.swap(i, j);
+        j = i;
+    }
+}
+
+fn heap_down(h: &mut [Sample], i0: usize, n: usize, less: fn(&Sample, &Sample) -> bool) {
+    let mut i = i0;
+    loop {
+        let j1 = 2 * i + 1;
+        if j1 >= n {
+            break;
+        }
+        let mut j = j1;
+        let j2 = j1 + 1;
+        if j2 < n && less(&h[j2], &h[j1]) {
+            j = j2;
+        }
+        if !less(&h[j], &h[i]) {
+            break;
+        }
+        h.swap(i, j);
+        i = j;
+    }
+}
+
+fn heap_pop(h: &mut Vec<Sample>, less: fn(&Sample, &Sample) -> bool) {
+    let n = h.len() - 1;
+    h.swap(0, n);
+    heap_down(h, 0, n, less);
+    h.pop();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::promql::labels_from_pairs;
+
+    fn samples(vals: &[f64]) -> Vec<Sample> {
+        vals.iter()
+            .enumerate()
+            .map(|(i, &v)| Sample { labels: labels_from_pairs([("i", i.to_string())]), value: v })
+            .collect()
+    }
+
+    #[test]
+    fn topk_keeps_first_seen_on_ties_and_evicts_nan() {
+        let out = aggregate(T_TOPK, &[], false, &Param::Number(2.0), samples(&[f64::NAN, 3.0, 3.0, 3.0, 1.0])).unwrap();
+        let ids: Vec<&str> = out.iter().map(|s| s.labels[0].1.as_str()).collect();
+        assert_eq!(ids, ["1", "2"]);
+        let out = aggregate(T_BOTTOMK, &[], false, &Param::Number(1.0), samples(&[5.0, 1.0, 1.0])).unwrap();
+        assert_eq!(out[0].labels[0].1, "1");
+        assert!(aggregate(T_TOPK, &[], false, &Param::Number(0.5), samples(&[1.0])).unwrap().is_empty());
+        assert_eq!(
+            aggregate(T_TOPK, &[], false, &Param::Number(f64::NAN), samples(&[1.0])).unwrap_err(),
+            "Scalar value NaN overflows int64"
+        );
+    }
+
+    #[test]
+    fn avg_uses_prometheus_incremental_mean() {
+        let out = aggregate(T_AVG, &[], false, &Param::None, samples(&[0.7, 0.3, 5.5, 0.2])).unwrap();
+        assert_eq!(out[0].value, 1.6749999999999998);
+        let out = aggregate(T_AVG, &[], false, &Param::None, samples(&[f64::INFINITY, 1.0])).unwrap();
+        assert_eq!(out[0].value, f64::INFINITY);
+    }
+
+    #[test]
+    fn count_values_formats_without_exponent() {
+        let out = aggregate(T_COUNT_VALUES, &[], false, &Param::Label("v".into()), samples(&[1e6, 1e6, 0.5])).unwrap();
+        let got: Vec<(String, f64)> = out.iter().map(|s| (s.labels[0].1.clone(), s.value)).collect();
+        assert_eq!(got, [("1000000".to_string(), 2.0), ("0.5".to_string(), 1.0)]);
+        assert!(aggregate(T_COUNT_VALUES, &[], false, &Param::Label("1x".into()), vec![]).is_err());
+    }
+
+    #[test]
+    fn go_float_formatting_for_errors() {
+        assert_eq!(go_g(1e21), "1e+21");
+        assert_eq!(go_g(-2.5), "-2.5");
+        assert_eq!(go_g(f64::INFINITY), "+Inf");
+    }
+}
