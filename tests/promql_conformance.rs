@@ -1,14 +1,14 @@
 //! Runs every `promql_expr_test` of the promtool-format conformance suite (tests/conformance) that
 //! needs no rule files against the PromQL evaluator, comparing results the way promtool does.
-//!
-//! promtool (2.42) semantics reproduced here: a group's `interval` defaults to the file's
-//! `evaluation_interval` (default 1m); input samples are loaded only up to the last evaluation tick
-//! (a multiple of `evaluation_interval`) not after the group's latest `eval_time`; subqueries
-//! without a step use `evaluation_interval`; expected labels are parsed with the series parser;
-//! results and expectations are compared as sorted lists with `==` on values (so NaN never
-//! matches); a scalar result counts as one sample with no labels.
-//!
-//! `PROMQL_CONFORMANCE_DIR=<dir>` runs the `*_test.yml` files of another directory instead.
+
+// promtool (2.42) semantics reproduced here: a group's `interval` defaults to the file's
+// `evaluation_interval` (default 1m); input samples are loaded only up to the last evaluation tick
+// (a multiple of `evaluation_interval`) not after the group's latest `eval_time`; subqueries
+// without a step use `evaluation_interval`; expected labels are parsed with the series parser;
+// results and expectations are compared as sorted lists with `==` on values (so NaN never
+// matches); a scalar result counts as one sample with no labels.
+//
+// `PROMQL_CONFORMANCE_DIR=<dir>` runs the `*_test.yml` files of another directory instead.
 
 use promql_parser::parser::parse;
 use redline::rules::promql::{

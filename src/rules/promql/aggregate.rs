@@ -69,12 +69,11 @@ fn aggregate(
     };
     let mut k: i64 = 0;
     if op == T_TOPK || op == T_BOTTOMK {
-        // convertibleToInt64 compares with float64(MaxInt64), which rounds up to 2^63.
-        if !(number <= 9.223372036854775807e18 && number >= -9.223372036854775808e18) {
+        // Prometheus's convertibleToInt64: bounded by the largest float64 below 2^63.
+        if !(-9_223_372_036_854_775_808.0..=9_223_372_036_854_774_784.0).contains(&number) {
             return Err(format!("Scalar value {} overflows int64", go_g(number)));
         }
-        // Go's int64() of 2^63 overflows to MinInt64 on amd64.
-        k = if number >= 9.223372036854775807e18 { i64::MIN } else { number as i64 };
+        k = number as i64;
         if k < 1 {
             return Ok(Vec::new());
         }
@@ -192,22 +191,22 @@ fn op_name(op: TokenId) -> String {
     promql_parser::parser::token::TokenType::new(op).to_string()
 }
 
-/// Go's `%v` for a float64 (used in the topk overflow error).
+/// Go's `%v` for a float64 (used in the topk overflow error): shortest digits, in exponent form
+/// when the decimal exponent is below -4 or at least 6 (`%g` with the shortest precision).
 fn go_g(v: f64) -> String {
     if v.is_nan() {
-        "NaN".to_string()
-    } else if v.is_infinite() {
-        if v > 0.0 { "+Inf".to_string() } else { "-Inf".to_string() }
-    } else if v != 0.0 && (v.abs() >= 1e21 || v.abs() < 1e-4) {
-        let s = format!("{v:e}");
-        // Go writes at least two exponent digits with an explicit sign: 1e+21.
-        match s.split_once('e') {
-            Some((m, e)) => {
-                let (sign, digits) = if let Some(d) = e.strip_prefix('-') { ('-', d) } else { ('+', e) };
-                format!("{m}e{sign}{digits:0>2}")
-            }
-            None => s,
-        }
+        return "NaN".to_string();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "+Inf".to_string() } else { "-Inf".to_string() };
+    }
+    let sci = format!("{v:e}");
+    let Some((mantissa, exp)) = sci.split_once('e') else { return format!("{v}") };
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if v != 0.0 && !(-4..6).contains(&exp) {
+        // Go writes at least two exponent digits with an explicit sign: 1e+20, 1.5e-05.
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{mantissa}e{sign}{:02}", exp.abs())
     } else {
         format!("{v}")
     }
@@ -309,6 +308,10 @@ mod tests {
             aggregate(T_TOPK, &[], false, &Param::Number(f64::NAN), samples(&[1.0])).unwrap_err(),
             "Scalar value NaN overflows int64"
         );
+        assert_eq!(
+            aggregate(T_TOPK, &[], false, &Param::Number(9_223_372_036_854_775_808.0), samples(&[1.0])).unwrap_err(),
+            "Scalar value 9.223372036854776e+18 overflows int64"
+        );
     }
 
     #[test]
@@ -329,7 +332,11 @@ mod tests {
 
     #[test]
     fn go_float_formatting_for_errors() {
-        assert_eq!(go_g(1e21), "1e+21");
+        assert_eq!(go_g(1e20), "1e+20");
+        assert_eq!(go_g(1234567.0), "1.234567e+06");
+        assert_eq!(go_g(123456.0), "123456");
+        assert_eq!(go_g(0.000015), "1.5e-05");
+        assert_eq!(go_g(0.0001), "0.0001");
         assert_eq!(go_g(-2.5), "-2.5");
         assert_eq!(go_g(f64::INFINITY), "+Inf");
     }

@@ -245,7 +245,7 @@ fn vector_binop(
         } else {
             let seen = matched.entry(sig).or_insert_with(|| Some(HashSet::new()));
             if seen.as_mut().is_some_and(|seen| !seen.insert(metric.clone())) {
-                return Err("multiple matches for labels: grouping labels must ensure unique results".to_string());
+                return Err("multiple matches for labels: grouping labels must ensure unique matches".to_string());
             }
         }
         out.push(Sample { labels: metric, value });
@@ -330,7 +330,7 @@ mod tests {
     #[test]
     fn grouping_labels_must_make_results_unique() {
         let err = run("a * on(job) group_left(i) one").unwrap_err();
-        assert_eq!(err, "multiple matches for labels: grouping labels must ensure unique results");
+        assert_eq!(err, "multiple matches for labels: grouping labels must ensure unique matches");
     }
 
     #[test]

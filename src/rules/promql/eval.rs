@@ -2,8 +2,11 @@
 //! evaluations, and dispatch to the operator modules. Pure: reads only the given storage.
 
 use super::labels::{drop_name, has_duplicates};
-use super::{EvalOptions, Labels, METRIC_NAME, Sample, Series, Storage, Value, aggregate, binary, functions, is_stale};
+use super::{
+    EvalOptions, Labels, METRIC_NAME, Sample, Series, Storage, Value, aggregate, binary, functions, gomath, is_stale,
+};
 use promql_parser::label::{MatchOp, Matcher, Matchers};
+use promql_parser::parser::token::{T_EQL_REGEX, T_NEQ_REGEX};
 use promql_parser::parser::{Expr, Offset, SubqueryExpr, VectorSelector};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -11,6 +14,9 @@ use std::time::Duration;
 
 /// Prometheus's error for a result vector holding two elements with the same labels.
 pub(crate) const DUPLICATE_LABELSET: &str = "vector cannot contain metrics with the same labelset";
+
+/// Upper bound on the steps of one subquery evaluation (a day at 100ms steps is under it).
+const MAX_SUBQUERY_STEPS: i64 = 1_000_000;
 
 /// A duration in whole milliseconds, as Prometheus's `durationMilliseconds` truncates it.
 pub(crate) fn duration_ms(d: Duration) -> i64 {
@@ -39,9 +45,24 @@ pub(crate) fn unwrap_parens(mut e: &Expr) -> &Expr {
     e
 }
 
-/// The selector's matchers including the metric name, which the parser keeps apart.
+/// The selector's matchers including the metric name, which the parser keeps apart, with regex
+/// matchers recompiled for Go's ASCII-only `\d \w \s \b` where the pattern uses them.
 pub(crate) fn selector_matchers(vs: &VectorSelector) -> Matchers {
     let mut m = vs.matchers.clone();
+    for matcher in m.matchers.iter_mut().chain(m.or_matchers.iter_mut().flatten()) {
+        let token = match matcher.op {
+            MatchOp::Re(_) => T_EQL_REGEX,
+            MatchOp::NotRe(_) => T_NEQ_REGEX,
+            _ => continue,
+        };
+        let compat = gomath::go_regex_compat(&matcher.value);
+        if compat == matcher.value {
+            continue;
+        }
+        if let Ok(recompiled) = Matcher::new_matcher(token, matcher.name.clone(), compat) {
+            *matcher = recompiled;
+        }
+    }
     if let Some(name) = &vs.name {
         let name_matcher = Matcher::new(MatchOp::Equal, METRIC_NAME, name);
         m.matchers.insert(0, name_matcher.clone());
@@ -126,8 +147,8 @@ impl<'a> Evaluator<'a> {
     /// that sample is a staleness marker. Returns (labels, sample timestamp, value).
     pub(crate) fn instant_selector(&self, vs: &VectorSelector, t: i64) -> Result<Vec<(Labels, i64, f64)>, String> {
         refuse_at(vs)?;
-        let ref_t = t - offset_ms(&vs.offset);
-        let start = ref_t - self.opts.lookback_ms;
+        let ref_t = t.saturating_sub(offset_ms(&vs.offset));
+        let start = ref_t.saturating_sub(self.opts.lookback_ms);
         Ok(self
             .select(vs, start, ref_t)
             .into_iter()
@@ -142,8 +163,8 @@ impl<'a> Evaluator<'a> {
     /// staleness markers removed; series left without samples are dropped.
     pub(crate) fn range_selector(&self, vs: &VectorSelector, range_ms: i64, t: i64) -> Result<Vec<Series>, String> {
         refuse_at(vs)?;
-        let end = t - offset_ms(&vs.offset);
-        let start = end - range_ms;
+        let end = t.saturating_sub(offset_ms(&vs.offset));
+        let start = end.saturating_sub(range_ms);
         Ok(self
             .select(vs, start, end)
             .into_iter()
@@ -168,13 +189,17 @@ impl<'a> Evaluator<'a> {
         if step <= 0 {
             return Err("subquery step must be positive".to_string());
         }
-        let end = t - offset_ms(&sq.offset);
-        let lower = end - duration_ms(sq.range);
+        let end = t.saturating_sub(offset_ms(&sq.offset));
+        let lower = end.saturating_sub(duration_ms(sq.range));
         // Go's integer division truncates towards zero; adding a step when it fell below the
         // bound makes this a ceiling for both signs.
         let mut start = step * (lower / step);
         if start < lower {
-            start += step;
+            start = start.saturating_add(step);
+        }
+        // Prometheus bounds this only by its sample limit; refuse what could never finish.
+        if end >= start && end.saturating_sub(start) / step >= MAX_SUBQUERY_STEPS {
+            return Err(format!("subquery would evaluate more than {MAX_SUBQUERY_STEPS} steps"));
         }
         self.prefetch(&sq.expr, start, end);
 
@@ -189,7 +214,8 @@ impl<'a> Evaluator<'a> {
                 });
                 series[i].samples.push((ts, s.value));
             }
-            ts += step;
+            let Some(next) = ts.checked_add(step) else { break };
+            ts = next;
         }
         Ok(series)
     }
@@ -245,15 +271,20 @@ fn collect_windows<'e>(
     match expr {
         Expr::VectorSelector(vs) => {
             let off = offset_ms(&vs.offset);
-            out.push((vs, start - off - opts.lookback_ms, end - off));
+            out.push((vs, start.saturating_sub(off).saturating_sub(opts.lookback_ms), end.saturating_sub(off)));
         }
         Expr::MatrixSelector(ms) => {
             let off = offset_ms(&ms.vs.offset);
-            out.push((&ms.vs, start - off - duration_ms(ms.range), end - off));
+            out.push((
+                &ms.vs,
+                start.saturating_sub(off).saturating_sub(duration_ms(ms.range)),
+                end.saturating_sub(off),
+            ));
         }
         Expr::Subquery(sq) => {
             let off = offset_ms(&sq.offset);
-            collect_windows(&sq.expr, start - off - duration_ms(sq.range), end - off, opts, out);
+            let inner_start = start.saturating_sub(off).saturating_sub(duration_ms(sq.range));
+            collect_windows(&sq.expr, inner_start, end.saturating_sub(off), opts, out);
         }
         Expr::Paren(p) => collect_windows(&p.expr, start, end, opts, out),
         Expr::Unary(u) => collect_windows(&u.expr, start, end, opts, out),
@@ -294,5 +325,107 @@ pub(crate) fn type_name(v: &Value) -> &'static str {
         Value::String(_) => "string",
         Value::Vector(_) => "instant vector",
         Value::Matrix(_) => "range vector",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::promql::{
+        MemoryStorage, eval_instant, expand_series_samples, labels_from_pairs, parse_series_labels,
+    };
+
+    fn storage(series: &[(&str, &str)]) -> MemoryStorage {
+        let mut st = MemoryStorage::new();
+        for (s, v) in series {
+            st.add(parse_series_labels(s).unwrap(), expand_series_samples(v, 60_000).unwrap());
+        }
+        st
+    }
+
+    fn values(st: &MemoryStorage, q: &str, t: i64) -> Vec<f64> {
+        match eval_instant(&promql_parser::parser::parse(q).unwrap(), st, t, &EvalOptions::default()).unwrap() {
+            Value::Vector(v) => v.into_iter().map(|s| s.value).collect(),
+            Value::Scalar(v) => vec![v],
+            other => panic!("{q}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn lookback_is_closed_and_staleness_ends_series() {
+        let st = storage(&[("once", "5"), ("s", "1 2 3 stale")]);
+        assert_eq!(values(&st, "once", 300_000), [5.0]);
+        assert!(values(&st, "once", 300_001).is_empty());
+        assert_eq!(values(&st, "s", 179_999), [3.0]);
+        assert!(values(&st, "s", 180_000).is_empty());
+        assert_eq!(values(&st, "s offset 1m", 180_000), [3.0]);
+        // A staleness marker is not a sample of a range.
+        assert_eq!(values(&st, "count_over_time(s[10m])", 300_000), [3.0]);
+    }
+
+    #[test]
+    fn subquery_steps_align_to_absolute_time() {
+        let st = storage(&[("g", "1 5 2 8 3 9 4 7 6 0 3 2 1")]);
+        // steps 6, 8, 10m at both 10m and 11m
+        assert_eq!(values(&st, "sum_over_time(g[5m:2m])", 600_000), [13.0]);
+        assert_eq!(values(&st, "sum_over_time(g[5m:2m])", 660_000), [13.0]);
+        // negative start times are aligned with a ceiling, like Go's truncating division + step
+        assert_eq!(values(&st, "count_over_time(vector(1)[5m:2m])", 61_000), [2.0]);
+        assert_eq!(values(&st, "count_over_time(vector(1)[5m:2m])", 60_000), [3.0]);
+    }
+
+    #[test]
+    fn prefetched_subqueries_match_direct_evaluation() {
+        let st = storage(&[("c{a=\"1\"}", "0+10x30"), ("c{a=\"2\"}", "5 _ 7 stale 9+1x20")]);
+        let ev = Evaluator::new(&st, EvalOptions::default());
+        let expr = promql_parser::parser::parse("rate(c[3m])").unwrap();
+        let sq = promql_parser::parser::parse("max_over_time(rate(c[3m])[10m:1m] offset 1m)").unwrap();
+        let mut expected = Vec::new();
+        for step in 10..=20 {
+            let direct = Evaluator::new(&st, EvalOptions::default()).eval(&expr, step * 60_000).unwrap();
+            expected.push(direct);
+        }
+        let Value::Vector(got) = ev.eval(&sq, 21 * 60_000).unwrap() else { panic!() };
+        for s in got {
+            let max = expected
+                .iter()
+                .filter_map(|v| match v {
+                    Value::Vector(v) => v.iter().find(|x| x.labels == s.labels).map(|x| x.value),
+                    _ => None,
+                })
+                .fold(f64::NEG_INFINITY, f64::max);
+            assert_eq!(s.value, max);
+        }
+    }
+
+    #[test]
+    fn extreme_inputs_do_not_panic() {
+        let mut st = storage(&[("x", "1 NaN Inf -Inf stale 2")]);
+        st.add(labels_from_pairs([("__name__", "x"), ("b", "1")]), vec![(i64::MIN + 1, 1.0), (i64::MAX - 1, 2.0)]);
+        let queries = [
+            "x offset 10000y",
+            "x offset -10000y",
+            "rate(x[100000y])",
+            "max_over_time(x[1000y:1ms])",
+            "max_over_time(x[1000y:1y] offset -1000y)",
+            "deriv(x[1h])",
+            "histogram_quantile(NaN, x)",
+            "quantile_over_time(NaN, x[1h])",
+            "topk(NaN, x)",
+            "count_values(\"v\", x)",
+            "x ^ x % x / 0",
+            "round(x, 0) + clamp(x, NaN, NaN)",
+            "label_replace(x, \"a\", \"$1$2${3}\", \"b\", \"(.)?\")",
+            "absent_over_time(x[1ms:1ms])",
+            "timestamp(x offset -5m)",
+        ];
+        for t in [i64::MIN, -1, 0, 240_000, i64::MAX] {
+            for q in queries {
+                let expr = promql_parser::parser::parse(q).unwrap();
+                let _ = eval_instant(&expr, &st, t, &EvalOptions::default());
+            }
+        }
+        let expr = promql_parser::parser::parse("max_over_time(x[1000y:1ms])").unwrap();
+        assert!(eval_instant(&expr, &st, 0, &EvalOptions::default()).unwrap_err().contains("more than"));
     }
 }

@@ -214,10 +214,10 @@ fn histogram_quantile(q: f64, v: Vec<Sample>) -> Vec<Sample> {
     groups.into_iter().map(|(labels, buckets)| Sample { labels, value: bucket_quantile(q, buckets) }).collect()
 }
 
-/// Compiles a PromQL regex the way the selector parser does (anchored, Go-style literal `{`),
-/// and hands back the crate's compiled regex.
+/// Compiles a PromQL regex the way the selector parser does (anchored, Go-style literal `{`)
+/// with Go's ASCII-only classes, and hands back the parser crate's compiled regex.
 fn compile_anchored(re: &str) -> Option<Matcher> {
-    Matcher::new_matcher(T_EQL_REGEX, String::new(), re.to_string()).ok()
+    Matcher::new_matcher(T_EQL_REGEX, String::new(), gomath::go_regex_compat(re)).ok()
 }
 
 fn label_replace(ev: &Evaluator, args: &[&Expr], t: i64) -> Result<Value, String> {
@@ -385,8 +385,8 @@ fn extrapolated_rate(points: &[(i64, f64)], t: i64, r: &RangeArg, is_counter: bo
         return None;
     }
     let range_ms = duration_ms(r.range);
-    let range_start = t - (range_ms + r.offset_ms);
-    let range_end = t - r.offset_ms;
+    let range_start = t.saturating_sub(range_ms.saturating_add(r.offset_ms));
+    let range_end = t.saturating_sub(r.offset_ms);
     let (first_t, first_v) = points[0];
     let (last_t, last_v) = points[points.len() - 1];
 
@@ -401,8 +401,8 @@ fn extrapolated_rate(points: &[(i64, f64)], t: i64, r: &RangeArg, is_counter: bo
         }
     }
 
-    let mut duration_to_start = (first_t - range_start) as f64 / 1000.0;
-    let duration_to_end = (range_end - last_t) as f64 / 1000.0;
+    let mut duration_to_start = first_t.saturating_sub(range_start) as f64 / 1000.0;
+    let duration_to_end = range_end.saturating_sub(last_t) as f64 / 1000.0;
     let sampled_interval = (last_t - first_t) as f64 / 1000.0;
     let average_between_samples = sampled_interval / (points.len() - 1) as f64;
 

@@ -1,5 +1,5 @@
 //! Go standard-library behaviour that PromQL results depend on bit for bit: `math.Max/Min/Pow/Exp/Log`,
-//! Kahan summation, `strconv` float formatting/parsing and `regexp.Expand` templates.
+//! Kahan summation, `strconv` float formatting/parsing, RE2 class semantics and `regexp.Expand`.
 
 /// Go's `math.Max`: +Inf wins over NaN, any NaN gives NaN, +0 beats -0. (`f64::max` ignores NaN.)
 pub(crate) fn max(x: f64, y: f64) -> f64 {
@@ -136,7 +136,7 @@ pub(crate) fn pow(x: f64, y: f64) -> f64 {
     if yf != 0.0 && x < 0.0 {
         return f64::NAN;
     }
-    if yi >= 9.223372036854775808e18 {
+    if yi >= 9_223_372_036_854_775_808.0 {
         // A huge even integer exponent over- or underflows for every x but -1.
         return if x == -1.0 {
             1.0
@@ -207,8 +207,10 @@ pub(crate) fn exp(x: f64) -> f64 {
     exp_with(x, use_fma())
 }
 
+// The constants are Go's, digit for digit, so they can be checked against its source.
+#[allow(clippy::excessive_precision)]
 fn exp_with(x: f64, fma: bool) -> f64 {
-    const LOG2E: f64 = 1.4426950408889634073599246810018920;
+    const LOG2E: f64 = std::f64::consts::LOG2_E;
     const LN2U: f64 = 0.69314718055966295651160180568695068359375;
     const LN2L: f64 = 0.28235290563031577122588448175013436025525412068e-12;
     const OVERFLOW: f64 = 7.09782712893384e+02;
@@ -283,6 +285,7 @@ fn exp_with(x: f64, fma: bool) -> f64 {
 }
 
 /// Go's `math.Log` (the FreeBSD algorithm; the amd64 assembly computes the same steps).
+#[allow(clippy::excessive_precision)]
 pub(crate) fn log(x: f64) -> f64 {
     const LN2_HI: f64 = 6.93147180369123816490e-01;
     const LN2_LO: f64 = 1.90821492927058770002e-10;
@@ -445,6 +448,98 @@ fn extract_group(s: &str) -> Option<(&str, Option<usize>, &str)> {
     Some((name, num, after))
 }
 
+/// Rewrites a Go (RE2) regular expression so the `regex` crate matches it the same way: Go's
+/// `\d \w \s \b` and their negations are ASCII-only (Rust's are Unicode), `\Q...\E` quotes
+/// literally, and inside brackets `[` (unless `[:class:]`), `&&` and `~~` are plain characters.
+pub(crate) fn go_regex_compat(re: &str) -> String {
+    let chars: Vec<char> = re.chars().collect();
+    let mut out = String::with_capacity(re.len() + 8);
+    let mut in_class = false;
+    // Position right after the class's opening `[` (and `^`), where `]` is a literal.
+    let mut class_start = 0;
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '\\' && i + 1 < chars.len() {
+            let e = chars[i + 1];
+            i += 2;
+            if e == 'Q' {
+                // Literal text up to \E (or the end).
+                while i < chars.len() && !(chars[i] == '\\' && chars.get(i + 1) == Some(&'E')) {
+                    if chars[i].is_ascii_punctuation() {
+                        out.push('\\');
+                    }
+                    out.push(chars[i]);
+                    i += 1;
+                }
+                if i < chars.len() {
+                    i += 2; // the \\E
+                }
+                continue;
+            }
+            let replacement = match (in_class, e) {
+                (false, 'd') => "[0-9]",
+                (false, 'D') => "[^0-9]",
+                (false, 'w') => "[0-9A-Za-z_]",
+                (false, 'W') => "[^0-9A-Za-z_]",
+                (false, 's') => "[\\t\\n\\f\\r ]",
+                (false, 'S') => "[^\\t\\n\\f\\r ]",
+                (false, 'b') => "(?-u:\\b)",
+                (false, 'B') => "(?-u:\\B)",
+                (true, 'd') => "0-9",
+                (true, 'w') => "0-9A-Za-z_",
+                (true, 's') => "\\t\\n\\f\\r ",
+                _ => "",
+            };
+            if replacement.is_empty() {
+                out.push('\\');
+                out.push(e);
+            } else {
+                out.push_str(replacement);
+            }
+            continue;
+        }
+        if in_class {
+            if c == ']' && i > class_start {
+                in_class = false;
+                out.push(c);
+            } else if c == '[' {
+                if chars.get(i + 1) == Some(&':') {
+                    // POSIX class: copy through its closing ":]".
+                    let end = (i + 2..chars.len().saturating_sub(1)).find(|&j| chars[j] == ':' && chars[j + 1] == ']');
+                    if let Some(end) = end {
+                        out.extend(&chars[i..end + 2]);
+                        i = end + 2;
+                        continue;
+                    }
+                }
+                out.push_str("\\[");
+            } else if (c == '&' || c == '~') && chars.get(i + 1) == Some(&c) {
+                out.push('\\');
+                out.push(c);
+            } else {
+                out.push(c);
+            }
+            i += 1;
+            continue;
+        }
+        if c == '[' {
+            in_class = true;
+            out.push(c);
+            i += 1;
+            if chars.get(i) == Some(&'^') {
+                out.push('^');
+                i += 1;
+            }
+            class_start = i;
+            continue;
+        }
+        out.push(c);
+        i += 1;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -513,6 +608,30 @@ mod tests {
         assert_eq!(parse_float("0x1p-2"), Some(0.25));
         assert_eq!(parse_float("abc"), None);
         assert_eq!(parse_float(""), None);
+    }
+
+    #[test]
+    fn regexes_get_go_semantics() {
+        assert_eq!(go_regex_compat(r"(\w+)-\d"), "([0-9A-Za-z_]+)-[0-9]");
+        assert_eq!(go_regex_compat(r"[\d.]+\s"), r"[0-9.]+[\t\n\f\r ]");
+        assert_eq!(go_regex_compat(r"[]a[:b]"), r"[]a\[:b]");
+        assert_eq!(go_regex_compat(r"[[:alpha:]&&x]"), r"[[:alpha:]\&&x]");
+        assert_eq!(go_regex_compat(r"\Qa.b\E+"), r"a\.b+");
+        assert_eq!(go_regex_compat(r"a\.b|\bc"), r"a\.b|(?-u:\b)c");
+        let m = |re: &str, s: &str| {
+            let m = promql_parser::label::Matcher::new_matcher(
+                promql_parser::parser::token::T_EQL_REGEX,
+                String::new(),
+                go_regex_compat(re),
+            )
+            .unwrap();
+            m.is_match(s)
+        };
+        assert!(!m(r"\w+", "é1"));
+        assert!(m(r"\w+", "a_1"));
+        assert!(m(r"[^\d]+", "é"));
+        assert!(m(r"\Q(a)\E", "(a)"));
+        assert!(m(r"x[a[]", "x["));
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! PromQL evaluation over an in-process sample store, bit-for-bit compatible with Prometheus 2.42
 //! for the supported subset; expressions are parsed by `promql-parser`, checked once, then evaluated.
-//!
-//! Layout: `eval` walks the tree, `functions`/`aggregate`/`binary` implement the operators,
-//! `check` refuses unsupported constructs at rule load, `storage` holds series for tests and
-//! `rules test`, `series_notation` reads promtool's `input_series` syntax, `gomath` reproduces
-//! the Go standard library behaviour the results depend on.
+
+// Layout: `eval` walks the tree, `functions`/`aggregate`/`binary` implement the operators,
+// `check` refuses unsupported constructs at rule load, `storage` holds series for tests and
+// `rules test`, `series_notation` reads promtool's `input_series` syntax, `gomath` reproduces
+// the Go standard library behaviour the results depend on (Go's exp differs from libm's).
 
 mod aggregate;
 mod binary;
