@@ -226,10 +226,15 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
     })
     .await;
     sc.signal(nix::sys::signal::Signal::SIGTERM);
-    // Readiness turns away new traffic while draining.
-    let ready = client().get(sc.admin_url("/readyz")).send().await;
-    if let Ok(r) = ready {
-        assert_eq!(r.status(), 503);
+    // Readiness turns away new traffic while draining (the signal is handled asynchronously).
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    loop {
+        match client().get(sc.admin_url("/readyz")).send().await {
+            Ok(r) if r.status() == 503 => break,
+            Ok(r) => assert!(std::time::Instant::now() < deadline, "readyz still {} while draining", r.status()),
+            Err(_) => break, // the admin port may already be closing
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     for t in in_flight {
         let (status, body) = t.await.expect("task");
