@@ -32,6 +32,10 @@ fn main() -> ExitCode {
             };
             match runtime.block_on(redline::sidecar::run(config)) {
                 Ok(()) => ExitCode::SUCCESS,
+                Err(e) if e.is::<redline::sidecar::StartupRefused>() => {
+                    eprintln!("redline: {e:#}");
+                    ExitCode::from(2)
+                }
                 Err(e) => {
                     eprintln!("redline: {e:#}");
                     ExitCode::FAILURE

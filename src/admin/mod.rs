@@ -1,18 +1,21 @@
-//! The admin port: `/metrics` (Prometheus text or OpenMetrics by `Accept`), `/healthz`, `/readyz`.
-//! Renders every metric source of the sidecar through one `ExpositionWriter`.
+//! The admin port: `/metrics` (Prometheus text or OpenMetrics by `Accept`), `/healthz`, `/readyz`,
+//! the rules and alerts APIs and `/-/reload`; every metric source goes through one `ExpositionWriter`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use axum::Json;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use tracing_appender::non_blocking::ErrorCounter;
 
 use crate::proxy::upstream::UpstreamGauges;
+use crate::rules::file::RuleKind;
+use crate::rules::service::RuleService;
 use crate::telemetry::metrics::{ExpositionWriter, Format, Kind};
 use crate::telemetry::red::RedMetrics;
 use crate::telemetry::spans::SpanCounters;
@@ -26,6 +29,8 @@ pub struct AdminState {
     pub log_drops: Option<ErrorCounter>,
     pub spans: Option<Arc<SpanCounters>>,
     pub upstream_authority: String,
+    /// The rule engine, when rule files are configured.
+    pub rules: Option<Arc<RuleService>>,
     /// Set once shutdown begins so `/readyz` turns traffic away while the proxy drains.
     pub draining: AtomicBool,
 }
@@ -35,6 +40,9 @@ pub fn router(state: Arc<AdminState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/api/v1/rules", get(rules))
+        .route("/api/v1/alerts", get(alerts))
+        .route("/-/reload", post(reload).put(reload))
         .with_state(state)
 }
 
@@ -47,13 +55,19 @@ async fn metrics(State(state): State<Arc<AdminState>>, headers: HeaderMap) -> Re
 /// Renders all families of the sidecar in `format`.
 pub fn render(state: &AdminState, format: Format) -> String {
     let mut w = ExpositionWriter::new(format);
-    state.red.write(&mut w);
-    state.upstream_gauges.write(&mut w);
-    state.usage.write(&mut w);
+    write_all(state, &mut w);
+    w.finish()
+}
+
+/// Writes every metric family of the sidecar, for a scrape or for the rule engine's sampler.
+pub fn write_all(state: &AdminState, w: &mut ExpositionWriter) {
+    state.red.write(w);
+    state.upstream_gauges.write(w);
+    state.usage.write(w);
     w.family("redline_build_info", "redline build information; the value is always 1.", Kind::Gauge);
     w.sample(&[("version", env!("CARGO_PKG_VERSION"))], 1.0);
     if let Some(spans) = &state.spans {
-        spans.write(&mut w);
+        spans.write(w);
     }
     if let Some(drops) = &state.log_drops {
         w.family(
@@ -63,7 +77,59 @@ pub fn render(state: &AdminState, format: Format) -> String {
         );
         w.sample(&[], drops.dropped_lines() as f64);
     }
-    w.finish()
+    if let Some(rules) = &state.rules {
+        rules.write_metrics(w);
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct RulesQuery {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+}
+
+async fn rules(State(state): State<Arc<AdminState>>, Query(q): Query<RulesQuery>) -> Response {
+    let only = match q.kind.as_deref() {
+        None | Some("") => None,
+        Some("alert") => Some(RuleKind::Alerting),
+        Some("record") => Some(RuleKind::Recording),
+        Some(other) => {
+            let body = serde_json::json!({"status": "error", "errorType": "bad_data",
+                "error": format!("invalid type {other:?}: expected \"alert\" or \"record\"")});
+            return (StatusCode::BAD_REQUEST, Json(body)).into_response();
+        }
+    };
+    let body = match &state.rules {
+        Some(r) => crate::rules::api::rules(&r.engine(), only),
+        None => serde_json::json!({"status": "success", "data": {"groups": []}}),
+    };
+    Json(body).into_response()
+}
+
+async fn alerts(State(state): State<Arc<AdminState>>) -> Response {
+    let body = match &state.rules {
+        Some(r) => crate::rules::api::alerts(&r.engine()),
+        None => serde_json::json!({"status": "success", "data": {"alerts": []}}),
+    };
+    Json(body).into_response()
+}
+
+async fn reload(State(state): State<Arc<AdminState>>) -> Response {
+    let Some(rules) = state.rules.clone() else {
+        return (StatusCode::OK, "no rule files configured\n").into_response();
+    };
+    match tokio::task::spawn_blocking(move || rules.reload()).await {
+        Ok(Ok(())) => (StatusCode::OK, "rules reloaded\n").into_response(),
+        Ok(Err(errors)) => {
+            let mut body = String::from("reload failed; the previous rules keep running:\n");
+            for e in errors {
+                body.push_str(&e.to_string());
+                body.push('\n');
+            }
+            (StatusCode::INTERNAL_SERVER_ERROR, body).into_response()
+        }
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("reload failed: {e}\n")).into_response(),
+    }
 }
 
 async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
@@ -73,7 +139,17 @@ async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
     let probe =
         tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(&state.upstream_authority)).await;
     match probe {
-        Ok(Ok(_)) => (StatusCode::OK, "ready\n").into_response(),
+        Ok(Ok(_)) => {
+            let rules = match &state.rules {
+                Some(r) => {
+                    let engine = r.engine();
+                    let n: usize = engine.groups.iter().map(|g| g.state.group.rules.len()).sum();
+                    format!("; {n} rules loaded in {} groups", engine.groups.len())
+                }
+                None => String::new(),
+            };
+            (StatusCode::OK, format!("ready{rules}\n")).into_response()
+        }
         Ok(Err(e)) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("not ready: upstream {} unreachable: {e}\n", state.upstream_authority),

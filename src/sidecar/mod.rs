@@ -13,14 +13,24 @@ use crate::config::Config;
 use crate::proxy::route::RouteTable;
 use crate::proxy::upstream::UpstreamGauges;
 use crate::proxy::{self, Drain, Limits, Proxy, ProxySettings};
+use crate::rules::engine::{EngineSettings, RuleEngine};
+use crate::rules::notifier::{self, Notifier};
+use crate::rules::service::{self, RuleService, Sampler};
 use crate::telemetry::logging;
+use crate::telemetry::metrics::ExpositionWriter;
 use crate::telemetry::red::RedMetrics;
 use crate::telemetry::spans::{self, ExportSettings, SpanCounters};
 use crate::usage::{AppTarget, UsageCollector};
 
+/// The sidecar refused to start because of its configuration or rule files (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StartupRefused(pub String);
+
 /// Runs the sidecar until SIGTERM or SIGINT, then drains and returns.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let logs = logging::init(&config.service, &config.log_level);
+    let rules = load_rules(&config)?;
     let red = Arc::new(RedMetrics::new(&config.duration_buckets));
     let gauges = Arc::new(UpstreamGauges::default());
     let routes = Arc::new(RouteTable::new(&config.routes, config.max_routes).map_err(anyhow::Error::msg)?);
@@ -63,8 +73,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         log_drops: Some(logs.counter()),
         spans: Some(span_counters),
         upstream_authority: config.upstream.authority.clone(),
+        rules: rules.clone(),
         draining: Default::default(),
     });
+    let (rules_stop_tx, rules_stop_rx) = tokio::sync::watch::channel(false);
+    if let Some(rules) = &rules {
+        let state = admin_state.clone();
+        let sampler: Sampler = Arc::new(move |wanted| {
+            let mut w = ExpositionWriter::capture(wanted);
+            admin::write_all(&state, &mut w);
+            w.into_samples()
+        });
+        tokio::spawn(rules.clone().run(sampler, rules_stop_rx));
+        tokio::spawn(reload_on_sighup(rules.clone()));
+    }
 
     let listeners = proxy::bind_listeners(config.listen, config.workers)
         .with_context(|| format!("listen: cannot bind {}", config.listen))?;
@@ -113,12 +135,74 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     // The workers' proxies are gone; dropping the last sink lets the exporter send what is queued.
     drop(settings);
-    span_export.finish(Duration::from_secs(5)).await;
+    let _ = rules_stop_tx.send(true);
+    let flushes = async {
+        if let Some(rules) = &rules {
+            rules.notifier.flush(Duration::from_secs(5)).await;
+        }
+    };
+    tokio::join!(span_export.finish(Duration::from_secs(5)), flushes);
     let _ = admin_stop_tx.send(());
     let _ = admin_server.await;
     // Dropping the handle flushes queued log lines before the process exits.
     drop(logs);
     Ok(())
+}
+
+/// Loads the configured rule files and starts the notifier; no rule files, no engine.
+fn load_rules(config: &Config) -> anyhow::Result<Option<Arc<RuleService>>> {
+    if config.rules.is_empty() {
+        return Ok(None);
+    }
+    let mut external_labels = std::collections::BTreeMap::new();
+    external_labels.insert("service".to_string(), config.service.clone());
+    external_labels.insert("version".to_string(), config.version.clone());
+    external_labels.insert("namespace".to_string(), config.namespace.clone());
+    if let Some(pod) = &config.pod {
+        external_labels.insert("pod".to_string(), pod.clone());
+    }
+    let external_url = admin_url(config);
+    let generator_base = config.readiness.prometheus_url.as_ref().map_or_else(|| external_url.clone(), |u| u.0.clone());
+    let settings = EngineSettings {
+        patterns: config.rules.clone(),
+        default_interval_ms: config.sample_interval.as_millis() as i64,
+        retention_ms: config.retention.as_millis() as i64,
+        external_labels,
+        external_url,
+        generator_base,
+    };
+    let engine = RuleEngine::load(settings, service::now_ms()).map_err(|errors| {
+        let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        StartupRefused(format!("rules: cannot load the rule files:\n{}", list.join("\n")))
+    })?;
+    let n: usize = engine.groups.iter().map(|g| g.state.group.rules.len()).sum();
+    tracing::info!(groups = engine.groups.len(), rules = n, horizon_ms = engine.store.horizon_ms(), "rules loaded");
+    let alertmanagers: Vec<String> = config.alertmanagers.iter().map(|u| u.0.clone()).collect();
+    let notifier = Notifier::start(&alertmanagers, notifier::QUEUE_CAPACITY);
+    Ok(Some(RuleService::new(engine, notifier, config.sample_interval)))
+}
+
+/// The URL this sidecar's admin port is reached at, for `$externalURL` and `generatorURL`.
+fn admin_url(config: &Config) -> String {
+    let host = if config.admin.ip().is_unspecified() {
+        config
+            .pod
+            .clone()
+            .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_string()))
+            .unwrap_or_else(|| "localhost".to_string())
+    } else {
+        config.admin.ip().to_string()
+    };
+    format!("http://{host}:{}", config.admin.port())
+}
+
+async fn reload_on_sighup(rules: Arc<RuleService>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+    while hup.recv().await.is_some() {
+        let rules = rules.clone();
+        let _ = tokio::task::spawn_blocking(move || rules.reload()).await;
+    }
 }
 
 async fn shutdown_signal() -> &'static str {

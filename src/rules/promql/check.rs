@@ -2,8 +2,9 @@
 //! history an expression reads, so rules needing more than the retained samples are refused early.
 
 use super::EvalOptions;
-use super::eval::{duration_ms, offset_ms, unwrap_parens};
+use super::eval::{duration_ms, offset_ms, selector_matchers, unwrap_parens};
 use super::functions::{INSTANT_FUNCTIONS, RANGE_FUNCTIONS};
+use promql_parser::label::Matchers;
 use promql_parser::parser::token::{
     T_ADD, T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_DIV, T_EQLC, T_GROUP, T_GTE, T_GTR, T_LAND, T_LOR, T_LSS,
     T_LTE, T_LUNLESS, T_MAX, T_MIN, T_MOD, T_MUL, T_NEQ, T_POW, T_QUANTILE, T_STDDEV, T_STDVAR, T_SUB, T_SUM, T_TOPK,
@@ -100,6 +101,36 @@ fn reach(expr: &Expr, opts: &EvalOptions) -> Option<i64> {
         Expr::Aggregate(a) => max_opt(a.param.as_deref().and_then(|p| reach(p, opts)), reach(&a.expr, opts)),
         Expr::Binary(b) => max_opt(reach(&b.lhs, opts), reach(&b.rhs, opts)),
         Expr::Call(c) => c.args.args.iter().map(|a| reach(a, opts)).fold(None, max_opt),
+    }
+}
+
+/// Every series selector the expression reads (metric name included in the matchers), so
+/// the sidecar samples only the series some rule can see.
+pub fn selectors(expr: &Expr) -> Vec<Matchers> {
+    let mut out = Vec::new();
+    collect_selectors(expr, &mut out);
+    out
+}
+
+fn collect_selectors(expr: &Expr, out: &mut Vec<Matchers>) {
+    match expr {
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+        Expr::Paren(p) => collect_selectors(&p.expr, out),
+        Expr::Unary(u) => collect_selectors(&u.expr, out),
+        Expr::VectorSelector(vs) => out.push(selector_matchers(vs)),
+        Expr::MatrixSelector(ms) => out.push(selector_matchers(&ms.vs)),
+        Expr::Subquery(sq) => collect_selectors(&sq.expr, out),
+        Expr::Aggregate(a) => {
+            if let Some(p) = &a.param {
+                collect_selectors(p, out);
+            }
+            collect_selectors(&a.expr, out);
+        }
+        Expr::Binary(b) => {
+            collect_selectors(&b.lhs, out);
+            collect_selectors(&b.rhs, out);
+        }
+        Expr::Call(c) => c.args.args.iter().for_each(|a| collect_selectors(a, out)),
     }
 }
 

@@ -20,7 +20,7 @@ mod storage;
 use promql_parser::label::Matchers;
 use promql_parser::parser::Expr;
 
-pub use check::{check, history_needed_ms};
+pub use check::{check, history_needed_ms, selectors};
 pub use labels::{format_labels, label_value, labels_from_pairs};
 pub use series_notation::{expand_series_samples, expand_series_values, parse_series_labels};
 pub use storage::{MemoryStorage, matches_all};

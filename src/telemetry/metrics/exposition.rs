@@ -86,11 +86,50 @@ pub struct ExpositionWriter {
     format: Format,
     family: String,
     kind: Option<Kind>,
+    capture: Option<Capture>,
+}
+
+/// Samples taken instead of text: what a scrape of the same exposition would store, for the
+/// rule engine's own series. Only names the filter accepts are kept.
+struct Capture {
+    wanted: Box<dyn Fn(&str) -> bool + Send + Sync>,
+    samples: Vec<CapturedSample>,
+}
+
+/// One captured sample: the series name, its labels in exposition order, and the value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CapturedSample {
+    pub name: String,
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
 }
 
 impl ExpositionWriter {
     pub fn new(format: Format) -> Self {
-        ExpositionWriter { out: String::with_capacity(64 * 1024), format, family: String::new(), kind: None }
+        ExpositionWriter {
+            out: String::with_capacity(64 * 1024),
+            format,
+            family: String::new(),
+            kind: None,
+            capture: None,
+        }
+    }
+
+    /// A writer that records the samples whose series name `wanted` accepts instead of
+    /// rendering text; the values are exactly those a scrape of the text would read.
+    pub fn capture(wanted: Box<dyn Fn(&str) -> bool + Send + Sync>) -> Self {
+        ExpositionWriter {
+            out: String::new(),
+            format: Format::Prometheus,
+            family: String::new(),
+            kind: None,
+            capture: Some(Capture { wanted, samples: Vec::new() }),
+        }
+    }
+
+    /// The captured samples (empty for a text writer).
+    pub fn into_samples(self) -> Vec<CapturedSample> {
+        self.capture.map(|c| c.samples).unwrap_or_default()
     }
 
     pub fn format(&self) -> Format {
@@ -102,6 +141,9 @@ impl ExpositionWriter {
         self.family.clear();
         self.family.push_str(name);
         self.kind = Some(kind);
+        if self.capture.is_some() {
+            return;
+        }
         // OpenMetrics names a counter family without its `_total` suffix.
         let family_name = match (self.format, kind) {
             (Format::OpenMetrics, Kind::Counter) => name.strip_suffix("_total").unwrap_or(name),
@@ -128,6 +170,12 @@ impl ExpositionWriter {
     /// Writes the bucket, sum and count lines of one histogram series of the current family.
     pub fn histogram(&mut self, labels: Labels<'_>, h: &HistogramSnapshot) {
         let name = std::mem::take(&mut self.family);
+        if let Some(c) = &self.capture
+            && !["_bucket", "_sum", "_count"].iter().any(|suffix| (c.wanted)(&format!("{name}{suffix}")))
+        {
+            self.family = name;
+            return;
+        }
         let mut le_buf = String::new();
         for (i, cumulative) in h.cumulative.iter().enumerate() {
             le_buf.clear();
@@ -142,6 +190,9 @@ impl ExpositionWriter {
             self.line(&name, "_bucket", labels, Some(("le", &le_buf)), *cumulative as f64);
             if let Some(e) = exemplar {
                 // The exemplar belongs on the line just written: replace its newline.
+                if self.capture.is_some() {
+                    continue;
+                }
                 self.out.pop();
                 let _ = write!(self.out, " # {{trace_id=\"{}\"}} ", e.trace_id);
                 write_float(&mut self.out, e.value);
@@ -164,6 +215,14 @@ impl ExpositionWriter {
     }
 
     fn line(&mut self, name: &str, suffix: &str, labels: Labels<'_>, extra: Option<(&str, &str)>, value: f64) {
+        if let Some(c) = &mut self.capture {
+            let full = format!("{name}{suffix}");
+            if (c.wanted)(&full) {
+                let labels = labels.iter().copied().chain(extra).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+                c.samples.push(CapturedSample { name: full, labels, value });
+            }
+            return;
+        }
         self.out.push_str(name);
         self.out.push_str(suffix);
         if !labels.is_empty() || extra.is_some() {

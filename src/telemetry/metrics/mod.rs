@@ -4,5 +4,5 @@
 pub mod exposition;
 pub mod histogram;
 
-pub use exposition::{Exemplar, ExpositionWriter, Format, HistogramSnapshot, Kind, Labels};
+pub use exposition::{CapturedSample, Exemplar, ExpositionWriter, Format, HistogramSnapshot, Kind, Labels};
 pub use histogram::{BODY_SIZE_BUCKETS, Histogram, OTEL_DURATION_BUCKETS};

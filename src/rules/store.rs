@@ -1,0 +1,242 @@
+//! The sidecar's own time series for rule evaluation: its metrics sampled every
+//! `sample_interval`, plus what recording rules and ALERTS write back, kept only as far back
+//! as the loaded rules read and only for the series some rule selects.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+use promql_parser::label::{MatchOp, Matchers};
+
+use super::group::RuleStorage;
+use super::promql::{Labels, METRIC_NAME, Series, Storage, matches_all, stale_nan};
+use crate::telemetry::metrics::CapturedSample;
+
+/// The selectors of every loaded rule: a series is kept only when one of them matches it.
+#[derive(Debug, Default)]
+pub struct SeriesFilter {
+    selectors: Vec<Matchers>,
+}
+
+impl SeriesFilter {
+    pub fn new(selectors: Vec<Matchers>) -> Self {
+        SeriesFilter { selectors }
+    }
+
+    /// Whether any selector could match a series of this name (checked before labels are
+    /// built, so unwanted families cost nothing to sample).
+    pub fn wants_name(&self, name: &str) -> bool {
+        self.selectors.iter().any(|m| m.matchers.iter().filter(|m| m.name == METRIC_NAME).all(|m| m.is_match(name)))
+    }
+
+    pub fn wants(&self, labels: &Labels) -> bool {
+        self.selectors.iter().any(|m| matches_all(m, labels))
+    }
+}
+
+type SeriesMap = BTreeMap<Labels, VecDeque<(i64, f64)>>;
+
+/// Series grouped by metric name; within a name, ordered by labels, which is the order a
+/// Prometheus index returns them in (evaluation results depend on it through float sums).
+#[derive(Debug, Default)]
+pub struct SampleStore {
+    by_name: HashMap<String, SeriesMap>,
+    /// Samples older than this (ms before the newest ingest) are dropped.
+    horizon_ms: i64,
+    /// The series of the previous sampling round, to mark the vanished ones stale as a
+    /// Prometheus scrape does.
+    sampled_last: BTreeSet<Labels>,
+}
+
+impl SampleStore {
+    pub fn new(horizon_ms: i64) -> Self {
+        SampleStore { horizon_ms, ..Default::default() }
+    }
+
+    pub fn set_horizon(&mut self, horizon_ms: i64) {
+        self.horizon_ms = horizon_ms;
+    }
+
+    pub fn horizon_ms(&self) -> i64 {
+        self.horizon_ms
+    }
+
+    /// Adds one sampling round at `t_ms`: the wanted samples are appended, series sampled last
+    /// round but missing now get a staleness marker, and history past the horizon is dropped.
+    pub fn ingest(&mut self, t_ms: i64, samples: Vec<CapturedSample>, filter: &SeriesFilter) {
+        let mut now = BTreeSet::new();
+        for s in samples {
+            let mut labels: Labels = Vec::with_capacity(s.labels.len() + 1);
+            labels.push((METRIC_NAME.to_string(), s.name));
+            // An empty label value is the same as no label, as in a Prometheus scrape.
+            labels.extend(s.labels.into_iter().filter(|(_, v)| !v.is_empty()));
+            labels.sort();
+            if !filter.wants(&labels) || !now.insert(labels.clone()) {
+                continue;
+            }
+            self.append(labels, t_ms, s.value);
+        }
+        for gone in std::mem::take(&mut self.sampled_last).difference(&now) {
+            self.append(gone.clone(), t_ms, stale_nan());
+        }
+        self.sampled_last = now;
+        self.trim(t_ms - self.horizon_ms);
+    }
+
+    /// Drops samples before `oldest_ms` and series left without samples.
+    pub fn trim(&mut self, oldest_ms: i64) {
+        self.by_name.retain(|_, series| {
+            series.retain(|_, samples| {
+                while samples.front().is_some_and(|&(t, _)| t < oldest_ms) {
+                    samples.pop_front();
+                }
+                !samples.is_empty()
+            });
+            !series.is_empty()
+        });
+    }
+
+    /// Number of series and of samples held, for the sidecar's own metrics.
+    pub fn size(&self) -> (usize, usize) {
+        let series = self.by_name.values().map(|m| m.len()).sum();
+        let samples = self.by_name.values().flat_map(|m| m.values()).map(|s| s.len()).sum();
+        (series, samples)
+    }
+}
+
+fn window(samples: &VecDeque<(i64, f64)>, start_ms: i64, end_ms: i64) -> Vec<(i64, f64)> {
+    let lo = samples.partition_point(|&(t, _)| t < start_ms);
+    let hi = samples.partition_point(|&(t, _)| t <= end_ms);
+    samples.range(lo..hi.max(lo)).copied().collect()
+}
+
+impl Storage for SampleStore {
+    fn select(&self, matchers: &Matchers, start_ms: i64, end_ms: i64) -> Vec<Series> {
+        let mut out = Vec::new();
+        let mut scan = |series: &SeriesMap| {
+            for (labels, samples) in series {
+                if matches_all(matchers, labels) {
+                    let samples = window(samples, start_ms, end_ms);
+                    if !samples.is_empty() {
+                        out.push(Series { labels: labels.clone(), samples });
+                    }
+                }
+            }
+        };
+        let exact_name =
+            matchers.or_matchers.is_empty().then_some(()).and_then(|()| {
+                matchers.matchers.iter().find(|m| m.name == METRIC_NAME && matches!(m.op, MatchOp::Equal))
+            });
+        match exact_name {
+            Some(m) => {
+                if let Some(series) = self.by_name.get(&m.value) {
+                    scan(series);
+                }
+            }
+            None => {
+                self.by_name.values().for_each(&mut scan);
+                out.sort_by(|a, b| a.labels.cmp(&b.labels));
+            }
+        }
+        out
+    }
+}
+
+impl RuleStorage for SampleStore {
+    fn append(&mut self, labels: Labels, t_ms: i64, value: f64) {
+        let name = labels.iter().find(|(k, _)| k == METRIC_NAME).map(|(_, v)| v.clone()).unwrap_or_default();
+        let samples = self.by_name.entry(name).or_default().entry(labels).or_default();
+        match samples.back() {
+            Some(&(last, _)) if last == t_ms => {
+                if let Some(back) = samples.back_mut() {
+                    back.1 = value;
+                }
+            }
+            Some(&(last, _)) if last > t_ms => {
+                let at = samples.partition_point(|&(t, _)| t < t_ms);
+                match samples.get_mut(at) {
+                    Some(s) if s.0 == t_ms => s.1 = value,
+                    _ => samples.insert(at, (t_ms, value)),
+                }
+            }
+            _ => samples.push_back((t_ms, value)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::promql::is_stale;
+
+    fn filter(exprs: &[&str]) -> SeriesFilter {
+        let selectors = exprs
+            .iter()
+            .flat_map(|e| super::super::promql::selectors(&promql_parser::parser::parse(e).unwrap()))
+            .collect();
+        SeriesFilter::new(selectors)
+    }
+
+    fn sample(name: &str, labels: &[(&str, &str)], value: f64) -> CapturedSample {
+        CapturedSample {
+            name: name.into(),
+            labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            value,
+        }
+    }
+
+    fn all(store: &SampleStore, q: &str) -> Vec<Series> {
+        let e = promql_parser::parser::parse(q).unwrap();
+        let m = super::super::promql::selectors(&e).remove(0);
+        store.select(&m, i64::MIN, i64::MAX)
+    }
+
+    #[test]
+    fn keeps_only_selected_series_and_marks_vanished_ones_stale() {
+        let f = filter(&["rate(req_total{code=~\"5..\"}[5m])"]);
+        assert!(f.wants_name("req_total") && !f.wants_name("other_total"));
+        let mut store = SampleStore::new(600_000);
+        store.ingest(
+            1_000,
+            vec![
+                sample("req_total", &[("code", "500")], 1.0),
+                sample("req_total", &[("code", "200")], 5.0),
+                sample("other_total", &[], 1.0),
+            ],
+            &f,
+        );
+        store.ingest(2_000, vec![sample("req_total", &[("code", "502")], 1.0)], &f);
+        let got = all(&store, "req_total");
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].labels, vec![("__name__".into(), "req_total".into()), ("code".into(), "500".into())]);
+        assert_eq!(got[0].samples[0], (1_000, 1.0));
+        assert!(is_stale(got[0].samples[1].1) && got[0].samples[1].0 == 2_000);
+        assert_eq!(got[1].samples, vec![(2_000, 1.0)]);
+        assert_eq!(store.size(), (2, 3));
+    }
+
+    #[test]
+    fn drops_history_past_the_horizon_and_empty_series() {
+        let f = filter(&["x"]);
+        let mut store = SampleStore::new(10_000);
+        for t in 0..30 {
+            store.ingest(t * 1_000, vec![sample("x", &[("a", "1")], t as f64)], &f);
+        }
+        let got = all(&store, "x");
+        assert_eq!(got[0].samples.first(), Some(&(19_000, 19.0)));
+        assert_eq!(got[0].samples.len(), 11);
+        store.trim(100_000);
+        assert_eq!(store.size(), (0, 0));
+    }
+
+    #[test]
+    fn rule_output_is_appended_in_time_order_and_regex_names_are_sorted_across_names() {
+        let mut store = SampleStore::new(60_000);
+        let l = |n: &str| vec![("__name__".to_string(), n.to_string())];
+        store.append(l("b"), 2_000, 2.0);
+        store.append(l("b"), 1_000, 1.0);
+        store.append(l("b"), 2_000, 3.0);
+        store.append(l("a"), 1_000, 1.0);
+        let got = all(&store, "{__name__=~\"a|b\"}");
+        assert_eq!(got.iter().map(|s| s.labels[0].1.as_str()).collect::<Vec<_>>(), vec!["a", "b"]);
+        assert_eq!(got[1].samples, vec![(1_000, 1.0), (2_000, 3.0)]);
+    }
+}
