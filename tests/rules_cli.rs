@@ -132,6 +132,7 @@ fn rules_check_reports_each_problem_with_file_line_and_rule() {
         "check",
         "rules/redline-symptoms.yml",
         "rules/redline-slo.yml",
+        "rules/redline-monitoring.yml",
     ]));
     assert!(good.ok, "{}", good.output);
     assert!(good.output.contains("SUCCESS"), "{}", good.output);

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use redline::demo::upstream::{self, Faults};
 
+pub mod alertmanager;
 pub mod otlp;
 
 pub fn free_port() -> u16 {
