@@ -2,7 +2,7 @@
 //! `sample_interval`, plus what recording rules and ALERTS write back, kept only as far back
 //! as the loaded rules read and only for the series some rule selects.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use promql_parser::label::{MatchOp, Matchers};
 
@@ -32,7 +32,14 @@ impl SeriesFilter {
     }
 }
 
-type SeriesMap = BTreeMap<Labels, VecDeque<(i64, f64)>>;
+/// One series: its samples, and the sampling round that last saw it (0: written by rules).
+#[derive(Debug, Default)]
+struct SeriesData {
+    samples: VecDeque<(i64, f64)>,
+    sampled_round: u64,
+}
+
+type SeriesMap = BTreeMap<Labels, SeriesData>;
 
 /// Series grouped by metric name; within a name, ordered by labels, which is the order a
 /// Prometheus index returns them in (evaluation results depend on it through float sums).
@@ -41,9 +48,9 @@ pub struct SampleStore {
     by_name: HashMap<String, SeriesMap>,
     /// Samples older than this (ms before the newest ingest) are dropped.
     horizon_ms: i64,
-    /// The series of the previous sampling round, to mark the vanished ones stale as a
-    /// Prometheus scrape does.
-    sampled_last: BTreeSet<Labels>,
+    /// Sampling rounds so far; a series seen in the previous round but not in this one gets a
+    /// staleness marker, as a Prometheus scrape writes one.
+    round: u64,
 }
 
 impl SampleStore {
@@ -62,33 +69,53 @@ impl SampleStore {
     /// Adds one sampling round at `t_ms`: the wanted samples are appended, series sampled last
     /// round but missing now get a staleness marker, and history past the horizon is dropped.
     pub fn ingest(&mut self, t_ms: i64, samples: Vec<CapturedSample>, filter: &SeriesFilter) {
-        let mut now = BTreeSet::new();
+        self.round += 1;
+        let round = self.round;
         for s in samples {
             let mut labels: Labels = Vec::with_capacity(s.labels.len() + 1);
-            labels.push((METRIC_NAME.to_string(), s.name));
             // An empty label value is the same as no label, as in a Prometheus scrape.
             labels.extend(s.labels.into_iter().filter(|(_, v)| !v.is_empty()));
+            labels.push((METRIC_NAME.to_string(), s.name));
             labels.sort();
-            if !filter.wants(&labels) || !now.insert(labels.clone()) {
+            if !filter.wants(&labels) {
                 continue;
             }
-            self.append(labels, t_ms, s.value);
+            let series = self.series_mut(labels);
+            if series.sampled_round == round {
+                continue; // the same series twice in one exposition: keep the first, like a scrape
+            }
+            series.sampled_round = round;
+            push_sample(&mut series.samples, t_ms, s.value);
         }
-        for gone in std::mem::take(&mut self.sampled_last).difference(&now) {
-            self.append(gone.clone(), t_ms, stale_nan());
+        for map in self.by_name.values_mut() {
+            for data in map.values_mut() {
+                if data.sampled_round + 1 == round {
+                    push_sample(&mut data.samples, t_ms, stale_nan());
+                }
+            }
         }
-        self.sampled_last = now;
         self.trim(t_ms - self.horizon_ms);
+    }
+
+    /// The series with these labels, created empty if new (the name is looked up without
+    /// allocating: this runs for every sample of every round).
+    fn series_mut(&mut self, labels: Labels) -> &mut SeriesData {
+        let name = labels.iter().find(|(k, _)| k == METRIC_NAME).map_or("", |(_, v)| v.as_str());
+        if !self.by_name.contains_key(name) {
+            self.by_name.insert(name.to_string(), SeriesMap::new());
+        }
+        let map = self.by_name.get_mut(name).expect("inserted above");
+        map.entry(labels).or_default()
     }
 
     /// Drops samples before `oldest_ms` and series left without samples.
     pub fn trim(&mut self, oldest_ms: i64) {
         self.by_name.retain(|_, series| {
-            series.retain(|_, samples| {
-                while samples.front().is_some_and(|&(t, _)| t < oldest_ms) {
-                    samples.pop_front();
+            series.retain(|_, data| {
+                while data.samples.front().is_some_and(|&(t, _)| t < oldest_ms) {
+                    data.samples.pop_front();
                 }
-                !samples.is_empty()
+                !data.samples.is_empty()
             });
             !series.is_empty()
         });
@@ -97,7 +124,7 @@ impl SampleStore {
     /// Number of series and of samples held, for the sidecar's own metrics.
     pub fn size(&self) -> (usize, usize) {
         let series = self.by_name.values().map(|m| m.len()).sum();
-        let samples = self.by_name.values().flat_map(|m| m.values()).map(|s| s.len()).sum();
+        let samples = self.by_name.values().flat_map(|m| m.values()).map(|s| s.samples.len()).sum();
         (series, samples)
     }
 }
@@ -112,9 +139,9 @@ impl Storage for SampleStore {
     fn select(&self, matchers: &Matchers, start_ms: i64, end_ms: i64) -> Vec<Series> {
         let mut out = Vec::new();
         let mut scan = |series: &SeriesMap| {
-            for (labels, samples) in series {
+            for (labels, data) in series {
                 if matches_all(matchers, labels) {
-                    let samples = window(samples, start_ms, end_ms);
+                    let samples = window(&data.samples, start_ms, end_ms);
                     if !samples.is_empty() {
                         out.push(Series { labels: labels.clone(), samples });
                     }
@@ -142,23 +169,22 @@ impl Storage for SampleStore {
 
 impl RuleStorage for SampleStore {
     fn append(&mut self, labels: Labels, t_ms: i64, value: f64) {
-        let name = labels.iter().find(|(k, _)| k == METRIC_NAME).map(|(_, v)| v.clone()).unwrap_or_default();
-        let samples = self.by_name.entry(name).or_default().entry(labels).or_default();
-        match samples.back() {
-            Some(&(last, _)) if last == t_ms => {
-                if let Some(back) = samples.back_mut() {
-                    back.1 = value;
-                }
+        push_sample(&mut self.series_mut(labels).samples, t_ms, value);
+    }
+}
+
+/// Appends in time order; a sample at an existing timestamp replaces the old value.
+fn push_sample(samples: &mut VecDeque<(i64, f64)>, t_ms: i64, value: f64) {
+    match samples.back_mut() {
+        Some(back) if back.0 == t_ms => back.1 = value,
+        Some(back) if back.0 > t_ms => {
+            let at = samples.partition_point(|&(t, _)| t < t_ms);
+            match samples.get_mut(at) {
+                Some(s) if s.0 == t_ms => s.1 = value,
+                _ => samples.insert(at, (t_ms, value)),
             }
-            Some(&(last, _)) if last > t_ms => {
-                let at = samples.partition_point(|&(t, _)| t < t_ms);
-                match samples.get_mut(at) {
-                    Some(s) if s.0 == t_ms => s.1 = value,
-                    _ => samples.insert(at, (t_ms, value)),
-                }
-            }
-            _ => samples.push_back((t_ms, value)),
         }
+        _ => samples.push_back((t_ms, value)),
     }
 }
 

@@ -4,12 +4,12 @@
 use super::eval::{Evaluator, check_unique, unwrap_parens};
 use super::labels::{go_quote, is_valid_label_name, keep, set};
 use super::{Labels, METRIC_NAME, Sample, Value, gomath, quantile};
+use foldhash::{HashMap, HashMapExt};
 use promql_parser::parser::token::{
     T_AVG, T_BOTTOMK, T_COUNT, T_COUNT_VALUES, T_GROUP, T_MAX, T_MIN, T_QUANTILE, T_STDDEV, T_STDVAR, T_SUM, T_TOPK,
     TokenId,
 };
 use promql_parser::parser::{AggregateExpr, Expr, LabelModifier};
-use std::collections::HashMap;
 
 /// One output group, accumulated in input order.
 struct Group {

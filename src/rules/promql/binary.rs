@@ -4,12 +4,12 @@
 use super::eval::{Evaluator, check_unique, type_name};
 use super::labels::{del, drop_name, format_labels, get, keep, set};
 use super::{Labels, METRIC_NAME, Sample, Value, gomath};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use promql_parser::parser::token::{
     T_ADD, T_ATAN2, T_DIV, T_EQLC, T_GTE, T_GTR, T_LAND, T_LOR, T_LSS, T_LTE, T_LUNLESS, T_MOD, T_MUL, T_NEQ, T_POW,
     T_SUB, TokenId,
 };
 use promql_parser::parser::{BinaryExpr, LabelModifier, VectorMatchCardinality};
-use std::collections::{HashMap, HashSet};
 
 /// How two vectors are matched: the `on`/`ignoring` list and the cardinality.
 struct Matching<'m> {

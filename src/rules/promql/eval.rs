@@ -5,11 +5,11 @@ use super::labels::{drop_name, has_duplicates};
 use super::{
     EvalOptions, Labels, METRIC_NAME, Sample, Series, Storage, Value, aggregate, binary, functions, gomath, is_stale,
 };
+use foldhash::{HashMap, HashMapExt};
 use promql_parser::label::{MatchOp, Matcher, Matchers};
 use promql_parser::parser::token::{T_EQL_REGEX, T_NEQ_REGEX};
 use promql_parser::parser::{Expr, Offset, SubqueryExpr, VectorSelector};
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::time::Duration;
 
 /// Prometheus's error for a result vector holding two elements with the same labels.

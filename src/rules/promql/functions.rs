@@ -5,10 +5,10 @@ use super::eval::{DUPLICATE_LABELSET, Evaluator, check_unique, duration_ms, dura
 use super::labels::{drop_name, get, has_duplicates, is_valid_label_name, set};
 use super::quantile::{Bucket, bucket_quantile, quantile};
 use super::{Labels, METRIC_NAME, Sample, Series, Value, gomath, is_stale};
+use foldhash::{HashMap, HashMapExt};
 use promql_parser::label::{MatchOp, Matcher};
 use promql_parser::parser::token::T_EQL_REGEX;
 use promql_parser::parser::{Call, Expr, VectorSelector};
-use std::collections::HashMap;
 use std::time::Duration;
 
 /// Functions taking a range vector, in Prometheus's spelling.
@@ -314,10 +314,16 @@ fn eval_range_call(ev: &Evaluator, name: &str, args: &[&Expr], idx: usize, t: i6
         }
     }
     let mut out = Vec::new();
-    for s in std::mem::take(&mut range_arg.series) {
+    let series = std::mem::take(&mut range_arg.series);
+    // Distinct series of one metric name stay distinct without the name: no check needed.
+    let one_name = series.windows(2).all(|w| get(&w[0].labels, METRIC_NAME) == get(&w[1].labels, METRIC_NAME));
+    for s in series {
         let Some(value) = range_function(name, &s.samples, t, &range_arg, scalar_param)? else { continue };
         // last_over_time behaves like a selector and keeps the name; the others compute new values.
-        let labels = if name == "last_over_time" { s.labels } else { drop_name(&s.labels) };
+        let mut labels = s.labels;
+        if name != "last_over_time" {
+            labels.retain(|(k, _)| k != METRIC_NAME);
+        }
         out.push(Sample { labels, value });
     }
     if name == "absent_over_time" {
@@ -327,7 +333,7 @@ fn eval_range_call(ev: &Evaluator, name: &str, args: &[&Expr], idx: usize, t: i6
             Vec::new()
         }));
     }
-    if has_duplicates(out.iter().map(|s| &s.labels)) {
+    if !one_name && has_duplicates(out.iter().map(|s| &s.labels)) {
         return Err(DUPLICATE_LABELSET.to_string());
     }
     Ok(Value::Vector(out))

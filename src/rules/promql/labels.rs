@@ -90,7 +90,7 @@ pub(crate) fn go_quote(s: &str) -> String {
 
 /// True when two samples of a vector would have the same label set, which Prometheus rejects.
 pub(crate) fn has_duplicates<'a>(sets: impl Iterator<Item = &'a Labels>) -> bool {
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = foldhash::HashSet::default();
     for l in sets {
         if !seen.insert(l) {
             return true;
