@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod proxy;
+pub mod readiness;
 pub mod rules;
 pub mod sidecar;
 pub mod telemetry;
