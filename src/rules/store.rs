@@ -135,19 +135,20 @@ fn window(samples: &VecDeque<(i64, f64)>, start_ms: i64, end_ms: i64) -> Vec<(i6
     samples.range(lo..hi.max(lo)).copied().collect()
 }
 
+fn scan_into(out: &mut Vec<Series>, series: &SeriesMap, matchers: &Matchers, start_ms: i64, end_ms: i64) {
+    for (labels, data) in series {
+        if matches_all(matchers, labels) {
+            let samples = window(&data.samples, start_ms, end_ms);
+            if !samples.is_empty() {
+                out.push(Series { labels: labels.clone(), samples });
+            }
+        }
+    }
+}
+
 impl Storage for SampleStore {
     fn select(&self, matchers: &Matchers, start_ms: i64, end_ms: i64) -> Vec<Series> {
         let mut out = Vec::new();
-        let mut scan = |series: &SeriesMap| {
-            for (labels, data) in series {
-                if matches_all(matchers, labels) {
-                    let samples = window(&data.samples, start_ms, end_ms);
-                    if !samples.is_empty() {
-                        out.push(Series { labels: labels.clone(), samples });
-                    }
-                }
-            }
-        };
         let exact_name =
             matchers.or_matchers.is_empty().then_some(()).and_then(|()| {
                 matchers.matchers.iter().find(|m| m.name == METRIC_NAME && matches!(m.op, MatchOp::Equal))
@@ -155,11 +156,16 @@ impl Storage for SampleStore {
         match exact_name {
             Some(m) => {
                 if let Some(series) = self.by_name.get(&m.value) {
-                    scan(series);
+                    // Every series here has that name: match on the other labels only.
+                    let rest =
+                        Matchers::new(matchers.matchers.iter().filter(|x| x.name != METRIC_NAME).cloned().collect());
+                    scan_into(&mut out, series, &rest, start_ms, end_ms);
                 }
             }
             None => {
-                self.by_name.values().for_each(&mut scan);
+                for series in self.by_name.values() {
+                    scan_into(&mut out, series, matchers, start_ms, end_ms);
+                }
                 out.sort_by(|a, b| a.labels.cmp(&b.labels));
             }
         }
