@@ -2,6 +2,7 @@
 //! production-readiness check, in one binary. `main.rs` only parses the CLI and dispatches here.
 
 pub mod admin;
+pub mod canary;
 pub mod cli;
 pub mod config;
 pub mod demo;
