@@ -18,6 +18,9 @@ fn main() -> ExitCode {
             redline::rules::commands::check(&files, &mut std::io::stdout())
         }
         Command::Rules(RulesCommand::Test { files }) => redline::rules::commands::test(&files, &mut std::io::stdout()),
+        Command::Canary(redline::cli::CanaryCommand::Judge(args)) => {
+            redline::canary::command::judge_command(&args, &mut std::io::stdout())
+        }
         Command::Sidecar(args) => {
             let config = match config::load(&args.config, &OtelEnv::from_process_env()) {
                 Ok(c) => c,

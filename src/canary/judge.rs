@@ -61,8 +61,10 @@ impl MetricSpec {
         MetricSpec::new(P99_LATENCY, Direction::Increase)
     }
 
+    /// Optional: its source (app process or cgroup CPU) is not readable everywhere, and a
+    /// missing source says nothing about the canary; no traffic already fails the other two.
     pub fn cpu_per_request() -> MetricSpec {
-        MetricSpec::new(CPU_PER_REQUEST, Direction::Increase)
+        MetricSpec { optional: true, ..MetricSpec::new(CPU_PER_REQUEST, Direction::Increase) }
     }
 }
 
@@ -491,7 +493,7 @@ mod tests {
     fn too_little_data_is_nodata_never_a_pass() {
         let m = vec![
             samples(MetricSpec::p99_latency(), series(0.2, 60, 0.3), series(0.2, 9, 0.3)),
-            samples(MetricSpec::cpu_per_request(), series(0.002, 60, 0.2), vec![f64::NAN; 60]),
+            samples(MetricSpec::new("saturation", Direction::Increase), series(0.002, 60, 0.2), vec![f64::NAN; 60]),
         ];
         let r = judge(&JudgeConfig::default(), &m).unwrap();
         for metric in &r.metrics {
@@ -504,7 +506,8 @@ mod tests {
 
     #[test]
     fn optional_nodata_is_left_out_of_the_score() {
-        let cpu = MetricSpec { optional: true, ..MetricSpec::cpu_per_request() };
+        let cpu = MetricSpec::cpu_per_request();
+        assert!(cpu.optional);
         let m = vec![
             samples(MetricSpec::p99_latency(), series(0.2, 60, 0.3), series(0.2, 60, 0.3)),
             samples(cpu, vec![], vec![]),
@@ -513,7 +516,7 @@ mod tests {
         assert!(!r.metrics[1].counted);
         assert_eq!((r.verdict, r.score), (Verdict::Pass, 100.0));
         // Nothing counted at all: fail.
-        let only = MetricSpec { optional: true, ..MetricSpec::cpu_per_request() };
+        let only = MetricSpec::cpu_per_request();
         let r = judge(&JudgeConfig::default(), &[samples(only, vec![], vec![])]).unwrap();
         assert_eq!((r.verdict, r.score), (Verdict::Fail, 0.0));
         assert_eq!(r.summary, "no metric had enough data to judge");

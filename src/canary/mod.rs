@@ -1,7 +1,9 @@
 //! Canary analysis: judging a canary against its baseline from metric samples, Kayenta-style.
-//! `stats` holds the Mann-Whitney U test; `judge` classifies metrics and scores the canary.
+//! `stats` and `judge` are pure; `prometheus` fetches samples, `command` is `redline canary judge`.
 
+pub mod command;
 pub mod judge;
+pub mod prometheus;
 pub mod stats;
 
 pub use judge::{
