@@ -5,10 +5,6 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-// The same allocator as the redline binary (src/main.rs).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use redline::rules::engine::{EngineSettings, RuleEngine};
 use redline::telemetry::metrics::CapturedSample;
 

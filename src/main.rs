@@ -6,11 +6,6 @@ use clap::Parser;
 use redline::cli::{Cli, Command, RulesCommand};
 use redline::config::{self, OtelEnv};
 
-// mimalloc: the rule evaluator allocates many small label sets; glibc malloc made one
-// evaluation of the shipped rules at the route cap ~1.7x slower (benches/rule_eval.rs).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {

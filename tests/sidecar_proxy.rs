@@ -159,11 +159,10 @@ async fn upstream_down_is_502_connection_refused() {
     assert_eq!(sample(&m, &duration_series("GET", "/anything", 502, Some("connection_refused"))), Some(1.0), "{m}");
     let r = client().get(sc.admin_url("/readyz")).send().await.expect("readyz");
     assert_eq!(r.status(), 503, "readyz must report an unreachable upstream");
-    let logs = sc.stdout();
-    assert!(
-        logs.lines().any(|l| l.contains("\"error.type\":\"connection_refused\"") && l.contains(&trace_id)),
-        "{logs}"
-    );
+    sc.stdout_until("the 502 access line with its trace id", |logs| {
+        logs.lines().any(|l| l.contains("\"error.type\":\"connection_refused\"") && l.contains(&trace_id))
+    })
+    .await;
 }
 
 #[tokio::test]

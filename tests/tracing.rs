@@ -64,7 +64,7 @@ async fn each_request_is_one_server_span_with_semantic_conventions() {
     assert_eq!(failed.parent_span_id_hex(), "", "no incoming context: a root span");
 
     // The access line and the OpenMetrics exemplar carry the same trace id.
-    let logs = sc.stdout();
+    let logs = sc.stdout_until("the access line with the trace id", |logs| logs.contains(TRACE)).await;
     let line =
         logs.lines().find(|l| l.contains(TRACE)).unwrap_or_else(|| panic!("no log line with the trace id:\n{logs}"));
     let v: serde_json::Value = serde_json::from_str(line).expect("JSON log line");

@@ -11,7 +11,6 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use tracing_appender::non_blocking::ErrorCounter;
 
 use crate::proxy::upstream::UpstreamGauges;
 use crate::rules::file::RuleKind;
@@ -26,7 +25,7 @@ pub struct AdminState {
     pub red: Arc<RedMetrics>,
     pub upstream_gauges: Arc<UpstreamGauges>,
     pub usage: UsageCollector,
-    pub log_drops: Option<ErrorCounter>,
+    pub log_drops: Option<crate::telemetry::log_writer::DropCounter>,
     pub spans: Option<Arc<SpanCounters>>,
     pub upstream_authority: String,
     /// The rule engine, when rule files are configured.

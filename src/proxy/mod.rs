@@ -57,7 +57,16 @@ pub fn spawn_workers(
         let handle = std::thread::Builder::new()
             .name(format!("redline-proxy-{i}"))
             .spawn(move || {
-                runtime.block_on(async move {
+                // Access lines leave this thread in chunks, flushed every 50ms and at the end.
+                crate::telemetry::logging::batch_this_thread();
+                let drain = runtime.block_on(async move {
+                    tokio::spawn(async {
+                        let mut every = tokio::time::interval(Duration::from_millis(50));
+                        loop {
+                            every.tick().await;
+                            crate::telemetry::logging::flush_thread();
+                        }
+                    });
                     let listener = match TcpListener::from_std(listener) {
                         Ok(l) => l,
                         Err(e) => {
@@ -69,7 +78,9 @@ pub fn spawn_workers(
                         let _ = stop.wait_for(|s| *s).await;
                     };
                     serve(listener, proxy, limits, stopped, drain_timeout).await
-                })
+                });
+                crate::telemetry::logging::flush_thread();
+                drain
             })
             .map_err(|e| format!("cannot start proxy worker thread: {e}"))?;
         handles.push(handle);

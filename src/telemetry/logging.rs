@@ -3,9 +3,12 @@
 
 use std::fmt::{self, Write as _};
 
+use std::sync::OnceLock;
+use std::time::Duration;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
-use tracing_appender::non_blocking::{ErrorCounter, NonBlockingBuilder, WorkerGuard};
+
+use super::log_writer::{DropCounter, LogWriter};
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
@@ -16,40 +19,52 @@ use tracing_subscriber::util::SubscriberInitExt;
 /// The `target` of per-request access lines.
 pub const ACCESS_TARGET: &str = "access";
 
-/// Keeps the log writer thread alive; dropping it flushes what is queued.
+/// The process's log writer, once [`init`] ran (one subscriber per process).
+static WRITER: OnceLock<LogWriter> = OnceLock::new();
+
+/// Gives access to the log's drop counter; dropping it writes out every queued line.
 pub struct LogHandle {
-    _guard: WorkerGuard,
-    dropped: ErrorCounter,
+    writer: LogWriter,
 }
 
 impl LogHandle {
     /// Lines dropped because stdout could not keep up (`redline_log_lines_dropped_total`).
     pub fn dropped_lines(&self) -> u64 {
-        self.dropped.dropped_lines() as u64
+        self.writer.drop_counter().dropped_lines()
     }
 
-    pub fn counter(&self) -> ErrorCounter {
-        self.dropped.clone()
+    pub fn counter(&self) -> DropCounter {
+        self.writer.drop_counter()
     }
 }
 
+impl Drop for LogHandle {
+    fn drop(&mut self) {
+        self.writer.flush(Duration::from_secs(2));
+    }
+}
+
+/// Makes the calling thread batch its log lines (proxy workers: one hand-over per chunk
+/// instead of per line); the thread must call [`flush_thread`] on a timer and before it ends.
+pub fn batch_this_thread() {
+    if let Some(w) = WRITER.get() {
+        w.batch_this_thread();
+    }
+}
+
+pub use super::log_writer::flush_thread;
+
 /// Installs the global JSON subscriber. Access lines are always on; others follow `level`.
 pub fn init(service: &str, level: &str) -> LogHandle {
-    let (writer, guard) = NonBlockingBuilder::default()
-        .lossy(true)
-        .buffered_lines_limit(64 * 1024)
-        .thread_name("redline-log-writer")
-        // The worker flushes after each batch it drains; buffering makes a batch one write
-        // instead of one syscall per line (stdout alone is line-buffered).
-        .finish(std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout()));
-    let dropped = writer.error_counter();
+    let writer = WRITER.get_or_init(|| LogWriter::start(std::io::stdout())).clone();
     let level: Level = level.parse().unwrap_or(Level::INFO);
     let filter = Targets::new().with_target(ACCESS_TARGET, Level::INFO).with_default(level);
-    let layer =
-        tracing_subscriber::fmt::layer().event_format(JsonLine { service: service.to_string() }).with_writer(writer);
+    let layer = tracing_subscriber::fmt::layer()
+        .event_format(JsonLine { service: service.to_string() })
+        .with_writer(writer.clone());
     // A second init (tests start several sidecars in one process) keeps the first subscriber.
     let _ = tracing_subscriber::registry().with(layer.with_filter(filter)).try_init();
-    LogHandle { _guard: guard, dropped }
+    LogHandle { writer }
 }
 
 use tracing_subscriber::Layer as _;

@@ -156,6 +156,20 @@ impl Sidecar {
         std::fs::read_to_string(&self.log_path).expect("read sidecar stdout")
     }
 
+    /// Polls stdout until `pred` holds: proxy workers hand their log lines over in batches
+    /// (at most 50ms late), so a line may lag the response it describes.
+    pub async fn stdout_until(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let logs = self.stdout();
+            if pred(&logs) {
+                return logs;
+            }
+            assert!(Instant::now() < deadline, "no log line showed {what} within 10s:\n{logs}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Peak resident memory of the sidecar process (VmHWM), in bytes.
     pub fn peak_rss_bytes(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("proc status");
