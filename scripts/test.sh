@@ -1,20 +1,33 @@
 #!/usr/bin/env bash
-# The one test command: installs the Debian packages the tests talk to (promtool from
-# `prometheus`, Alertmanager and amtool from `prometheus-alertmanager`), then runs
-# formatting, lints, unit and integration tests.
+# The one test command: installs the Debian packages the tests talk to (Prometheus and
+# promtool, Alertmanager and amtool, and the coverage tools whose reports readiness-check
+# reads: go, lcov, clang/llvm-cov, JaCoCo), then runs formatting, lints, unit and integration
+# tests. Python packages (coverage.py, scipy) go into a venv under target/ on first use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Debian packages the integration tests talk to, by the command (or file) that shows they are there.
+need=(
+  "promtool:prometheus" "prometheus:prometheus"
+  "prometheus-alertmanager:prometheus-alertmanager" "amtool:prometheus-alertmanager"
+  "go:golang-go" "lcov:lcov" "gcc:gcc" "clang:clang" "llvm-cov:llvm" "llvm-profdata:llvm"
+  "/usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.profile-x86_64.a:libclang-rt-14-dev"
+  "/usr/share/java/org.jacoco.agent.jar:libjacoco-java" "javac:default-jdk-headless"
+  "python3:python3" "/usr/share/doc/python3-venv:python3-venv"
+)
 missing=()
-command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
-command -v prometheus-alertmanager >/dev/null 2>&1 && command -v amtool >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
+for entry in "${need[@]}"; do
+  what=${entry%%:*} pkg=${entry#*:}
+  if [[ $what == /* ]]; then compgen -G "$what" >/dev/null && continue; else command -v "$what" >/dev/null 2>&1 && continue; fi
+  [[ " ${missing[*]} " == *" $pkg "* ]] || missing+=("$pkg")
+done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-for t in promtool prometheus-alertmanager amtool; do
+for t in promtool prometheus prometheus-alertmanager amtool go lcov clang llvm-cov javac; do
   command -v $t >/dev/null || { echo "$t still missing after install" >&2; exit 1; }
 done
 
