@@ -21,6 +21,11 @@ pub enum Command {
     /// Canary analysis: judge a canary version against its baseline from Prometheus.
     #[command(subcommand)]
     Canary(CanaryCommand),
+    /// Alertmanager webhook receiver: stores every notification durably and answers promotion gates.
+    Receiver(Box<ReceiverArgs>),
+    /// Alerts stored by a running receiver.
+    #[command(subcommand)]
+    Alerts(AlertsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -94,6 +99,79 @@ pub struct CanaryJudgeArgs {
     /// Score at or above which (below pass) the canary is marginal.
     #[arg(long, default_value_t = 75.0)]
     pub marginal_threshold: f64,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReceiverArgs {
+    /// Address to listen on; a non-loopback address needs credentials or --insecure-no-auth.
+    #[arg(long, env = "REDLINE_RECEIVER_LISTEN", default_value = "127.0.0.1:9095")]
+    pub listen: String,
+    /// SQLite database file, or a postgres:// URL for a store shared by several replicas.
+    #[arg(long, env = "REDLINE_RECEIVER_DB", default_value = "redline.db")]
+    pub db: String,
+    /// File holding the Bearer token senders and queries must present.
+    #[arg(long, env = "REDLINE_RECEIVER_BEARER_TOKEN_FILE", conflicts_with = "basic_auth_file")]
+    pub bearer_token_file: Option<std::path::PathBuf>,
+    /// File holding `user:password` for Basic auth.
+    #[arg(long, env = "REDLINE_RECEIVER_BASIC_AUTH_FILE")]
+    pub basic_auth_file: Option<std::path::PathBuf>,
+    /// Allow a non-loopback --listen address without credentials.
+    #[arg(long)]
+    pub insecure_no_auth: bool,
+    /// Largest accepted request body (bytes, or with a KiB/MiB suffix); larger gets 413.
+    #[arg(long, env = "REDLINE_RECEIVER_MAX_BODY", default_value = "1MiB", value_parser = crate::receiver::parse_size)]
+    pub max_body: usize,
+    /// error, warn, info, debug or trace.
+    #[arg(long, env = "REDLINE_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertsCommand {
+    /// List alerts and their current state from a receiver's query API.
+    List(AlertsListArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AlertsListArgs {
+    /// Base URL of the receiver.
+    #[arg(long, env = "REDLINE_RECEIVER_URL", default_value = "http://127.0.0.1:9095")]
+    pub receiver: String,
+    /// Only alerts whose `service` label is this.
+    #[arg(long)]
+    pub service: Option<String>,
+    #[arg(long, value_enum)]
+    pub state: Option<StateArg>,
+    /// Only alerts notified since this RFC 3339 time or duration ago (e.g. 1h).
+    #[arg(long)]
+    pub since: Option<String>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: ListFormat,
+    #[arg(long, env = "REDLINE_RECEIVER_BEARER_TOKEN_FILE", conflicts_with = "basic_auth_file")]
+    pub bearer_token_file: Option<std::path::PathBuf>,
+    #[arg(long, env = "REDLINE_RECEIVER_BASIC_AUTH_FILE")]
+    pub basic_auth_file: Option<std::path::PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum StateArg {
+    Firing,
+    Resolved,
+}
+
+impl StateArg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StateArg::Firing => "firing",
+            StateArg::Resolved => "resolved",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ListFormat {
+    Table,
+    Json,
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ pub mod config;
 pub mod demo;
 pub mod proxy;
 pub mod readiness;
+pub mod receiver;
 pub mod rules;
 pub mod sidecar;
 pub mod telemetry;

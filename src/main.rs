@@ -16,6 +16,10 @@ fn main() -> ExitCode {
         Command::Canary(redline::cli::CanaryCommand::Judge(args)) => {
             redline::canary::command::judge_command(&args, &mut std::io::stdout())
         }
+        Command::Receiver(args) => redline::receiver::main(*args),
+        Command::Alerts(redline::cli::AlertsCommand::List(args)) => {
+            redline::receiver::client::list(args, &mut std::io::stdout())
+        }
         Command::Sidecar(args) => {
             let config = match config::load(&args.config, &OtelEnv::from_process_env()) {
                 Ok(c) => c,

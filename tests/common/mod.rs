@@ -13,6 +13,7 @@ use redline::demo::upstream::{self, Faults};
 pub mod alertmanager;
 pub mod otlp;
 pub mod python;
+pub mod receiver;
 
 pub fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free loopback port")
