@@ -15,6 +15,9 @@ pub struct Cli {
 pub enum Command {
     /// Reverse proxy with RED/USE metrics, JSON access logs and trace context.
     Sidecar(Box<SidecarArgs>),
+    /// The whole flow on an embedded default: demo service, sidecar, load, a fault, the alert
+    /// firing and resolving on a receiver.
+    Demo(DemoArgs),
     /// Prometheus rule files: check them, or run their unit tests (promtool's formats).
     #[command(subcommand)]
     Rules(RulesCommand),
@@ -40,6 +43,16 @@ pub enum RulesCommand {
         #[arg(required = true)]
         files: Vec<std::path::PathBuf>,
     },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// How long the demo runs (at least 60s; the fault starts at 20% and stops at 50% of it).
+    #[arg(long, default_value = "90s", value_parser = humantime::parse_duration)]
+    pub duration: std::time::Duration,
+    /// Keep the sidecar log, the demo rules and the receiver database in this directory.
+    #[arg(long)]
+    pub keep_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

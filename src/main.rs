@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         Command::Alerts(redline::cli::AlertsCommand::List(args)) => {
             redline::receiver::client::list(args, &mut std::io::stdout())
         }
+        Command::Demo(args) => demo(args),
         Command::Sidecar(args) => {
             let config = match config::load(&args.config, &OtelEnv::from_process_env()) {
                 Ok(c) => c,
@@ -48,6 +49,25 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+    }
+}
+
+fn demo(args: redline::cli::DemoArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("redline: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let settings = redline::demo::run::DemoSettings { duration: args.duration, keep_dir: args.keep_dir };
+    match runtime.block_on(redline::demo::run::run(settings)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("redline demo: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The built-in demo service that `redline demo` and the integration tests put behind the sidecar.
-//! It is a real HTTP server with realistic routes, latency and injectable faults.
+//! `redline demo` and the built-in demo service it (and the integration tests) put behind the
+//! sidecar: a real HTTP server with realistic routes, latency and injectable faults.
 
+pub mod run;
 pub mod upstream;
