@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one test command: installs the Debian packages the tests talk to (Prometheus and
 # promtool, Alertmanager and amtool, and the coverage tools whose reports readiness-check
-# reads: go, lcov, clang/llvm-cov, JaCoCo), then runs formatting, lints, unit and integration
+# reads: go, lcov, clang/llvm-cov, JaCoCo; PostgreSQL for the receiver, whose tests start their
+# own cluster), then runs formatting, lints, unit and integration
 # tests. Python packages (coverage.py, scipy) go into a venv under target/ on first use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,7 @@ need=(
   "/usr/lib/llvm-14/lib/clang/*/lib/linux/libclang_rt.profile-x86_64.a:libclang-rt-14-dev"
   "/usr/share/java/org.jacoco.agent.jar:libjacoco-java" "javac:default-jdk-headless"
   "python3:python3" "/usr/share/doc/python3-venv:python3-venv"
+  "/usr/lib/postgresql/*/bin/initdb:postgresql"
 )
 missing=()
 for entry in "${need[@]}"; do
