@@ -29,6 +29,8 @@ pub enum Command {
     /// Alerts stored by a running receiver.
     #[command(subcommand)]
     Alerts(AlertsCommand),
+    /// Production-readiness checklist of a service (exit 0 ready, 1 not ready, 2 usage/config error).
+    ReadinessCheck(Box<ReadinessCheckArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -185,6 +187,39 @@ impl StateArg {
 pub enum ListFormat {
     Table,
     Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReadinessCheckArgs {
+    /// The service to check (value of the `service` label, Jaeger service name).
+    #[arg(long)]
+    pub service: String,
+    /// The sidecar's config file; its `readiness` section, `rules`, `alertmanagers` and `admin` are used.
+    #[arg(long, env = "REDLINE_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: crate::readiness::render::Format,
+    /// Run only these checks (comma-separated ids, e.g. tests.coverage,metrics.red).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Do not run these checks (comma-separated ids).
+    #[arg(long, value_delimiter = ',')]
+    pub skip: Vec<String>,
+    /// Baseline version for the `canary` check (needs readiness.prometheus_url).
+    #[arg(long, requires = "canary")]
+    pub baseline: Option<String>,
+    /// Canary version for the `canary` check.
+    #[arg(long, requires = "baseline")]
+    pub canary: Option<String>,
+    /// Canary analysis window ending now.
+    #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
+    pub window: std::time::Duration,
+    /// Canary query resolution.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub step: std::time::Duration,
+    /// Time each HTTP request of a check may take.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
 }
 
 #[cfg(test)]

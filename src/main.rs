@@ -17,6 +17,7 @@ fn main() -> ExitCode {
             redline::canary::command::judge_command(&args, &mut std::io::stdout())
         }
         Command::Receiver(args) => redline::receiver::main(*args),
+        Command::ReadinessCheck(args) => redline::readiness::command::main(*args),
         Command::Alerts(redline::cli::AlertsCommand::List(args)) => {
             redline::receiver::client::list(args, &mut std::io::stdout())
         }

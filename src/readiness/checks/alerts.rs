@@ -1,0 +1,153 @@
+//! `alerts.symptoms` and `alerts.tests`: the alerting rules cover what users feel (error
+//! ratio, latency, availability), recognised by the metrics and functions their expressions
+//! use, each with `for`, a `severity` label and a `runbook_url`; and their unit tests pass.
+
+use promql_parser::label::MatchOp;
+
+use super::ExprUse;
+use crate::readiness::report::Outcome;
+use crate::rules::file::{Group, RuleKind};
+use crate::rules::unittest::FileReport;
+
+pub const SYMPTOMS: [&str; 3] = ["error ratio", "latency", "availability"];
+
+/// The symptoms one alert expression covers.
+pub fn symptoms(expr: &promql_parser::parser::Expr) -> Vec<&'static str> {
+    let u = ExprUse::of(expr);
+    let failed = u.selectors.iter().any(|s| {
+        s.matchers.iter().any(|(l, op, v)| {
+            (l == "error_type" && !(matches!(op, MatchOp::Equal) && v.is_empty()))
+                || (l.contains("status") && matches!(op, MatchOp::Re(_)) && v.starts_with('5'))
+        })
+    });
+    let succeeded = u
+        .selectors
+        .iter()
+        .any(|s| s.matchers.iter().any(|(l, op, v)| l == "error_type" && matches!(op, MatchOp::Equal) && v.is_empty()));
+    let mut out = Vec::new();
+    if failed && u.divides {
+        out.push("error ratio");
+    }
+    if u.names().any(|n| n.ends_with("_bucket") || n.contains("latency") || n.contains("duration_seconds_sum"))
+        || u.functions.contains(&"histogram_quantile")
+    {
+        out.push("latency");
+    }
+    if succeeded
+        || u.names().any(|n| n == "up" || n.contains("availability"))
+        || u.functions.iter().any(|f| matches!(*f, "absent" | "absent_over_time"))
+    {
+        out.push("availability");
+    }
+    out
+}
+
+/// What an alert lacks to be actionable.
+fn lacks(rule: &crate::rules::file::Rule) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if rule.for_.is_zero() {
+        out.push("`for`");
+    }
+    if rule.labels.get("severity").is_none_or(|s| s.is_empty()) {
+        out.push("`severity` label");
+    }
+    if rule.annotations.get("runbook_url").is_none_or(|s| s.is_empty()) {
+        out.push("`runbook_url` annotation");
+    }
+    out
+}
+
+pub fn judge_symptoms(groups: &[Group]) -> Outcome {
+    let mut covered: Vec<(&'static str, String)> = Vec::new();
+    let mut incomplete = Vec::new();
+    let mut alerts = 0;
+    for g in groups {
+        for r in g.rules.iter().filter(|r| r.kind == RuleKind::Alerting) {
+            alerts += 1;
+            let found = symptoms(&r.expr);
+            if found.is_empty() {
+                continue;
+            }
+            let missing = lacks(r);
+            if missing.is_empty() {
+                for s in found {
+                    covered.push((s, r.name.clone()));
+                }
+            } else {
+                incomplete.push(format!(
+                    "{}:{} alert {} ({}) has no {}",
+                    g.file,
+                    r.line,
+                    r.name,
+                    found.join(", "),
+                    missing.join(", ")
+                ));
+            }
+        }
+    }
+    let missing: Vec<&str> = SYMPTOMS.iter().copied().filter(|s| !covered.iter().any(|(c, _)| c == s)).collect();
+    let by_symptom: Vec<String> = SYMPTOMS
+        .iter()
+        .filter_map(|s| {
+            let names: Vec<&str> = covered.iter().filter(|(c, _)| c == s).map(|(_, n)| n.as_str()).collect();
+            (!names.is_empty()).then(|| format!("{s}: {}", names.join(", ")))
+        })
+        .collect();
+    if missing.is_empty() {
+        return Outcome::pass(format!(
+            "{alerts} alerts cover error ratio, latency and availability, each with for, severity and runbook_url"
+        ))
+        .details(by_symptom.into_iter().chain(incomplete).collect());
+    }
+    let mut summary = format!("no complete alert for {}", missing.join(", "));
+    if !incomplete.is_empty() {
+        summary.push_str(&format!(" ({} alert(s) lack for/severity/runbook_url: {})", incomplete.len(), incomplete[0]));
+    } else if alerts == 0 {
+        summary.push_str(" (no alerting rules)");
+    }
+    Outcome::fail(summary).details(by_symptom.into_iter().chain(incomplete).collect())
+}
+
+pub fn judge_tests(reports: &[FileReport], rule_files: usize) -> Outcome {
+    if reports.is_empty() {
+        return Outcome::fail(format!(
+            "no unit-test file (*_test.yml) next to the {rule_files} rule file(s): add promtool-format tests"
+        ));
+    }
+    let failed: Vec<&FileReport> = reports.iter().filter(|r| !r.passed()).collect();
+    if failed.is_empty() {
+        return Outcome::pass(format!("{} rule unit-test file(s) pass", reports.len()));
+    }
+    let details: Vec<String> = failed
+        .iter()
+        .flat_map(|r| r.failures.iter().take(5).map(move |f| format!("{}: {}", r.file.display(), f.trim())))
+        .collect();
+    Outcome::fail(format!(
+        "{} of {} rule unit-test file(s) fail: {}",
+        failed.len(),
+        reports.len(),
+        failed.iter().map(|r| r.file.display().to_string()).collect::<Vec<_>>().join(", ")
+    ))
+    .details(details)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sym(e: &str) -> Vec<&'static str> {
+        symptoms(&promql_parser::parser::parse(e).expect("promql"))
+    }
+
+    #[test]
+    fn symptoms_are_recognised_by_what_the_expression_reads() {
+        assert_eq!(sym(r#"sum(rate(m_count{error_type!=""}[5m])) / sum(rate(m_count[5m])) > 0.05"#), ["error ratio"]);
+        assert_eq!(sym("histogram_quantile(0.99, sum by (le) (rate(m_bucket[5m]))) > 1"), ["latency"]);
+        assert_eq!(
+            sym(r#"sum(increase(m_count[5m])) > 0 unless sum(increase(m_count{error_type=""}[5m])) > 0"#),
+            ["availability"]
+        );
+        assert_eq!(sym("up == 0"), ["availability"]);
+        assert!(sym("process_resident_memory_bytes > 1e9").is_empty());
+    }
+}
