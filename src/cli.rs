@@ -217,6 +217,9 @@ pub struct ReadinessCheckArgs {
     /// Canary query resolution.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub step: std::time::Duration,
+    /// Range of the rate() in the canary queries.
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    pub rate_window: std::time::Duration,
     /// Time each HTTP request of a check may take.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub timeout: std::time::Duration,

@@ -63,6 +63,7 @@ struct Plan {
     canary: Option<String>,
     window: Duration,
     step: Duration,
+    rate_window: Duration,
     timeout: Duration,
 }
 
@@ -101,6 +102,7 @@ pub fn run(args: &ReadinessCheckArgs) -> Result<Report, UsageError> {
         canary: args.canary.clone(),
         window: args.window,
         step: args.step,
+        rate_window: args.rate_window,
         timeout: args.timeout,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -508,7 +510,7 @@ async fn canary_check(plan: &Plan, client: &reqwest::Client) -> Outcome {
         version_label: "version".into(),
         version: version.to_string(),
     };
-    let rate_window = Duration::from_secs(60);
+    let rate_window = plan.rate_window;
     let (b, c) = match (queries(&side(baseline), rate_window), queries(&side(canary), rate_window)) {
         (Ok(b), Ok(c)) => (b, c),
         (Err(e), _) | (_, Err(e)) => return Outcome::error(e.to_string()),
