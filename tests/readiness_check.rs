@@ -223,8 +223,10 @@ async fn a_ready_service_passes_and_each_missing_piece_fails_exactly_its_check()
     drop(idle);
 
     // An unstructured line in the log.
-    setup.write("app.jsonl", &format!("{}starting server on port 8080\n", sidecar.stdout()));
-    assert_only_failure("plain-text log line", report(&config, &token), "logging.structured", "not JSON");
+    let log = sidecar.stdout();
+    setup.write("app.jsonl", &format!("{log}starting server on port 8080\n"));
+    let bad_line = format!("line {}: not JSON", log.lines().count() + 1);
+    assert_only_failure("plain-text log line", report(&config, &token), "logging.structured", &bad_line);
     setup.write("app.jsonl", &sidecar.stdout());
 
     // A dashboard without a saturation panel.

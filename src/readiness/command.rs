@@ -297,19 +297,36 @@ fn logging_check(plan: &Plan) -> Outcome {
         return Outcome::fail("no log file configured: set readiness.logs.file");
     };
     let shown = path.display().to_string();
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
+    let sample = cfg.sample.unwrap_or(200);
+    let (total, tail) = match last_lines(&path, sample) {
+        Ok(t) => t,
         Err(e) => return Outcome::fail(format!("cannot read the log file {shown}: {e}")).evidence(shown),
     };
-    let text = String::from_utf8_lossy(&bytes);
-    let mut lines: Vec<&str> = text.split('\n').collect();
-    // A line still being written (no newline yet) is not judged.
-    lines.pop();
-    let sample = cfg.sample.unwrap_or(200);
-    let first = lines.len().saturating_sub(sample);
-    let o = logs::judge(&lines[first..], first + 1);
-    let evidence = format!("{shown} (last {} of {} lines)", lines.len() - first, lines.len());
-    o.evidence(evidence)
+    let lines: Vec<&str> = tail.iter().map(String::as_str).collect();
+    let o = logs::judge(&lines, total - lines.len() + 1);
+    o.evidence(format!("{shown} (last {} of {total} lines)", lines.len()))
+}
+
+/// The last `n` complete lines of a file and its number of complete lines, streaming (a log
+/// file can be large). A last line still being written (no newline yet) is left out.
+fn last_lines(path: &Path, n: usize) -> std::io::Result<(usize, Vec<String>)> {
+    use std::io::BufRead;
+    let mut reader = std::io::BufReader::new(std::fs::File::open(path)?);
+    let mut ring = std::collections::VecDeque::with_capacity(n.min(10_000));
+    let mut total = 0;
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        if reader.read_until(b'\n', &mut buf)? == 0 || buf.last() != Some(&b'\n') {
+            break;
+        }
+        total += 1;
+        if ring.len() == n {
+            ring.pop_front();
+        }
+        ring.push_back(String::from_utf8_lossy(&buf[..buf.len() - 1]).trim_end_matches('\r').to_string());
+    }
+    Ok((total, ring.into()))
 }
 
 async fn tracing_check(plan: &Plan, client: &reqwest::Client) -> Outcome {
