@@ -174,4 +174,23 @@ mod tests {
         assert_eq!(r.blocking_failures, vec!["canary"]);
         assert_eq!(r.counts.error, 1);
     }
+
+    /// The JSON field names are a contract (docs/readiness.md): this test fails on a rename.
+    #[test]
+    fn json_field_names_are_stable() {
+        let r = Report::new("s", "t".into(), vec![result("tracing", Status::Skip, true)]);
+        let v = serde_json::to_value(&r).expect("json");
+        let keys = |v: &serde_json::Value| -> Vec<String> {
+            let mut k: Vec<String> = v.as_object().expect("object").keys().cloned().collect();
+            k.sort();
+            k
+        };
+        assert_eq!(
+            keys(&v),
+            ["blocking_failures", "checks", "counts", "generated_at", "ready", "schema_version", "service"]
+        );
+        assert_eq!(keys(&v["counts"]), ["error", "fail", "pass", "skip", "warn"]);
+        assert_eq!(keys(&v["checks"][0]), ["blocks", "details", "duration_ms", "evidence", "id", "status", "summary"]);
+        assert_eq!(v["checks"][0]["status"], "skip");
+    }
 }
