@@ -156,3 +156,10 @@ async fn alertmanager_retries_fill_in_after_the_receiver_was_down() {
     let alerts = wait_for(&r, "the alerts sent while it was down", |a| a.len() == 2).await;
     assert!(alerts.iter().all(|a| a["state"] == "firing" && a["notifications"] == 1), "{alerts:#?}");
 }
+
+#[test]
+fn the_shipped_alertmanager_example_passes_amtool() {
+    common::alertmanager::check_config(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/alertmanager/alertmanager.yml"),
+    );
+}

@@ -93,7 +93,7 @@ fn insert_sql() -> String {
                      service, namespace, version, severity, ord)
         ), e AS (
             INSERT INTO alert_events ({EVENT_COLUMNS})
-            SELECT n.id, a.fingerprint, a.status, a.starts_at, a.ends_at, a.labels, a.annotations, a.generator_url, $9
+            SELECT n.id, a.fingerprint, a.status, a.starts_at, a.ends_at, a.annotations, a.generator_url, $9
             FROM n, a
         ), s AS (
             INSERT INTO alerts ({ALERT_COLUMNS})
@@ -283,9 +283,9 @@ impl Readers {
             .client()
             .await?
             .query(
-                "SELECT e.received_at, e.status, e.starts_at, e.ends_at, e.labels, e.annotations, e.generator_url, \
+                "SELECT e.received_at, e.status, e.starts_at, e.ends_at, a.labels, e.annotations, e.generator_url, \
                  n.source, n.receiver, n.group_key FROM alert_events e JOIN notifications n ON n.id = e.notification_id \
-                 WHERE e.fingerprint = $1 ORDER BY e.received_at, e.id",
+                 JOIN alerts a ON a.fingerprint = e.fingerprint WHERE e.fingerprint = $1 ORDER BY e.received_at, e.id",
                 &[&fingerprint],
             )
             .await?;

@@ -1,7 +1,9 @@
 //! The schema and statements, one list of migrations per SQL dialect (applied in order at start-up).
 //! Timestamps are Unix nanoseconds (BIGINT); label sets are JSON text with sorted keys.
 
-/// Migrations for SQLite; the index in the list + 1 is the schema version.
+/// Migrations for SQLite; the index in the list + 1 is the schema version. `alerts` is keyed
+/// by fingerprint alone (WITHOUT ROWID): one B-tree page per upsert instead of an index page
+/// plus a table page, which halves the pages a commit writes to the WAL.
 pub const SQLITE_MIGRATIONS: &[&str] = &["
 CREATE TABLE notifications (
     id INTEGER PRIMARY KEY,
@@ -22,7 +24,6 @@ CREATE TABLE alert_events (
     status TEXT NOT NULL,
     starts_at BIGINT NOT NULL,
     ends_at BIGINT,
-    labels TEXT NOT NULL,
     annotations TEXT NOT NULL,
     generator_url TEXT NOT NULL,
     received_at BIGINT NOT NULL
@@ -43,9 +44,8 @@ CREATE TABLE alerts (
     source TEXT NOT NULL,
     last_notified_at BIGINT NOT NULL,
     notifications BIGINT NOT NULL
-);
-CREATE INDEX alerts_by_service ON alerts (service, severity);
-CREATE INDEX alerts_by_last_notified ON alerts (last_notified_at);
+) WITHOUT ROWID;
+CREATE INDEX alerts_by_service ON alerts (service);
 "];
 
 /// Migrations for PostgreSQL, version for version the same schema as SQLite's.
@@ -69,7 +69,6 @@ CREATE TABLE alert_events (
     status TEXT NOT NULL,
     starts_at BIGINT NOT NULL,
     ends_at BIGINT,
-    labels TEXT NOT NULL,
     annotations TEXT NOT NULL,
     generator_url TEXT NOT NULL,
     received_at BIGINT NOT NULL
@@ -91,8 +90,7 @@ CREATE TABLE alerts (
     last_notified_at BIGINT NOT NULL,
     notifications BIGINT NOT NULL
 );
-CREATE INDEX alerts_by_service ON alerts (service, severity);
-CREATE INDEX alerts_by_last_notified ON alerts (last_notified_at);
+CREATE INDEX alerts_by_service ON alerts (service);
 "];
 
 pub const CREATE_MIGRATIONS_TABLE: &str =
@@ -105,18 +103,9 @@ pub const CREATE_MIGRATIONS_TABLE: &str =
 /// only moves forward and `notifications` counts every stored notification.
 pub fn alert_upsert_clause(greatest: &str) -> String {
     let newer = "excluded.starts_at >= alerts.starts_at";
-    let cols = [
-        "status",
-        "ends_at",
-        "labels",
-        "annotations",
-        "generator_url",
-        "service",
-        "namespace",
-        "version",
-        "severity",
-        "source",
-    ];
+    // Labels (and the columns taken from them) are the alert's identity: the fingerprint is
+    // their hash, so they are written once and never rewritten (no index churn on updates).
+    let cols = ["status", "ends_at", "annotations", "generator_url", "source"];
     let mut set: Vec<String> =
         cols.iter().map(|c| format!("{c} = CASE WHEN {newer} THEN excluded.{c} ELSE alerts.{c} END")).collect();
     set.push(format!("starts_at = {greatest}(alerts.starts_at, excluded.starts_at)"));
@@ -132,8 +121,9 @@ pub const ALERT_COLUMNS: &str = "fingerprint, status, starts_at, ends_at, labels
 pub const NOTIFICATION_COLUMNS: &str =
     "dedup_key, source, receiver, status, group_key, external_url, truncated_alerts, alert_count, received_at";
 
+/// An event has no labels of its own: they are the alert's (its fingerprint is their hash).
 pub const EVENT_COLUMNS: &str =
-    "notification_id, fingerprint, status, starts_at, ends_at, labels, annotations, generator_url, received_at";
+    "notification_id, fingerprint, status, starts_at, ends_at, annotations, generator_url, received_at";
 
 /// The state an alert is in at `now`: firing only while its last notification said firing
 /// and its `endsAt` (if any) is still ahead — a v2 sender that stops refreshing resolves it.

@@ -34,13 +34,37 @@ pub fn open(path: &str, rx: mpsc::Receiver<Job>, metrics: Arc<ReceiverMetrics>) 
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(StoreError(format!("{path}: SQLite refused WAL mode (got {mode})")));
     }
-    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;")?;
+    // Checkpoints (copying the WAL into the database file, with its own fsync) run on a
+    // separate connection so the writer never stalls on one while deliveries wait.
+    conn.execute_batch(
+        "PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
+         PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 0;",
+    )?;
     migrate(&mut conn)?;
+    let checkpointer = Connection::open(path)?;
+    checkpointer.execute_batch("PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;")?;
+    std::thread::Builder::new()
+        .name("redline-sqlite-checkpoint".into())
+        .spawn(move || checkpoints(checkpointer))
+        .map_err(|e| StoreError(format!("cannot start the SQLite checkpoint thread: {e}")))?;
     std::thread::Builder::new()
         .name("redline-sqlite-writer".into())
         .spawn(move || writer(conn, rx, &metrics))
         .map_err(|e| StoreError(format!("cannot start the SQLite writer thread: {e}")))?;
     Ok(Arc::new(Readers { path: path.to_string(), idle: Mutex::new(Vec::new()) }))
+}
+
+/// Checkpoints the WAL every 200 ms while it has frames; PASSIVE never blocks the writer or
+/// readers, and a later round finishes what a busy one could not.
+fn checkpoints(conn: Connection) {
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let r: rusqlite::Result<(i64, i64, i64)> =
+            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)));
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "WAL checkpoint failed");
+        }
+    }
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
@@ -102,7 +126,7 @@ fn write_batch(conn: &mut Connection, batch: &[Job]) -> rusqlite::Result<Vec<Out
              ON CONFLICT (dedup_key) DO NOTHING"
         ))?;
         let mut event = tx.prepare_cached(&format!(
-            "INSERT INTO alert_events ({EVENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+            "INSERT INTO alert_events ({EVENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
         ))?;
         let mut upsert = tx.prepare_cached(&format!(
             "INSERT INTO alerts ({ALERT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 1) {}",
@@ -136,7 +160,6 @@ fn write_batch(conn: &mut Connection, batch: &[Job]) -> rusqlite::Result<Vec<Out
                     a.status.as_str(),
                     a.starts_at,
                     a.ends_at,
-                    labels,
                     annotations,
                     a.generator_url,
                     at
@@ -243,9 +266,9 @@ impl Readers {
     pub fn history(&self, fingerprint: &str) -> Result<Vec<HistoryEntry>, StoreError> {
         self.with(|c| {
             let mut stmt = c.prepare_cached(
-                "SELECT e.received_at, e.status, e.starts_at, e.ends_at, e.labels, e.annotations, e.generator_url, \
+                "SELECT e.received_at, e.status, e.starts_at, e.ends_at, a.labels, e.annotations, e.generator_url, \
                  n.source, n.receiver, n.group_key FROM alert_events e JOIN notifications n ON n.id = e.notification_id \
-                 WHERE e.fingerprint = ?1 ORDER BY e.received_at, e.id",
+                 JOIN alerts a ON a.fingerprint = e.fingerprint WHERE e.fingerprint = ?1 ORDER BY e.received_at, e.id",
             )?;
             let rows = stmt.query_map(params![fingerprint], |r| {
                 Ok((
