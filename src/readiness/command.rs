@@ -55,6 +55,7 @@ fn check_ids(flag: &str, ids: &[String]) -> Result<(), UsageError> {
 /// Everything the checks need, resolved from the config file and flags.
 struct Plan {
     service: String,
+    namespace: Option<String>,
     readiness: ReadinessConfig,
     rules: Vec<String>,
     alertmanagers: Vec<String>,
@@ -94,6 +95,7 @@ pub fn run(args: &ReadinessCheckArgs) -> Result<Report, UsageError> {
     }
     let plan = Plan {
         service: args.service.clone(),
+        namespace: file.namespace.clone(),
         rules: file.rules.clone().unwrap_or_default(),
         alertmanagers: file.alertmanagers.clone().unwrap_or_default().into_iter().map(|u| u.0).collect(),
         admin: file.admin,
@@ -502,7 +504,7 @@ async fn firing_check(plan: &Plan, client: &reqwest::Client) -> Outcome {
         .map_err(|e| format!("GET {url}: unexpected answer: {e}"))
     };
     match answer.await {
-        Ok(alerts) => firing::judge(&plan.service, source, &alerts).evidence(evidence),
+        Ok(alerts) => firing::judge(&plan.service, plan.namespace.as_deref(), source, &alerts).evidence(evidence),
         Err(e) => Outcome::error(e).evidence(evidence),
     }
 }

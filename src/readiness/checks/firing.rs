@@ -43,11 +43,18 @@ impl Alert {
     }
 }
 
-pub fn judge(service: &str, source: &str, alerts: &[Alert]) -> Outcome {
+/// Counts the critical alerts firing for `service`; with a `namespace`, an alert labelled with
+/// another namespace is another deployment of the same name and does not count (one without a
+/// namespace label does: the check fails safe).
+pub fn judge(service: &str, namespace: Option<&str>, source: &str, alerts: &[Alert]) -> Outcome {
     let critical: Vec<&Alert> = alerts
         .iter()
         .filter(|a| a.firing())
         .filter(|a| a.labels.get("service").map(String::as_str) == Some(service))
+        .filter(|a| match (namespace, a.labels.get("namespace")) {
+            (Some(want), Some(have)) => want == have,
+            _ => true,
+        })
         .filter(|a| a.labels.get("severity").map(String::as_str) == Some("critical"))
         .collect();
     if critical.is_empty() {
@@ -86,13 +93,19 @@ mod tests {
                 {"labels":{"alertname":"C","service":"cart","severity":"critical"},"status":{"state":"active"}}]"#,
         )
         .expect("json");
-        assert_eq!(judge("checkout", "am", &am).status, Status::Pass);
+        assert_eq!(judge("checkout", None, "am", &am).status, Status::Pass);
         let rx: ReceiverAnswer = serde_json::from_str(
             r#"{"alerts":[{"labels":{"alertname":"RedlineHighErrorRatio","service":"checkout","severity":"critical"},"state":"firing","startsAt":"t"}]}"#,
         )
         .expect("json");
-        let r = judge("checkout", "rx", &rx.alerts);
+        let r = judge("checkout", None, "rx", &rx.alerts);
         assert_eq!(r.status, Status::Fail);
+        assert_eq!(judge("checkout", Some("shop"), "rx", &rx.alerts).status, Status::Fail, "no namespace label");
+        let other: ReceiverAnswer = serde_json::from_str(
+            r#"{"alerts":[{"labels":{"alertname":"X","service":"checkout","namespace":"dev","severity":"critical"},"state":"firing"}]}"#,
+        )
+        .expect("json");
+        assert_eq!(judge("checkout", Some("shop"), "rx", &other.alerts).status, Status::Pass);
         assert!(r.summary.contains("RedlineHighErrorRatio (since t)"), "{}", r.summary);
     }
 }
