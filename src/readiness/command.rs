@@ -237,15 +237,17 @@ fn with_params(url: &str, params: &[(&str, &str)]) -> Result<reqwest::Url, Strin
     reqwest::Url::parse_with_params(url, params).map_err(|e| format!("{url}: not a valid URL: {e}"))
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
+/// The cause worth showing: reqwest wraps the OS error in several generic layers ("error
+/// sending request for url (...)", "client error (Connect)"), so show the innermost one.
+fn error_chain(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        return "no answer in time (--timeout)".to_string();
     }
-    s
+    let mut inner: &dyn std::error::Error = e;
+    while let Some(next) = inner.source() {
+        inner = next;
+    }
+    inner.to_string()
 }
 
 async fn metrics_check(
