@@ -423,3 +423,32 @@ fn junit_python() -> PathBuf {
     assert!(works(&python), "the venv at {} cannot import junitparser", venv.display());
     python
 }
+
+/// Unit tests are found by the rule files they load (promtool's `rule_files`), not by name; a
+/// rule file no test loads is a warning, which does not block.
+#[test]
+fn rule_files_without_unit_tests_are_a_warning() {
+    let s = Setup { dir: tempfile::tempdir().expect("temp dir") };
+    for f in ["redline-symptoms.yml", "redline-symptoms_test.yml", "redline-monitoring.yml"] {
+        s.write(&format!("rules/{f}"), &std::fs::read_to_string(Path::new(RULES_DIR).join(f)).expect("rules"));
+    }
+    s.write(
+        "rules/extra.yml",
+        "groups:\n  - name: extra\n    rules:\n      - alert: X\n        expr: up == 0\n        for: 1m\n",
+    );
+    let d = s.dir.path().display();
+    let config = s.path("redline.yaml");
+    std::fs::write(&config, format!("service: checkout\nrules: [\"{d}/rules/*.yml\"]\n")).expect("config");
+    let out = Command::new(redline_bin())
+        .args(["readiness-check", "--service", "checkout", "--format", "json", "--only", "alerts.tests", "--config"])
+        .arg(&config)
+        .env_remove("REDLINE_CONFIG")
+        .output()
+        .expect("run");
+    let r: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let c = check(&r, "alerts.tests");
+    assert_eq!((out.status.code(), &c["status"]), (Some(0), &json!("warn")), "{r:#}");
+    let summary = c["summary"].as_str().expect("summary");
+    assert!(summary.starts_with("1 rule unit-test file(s) pass; no unit test loads "), "{summary}");
+    assert!(summary.ends_with("/rules/extra.yml"), "{summary}");
+}

@@ -435,6 +435,28 @@ fn load_rules(plan: &Plan) -> Result<(Vec<PathBuf>, Vec<Group>), Outcome> {
     Ok((files, groups))
 }
 
+/// The rule files a promtool unit-test file loads (its `rule_files`, relative to the test file,
+/// globs allowed), canonicalised for comparison; `None` when the file is not a test file.
+fn tested_rule_files(test: &Path) -> Option<Vec<PathBuf>> {
+    #[derive(serde::Deserialize)]
+    struct TestFile {
+        rule_files: Vec<String>,
+    }
+    let text = std::fs::read_to_string(test).ok()?;
+    let parsed: TestFile = serde_saphyr::from_str(&text).ok()?;
+    let dir = test.parent().unwrap_or(Path::new("."));
+    let mut out = Vec::new();
+    for f in parsed.rule_files {
+        let pattern = dir.join(&f).display().to_string();
+        for p in glob::glob(&pattern).into_iter().flatten().flatten() {
+            out.push(p.canonicalize().unwrap_or(p));
+        }
+    }
+    Some(out)
+}
+
+/// Runs the promtool-format unit-test files (`*_test.yml`/`.yaml`) found next to the rule
+/// files that load at least one of them; rule files no test loads are named in a warning.
 fn alert_tests_check(plan: &Plan) -> Outcome {
     if plan.rules.is_empty() {
         return Outcome::fail("no rule files configured: set `rules` (globs) in the config");
@@ -443,18 +465,35 @@ fn alert_tests_check(plan: &Plan) -> Outcome {
         Ok(f) => f,
         Err(errs) => return Outcome::error(errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")),
     };
+    let canonical: Vec<PathBuf> = files.iter().map(|f| f.canonicalize().unwrap_or_else(|_| f.clone())).collect();
+    let mut dirs: Vec<PathBuf> = files.iter().map(|f| f.parent().unwrap_or(Path::new("")).to_path_buf()).collect();
+    dirs.dedup();
     let mut tests = Vec::new();
-    for f in &files {
-        let (Some(dir), Some(stem)) = (f.parent(), f.file_stem().and_then(|s| s.to_str())) else { continue };
+    let mut tested: Vec<PathBuf> = Vec::new();
+    for dir in dirs {
+        let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
         for ext in ["yml", "yaml"] {
-            let t = dir.join(format!("{stem}_test.{ext}"));
-            if t.is_file() && !tests.contains(&t) {
-                tests.push(t);
+            let pattern = dir.join(format!("*_test.{ext}")).display().to_string();
+            for t in glob::glob(&pattern).into_iter().flatten().flatten() {
+                let Some(loads) = tested_rule_files(&t) else { continue };
+                if loads.iter().any(|l| canonical.contains(l)) && !tests.contains(&t) {
+                    tested.extend(loads);
+                    tests.push(t);
+                }
             }
         }
     }
     let reports: Vec<_> = tests.iter().map(|t| crate::rules::unittest::run_file(t)).collect();
     let mut o = alerts::judge_tests(&reports, files.len());
+    let untested: Vec<String> = files
+        .iter()
+        .zip(&canonical)
+        .filter(|(_, c)| !tested.contains(c))
+        .map(|(f, _)| f.display().to_string())
+        .collect();
+    if o.status == crate::readiness::report::Status::Pass && !untested.is_empty() {
+        o = Outcome::warn(format!("{}; no unit test loads {}", o.summary, untested.join(", ")));
+    }
     o.evidence.extend(tests.iter().map(|t| t.display().to_string()));
     o
 }
