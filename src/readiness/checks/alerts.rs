@@ -2,6 +2,8 @@
 //! ratio, latency, availability), recognised by the metrics and functions their expressions
 //! use, each with `for`, a `severity` label and a `runbook_url`; and their unit tests pass.
 
+use std::collections::HashMap;
+
 use promql_parser::label::MatchOp;
 
 use super::ExprUse;
@@ -13,7 +15,33 @@ pub const SYMPTOMS: [&str; 3] = ["error ratio", "latency", "availability"];
 
 /// The symptoms one alert expression covers.
 pub fn symptoms(expr: &promql_parser::parser::Expr) -> Vec<&'static str> {
-    let u = ExprUse::of(expr);
+    symptoms_of(&ExprUse::of(expr))
+}
+
+/// What an expression reads, with the series of recording rules it reads replaced by what
+/// their expressions read (so an SLO alert over `…:ratio_rate1h` counts as an error ratio).
+fn resolve(mut u: ExprUse, records: &HashMap<&str, ExprUse>) -> ExprUse {
+    let mut seen: Vec<String> = Vec::new();
+    // Bounded: recording rules can only chain so deep, and a cycle must not loop.
+    for _ in 0..16 {
+        let pending: Vec<String> =
+            u.names().filter(|n| records.contains_key(n) && !seen.iter().any(|s| s == n)).map(str::to_string).collect();
+        if pending.is_empty() {
+            break;
+        }
+        for name in pending {
+            if let Some(r) = records.get(name.as_str()) {
+                u.selectors.extend(r.selectors.iter().cloned());
+                u.functions.extend(r.functions.iter().copied());
+                u.divides |= r.divides;
+            }
+            seen.push(name);
+        }
+    }
+    u
+}
+
+fn symptoms_of(u: &ExprUse) -> Vec<&'static str> {
     let failed = u.selectors.iter().any(|s| {
         s.matchers.iter().any(|(l, op, v)| {
             (l == "error_type" && !(matches!(op, MatchOp::Equal) && v.is_empty()))
@@ -61,10 +89,16 @@ pub fn judge_symptoms(groups: &[Group]) -> Outcome {
     let mut covered: Vec<(&'static str, String)> = Vec::new();
     let mut incomplete = Vec::new();
     let mut alerts = 0;
+    let records: HashMap<&str, ExprUse> = groups
+        .iter()
+        .flat_map(|g| &g.rules)
+        .filter(|r| r.kind == RuleKind::Recording)
+        .map(|r| (r.name.as_str(), ExprUse::of(&r.expr)))
+        .collect();
     for g in groups {
         for r in g.rules.iter().filter(|r| r.kind == RuleKind::Alerting) {
             alerts += 1;
-            let found = symptoms(&r.expr);
+            let found = symptoms_of(&resolve(ExprUse::of(&r.expr), &records));
             if found.is_empty() {
                 continue;
             }
@@ -149,5 +183,19 @@ mod tests {
         );
         assert_eq!(sym("up == 0"), ["availability"]);
         assert!(sym("process_resident_memory_bytes > 1e9").is_empty());
+    }
+
+    #[test]
+    fn alerts_over_recording_rules_count_by_what_the_records_read() {
+        let parse = |e: &str| promql_parser::parser::parse(e).expect("promql");
+        let mut records = HashMap::new();
+        records.insert(
+            "slo:errors:ratio_rate1h",
+            ExprUse::of(&parse(r#"sum(rate(m_count{error_type!=""}[1h])) / sum(rate(m_count[1h]))"#)),
+        );
+        records.insert("loop:a", ExprUse::of(&parse("loop:a + 1")));
+        let u = resolve(ExprUse::of(&parse("slo:errors:ratio_rate1h > 14.4 * 0.001")), &records);
+        assert_eq!(symptoms_of(&u), ["error ratio"]);
+        assert!(symptoms_of(&resolve(ExprUse::of(&parse("loop:a > 1")), &records)).is_empty(), "a cycle ends");
     }
 }
