@@ -17,4 +17,11 @@ fn the_demo_shows_the_alert_fire_and_resolve_on_the_receiver() {
     let stored = stdout.lines().find(|l| l.trim_start().starts_with("RedlineHighErrorRatio")).unwrap_or_default();
     assert!(stored.contains("resolved"), "the receiver holds the resolved alert:\n{stdout}");
     assert!(stdout.contains("the error-ratio alert fired during the fault and resolved after it"), "{stdout}");
+    // The closing readiness report: the checks that apply to the demo all pass.
+    for check in ["metrics.red", "metrics.use", "logging.structured", "alerts.symptoms", "alerts.firing"] {
+        assert!(
+            stdout.lines().any(|l| l.starts_with("PASS") && l.contains(check)),
+            "readiness check {check} did not pass:\n{stdout}"
+        );
+    }
 }

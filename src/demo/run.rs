@@ -184,6 +184,8 @@ pub async fn run(settings: DemoSettings) -> anyhow::Result<bool> {
             .args(["--pod", "demo-0", "--listen", &format!("127.0.0.1:{proxy_port}")])
             .args(["--admin", &format!("127.0.0.1:{admin_port}"), "--upstream", &format!("http://{upstream_addr}")])
             .args(["--routes", "/users/{id},/orders/{id}/items"])
+            // The demo service runs in this process: its CPU, memory and fds are the app's USE.
+            .args(["--app-pid", &std::process::id().to_string()])
             .arg("--rules")
             .arg(&rules)
             .args(["--sample-interval", "1s", "--alertmanagers", &receiver_url, "--tracing-sampler-ratio", "0"])
@@ -262,9 +264,28 @@ pub async fn run(settings: DemoSettings) -> anyhow::Result<bool> {
             );
         }
     }
+    // The readiness checks that apply to the demo, against the still-running sidecar and receiver.
+    let config = write_file(
+        &dir,
+        "redline-demo.yaml",
+        &format!(
+            "service: demo\nversion: 1.0.0\nnamespace: demo\nadmin: 127.0.0.1:{admin_port}\nrules: [{rules:?}]\n\
+             readiness:\n  metrics_url: {admin_url}/metrics\n  logs: {{file: {log:?}, sample: 200}}\n  \
+             receiver_url: {receiver_url}\n",
+            rules = rules.display().to_string(),
+            log = sidecar_log.display().to_string(),
+        ),
+    )?;
+    println!("\nreadiness report (redline readiness-check, the checks that apply to the demo):");
+    let mut check = Command::new(&exe);
+    check
+        .args(["readiness-check", "--service", "demo", "--config"])
+        .arg(&config)
+        .args(["--only", "metrics.red,metrics.use,logging.structured,alerts.symptoms,alerts.firing"]);
+    let readiness = tokio::task::spawn_blocking(move || check.status()).await?.context("cannot run readiness-check")?;
     drop(sidecar);
     drop(receiver);
-    let ok = fired && resolved;
+    let ok = fired && resolved && readiness.success();
     if ok {
         println!("\nthe error-ratio alert fired during the fault and resolved after it: the pipeline works");
     } else {
