@@ -54,14 +54,21 @@ pub fn open(path: &str, rx: mpsc::Receiver<Job>, metrics: Arc<ReceiverMetrics>) 
     Ok(Arc::new(Readers { path: path.to_string(), idle: Mutex::new(Vec::new()) }))
 }
 
-/// Checkpoints the WAL every 200 ms while it has frames; PASSIVE never blocks the writer or
-/// readers, and a later round finishes what a busy one could not.
+/// WAL frames (4 KiB pages) after which a checkpoint also resets the WAL: 64 MiB.
+const WAL_RESET_FRAMES: i64 = 16 * 1024;
+
+/// Checkpoints the WAL every 200 ms. PASSIVE never blocks the writer or readers, but under a
+/// steady stream of commits it never catches up, so the WAL would grow without bound; past
+/// [`WAL_RESET_FRAMES`] a TRUNCATE checkpoint briefly holds the writer back and empties it.
 fn checkpoints(conn: Connection) {
     loop {
         std::thread::sleep(std::time::Duration::from_millis(200));
-        let r: rusqlite::Result<(i64, i64, i64)> =
-            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)));
-        if let Err(e) = r {
+        let run = |mode: &str| -> rusqlite::Result<i64> {
+            conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| r.get::<_, i64>(1))
+        };
+        let result =
+            run("PASSIVE").and_then(|frames| if frames > WAL_RESET_FRAMES { run("TRUNCATE") } else { Ok(frames) });
+        if let Err(e) = result {
             tracing::warn!(error = %e, "WAL checkpoint failed");
         }
     }
