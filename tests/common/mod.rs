@@ -12,6 +12,7 @@ use redline::demo::upstream::{self, Faults};
 
 pub mod alertmanager;
 pub mod otlp;
+pub mod prometheus;
 pub mod python;
 pub mod receiver;
 

@@ -1,0 +1,62 @@
+//! A real Prometheus (Debian `prometheus`) on a loopback port with a throw-away config and
+//! TSDB directory, queried through its HTTP API.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{client, free_port, require_tool};
+
+pub struct Prometheus {
+    pub port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    /// Starts Prometheus with `config` and waits until `/-/ready` answers.
+    pub async fn start(config: &str) -> Prometheus {
+        let bin = require_tool("prometheus", "prometheus");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config_path = dir.path().join("prometheus.yml");
+        std::fs::write(&config_path, config).expect("write prometheus config");
+        let port = free_port();
+        let child = Command::new(bin)
+            .arg(format!("--config.file={}", config_path.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn prometheus");
+        let p = Prometheus { port, child, _dir: dir };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = client().get(format!("{}/-/ready", p.url())).send().await
+                && r.status() == 200
+            {
+                return p;
+            }
+            assert!(Instant::now() < deadline, "prometheus did not become ready within 30s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The value of an instant query with a single result, if any.
+    pub async fn value(&self, query: &str) -> Option<f64> {
+        let q = percent_encoding::utf8_percent_encode(query, percent_encoding::NON_ALPHANUMERIC);
+        let r = client().get(format!("{}/api/v1/query?query={q}", self.url())).send().await.ok()?;
+        let v: serde_json::Value = r.json().await.ok()?;
+        v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
