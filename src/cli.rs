@@ -136,6 +136,13 @@ pub struct ReceiverArgs {
     /// Largest accepted request body (bytes, or with a KiB/MiB suffix); larger gets 413.
     #[arg(long, env = "REDLINE_RECEIVER_MAX_BODY", default_value = "1MiB", value_parser = crate::receiver::parse_size)]
     pub max_body: usize,
+    /// Sidecar config (or a directory of `<service>.yaml` configs) whose `readiness` section the
+    /// gates run in full; without one they judge firing alerts only.
+    #[arg(long, env = "REDLINE_RECEIVER_READINESS_CONFIG")]
+    pub readiness_config: Option<std::path::PathBuf>,
+    /// Time each HTTP request of a gate's readiness check may take.
+    #[arg(long, env = "REDLINE_RECEIVER_READINESS_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub readiness_timeout: std::time::Duration,
     /// error, warn, info, debug or trace.
     #[arg(long, env = "REDLINE_LOG_LEVEL", default_value = "info")]
     pub log_level: String,

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::receiver::{Receiver, ZERO_TIME, webhook, webhook_alert};
-use common::{Sidecar, Upstream, client, redline_bin};
+use common::{Sidecar, Upstream, client, free_port, redline_bin};
 use serde_json::{Value, json};
 
 const RULES_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/rules");
@@ -121,6 +121,47 @@ fn report(config: &Path, token_file: &Path) -> (i32, Value) {
     (out.status.code().expect("exit code"), v)
 }
 
+/// The same checklist over HTTP: the receiver's Argo gate, as (0 ready | 1 not, report).
+async fn gate_report(receiver: &Receiver) -> (i32, Value) {
+    let r = receiver.get_json("/api/v1/readiness/checkout").await;
+    (if r["ready"] == true { 0 } else { 1 }, r)
+}
+
+/// Flagger's confirm-promotion webhook: (status, body).
+async fn confirm_promotion(receiver: &Receiver) -> (u16, String) {
+    let payload = json!({"name": "checkout", "namespace": "shop", "phase": "Progressing", "checksum": "1"});
+    let r = client()
+        .post(receiver.url("/api/v1/flagger/confirm-promotion"))
+        .json(&payload)
+        .send()
+        .await
+        .expect("POST confirm-promotion");
+    (r.status().as_u16(), r.text().await.expect("body"))
+}
+
+/// Runs the CLI and the receiver's gate on the same config; they must agree check by check.
+async fn both(config: &Path, token_file: &Path, receiver: &Receiver) -> (i32, Value) {
+    let cli = report(config, token_file);
+    let (code, http) = gate_report(receiver).await;
+    assert_eq!(statuses(&http), statuses(&cli.1), "CLI and receiver gate disagree:\n{http:#}\n{:#}", cli.1);
+    assert_eq!(code, cli.0, "{http:#}");
+    assert_eq!(http["blocking_failures"], cli.1["blocking_failures"]);
+    let ids = cli.1["blocking_failures"].as_array().expect("blocking_failures");
+    let reasons = http["reasons"].as_array().expect("reasons");
+    assert_eq!(reasons.len(), ids.len(), "one reason per blocking failure: {http:#}");
+    for (reason, id) in reasons.iter().zip(ids) {
+        let id = id.as_str().expect("id");
+        let summary = check(&http, id)["summary"].as_str().expect("summary");
+        assert_eq!(reason.as_str(), Some(format!("{id}: {summary}").as_str()), "{http:#}");
+    }
+    let (status, body) = confirm_promotion(receiver).await;
+    assert_eq!(status, if code == 0 { 200 } else { 403 }, "{body}");
+    for id in cli.1["blocking_failures"].as_array().expect("ids") {
+        assert!(body.contains(&format!("{}: ", id.as_str().expect("id"))), "403 body names {id}: {body}");
+    }
+    cli
+}
+
 fn statuses(report: &Value) -> Vec<(String, String)> {
     report["checks"]
         .as_array()
@@ -187,14 +228,17 @@ async fn a_ready_service_passes_and_each_missing_piece_fails_exactly_its_check()
     // The test process stands in for the app, so redline_app_* (USE of the app) are exposed.
     let sidecar = Sidecar::start(&upstream.url(), &["--app-pid", &pid, "--rules", &rules]).await;
     traffic(&sidecar).await;
-    let db = tempfile::tempdir().expect("temp dir");
-    let receiver = Receiver::start(&db.path().join("rx.db").display().to_string(), &[]).await;
-    let token = receiver.token_file.clone();
-
     let setup = Setup::complete(&sidecar.stdout());
     let metrics_url = sidecar.admin_url("/metrics");
-    let config = setup.config("redline.yaml", &metrics_url, &receiver.base_url());
-    let (code, r) = report(&config, &token);
+    // The receiver runs the same checklist for its gates, from the same config file.
+    let port = free_port();
+    let config = setup.config("redline.yaml", &metrics_url, &format!("http://127.0.0.1:{port}"));
+    let db = tempfile::tempdir().expect("temp dir");
+    let db = db.path().join("rx.db").display().to_string();
+    let config_arg = config.display().to_string();
+    let receiver = Receiver::start_on(port, &db, &["--readiness-config", &config_arg]).await;
+    let token = receiver.token_file.clone();
+    let (code, r) = both(&config, &token, &receiver).await;
     assert_eq!(statuses(&r), expected_all_pass(), "{r:#}");
     assert_eq!((code, &r["ready"], r["schema_version"].as_u64()), (0, &json!(true), Some(1)), "{r:#}");
     assert!(check(&r, "tests.coverage")["summary"].as_str().expect("s").contains("90.0%"), "{r:#}");
@@ -205,7 +249,7 @@ async fn a_ready_service_passes_and_each_missing_piece_fails_exactly_its_check()
     setup.write("coverage/lcov.info", &lcov(7));
     assert_only_failure(
         "70% coverage",
-        report(&config, &token),
+        both(&config, &token, &receiver).await,
         "tests.coverage",
         "70.0% (7/10 lines, LCOV) is below the 80% minimum",
     );
@@ -226,12 +270,17 @@ async fn a_ready_service_passes_and_each_missing_piece_fails_exactly_its_check()
     let log = sidecar.stdout();
     setup.write("app.jsonl", &format!("{log}starting server on port 8080\n"));
     let bad_line = format!("line {}: not JSON", log.lines().count() + 1);
-    assert_only_failure("plain-text log line", report(&config, &token), "logging.structured", &bad_line);
+    assert_only_failure("plain-text log line", both(&config, &token, &receiver).await, "logging.structured", &bad_line);
     setup.write("app.jsonl", &sidecar.stdout());
 
     // A dashboard without a saturation panel.
     setup.write("dashboards/checkout.json", &dashboard(Some("Saturation")).to_string());
-    assert_only_failure("no saturation panel", report(&config, &token), "dashboard", "no panel for saturation");
+    assert_only_failure(
+        "no saturation panel",
+        both(&config, &token, &receiver).await,
+        "dashboard",
+        "no panel for saturation",
+    );
     setup.write("dashboards/checkout.json", &dashboard(None).to_string());
 
     // The latency alert without its runbook (its unit tests adjusted, so they still pass).
@@ -247,7 +296,7 @@ async fn a_ready_service_passes_and_each_missing_piece_fails_exactly_its_check()
     setup.write("rules/redline-symptoms_test.yml", &without_runbook("redline-symptoms_test.yml"));
     assert_only_failure(
         "latency alert without runbook",
-        report(&config, &token),
+        both(&config, &token, &receiver).await,
         "alerts.symptoms",
         "no complete alert for latency",
     );
@@ -261,7 +310,7 @@ async fn a_ready_service_passes_and_each_missing_piece_fails_exactly_its_check()
     );
     assert_only_failure(
         "failing rule unit test",
-        report(&config, &token),
+        both(&config, &token, &receiver).await,
         "alerts.tests",
         "1 of 1 rule unit-test file(s) fail",
     );
@@ -277,13 +326,18 @@ async fn a_ready_service_passes_and_each_missing_piece_fails_exactly_its_check()
     let r =
         receiver.post("/api/v1/alertmanager", webhook("firing", "{}:{alertname=\"X\"}", vec![alert]).to_string()).await;
     assert_eq!(r.status(), 200);
-    assert_only_failure("critical alert firing", report(&config, &token), "alerts.firing", "RedlineHighErrorRatio");
+    assert_only_failure(
+        "critical alert firing",
+        both(&config, &token, &receiver).await,
+        "alerts.firing",
+        "RedlineHighErrorRatio",
+    );
 
     // Non-blocking: the same failure no longer stops promotion.
     let text = std::fs::read_to_string(&config).expect("config")
         + "  blocking: [tests.coverage, metrics.red, logging.structured, dashboard, alerts.symptoms, alerts.tests]\n";
     std::fs::write(&config, text).expect("config");
-    let (code, r) = report(&config, &token);
+    let (code, r) = both(&config, &token, &receiver).await;
     assert_eq!((code, &r["ready"], &check(&r, "alerts.firing")["blocks"]), (0, &json!(true), &json!(false)), "{r:#}");
 }
 

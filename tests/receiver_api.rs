@@ -41,6 +41,11 @@ async fn flagger(r: &Receiver, hook: &str, body: Value) -> (u16, String) {
     (resp.status().as_u16(), resp.text().await.expect("body"))
 }
 
+/// One check of a readiness report, by id.
+fn check<'a>(report: &'a Value, id: &str) -> &'a Value {
+    report["checks"].as_array().expect("checks").iter().find(|c| c["id"] == id).expect("check present")
+}
+
 fn canary() -> Value {
     json!({"name": "checkout", "namespace": "shop", "phase": "Progressing", "checksum": "abc", "metadata": {"version": "2.0"}})
 }
@@ -103,8 +108,12 @@ async fn ingest_query_history_and_gates(backend: Backend) {
     assert_eq!(flagger(&r, "confirm-promotion", other).await.0, 200);
     let ready = r.get_json("/api/v1/readiness/checkout").await;
     assert_eq!(ready["ready"], false, "{ready}");
-    assert_eq!(ready["checks"][0]["name"], "alerts.firing");
-    assert_eq!(ready["checks"][0]["status"], "fail");
+    assert_eq!(check(&ready, "alerts.firing")["status"], "fail");
+    assert_eq!(check(&ready, "tests.coverage")["status"], "skip", "no readiness config: only alerts.firing runs");
+    assert!(
+        check(&ready, "canary")["summary"].as_str().is_some_and(|s| s.starts_with("no readiness config for service")),
+        "{ready}"
+    );
     assert!(ready["reasons"][0].as_str().is_some_and(|s| s.contains("HighErrorRatio")), "{ready}");
     assert_eq!(r.get_json("/api/v1/readiness/cart").await["ready"], true, "warnings do not block");
 
@@ -503,6 +512,46 @@ async fn refuses_a_non_loopback_address_without_credentials() {
 }
 
 #[tokio::test]
+async fn readiness_config_problems_are_named() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("r.db").display().to_string();
+    let out = Command::new(redline_bin())
+        .args(["receiver", "--listen", "127.0.0.1:0", "--readiness-config", "/nonexistent/redline.yaml", "--db", &db])
+        .output()
+        .expect("run redline receiver");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--readiness-config /nonexistent/redline.yaml: cannot read"), "{err}");
+
+    let configs = dir.path().join("configs");
+    std::fs::create_dir(&configs).expect("mkdir");
+    std::fs::write(configs.join("checkout.yaml"), "service: cart\n").expect("write");
+    std::fs::write(configs.join("payments.yaml"), "service: payments\nreadiness: {coverage: {min: 180}}\n")
+        .expect("write");
+    let configs_arg = configs.display().to_string();
+    let r = Receiver::start(&db, &["--readiness-config", &configs_arg]).await;
+    let get = |path: &str| client().get(r.url(path)).send();
+    let resp = get("/api/v1/readiness/checkout").await.expect("GET");
+    assert_eq!(resp.status(), 500);
+    let body = resp.text().await.expect("body");
+    assert!(body.contains("checkout.yaml: service: names \"cart\""), "{body}");
+    let body = get("/api/v1/readiness/payments").await.expect("GET").text().await.expect("body");
+    assert!(body.contains("readiness.coverage.min: expected a percentage from 0 to 100, got 180"), "{body}");
+    let resp = get("/api/v1/readiness/cart?only=coverage").await.expect("GET");
+    assert_eq!(resp.status(), 400);
+    assert!(resp.text().await.expect("body").contains("only: unknown check \"coverage\""));
+    let resp = get("/api/v1/readiness/cart?window=soon").await.expect("GET");
+    assert_eq!(resp.status(), 400);
+    assert!(resp.text().await.expect("body").starts_with("window: expected a duration"));
+    let resp = get("/api/v1/readiness/cart?baseline=1.0").await.expect("GET");
+    assert_eq!(resp.status(), 400, "a baseline without a canary");
+    // A service without a config file: the alert gate alone, and the report says so.
+    let ready = r.get_json("/api/v1/readiness/cart").await;
+    assert_eq!(ready["ready"], true, "{ready}");
+    assert!(check(&ready, "dashboard")["summary"].as_str().is_some_and(|s| s.contains("no readiness config")));
+}
+
+#[tokio::test]
 async fn insecure_no_auth_and_basic_auth() {
     let dir = tempfile::tempdir().expect("temp dir");
     let port = common::free_port();
@@ -571,7 +620,7 @@ async fn postgres_outage_is_a_503_and_readyz_reports_it() {
     assert_eq!(ready.status(), 503);
     let ready = r.get_json("/api/v1/readiness/checkout").await;
     assert_eq!(ready["ready"], false, "{ready}");
-    assert_eq!(ready["checks"][0]["status"], "error");
+    assert_eq!(check(&ready, "alerts.firing")["status"], "error");
     let (status, _) = flagger(&r, "rollback", canary()).await;
     assert_eq!(status, 503, "a store outage must not roll canaries back");
     pg.restart();

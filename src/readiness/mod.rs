@@ -1,6 +1,7 @@
-//! The production-readiness check (`redline readiness-check`): `checks` judges fetched data
-//! (pure), `command` fetches it (files, HTTP) and prints the `report` in any `render` format.
+//! The production-readiness check: `checks` judges fetched data (pure), `checklist` fetches it
+//! (files, HTTP) for the CLI (`command`) and the receiver's gates, `render` prints the `report`.
 
+pub mod checklist;
 pub mod checks;
 pub mod command;
 pub mod coverage;

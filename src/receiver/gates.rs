@@ -124,47 +124,6 @@ impl FlaggerPayload {
     }
 }
 
-/// One check of the readiness report.
-#[derive(Clone, Debug, Serialize)]
-pub struct Check {
-    pub name: &'static str,
-    /// pass | fail | error
-    pub status: &'static str,
-    pub summary: String,
-    pub evidence: Vec<AlertSummary>,
-}
-
-/// `GET /api/v1/readiness/{service}`: always answered, `ready` only when every check passes.
-#[derive(Clone, Debug, Serialize)]
-pub struct Readiness {
-    pub service: String,
-    pub ready: bool,
-    pub reasons: Vec<String>,
-    pub checks: Vec<Check>,
-}
-
-pub async fn readiness(store: &Store, sel: &CanarySelector) -> Readiness {
-    let check = match firing_critical(store, sel).await {
-        Ok(firing) if firing.is_empty() => Check {
-            name: "alerts.firing",
-            status: "pass",
-            summary: format!("no critical alert firing for {}", sel.describe()),
-            evidence: Vec::new(),
-        },
-        Ok(firing) => Check { name: "alerts.firing", status: "fail", summary: reason(sel, &firing), evidence: firing },
-        Err(e) => Check {
-            name: "alerts.firing",
-            status: "error",
-            summary: format!("cannot query the alert store: {e}"),
-            evidence: Vec::new(),
-        },
-    };
-    let checks = vec![check];
-    let reasons: Vec<String> =
-        checks.iter().filter(|c| c.status != "pass").map(|c| format!("{}: {}", c.name, c.summary)).collect();
-    Readiness { service: sel.service.clone(), ready: reasons.is_empty(), reasons, checks }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

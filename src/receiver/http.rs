@@ -1,8 +1,9 @@
 //! The receiver's HTTP API: ingest (webhook v4, v2 alerts), queries, promotion gates, metrics
 //! and health. Handlers translate between HTTP and the pure parsing, store and gate modules.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -15,9 +16,10 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::auth::Credentials;
-use super::gates::{self, CanarySelector, FlaggerPayload};
+use super::gates::{self, FlaggerPayload};
 use super::metrics::{ReceiverMetrics, Rejection};
 use super::payload::{self, Status, format_timestamp, now_nanos};
+use super::readiness::{self as gate_readiness, ConfigSource, GateError, GateRequest};
 use super::store::{AlertQuery, AlertState, HistoryEntry, Outcome, Store};
 use crate::telemetry::metrics::Format;
 
@@ -31,6 +33,10 @@ pub struct App {
     pub credentials: Credentials,
     pub max_body: usize,
     pub metrics: Arc<ReceiverMetrics>,
+    /// Where the gates find each service's readiness config.
+    pub readiness: ConfigSource,
+    /// Time each HTTP request of a readiness check may take.
+    pub readiness_timeout: Duration,
 }
 
 /// Writes (ingest) and alert queries need the credentials; gates, metrics and health checks
@@ -299,7 +305,7 @@ async fn history(State(app): State<Arc<App>>, headers: HeaderMap, Path(fingerpri
     }
 }
 
-async fn flagger_selector(req: Request) -> Result<CanarySelector, Response> {
+async fn flagger_payload(req: Request) -> Result<FlaggerPayload, Response> {
     let (parts, body) = req.into_parts();
     let body = read_body(&parts.headers, body, MAX_GATE_BODY).await.map_err(|e| match e {
         BodyError::TooLarge => {
@@ -308,31 +314,51 @@ async fn flagger_selector(req: Request) -> Result<CanarySelector, Response> {
         BodyError::Read(e) => text(StatusCode::BAD_REQUEST, format!("cannot read the body: {e}")),
     })?;
     let mut de = serde_json::Deserializer::from_slice(&body);
-    let payload: FlaggerPayload = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
         text(StatusCode::BAD_REQUEST, format!("not a Flagger webhook payload: {}: {}", e.path(), e.inner()))
-    })?;
-    Ok(payload.selector())
+    })
 }
 
-/// 200 lets Flagger promote; 403 (with the firing alerts as the reason) holds the promotion.
+/// Runs the readiness checklist for a gate; a request or config problem is the error response.
+async fn gate_answer(app: &App, req: Result<GateRequest, String>) -> Result<gate_readiness::GateAnswer, Response> {
+    let req = req.map_err(|e| text(StatusCode::BAD_REQUEST, e))?;
+    gate_readiness::evaluate(&app.store, &app.readiness, &req).await.map_err(|e| match e {
+        GateError::BadRequest(e) => text(StatusCode::BAD_REQUEST, e),
+        GateError::Config(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("readiness config: {e}")),
+    })
+}
+
+/// 200 lets Flagger promote (every blocking readiness check passes); 403 holds the promotion,
+/// with one line per blocking failure as the body.
 async fn confirm_promotion(State(app): State<Arc<App>>, req: Request) -> Response {
-    let sel = match flagger_selector(req).await {
-        Ok(s) => s,
+    let payload = match flagger_payload(req).await {
+        Ok(p) => p,
         Err(r) => return r,
     };
-    match gates::firing_critical(&app.store, &sel).await {
-        Ok(firing) if firing.is_empty() => {
-            text(StatusCode::OK, format!("promotion confirmed: no critical alert firing for {}", sel.describe()))
+    let sel = payload.selector();
+    let meta: BTreeMap<String, String> = payload.metadata.clone().unwrap_or_default();
+    let req = GateRequest::from_params(sel.service.clone(), sel.namespace.clone(), &meta, app.readiness_timeout)
+        .map_err(|e| format!("metadata.{e}"));
+    match gate_answer(&app, req).await {
+        Ok(a) if a.report.ready => text(
+            StatusCode::OK,
+            format!(
+                "promotion confirmed for {}: {} checks passed, no blocking check failed",
+                sel.describe(),
+                a.report.counts.pass
+            ),
+        ),
+        Ok(a) => {
+            text(StatusCode::FORBIDDEN, format!("promotion held for {}: {}", sel.describe(), a.reasons.join("; ")))
         }
-        Ok(firing) => text(StatusCode::FORBIDDEN, gates::reason(&sel, &firing)),
-        Err(e) => text(StatusCode::SERVICE_UNAVAILABLE, format!("cannot query the alert store: {e}")),
+        Err(r) => r,
     }
 }
 
 /// 200 tells Flagger to roll back (a critical alert fires for the canary); 403 lets it go on.
 async fn rollback(State(app): State<Arc<App>>, req: Request) -> Response {
-    let sel = match flagger_selector(req).await {
-        Ok(s) => s,
+    let sel = match flagger_payload(req).await {
+        Ok(p) => p.selector(),
         Err(r) => return r,
     };
     match gates::firing_critical(&app.store, &sel).await {
@@ -345,17 +371,17 @@ async fn rollback(State(app): State<Arc<App>>, req: Request) -> Response {
     }
 }
 
+/// Argo Rollouts' `web` metric: always 200 with the report; `ready` is the verdict.
 async fn readiness(
     State(app): State<Arc<App>>,
     Path(service): Path<String>,
-    Query(params): Query<HashMap<String, String>>,
+    Query(params): Query<BTreeMap<String, String>>,
 ) -> Response {
-    let sel = CanarySelector {
-        service,
-        namespace: params.get("namespace").filter(|v| !v.is_empty()).cloned(),
-        version: params.get("version").filter(|v| !v.is_empty()).cloned(),
-    };
-    json_response(StatusCode::OK, &gates::readiness(&app.store, &sel).await)
+    let req = GateRequest::from_params(service, None, &params, app.readiness_timeout);
+    match gate_answer(&app, req).await {
+        Ok(a) => json_response(StatusCode::OK, &a),
+        Err(r) => r,
+    }
 }
 
 async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {

@@ -7,6 +7,7 @@ pub mod gates;
 pub mod http;
 pub mod metrics;
 pub mod payload;
+pub mod readiness;
 pub mod store;
 
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -79,6 +80,13 @@ pub fn main(args: ReceiverArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let readiness = match readiness::ConfigSource::new(args.readiness_config.as_deref()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("redline receiver: {e}");
+            return ExitCode::from(2);
+        }
+    };
     if !matches!(args.log_level.as_str(), "error" | "warn" | "info" | "debug" | "trace") {
         eprintln!(
             "redline receiver: --log-level: expected one of error, warn, info, debug, trace, got {:?}",
@@ -94,7 +102,7 @@ pub fn main(args: ReceiverArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(args, addr, credentials)) {
+    match runtime.block_on(serve(args, addr, credentials, readiness)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "receiver stopped");
@@ -104,7 +112,12 @@ pub fn main(args: ReceiverArgs) -> ExitCode {
     }
 }
 
-async fn serve(args: ReceiverArgs, addr: SocketAddr, credentials: Credentials) -> anyhow::Result<()> {
+async fn serve(
+    args: ReceiverArgs,
+    addr: SocketAddr,
+    credentials: Credentials,
+    readiness: readiness::ConfigSource,
+) -> anyhow::Result<()> {
     use anyhow::Context as _;
     let metrics = Arc::new(ReceiverMetrics::default());
     let store = Store::open(&args.db, metrics.clone())
@@ -122,9 +135,17 @@ async fn serve(args: ReceiverArgs, addr: SocketAddr, credentials: Credentials) -
         db = %redact_db(&args.db),
         auth,
         max_body = args.max_body as u64,
+        readiness_config = %readiness.describe(),
         "receiver listening"
     );
-    let app = Arc::new(http::App { store, credentials, max_body: args.max_body, metrics });
+    let app = Arc::new(http::App {
+        store,
+        credentials,
+        max_body: args.max_body,
+        metrics,
+        readiness,
+        readiness_timeout: args.readiness_timeout,
+    });
     axum::serve(listener, http::router(app)).with_graceful_shutdown(shutdown()).await.context("HTTP server")?;
     tracing::info!("receiver stopped");
     Ok(())
