@@ -31,6 +31,23 @@ pub enum Command {
     Alerts(AlertsCommand),
     /// Production-readiness checklist of a service (exit 0 ready, 1 not ready, 2 usage/config error).
     ReadinessCheck(Box<ReadinessCheckArgs>),
+    /// Grafana dashboards (RED, USE, SLO, alerts) from the metric names the sidecar exports.
+    #[command(subcommand)]
+    Dashboards(DashboardsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DashboardsCommand {
+    /// Write one JSON file per dashboard into --out; with --check only compare (exit 1 naming
+    /// every file that differs or is missing).
+    Generate {
+        /// Directory of the dashboard files.
+        #[arg(long, default_value = "dashboards")]
+        out: std::path::PathBuf,
+        /// Write nothing; exit 1 unless the files under --out equal the generated ones.
+        #[arg(long)]
+        check: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod canary;
 pub mod cli;
 pub mod config;
+pub mod dashboards;
 pub mod demo;
 pub mod proxy;
 pub mod readiness;

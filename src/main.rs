@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use redline::cli::{Cli, Command, RulesCommand};
+use redline::cli::{Cli, Command, DashboardsCommand, RulesCommand};
 use redline::config::{self, OtelEnv};
 
 fn main() -> ExitCode {
@@ -22,6 +22,9 @@ fn main() -> ExitCode {
             redline::receiver::client::list(args, &mut std::io::stdout())
         }
         Command::Demo(args) => demo(args),
+        Command::Dashboards(DashboardsCommand::Generate { out, check }) => {
+            redline::dashboards::generate_command(&out, check, &mut std::io::stdout(), &mut std::io::stderr())
+        }
         Command::Sidecar(args) => {
             let config = match config::load(&args.config, &OtelEnv::from_process_env()) {
                 Ok(c) => c,

@@ -1,0 +1,315 @@
+//! Grafana dashboards (RED, USE, SLO, alerts) built as JSON models from the metric names the
+//! sidecar exports and the shipped rules record, and `redline dashboards generate [--check]`.
+
+mod alerts;
+pub mod grafana;
+mod red;
+mod slo;
+mod usage;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use serde_json::{Map, Value};
+
+/// The request histogram every RED query and the SLO rules read.
+pub(crate) const DURATION: &str = "http_server_request_duration_seconds";
+
+/// Matchers of the `$service` (and `$namespace`) picked on the dashboard.
+pub(crate) const SERVICE: &str = r#"service="$service",namespace=~"$namespace""#;
+/// … and the `$version`s picked.
+pub(crate) const VERSION: &str = r#"service="$service",namespace=~"$namespace",version=~"$version""#;
+/// … and the `$route`s picked.
+pub(crate) const ROUTE: &str = r#"service="$service",namespace=~"$namespace",version=~"$version",http_route=~"$route""#;
+
+/// The `$service` variable (one service at a time) and `$namespace` (any of its namespaces).
+pub(crate) fn service_variables() -> Vec<Value> {
+    vec![
+        grafana::datasource_variable(),
+        grafana::query_variable("service", "Service", &format!("label_values({DURATION}_count, service)"), false),
+        grafana::query_variable(
+            "namespace",
+            "Namespace",
+            &format!(r#"label_values({DURATION}_count{{service="$service"}}, namespace)"#),
+            true,
+        ),
+    ]
+}
+
+/// The `$version` variable, after [`service_variables`].
+pub(crate) fn version_variable() -> Value {
+    grafana::query_variable(
+        "version",
+        "Version",
+        &format!("label_values({DURATION}_count{{{SERVICE}}}, version)"),
+        true,
+    )
+}
+
+/// Firing alerts of the service as marks on the time series.
+pub(crate) fn firing_alerts_annotation() -> Value {
+    grafana::prometheus_annotation(
+        "Firing alerts",
+        &format!(r#"ALERTS{{alertstate="firing",{SERVICE}}}"#),
+        "{{alertname}}",
+        "red",
+    )
+}
+
+/// Every dashboard: `(file name, JSON model)`, in a fixed order.
+pub fn all() -> Vec<(&'static str, Value)> {
+    vec![
+        ("redline-red.json", red::dashboard().model()),
+        ("redline-use.json", usage::dashboard().model()),
+        ("redline-slo.json", slo::dashboard().model()),
+        ("redline-alerts.json", alerts::dashboard().model()),
+    ]
+}
+
+/// Object keys in sorted order, whatever map type serde_json was built with.
+fn sorted(v: Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let mut entries: Vec<(String, Value)> = m.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect::<Map<String, Value>>())
+        }
+        Value::Array(a) => Value::Array(a.into_iter().map(sorted).collect()),
+        other => other,
+    }
+}
+
+/// The file contents: pretty-printed JSON with sorted keys and a trailing newline.
+pub fn render(model: &Value) -> String {
+    let mut s = serde_json::to_string_pretty(&sorted(model.clone())).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+/// Every dashboard file: `(file name, contents)`.
+pub fn files() -> Vec<(&'static str, String)> {
+    all().into_iter().map(|(name, model)| (name, render(&model))).collect()
+}
+
+/// Files under `dir` that are missing or differ from what would be generated, with why.
+pub fn stale(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, want) in files() {
+        let path = dir.join(name);
+        match std::fs::read(&path) {
+            Ok(have) if have == want.as_bytes() => {}
+            Ok(_) => out.push(format!("{}: differs from the generated dashboard", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => out.push(format!("{}: missing", path.display())),
+            Err(e) => out.push(format!("{}: cannot read: {e}", path.display())),
+        }
+    }
+    out
+}
+
+/// `redline dashboards generate --out DIR [--check]`: writes the dashboards, or with `check`
+/// only compares them (exit 1 naming every file that differs or is missing).
+pub fn generate_command(out_dir: &Path, check: bool, stdout: &mut dyn Write, stderr: &mut dyn Write) -> ExitCode {
+    if check {
+        let stale = stale(out_dir);
+        if stale.is_empty() {
+            let _ = writeln!(stdout, "{}: all {} dashboards are up to date", out_dir.display(), files().len());
+            return ExitCode::SUCCESS;
+        }
+        for line in &stale {
+            let _ = writeln!(stderr, "{line}");
+        }
+        let _ = writeln!(
+            stderr,
+            "{} of {} dashboards are not what `redline dashboards generate --out {}` writes; run it to update them",
+            stale.len(),
+            files().len(),
+            out_dir.display()
+        );
+        return ExitCode::from(1);
+    }
+    if let Err(e) = std::fs::create_dir_all(out_dir) {
+        let _ = writeln!(stderr, "redline: cannot create {}: {e}", out_dir.display());
+        return ExitCode::from(1);
+    }
+    for (name, text) in files() {
+        let path = out_dir.join(name);
+        if let Err(e) = std::fs::write(&path, text) {
+            let _ = writeln!(stderr, "redline: cannot write {}: {e}", path.display());
+            return ExitCode::from(1);
+        }
+        let _ = writeln!(stdout, "wrote {}", path.display());
+    }
+    ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::readiness::checks::dashboard;
+
+    /// Every query of a dashboard: panel targets, annotations and query variables.
+    fn exprs(model: &Value) -> Vec<String> {
+        let mut out: Vec<String> =
+            dashboard::panels(model).into_iter().flat_map(dashboard::queries).map(|q| q.expr).collect();
+        for a in model["annotations"]["list"].as_array().into_iter().flatten() {
+            out.extend(a["expr"].as_str().map(str::to_string));
+        }
+        out
+    }
+
+    /// Metric families the sidecar exports (DESIGN.md "Metric names") and series Prometheus
+    /// derives from the shipped rules.
+    fn known(name: &str) -> bool {
+        const EXPORTED: &[&str] = &[
+            "http_server_request_duration_seconds_bucket",
+            "http_server_request_duration_seconds_count",
+            "http_server_request_duration_seconds_sum",
+            "http_server_active_requests",
+            "http_server_request_body_size_bytes_sum",
+            "http_server_response_body_size_bytes_sum",
+            "redline_cgroup_cpu_usage_seconds_total",
+            "redline_cgroup_cpu_throttled_seconds_total",
+            "redline_cgroup_memory_usage_bytes",
+            "redline_cgroup_memory_limit_bytes",
+            "redline_cgroup_pressure_stall_seconds_total",
+            "redline_app_cpu_seconds_total",
+            "redline_app_resident_memory_bytes",
+            "redline_app_open_fds",
+            "redline_app_max_fds",
+            "redline_app_threads",
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+            "redline_upstream_connections",
+            "redline_build_info",
+            "redline_spans_dropped_total",
+            "redline_log_lines_dropped_total",
+            "redline_rule_evaluation_failures_total",
+            "redline_alerts",
+            "redline_notifications_sent_total",
+            "redline_notifications_dropped_total",
+            "redline_notification_errors_total",
+            "ALERTS",
+        ];
+        EXPORTED.contains(&name)
+            || name.starts_with("redline:slo_errors:ratio_rate")
+            || name.starts_with("redline:slo_slow:ratio_rate")
+    }
+
+    /// Values as Grafana fills them in: one service, "All" namespaces, one version and route.
+    fn example_values() -> Vec<(&'static str, grafana::VarValue)> {
+        use grafana::VarValue::{Picked, Raw, Single};
+        vec![
+            ("service", Single("checkout".into())),
+            ("namespace", Raw(".*".into())),
+            ("version", Picked(vec!["1.2.3".into()])),
+            ("route", Picked(vec!["/users/{id}".into(), "/orders/{id}/items".into()])),
+            ("availability", Single("99.9".into())),
+            ("latency_target", Single("99".into())),
+            ("__rate_interval", Raw("1m".into())),
+            ("__range", Raw("1h".into())),
+        ]
+    }
+
+    #[test]
+    fn output_is_stable_and_files_are_distinct() {
+        assert_eq!(files(), files());
+        let names: BTreeSet<&str> = files().iter().map(|(n, _)| *n).collect();
+        assert_eq!(names.len(), 4);
+        let uids: BTreeSet<String> = all().iter().map(|(_, m)| m["uid"].as_str().unwrap_or("").to_string()).collect();
+        assert_eq!(uids.len(), 4, "{uids:?}");
+        for (name, text) in files() {
+            assert!(text.ends_with("}\n"), "{name}");
+            let model: Value = serde_json::from_str(&text).unwrap_or_default();
+            assert_eq!(model["schemaVersion"], grafana::SCHEMA_VERSION, "{name}");
+            assert!(model["tags"].as_array().is_some_and(|t| t.contains(&Value::from("redline"))), "{name}");
+        }
+    }
+
+    #[test]
+    fn panel_ids_are_unique_and_panels_do_not_overlap() {
+        for (name, model) in all() {
+            let panels = dashboard::panels(&model);
+            let ids: BTreeSet<u64> = panels.iter().filter_map(|p| p["id"].as_u64()).collect();
+            assert_eq!(ids.len(), panels.len(), "{name}");
+            let cells = |p: &Value| {
+                let g = &p["gridPos"];
+                let n = |k: &str| g[k].as_u64().unwrap_or(0);
+                (n("x"), n("y"), n("w"), n("h"))
+            };
+            for (i, a) in panels.iter().enumerate() {
+                let (ax, ay, aw, ah) = cells(a);
+                assert!(ax + aw <= 24 && aw > 0 && ah > 0, "{name}: {}", a["title"]);
+                for b in &panels[i + 1..] {
+                    let (bx, by, bw, bh) = cells(b);
+                    let overlap = ax < bx + bw && bx < ax + aw && ay < by + bh && by < ay + ah;
+                    assert!(!overlap, "{name}: {} overlaps {}", a["title"], b["title"]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_query_is_promql_over_exported_names_and_uses_the_datasource_variable() {
+        for (name, model) in all() {
+            let queries = exprs(&model);
+            assert!(queries.len() >= 8, "{name}: {}", queries.len());
+            for q in queries {
+                let filled = grafana::interpolate(&q, &example_values());
+                assert!(!filled.contains('$'), "{name}: {filled}");
+                let e = promql_parser::parser::parse(&filled).unwrap_or_else(|e| panic!("{name}: {filled}: {e}"));
+                for n in crate::readiness::checks::ExprUse::of(&e).names() {
+                    assert!(known(n), "{name}: {q} reads {n}, which nothing exports");
+                }
+                assert!(q.contains(r#"service="$service""#), "{name}: {q} is not scoped to $service");
+            }
+            for p in dashboard::panels(&model) {
+                if p["type"] != "row" {
+                    assert_eq!(p["datasource"]["uid"], "${datasource}", "{name}: {}", p["title"]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_red_dashboard_passes_the_readiness_check_for_any_service() {
+        let models: Vec<(String, Value)> = all().into_iter().map(|(n, m)| (n.to_string(), m)).collect();
+        for service in ["checkout", "cart"] {
+            let o = dashboard::judge(service, &models, vec![]);
+            assert_eq!(o.status, crate::readiness::report::Status::Pass, "{}", o.summary);
+            assert!(o.summary.starts_with("redline-red.json"), "{}", o.summary);
+        }
+    }
+
+    #[test]
+    fn red_has_the_variables_and_exemplars_on_duration() {
+        let model = red::dashboard().model();
+        let vars: Vec<&str> =
+            model["templating"]["list"].as_array().into_iter().flatten().filter_map(|v| v["name"].as_str()).collect();
+        assert_eq!(vars, ["datasource", "service", "namespace", "version", "route"]);
+        let duration = dashboard::panels(&model)
+            .into_iter()
+            .find(|p| p["title"].as_str().is_some_and(|t| t.starts_with("Duration p50")))
+            .cloned()
+            .unwrap_or_default();
+        let exemplars = duration["targets"].as_array().into_iter().flatten().filter(|t| t["exemplar"] == true).count();
+        assert_eq!(exemplars, 1, "{duration:#}");
+    }
+
+    #[test]
+    fn check_names_missing_and_changed_files() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let dir = tmp.path().join("dashboards");
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        assert_eq!(generate_command(&dir, false, &mut out, &mut err), ExitCode::SUCCESS);
+        assert!(stale(&dir).is_empty());
+        std::fs::write(dir.join("redline-use.json"), "{}\n").expect("write");
+        std::fs::remove_file(dir.join("redline-slo.json")).expect("remove");
+        let s = stale(&dir);
+        assert_eq!(s.len(), 2, "{s:?}");
+        assert!(s[0].ends_with("redline-use.json: differs from the generated dashboard"), "{s:?}");
+        assert!(s[1].ends_with("redline-slo.json: missing"), "{s:?}");
+    }
+}

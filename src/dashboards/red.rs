@@ -1,0 +1,151 @@
+//! The RED dashboard of one service: request rate, errors and duration from the sidecar's
+//! request histogram (with trace exemplars), and the proxy's saturation.
+
+use super::grafana::{Dashboard, Item, Kind, Panel, query_variable, target};
+use super::{DURATION, ROUTE, VERSION, firing_alerts_annotation, service_variables, version_variable};
+
+fn count(extra: &str) -> String {
+    format!("{DURATION}_count{{{ROUTE}{extra}}}")
+}
+
+fn rate(selector: &str) -> String {
+    format!("rate({selector}[$__rate_interval])")
+}
+
+/// The error ratio by `by`: 0 (not absent) while requests succeed.
+fn error_ratio(by: &str) -> String {
+    let failed = rate(&count(r#",error_type!="""#));
+    let all = rate(&count(""));
+    format!("(sum by ({by}) ({failed}) or 0 * sum by ({by}) ({all})) / sum by ({by}) ({all})")
+}
+
+fn quantile(q: &str, by: &str) -> String {
+    let by = if by.is_empty() { "le".to_string() } else { format!("{by}, le") };
+    format!("histogram_quantile({q}, sum by ({by}) ({}))", rate(&format!("{DURATION}_bucket{{{ROUTE}}}")))
+}
+
+pub fn dashboard() -> Dashboard {
+    let mut variables = service_variables();
+    variables.push(version_variable());
+    variables.push(query_variable(
+        "route",
+        "Route",
+        &format!("label_values({DURATION}_count{{{VERSION}}}, http_route)"),
+        true,
+    ));
+    let items = vec![
+        Item::Row("Rate"),
+        Item::Panel(
+            Panel::timeseries("Request rate by version", "reqps")
+                .describe("Requests per second through the sidecar, per version of the service (canary next to baseline).")
+                .target(target(format!("sum by (version) ({})", rate(&count(""))), "{{version}}")),
+        ),
+        Item::Panel(
+            Panel::timeseries("Request rate by route", "reqps")
+                .describe("Requests per second per route template (`http_route`); unmatched paths are normalised, past `max_routes` they count as `__other__`.")
+                .target(target(format!("sum by (http_route) ({})", rate(&count(""))), "{{http_route}}")),
+        ),
+        Item::Panel(
+            Panel::timeseries("Throughput (bytes/s)", "Bps")
+                .describe("Request and response body bytes per second.")
+                .target(target(
+                    format!("sum({})", rate(&format!("http_server_request_body_size_bytes_sum{{{ROUTE}}}"))),
+                    "received",
+                ))
+                .target(target(
+                    format!("sum({})", rate(&format!("http_server_response_body_size_bytes_sum{{{ROUTE}}}"))),
+                    "sent",
+                )),
+        ),
+        Item::Row("Errors"),
+        Item::Panel(
+            Panel::timeseries("Error ratio by version", "percentunit")
+                .describe("Share of requests that failed: a 5xx from the service or a proxy error (`error_type` set). 4xx are successes. The dashed line is the RedlineHighErrorRatio threshold (5%).")
+                .thresholds("green", &[(0.05, "red")])
+                .target(target(error_ratio("version"), "{{version}}")),
+        ),
+        Item::Panel(
+            Panel::timeseries("Errors by type and route", "reqps")
+                .describe("Failed requests per second: `error_type` is the status code of a 5xx, or timeout, connection_refused, connect_error, upstream_error.")
+                .target(target(
+                    format!("sum by (error_type, http_route) ({})", rate(&count(r#",error_type!="""#))),
+                    "{{error_type}} {{http_route}}",
+                )),
+        ),
+        Item::Panel(
+            Panel::timeseries("Responses by status code", "reqps")
+                .describe("Responses per second by HTTP status code (proxy errors answer 502 or 504).")
+                .target(target(
+                    format!("sum by (http_response_status_code) ({})", rate(&count(""))),
+                    "{{http_response_status_code}}",
+                )),
+        ),
+        Item::Row("Duration"),
+        Item::Panel(
+            Panel::timeseries("Duration p50 / p90 / p99", "s")
+                .describe("Request duration quantiles from the histogram (interpolated inside a bucket). The dots are exemplars: requests whose trace was sampled; click one to open the trace in Jaeger. The dashed line is the RedlineHighLatency threshold (p99 > 1s).")
+                .width(12)
+                .thresholds("green", &[(1.0, "red")])
+                .target(target(quantile("0.5", ""), "p50"))
+                .target(target(quantile("0.9", ""), "p90"))
+                .target(target(quantile("0.99", ""), "p99").exemplar()),
+        ),
+        Item::Panel(
+            Panel::timeseries("Duration p99 by route", "s")
+                .describe("The 99th percentile of request duration per route template.")
+                .width(12)
+                .target(target(quantile("0.99", "http_route"), "{{http_route}}")),
+        ),
+        Item::Panel(
+            Panel::new(Kind::Heatmap, "Duration distribution", "s")
+                .describe("Requests per histogram bucket over time.")
+                .width(12)
+                .target(
+                    target(
+                        format!("sum by (le) (increase({DURATION}_bucket{{{ROUTE}}}[$__rate_interval]))"),
+                        "{{le}}",
+                    )
+                    .heatmap(),
+                ),
+        ),
+        Item::Panel(
+            Panel::timeseries("Requests faster than 250 ms", "percentunit")
+                .describe("Share of requests within 0.25s (the `le=\"0.25\"` bucket): the latency SLI of the shipped SLO rules (target 99%).")
+                .width(12)
+                .thresholds("red", &[(0.99, "green")])
+                .target(target(
+                    format!(
+                        r#"sum({}) / sum({})"#,
+                        rate(&format!(r#"{DURATION}_bucket{{{ROUTE},le="0.25"}}"#)),
+                        rate(&count(""))
+                    ),
+                    "within 250 ms",
+                )),
+        ),
+        Item::Row("Saturation"),
+        Item::Panel(
+            Panel::timeseries("In-flight requests", "short")
+                .describe("Requests being served by the sidecar right now (`http_server_active_requests`), per method: queueing shows here first.")
+                .width(12)
+                .target(target(
+                    format!("sum by (http_request_method) (http_server_active_requests{{{VERSION}}})"),
+                    "{{http_request_method}}",
+                )),
+        ),
+        Item::Panel(
+            Panel::timeseries("Upstream connections", "short")
+                .describe("Connections from the sidecar to the service: active (a request in flight) and idle in the keep-alive pool.")
+                .width(12)
+                .target(target(format!("sum by (state) (redline_upstream_connections{{{VERSION}}})"), "{{state}}")),
+        ),
+    ];
+    Dashboard {
+        uid: "redline-red",
+        title: "redline / RED",
+        description: "Rate, errors and duration of a service measured by its redline sidecars, with trace exemplars.",
+        tags: vec!["redline", "red"],
+        variables,
+        annotations: vec![firing_alerts_annotation()],
+        items,
+    }
+}
