@@ -2,8 +2,9 @@
 # The one test command: installs the Debian packages the tests talk to (Prometheus and
 # promtool, Alertmanager and amtool, and the coverage tools whose reports readiness-check
 # reads: go, lcov, clang/llvm-cov, JaCoCo; PostgreSQL for the receiver, whose tests start their
-# own cluster), then runs formatting, lints, unit and integration
-# tests. Python packages (coverage.py, scipy) go into a venv under target/ on first use.
+# own cluster; node and npm for the CRD schemas tests/deploy.rs checks deploy/ against), then
+# runs formatting, lints, unit and integration tests. Python packages (coverage.py, scipy, the
+# deploy validators) go into venvs and npm packages into a directory under target/ on first use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +17,7 @@ need=(
   "/usr/share/java/org.jacoco.agent.jar:libjacoco-java" "javac:default-jdk-headless"
   "python3:python3" "/usr/share/doc/python3-venv:python3-venv"
   "/usr/lib/postgresql/*/bin/initdb:postgresql"
+  "node:nodejs" "npm:npm"
 )
 missing=()
 for entry in "${need[@]}"; do
@@ -29,7 +31,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-for t in promtool prometheus prometheus-alertmanager amtool go lcov clang llvm-cov javac; do
+for t in promtool prometheus prometheus-alertmanager amtool go lcov clang llvm-cov javac node npm; do
   command -v $t >/dev/null || { echo "$t still missing after install" >&2; exit 1; }
 done
 
