@@ -15,6 +15,11 @@ pub struct Prometheus {
 impl Prometheus {
     /// Starts Prometheus with `config` and waits until `/-/ready` answers.
     pub async fn start(config: &str) -> Prometheus {
+        Prometheus::start_with_flags(config, &[]).await
+    }
+
+    /// Same, with extra command-line flags (e.g. `--enable-feature=exemplar-storage`).
+    pub async fn start_with_flags(config: &str, flags: &[&str]) -> Prometheus {
         let bin = require_tool("prometheus", "prometheus");
         let dir = tempfile::tempdir().expect("temp dir");
         let config_path = dir.path().join("prometheus.yml");
@@ -24,6 +29,7 @@ impl Prometheus {
             .arg(format!("--config.file={}", config_path.display()))
             .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .args(flags)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
