@@ -311,6 +311,23 @@ fn mount_compose_volumes(service: &Value, root: &Path) {
     }
 }
 
+/// The compose service's file system laid out under `root`, and where its `--config.file` is.
+fn mounted_config_file(service: &Value, root: &Path) -> PathBuf {
+    mount_compose_volumes(service, root);
+    compose_command(service)
+        .iter()
+        .find_map(|a| a.strip_prefix("--config.file=").map(|p| host(root, p)))
+        .expect("--config.file")
+}
+
+/// The value of `--NAME=VALUE` among `args`.
+fn flag_value(args: &[String], name: &str) -> String {
+    let prefix = format!("--{name}=");
+    args.iter()
+        .find_map(|a| a.strip_prefix(&prefix).map(String::from))
+        .unwrap_or_else(|| panic!("no {prefix} argument"))
+}
+
 fn compose_command(service: &Value) -> Vec<String> {
     array_of(&service["command"], "command").iter().map(|a| str_of(a, "command").to_string()).collect()
 }
@@ -592,11 +609,7 @@ fn compose_prometheus_config_passes_promtool_with_its_rule_files_mounted() {
     let compose = compose();
     let prometheus = compose_service(&compose, "prometheus");
     let dir = tempfile::tempdir().expect("temp dir");
-    mount_compose_volumes(prometheus, dir.path());
-    let config_file = compose_command(prometheus)
-        .iter()
-        .find_map(|a| a.strip_prefix("--config.file=").map(|p| host(dir.path(), p)))
-        .expect("--config.file");
+    let config_file = mounted_config_file(prometheus, dir.path());
     let promtool = require_tool("promtool", "prometheus");
     let out = run_ok(Command::new(promtool).args(["check", "config"]).arg(&config_file), "promtool check config");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -624,10 +637,8 @@ fn compose_prometheus_config_passes_promtool_with_its_rule_files_mounted() {
     let sidecar_target = &targets["redline-sidecars"];
     assert_eq!(host_of(sidecar_target), "redline");
     assert_eq!(port_of(sidecar_target), port_of(str_of(&sidecar_config["admin"], "admin")));
-    let receiver_listen = compose_command(compose_service(&compose, "redline-receiver"))
-        .iter()
-        .find_map(|a| a.strip_prefix("--listen=").map(port_of))
-        .expect("receiver --listen");
+    let receiver_listen =
+        port_of(&flag_value(&compose_command(compose_service(&compose, "redline-receiver")), "listen"));
     assert_eq!(targets["redline-receiver"], format!("redline-receiver:{receiver_listen}"));
     let am = &config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"][0];
     assert_eq!(str_of(am, "alertmanager target"), "alertmanager:9093");
@@ -662,18 +673,11 @@ fn alertmanager_configs_pass_amtool_and_route_to_the_receiver_webhook() {
     let compose = compose();
     let am = compose_service(&compose, "alertmanager");
     let dir = tempfile::tempdir().expect("temp dir");
-    mount_compose_volumes(am, dir.path());
-    let config_file = compose_command(am)
-        .iter()
-        .find_map(|a| a.strip_prefix("--config.file=").map(|p| host(dir.path(), p)))
-        .expect("--config.file");
+    let config_file = mounted_config_file(am, dir.path());
     common::alertmanager::check_config(&config_file);
     let am_token = compose_mounts(am).into_iter().find(|(_, t)| t == credentials).expect("credentials_file mounted");
     let receiver = compose_service(&compose, "redline-receiver");
-    let token_flag = compose_command(receiver)
-        .iter()
-        .find_map(|a| a.strip_prefix("--bearer-token-file=").map(String::from))
-        .expect("receiver --bearer-token-file");
+    let token_flag = flag_value(&compose_command(receiver), "bearer-token-file");
     let rx_token =
         compose_mounts(receiver).into_iter().find(|(_, t)| *t == token_flag).expect("receiver token mounted");
     assert_eq!(am_token.0, rx_token.0, "Alertmanager presents the token file the receiver checks");
@@ -800,11 +804,7 @@ async fn receiver_starts_from_the_deployment_and_from_the_compose_file() {
     let root = dir.path().join("container");
     mount_pod_volumes(&docs, pod, c, &root);
     let args: Vec<String> = array_of(&c["args"], "args").iter().map(|a| map_arg(str_of(a, "args[]"), &root)).collect();
-    let flag = |name: &str| {
-        args.iter()
-            .find_map(|a| a.strip_prefix(&format!("--{name}=")).map(String::from))
-            .unwrap_or_else(|| panic!("--{name}"))
-    };
+    let flag = |name: &str| flag_value(&args, name);
     assert_eq!(port_of(&flag("listen")), container_port(c, "http"));
     let service = find(&docs, "Service", "redline-receiver");
     assert_eq!(service["spec"]["ports"][0]["targetPort"], "http");
@@ -829,11 +829,7 @@ async fn receiver_starts_from_the_deployment_and_from_the_compose_file() {
     let root = dir.path().join("container");
     mount_compose_volumes(service, &root);
     let args: Vec<String> = compose_command(service).iter().map(|a| map_arg(a, &root)).collect();
-    let flag = |name: &str| {
-        args.iter()
-            .find_map(|a| a.strip_prefix(&format!("--{name}=")).map(String::from))
-            .unwrap_or_else(|| panic!("--{name}"))
-    };
+    let flag = |name: &str| flag_value(&args, name);
     assert!(compose_ports(service).contains(&port_of(&flag("listen"))));
     let token = read(Path::new(&flag("bearer-token-file")));
     let db = PathBuf::from(flag("db"));
