@@ -79,8 +79,10 @@ pub fn queries(panel: &Value) -> Vec<Query> {
         .collect()
 }
 
+// Longest names first: the regex takes the first alternative that matches, and `range` would
+// leave `_s` of `$__range_s` behind.
 static INTERVAL_VARS: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\$\{?__(rate_interval|interval|range|range_s|range_ms|interval_ms)(?::[^}]*)?\}?").expect("regex")
+    Regex::new(r"\$\{?__(rate_interval|interval_ms|interval|range_ms|range_s|range)(?::[^}]*)?\}?").expect("regex")
 });
 static VARS: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"\$\{[^}]*\}|\$[A-Za-z_][A-Za-z0-9_]*|\[\[[A-Za-z0-9_]+(?::[^\]]*)?\]\]").expect("regex")
@@ -231,6 +233,9 @@ mod tests {
     #[test]
     fn grafana_variables_are_filled_before_parsing() {
         let e = substitute(r#"sum(rate(x{service="$service",route=~"${route:regex}"}[$__rate_interval])) > [[thr]]"#);
+        assert!(promql_parser::parser::parse(&e).is_ok(), "{e}");
+        let e = substitute(r#"increase(x[${__range_s}s]) / $__interval_ms / ${__range_ms}"#);
+        assert_eq!(e, "increase(x[300s]) / 300000 / 300000");
         assert!(promql_parser::parser::parse(&e).is_ok(), "{e}");
     }
 
