@@ -63,6 +63,13 @@ fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no {kind} {name} in the manifests"))
 }
 
+/// A namespaced resource as a pod in `namespace` sees it.
+fn find_in<'a>(docs: &'a [Value], kind: &str, name: &str, namespace: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name && d["metadata"]["namespace"] == namespace)
+        .unwrap_or_else(|| panic!("no {kind} {name} in namespace {namespace}"))
+}
+
 fn kubernetes_docs() -> Vec<Value> {
     all_manifests().into_iter().map(|(_, d)| d).collect()
 }
@@ -173,15 +180,15 @@ fn write_keys(data: &BTreeMap<String, Vec<u8>>, items: &Value, dir: &Path, what:
     }
 }
 
-fn config_map_data(docs: &[Value], name: &str) -> BTreeMap<String, Vec<u8>> {
-    let cm = find(docs, "ConfigMap", name);
+fn config_map_data(docs: &[Value], name: &str, namespace: &str) -> BTreeMap<String, Vec<u8>> {
+    let cm = find_in(docs, "ConfigMap", name, namespace);
     let data = cm["data"].as_object().unwrap_or_else(|| panic!("ConfigMap {name} has no data"));
     data.iter().map(|(k, v)| (k.clone(), str_of(v, k).as_bytes().to_vec())).collect()
 }
 
-fn secret_data(docs: &[Value], name: &str) -> BTreeMap<String, Vec<u8>> {
+fn secret_data(docs: &[Value], name: &str, namespace: &str) -> BTreeMap<String, Vec<u8>> {
     use base64::Engine;
-    let secret = find(docs, "Secret", name);
+    let secret = find_in(docs, "Secret", name, namespace);
     let mut out = BTreeMap::new();
     if let Some(data) = secret["data"].as_object() {
         for (k, v) in data {
@@ -195,8 +202,8 @@ fn secret_data(docs: &[Value], name: &str) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
-/// Lays out what the pod's volumes show at `container`'s mount paths under `root`.
-fn mount_pod_volumes(docs: &[Value], pod: &Value, container: &Value, root: &Path) {
+/// Lays out what the volumes of a pod in `namespace` show at `container`'s mount paths under `root`.
+fn mount_pod_volumes(docs: &[Value], namespace: &str, pod: &Value, container: &Value, root: &Path) {
     let volumes = array_of(&pod["volumes"], "pod volumes");
     for mount in container["volumeMounts"].as_array().into_iter().flatten() {
         let name = str_of(&mount["name"], "volumeMounts[].name");
@@ -210,10 +217,10 @@ fn mount_pod_volumes(docs: &[Value], pod: &Value, container: &Value, root: &Path
         for source in sources {
             if source["configMap"].is_object() {
                 let cm = str_of(&source["configMap"]["name"], "configMap.name");
-                write_keys(&config_map_data(docs, cm), &source["configMap"]["items"], &dir, cm);
+                write_keys(&config_map_data(docs, cm, namespace), &source["configMap"]["items"], &dir, cm);
             } else if source["secret"].is_object() {
                 let s = str_of(&source["secret"]["secretName"], "secret.secretName");
-                write_keys(&secret_data(docs, s), &source["secret"]["items"], &dir, s);
+                write_keys(&secret_data(docs, s, namespace), &source["secret"]["items"], &dir, s);
             } else {
                 let known = ["persistentVolumeClaim", "emptyDir"];
                 assert!(known.iter().any(|k| source[k].is_object()), "volume {name}: unsupported source {source}");
@@ -508,7 +515,7 @@ async fn exercise_pod_sidecar(docs: &[Value], workload: &Value) {
     let namespace = str_of(&workload["metadata"]["namespace"], "namespace");
     let dir = tempfile::tempdir().expect("temp dir");
     let root = dir.path().join("container");
-    mount_pod_volumes(docs, pod, c, &root);
+    mount_pod_volumes(docs, namespace, pod, c, &root);
     let args: Vec<String> = array_of(&c["args"], "args").iter().map(|a| map_arg(str_of(a, "args[]"), &root)).collect();
     let cwd = host(&root, str_of(&c["workingDir"], "workingDir"));
     let env = pod_env(c, &template["metadata"]["labels"], namespace, "checkout-5d8f7c9b-x2x9q");
@@ -571,18 +578,28 @@ fn prometheus_rule_groups_are_the_rule_files_groups_and_pass_promtool() {
 #[test]
 fn sidecar_rules_config_map_holds_rule_files_verbatim_and_every_pod_mounts_all_of_them() {
     let docs = kubernetes_docs();
-    let data = config_map_data(&docs, "redline-rules");
-    assert!(!data.is_empty(), "ConfigMap redline-rules is empty");
     let shipped: BTreeMap<String, PathBuf> =
         rule_files().into_iter().map(|f| (f.file_name().expect("name").to_string_lossy().into_owned(), f)).collect();
-    for (key, content) in &data {
-        let file = shipped.get(key).unwrap_or_else(|| panic!("redline-rules key {key} is no rule file in rules/"));
-        assert!(
-            *content == read(file).into_bytes(),
-            "redline-rules {key} differs from {}: run scripts/gen-deploy-rules.sh",
-            file.display()
-        );
+    let namespaces = ["shop", "monitoring"];
+    let data = config_map_data(&docs, "redline-rules", namespaces[0]);
+    assert!(!data.is_empty(), "ConfigMap redline-rules is empty");
+    for namespace in namespaces {
+        for (key, content) in &config_map_data(&docs, "redline-rules", namespace) {
+            let file = shipped.get(key).unwrap_or_else(|| panic!("redline-rules key {key} is no rule file in rules/"));
+            assert!(
+                *content == read(file).into_bytes(),
+                "redline-rules ({namespace}) {key} differs from {}: run scripts/gen-deploy-rules.sh",
+                file.display()
+            );
+        }
     }
+    // The receiver's gate reads the same service config as the service's sidecar.
+    let sidecar = config_map_data(&docs, "checkout-redline", "shop");
+    let gate = config_map_data(&docs, "redline-readiness", "monitoring");
+    assert!(
+        gate.get("checkout.yaml") == sidecar.get("redline.yaml"),
+        "redline-readiness checkout.yaml != checkout-redline"
+    );
     // Every pod (and the readiness-check Job) that mounts the rules gets all of them under rules/.
     let mut mounted = 0;
     for (_, doc) in all_manifests() {
@@ -598,7 +615,7 @@ fn sidecar_rules_config_map_holds_rule_files_verbatim_and_every_pod_mounts_all_o
             }
         });
     }
-    assert!(mounted >= 3, "the Deployment, the Rollout and the readiness-check Job mount redline-rules");
+    assert!(mounted >= 4, "the Deployment, the Rollout, the readiness-check Job and the receiver mount redline-rules");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -692,7 +709,7 @@ fn alertmanager_configs_pass_amtool_and_route_to_the_receiver_webhook() {
         ("redline-receiver.monitoring.svc", 9095, "/api/v1/alertmanager")
     );
     let secret = &hook["httpConfig"]["authorization"]["credentials"];
-    let data = secret_data(&docs, str_of(&secret["name"], "credentials.name"));
+    let data = secret_data(&docs, str_of(&secret["name"], "credentials.name"), "monitoring");
     assert!(data.contains_key(str_of(&secret["key"], "credentials.key")));
 }
 
@@ -772,16 +789,23 @@ async fn compose_sidecar_starts_from_the_compose_file_and_exemplars_link_to_jaeg
     assert_eq!(destination["datasourceUid"], by_type("jaeger")["uid"]);
 }
 
-/// Starts the receiver with `args` (its `--listen` moved to loopback) and checks probes and
-/// Bearer authentication with `token`.
-async fn exercise_receiver(args: Vec<String>, token: &str, dir: tempfile::TempDir, db: &Path) {
+/// Starts the receiver with `args` (its `--listen` moved to loopback) in `cwd` and checks
+/// probes and Bearer authentication with `token`; with `gate`, that the readiness gate of that
+/// service finds its config and rule files.
+async fn exercise_receiver(
+    args: Vec<String>,
+    token: &str,
+    cwd: &Path,
+    dir: tempfile::TempDir,
+    db: &Path,
+    gate: Option<&str>,
+) {
     let port = free_port();
     let args: Vec<String> = args
         .into_iter()
         .map(|a| if a.starts_with("--listen=") { format!("--listen=127.0.0.1:{port}") } else { a })
         .collect();
-    let cwd = dir.path().to_path_buf();
-    let mut p = Process::start(&args, &[], &cwd, dir);
+    let mut p = Process::start(&args, &[], cwd, dir);
     let base = format!("http://127.0.0.1:{port}");
     p.wait_for(&format!("{base}/healthz"), 200).await;
     p.wait_for(&format!("{base}/readyz"), 200).await;
@@ -790,6 +814,15 @@ async fn exercise_receiver(args: Vec<String>, token: &str, dir: tempfile::TempDi
     let r = client().get(&alerts).bearer_auth(token.trim()).send().await.expect("GET");
     assert_eq!(r.status(), 200, "the token from the mounted secret is accepted");
     assert!(db.exists(), "the database is on the mounted volume: {}", db.display());
+    if let Some(service) = gate {
+        let url = format!("{base}/api/v1/readiness/{service}?namespace=shop&only=alerts.symptoms");
+        let r = client().get(&url).send().await.expect("GET readiness gate");
+        assert_eq!(r.status(), 200);
+        let report: Value = r.json().await.expect("readiness report");
+        let checks = array_of(&report["checks"], "checks");
+        let symptoms = checks.iter().find(|c| c["id"] == "alerts.symptoms").expect("alerts.symptoms in the report");
+        assert_eq!(symptoms["status"], "pass", "the gate reads the service's config and rule files: {report}");
+    }
     p.terminate(Duration::from_secs(30)).await;
 }
 
@@ -802,7 +835,7 @@ async fn receiver_starts_from_the_deployment_and_from_the_compose_file() {
     let c = container(pod, "receiver");
     let dir = tempfile::tempdir().expect("temp dir");
     let root = dir.path().join("container");
-    mount_pod_volumes(&docs, pod, c, &root);
+    mount_pod_volumes(&docs, "monitoring", pod, c, &root);
     let args: Vec<String> = array_of(&c["args"], "args").iter().map(|a| map_arg(str_of(a, "args[]"), &root)).collect();
     let flag = |name: &str| flag_value(&args, name);
     assert_eq!(port_of(&flag("listen")), container_port(c, "http"));
@@ -814,13 +847,14 @@ async fn receiver_starts_from_the_deployment_and_from_the_compose_file() {
     }
     let token = read(Path::new(&flag("bearer-token-file")));
     let db = PathBuf::from(flag("db"));
-    exercise_receiver(args, &token, dir, &db).await;
+    let cwd = host(&root, str_of(&c["workingDir"], "workingDir"));
+    exercise_receiver(args, &token, &cwd, dir, &db, Some("checkout")).await;
 
     // The readiness-check Job reads the same Secret key as the receiver.
     let template = &yaml_docs("deploy/argo/analysistemplate.yaml")[0];
     let job = template.to_string();
     assert!(job.contains("\"secretName\":\"redline-receiver-token\""), "the Job mounts the receiver's Secret");
-    assert!(secret_data(&docs, "redline-receiver-token").contains_key("token"));
+    assert!(secret_data(&docs, "redline-receiver-token", "monitoring").contains_key("token"));
 
     // Compose: named volume and the token file.
     let compose = compose();
@@ -833,7 +867,8 @@ async fn receiver_starts_from_the_deployment_and_from_the_compose_file() {
     assert!(compose_ports(service).contains(&port_of(&flag("listen"))));
     let token = read(Path::new(&flag("bearer-token-file")));
     let db = PathBuf::from(flag("db"));
-    exercise_receiver(args, &token, dir, &db).await;
+    let cwd = dir.path().to_path_buf();
+    exercise_receiver(args, &token, &cwd, dir, &db, None).await;
 }
 
 // ---------------------------------------------------------------------------------------------
