@@ -867,8 +867,9 @@ async fn receiver_starts_from_the_deployment_and_from_the_compose_file() {
     assert!(compose_ports(service).contains(&port_of(&flag("listen"))));
     let token = read(Path::new(&flag("bearer-token-file")));
     let db = PathBuf::from(flag("db"));
-    let cwd = dir.path().to_path_buf();
-    exercise_receiver(args, &token, &cwd, dir, &db, None).await;
+    let cwd = host(&root, str_of(&service["working_dir"], "working_dir"));
+    let config = yaml(&read(&repo("deploy/compose/redline.yaml")), "compose redline.yaml");
+    exercise_receiver(args, &token, &cwd, dir, &db, Some(str_of(&config["service"], "service"))).await;
 }
 
 // ---------------------------------------------------------------------------------------------
