@@ -327,6 +327,16 @@ fn mounted_config_file(service: &Value, root: &Path) -> PathBuf {
         .expect("--config.file")
 }
 
+/// A temp dir standing for the compose service's container: its mounts laid out under `root`
+/// (returned too) and its command with container paths mapped there.
+fn compose_container(service: &Value) -> (tempfile::TempDir, PathBuf, Vec<String>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path().join("container");
+    mount_compose_volumes(service, &root);
+    let args = compose_command(service).iter().map(|a| map_arg(a, &root)).collect();
+    (dir, root, args)
+}
+
 /// The value of `--NAME=VALUE` among `args`.
 fn flag_value(args: &[String], name: &str) -> String {
     let prefix = format!("--{name}=");
@@ -746,10 +756,7 @@ async fn argo_rollout_sidecar_starts_from_its_pod_template() {
 async fn compose_sidecar_starts_from_the_compose_file_and_exemplars_link_to_jaeger() {
     let compose = compose();
     let service = compose_service(&compose, "redline");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let root = dir.path().join("container");
-    mount_compose_volumes(service, &root);
-    let args: Vec<String> = compose_command(service).iter().map(|a| map_arg(a, &root)).collect();
+    let (dir, root, args) = compose_container(service);
     let env: Vec<(String, String)> = service["environment"]
         .as_object()
         .into_iter()
@@ -859,10 +866,7 @@ async fn receiver_starts_from_the_deployment_and_from_the_compose_file() {
     // Compose: named volume and the token file.
     let compose = compose();
     let service = compose_service(&compose, "redline-receiver");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let root = dir.path().join("container");
-    mount_compose_volumes(service, &root);
-    let args: Vec<String> = compose_command(service).iter().map(|a| map_arg(a, &root)).collect();
+    let (dir, root, args) = compose_container(service);
     let flag = |name: &str| flag_value(&args, name);
     assert!(compose_ports(service).contains(&port_of(&flag("listen"))));
     let token = read(Path::new(&flag("bearer-token-file")));
