@@ -38,7 +38,7 @@ impl Slo {
     }
 
     fn pairs_panel(&self, kind: &str, pairs: &[(&str, &str, f64)], steps: &[(f64, &'static str)]) -> Panel {
-        let mut p = Panel::timeseries(&format!("{} burn rate: {kind} alerts", self.name), "x")
+        let mut p = Panel::timeseries(&format!("{} burn rate: {kind} alerts", self.name), "suffix:x")
             .describe(&format!(
                 "Burn rate of the {} error budget per alert window pair: the smaller of the long- and short-window burn rates (error ratio / budget), so a line over its dashed threshold means both windows are, and the alert of `rules/redline-slo.yml` is pending or firing. Needs the rules loaded in Prometheus.",
                 self.name.to_lowercase()
@@ -52,7 +52,7 @@ impl Slo {
     }
 
     fn windows_panel(&self) -> Panel {
-        let mut p = Panel::timeseries(&format!("{} burn rate by window", self.name), "x")
+        let mut p = Panel::timeseries(&format!("{} burn rate by window", self.name), "suffix:x")
             .describe("Error ratio over each window of the recording rules divided by the error budget: 1 spends exactly the budget in 30 days.")
             .width(24)
             .thresholds("green", &[(1.0, "orange")]);
@@ -75,11 +75,26 @@ fn increase(selector: &str) -> String {
     format!("sum(increase({selector}[30d]))")
 }
 
-fn budget_stat(title: &str, good_ratio: &str, slo: &Slo, description: &str) -> Panel {
-    Panel::new(Kind::Stat, title, "percentunit")
-        .describe(description)
-        .thresholds("red", &[(0.0, "orange"), (0.25, "green")])
-        .target(target(format!("1 - (1 - ({good_ratio})) / {}", slo.budget()), "remaining").instant())
+/// The SLI over 30 days and the share of the error budget it leaves.
+fn stats(slo: &Slo, sli: &str, good_ratio: &str, description: &str) -> [Item; 2] {
+    [
+        Item::Panel(
+            Panel::new(Kind::Stat, &format!("{sli} (30 days)"), "percentunit")
+                .describe(description)
+                .thresholds("blue", &[])
+                .target(target(good_ratio, sli).instant()),
+        ),
+        Item::Panel(
+            Panel::new(Kind::Stat, &format!("{} error budget remaining", slo.name), "percentunit")
+                .describe(&format!(
+                    "Share of the 30-day {} error budget (100% - ${}%) not yet spent; below 0 the SLO is missed.",
+                    slo.name.to_lowercase(),
+                    slo.variable
+                ))
+                .thresholds("red", &[(0.0, "orange"), (0.25, "green")])
+                .target(target(format!("1 - (1 - ({good_ratio})) / {}", slo.budget()), "remaining").instant()),
+        ),
+    ]
 }
 
 pub fn dashboard() -> Dashboard {
@@ -92,36 +107,20 @@ pub fn dashboard() -> Dashboard {
         failed = increase(&format!(r#"{DURATION}_count{{{SERVICE},error_type!=""}}"#))
     );
     let fast = format!("{} / {all}", increase(&format!(r#"{DURATION}_bucket{{{SERVICE},le="0.25"}}"#)));
-    let mut items = vec![
-        Item::Row("Error budget over 30 days"),
-        Item::Panel(
-            Panel::new(Kind::Stat, "Availability (30 days)", "percentunit")
-                .describe("Share of requests over the last 30 days that did not fail (no 5xx, no proxy error).")
-                .thresholds("blue", &[])
-                .target(target(success.clone(), "availability").instant()),
-        ),
-        Item::Panel(budget_stat(
-            "Availability error budget remaining",
-            &success,
-            &AVAILABILITY,
-            "Share of the 30-day availability error budget (100% - $availability%) not yet spent; below 0 the SLO is missed.",
-        )),
-        Item::Panel(
-            Panel::new(Kind::Stat, "Requests within 250 ms (30 days)", "percentunit")
-                .describe(
-                    "Share of requests over the last 30 days that finished within 0.25s (the le=\"0.25\" bucket).",
-                )
-                .thresholds("blue", &[])
-                .target(target(fast.clone(), "within 250 ms").instant()),
-        ),
-        Item::Panel(budget_stat(
-            "Latency error budget remaining",
-            &fast,
-            &LATENCY,
-            "Share of the 30-day latency error budget (100% - $latency_target%) not yet spent; below 0 the SLO is missed.",
-        )),
-        Item::Row("Availability burn rate"),
-    ];
+    let mut items = vec![Item::Row("Error budget over 30 days")];
+    items.extend(stats(
+        &AVAILABILITY,
+        "Availability",
+        &success,
+        "Share of requests over the last 30 days that did not fail (no 5xx, no proxy error).",
+    ));
+    items.extend(stats(
+        &LATENCY,
+        "Requests within 250 ms",
+        &fast,
+        "Share of requests over the last 30 days that finished within 0.25s (the le=\"0.25\" bucket).",
+    ));
+    items.push(Item::Row("Availability burn rate"));
     items.extend(AVAILABILITY.items());
     items.push(Item::Row("Latency burn rate"));
     items.extend(LATENCY.items());
