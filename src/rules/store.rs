@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use promql_parser::label::{MatchOp, Matchers};
 
 use super::group::RuleStorage;
-use super::promql::{Labels, METRIC_NAME, Series, Storage, matches_all, stale_nan};
+use super::promql::{Labels, METRIC_NAME, Series, Storage, Window, matches_all, stale_nan};
 use crate::telemetry::metrics::CapturedSample;
 
 /// The selectors of every loaded rule: a series is kept only when one of them matches it.
@@ -129,26 +129,46 @@ impl SampleStore {
     }
 }
 
-fn window(samples: &VecDeque<(i64, f64)>, start_ms: i64, end_ms: i64) -> Vec<(i64, f64)> {
+/// The samples in [start_ms, end_ms] as the ring buffer's (at most two) contiguous runs.
+fn window(samples: &VecDeque<(i64, f64)>, start_ms: i64, end_ms: i64) -> Window<'_> {
     let lo = samples.partition_point(|&(t, _)| t < start_ms);
-    let hi = samples.partition_point(|&(t, _)| t <= end_ms);
-    samples.range(lo..hi.max(lo)).copied().collect()
+    let hi = samples.partition_point(|&(t, _)| t <= end_ms).max(lo);
+    let (a, b) = samples.as_slices();
+    let cut =
+        |s: &[(i64, f64)], from: usize, to: usize| -> std::ops::Range<usize> { from.min(s.len())..to.min(s.len()) };
+    let first = &a[cut(a, lo, hi)];
+    let second = &b[cut(b, lo.saturating_sub(a.len()), hi.saturating_sub(a.len()))];
+    Window(first, second)
 }
 
-fn scan_into(out: &mut Vec<Series>, series: &SeriesMap, matchers: &Matchers, start_ms: i64, end_ms: i64) {
+/// Calls `f` for each series of `series` matching `matchers` with samples in the window.
+fn scan<'s>(
+    series: &'s SeriesMap,
+    matchers: &Matchers,
+    start_ms: i64,
+    end_ms: i64,
+    f: &mut dyn FnMut(&'s Labels, Window<'_>),
+) {
     for (labels, data) in series {
         if matches_all(matchers, labels) {
-            let samples = window(&data.samples, start_ms, end_ms);
-            if !samples.is_empty() {
-                out.push(Series { labels: labels.clone(), samples });
+            let w = window(&data.samples, start_ms, end_ms);
+            if !w.is_empty() {
+                f(labels, w);
             }
         }
     }
 }
 
-impl Storage for SampleStore {
-    fn select(&self, matchers: &Matchers, start_ms: i64, end_ms: i64) -> Vec<Series> {
-        let mut out = Vec::new();
+impl SampleStore {
+    /// Visits the matching series: by name when the selector names one exactly (then only the
+    /// other matchers are checked), else every name, in label order across names.
+    fn visit_matching<'s>(
+        &'s self,
+        matchers: &Matchers,
+        start_ms: i64,
+        end_ms: i64,
+        f: &mut dyn FnMut(&'s Labels, Window<'_>),
+    ) {
         let exact_name =
             matchers.or_matchers.is_empty().then_some(()).and_then(|()| {
                 matchers.matchers.iter().find(|m| m.name == METRIC_NAME && matches!(m.op, MatchOp::Equal))
@@ -159,17 +179,41 @@ impl Storage for SampleStore {
                     // Every series here has that name: match on the other labels only.
                     let rest =
                         Matchers::new(matchers.matchers.iter().filter(|x| x.name != METRIC_NAME).cloned().collect());
-                    scan_into(&mut out, series, &rest, start_ms, end_ms);
+                    scan(series, &rest, start_ms, end_ms, f);
                 }
             }
             None => {
+                let mut hits: Vec<(&'s Labels, Window<'s>)> = Vec::new();
                 for series in self.by_name.values() {
-                    scan_into(&mut out, series, matchers, start_ms, end_ms);
+                    for (labels, data) in series {
+                        if matches_all(matchers, labels) {
+                            let w = window(&data.samples, start_ms, end_ms);
+                            if !w.is_empty() {
+                                hits.push((labels, w));
+                            }
+                        }
+                    }
                 }
-                out.sort_by(|a, b| a.labels.cmp(&b.labels));
+                hits.sort_by(|a, b| a.0.cmp(b.0));
+                for (labels, w) in hits {
+                    f(labels, w);
+                }
             }
         }
+    }
+}
+
+impl Storage for SampleStore {
+    fn select(&self, matchers: &Matchers, start_ms: i64, end_ms: i64) -> Vec<Series> {
+        let mut out = Vec::new();
+        self.visit_matching(matchers, start_ms, end_ms, &mut |labels, w| {
+            out.push(Series { labels: labels.clone(), samples: w.iter().copied().collect() });
+        });
         out
+    }
+
+    fn visit<'s>(&'s self, matchers: &Matchers, start_ms: i64, end_ms: i64, f: &mut dyn FnMut(&'s Labels, Window<'_>)) {
+        self.visit_matching(matchers, start_ms, end_ms, f);
     }
 }
 
@@ -243,6 +287,26 @@ mod tests {
         assert!(is_stale(got[0].samples[1].1) && got[0].samples[1].0 == 2_000);
         assert_eq!(got[1].samples, vec![(2_000, 1.0)]);
         assert_eq!(store.size(), (2, 3));
+    }
+
+    #[test]
+    fn windows_over_a_wrapped_ring_buffer_are_the_samples_in_range() {
+        let mut ring: VecDeque<(i64, f64)> = VecDeque::with_capacity(8);
+        for t in 0..8 {
+            ring.push_back((t * 10, t as f64));
+        }
+        for t in 8..13 {
+            ring.pop_front();
+            ring.push_back((t * 10, t as f64));
+        }
+        assert!(!ring.as_slices().1.is_empty(), "the buffer wraps");
+        for start in -5..140 {
+            for end in start - 1..140 {
+                let want: Vec<(i64, f64)> = ring.iter().copied().filter(|&(t, _)| t >= start && t <= end).collect();
+                let got: Vec<(i64, f64)> = window(&ring, start, end).iter().copied().collect();
+                assert_eq!(got, want, "[{start}, {end}]");
+            }
+        }
     }
 
     #[test]

@@ -179,6 +179,16 @@ impl Storage for TestStorage {
     fn select(&self, m: &promql_parser::label::Matchers, start_ms: i64, end_ms: i64) -> Vec<promql::Series> {
         self.0.select(m, start_ms, end_ms)
     }
+
+    fn visit<'s>(
+        &'s self,
+        m: &promql_parser::label::Matchers,
+        start_ms: i64,
+        end_ms: i64,
+        f: &mut dyn FnMut(&'s Labels, promql::Window<'_>),
+    ) {
+        self.0.visit(m, start_ms, end_ms, f)
+    }
 }
 
 impl RuleStorage for TestStorage {

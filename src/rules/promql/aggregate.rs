@@ -2,7 +2,8 @@
 //! quantile, count_values) with by/without, replicating Prometheus 2.42's `aggregation` step by step.
 
 use super::eval::{Evaluator, check_unique, unwrap_parens};
-use super::labels::{go_quote, is_valid_label_name, keep, set};
+use super::functions::range_call_in_place;
+use super::labels::{drop_name, go_quote, is_valid_label_name, set};
 use super::{Labels, METRIC_NAME, Sample, Value, gomath, quantile};
 use foldhash::{HashMap, HashMapExt};
 use promql_parser::parser::token::{
@@ -31,29 +32,107 @@ pub(crate) fn eval(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Value, S
         },
         None => Param::None,
     };
-    let input = ev.eval_vector(&a.expr, t)?;
     let (mut grouping, without) = match &a.modifier {
         None => (Vec::new(), false),
         Some(LabelModifier::Include(l)) => (l.labels.clone(), false),
         Some(LabelModifier::Exclude(l)) => (l.labels.clone(), true),
     };
     grouping.sort();
+    // `sum by (…) (rate(x[5m]))` and the like read the stored samples in place: these
+    // operators use the input labels only for the grouping key, which the dropped metric name
+    // is never part of (unless grouped `by (__name__)`).
+    let keys_only = matches!(op, T_SUM | T_AVG | T_MIN | T_MAX | T_COUNT | T_GROUP | T_STDDEV | T_STDVAR);
+    if keys_only && (without || !grouping.iter().any(|g| g == METRIC_NAME)) {
+        if let Expr::Call(call) = unwrap_parens(&a.expr) {
+            let args: Vec<&Expr> = call.args.args.iter().map(|x| unwrap_parens(x)).collect();
+            if let Some(input) = range_call_in_place(ev, call.func.name, &args, t)? {
+                return check_unique(aggregate_items(op, &grouping, without, 0.0, 0, input)?);
+            }
+        }
+    }
+    let input = ev.eval_vector(&a.expr, t)?;
     check_unique(aggregate(op, &grouping, without, &param, input)?)
+}
+
+/// An element of the aggregated vector: a sample, or a stored series' labels (metric name
+/// included, as a range function's input) with the function's value.
+trait Item {
+    fn labels(&self) -> &Labels;
+    fn value(&self) -> f64;
+    fn into_sample(self) -> Sample;
+}
+
+impl Item for Sample {
+    fn labels(&self) -> &Labels {
+        &self.labels
+    }
+    fn value(&self) -> f64 {
+        self.value
+    }
+    fn into_sample(self) -> Sample {
+        self
+    }
+}
+
+impl Item for (&Labels, f64) {
+    fn labels(&self) -> &Labels {
+        self.0
+    }
+    fn value(&self) -> f64 {
+        self.1
+    }
+    fn into_sample(self) -> Sample {
+        Sample { labels: drop_name(self.0), value: self.1 }
+    }
+}
+
+/// Finds the group of a label set without building its key: groups are found by a hash of
+/// the key's pairs, then compared pair by pair.
+struct GroupIndex<'g> {
+    grouping: &'g [String],
+    without: bool,
+    by_hash: HashMap<u64, Vec<usize>>,
+}
+
+impl<'g> GroupIndex<'g> {
+    fn new(grouping: &'g [String], without: bool) -> Self {
+        GroupIndex { grouping, without, by_hash: HashMap::new() }
+    }
+
+    fn in_key(&self, name: &str) -> bool {
+        let listed = self.grouping.iter().any(|g| g == name);
+        if self.without { name != METRIC_NAME && !listed } else { listed }
+    }
+
+    /// The grouping key: the `by` labels, or everything but the `without` labels and the name.
+    fn key<'l>(&'l self, labels: &'l Labels) -> impl Iterator<Item = &'l (String, String)> + 'l {
+        labels.iter().filter(|(k, _)| self.in_key(k))
+    }
+
+    fn hash(&self, labels: &Labels) -> u64 {
+        use std::hash::{BuildHasher, Hash, Hasher};
+        let mut h = foldhash::fast::FixedState::with_seed(0x0072_6564_6c69_6e65).build_hasher();
+        for pair in self.key(labels) {
+            pair.hash(&mut h);
+        }
+        h.finish()
+    }
+
+    /// The index of the group `labels` belong to, if it exists yet.
+    fn find(&self, hash: u64, labels: &Labels, groups: &[Group]) -> Option<usize> {
+        let candidates = self.by_hash.get(&hash)?;
+        candidates.iter().copied().find(|&gi| self.key(labels).eq(groups[gi].labels.iter()))
+    }
+
+    fn insert(&mut self, hash: u64, gi: usize) {
+        self.by_hash.entry(hash).or_default().push(gi);
+    }
 }
 
 enum Param {
     None,
     Number(f64),
     Label(String),
-}
-
-/// The grouping key: the `by` labels, or everything but the `without` labels and the name.
-fn group_key(labels: &Labels, grouping: &[String], without: bool) -> Labels {
-    if without {
-        labels.iter().filter(|(k, _)| k != METRIC_NAME && !grouping.iter().any(|g| g == k)).cloned().collect()
-    } else {
-        keep(labels, grouping)
-    }
 }
 
 fn aggregate(
@@ -78,81 +157,98 @@ fn aggregate(
             return Ok(Vec::new());
         }
     }
-    let mut grouping = grouping.to_vec();
-    let mut value_label = String::new();
-    if op == T_COUNT_VALUES {
-        value_label = match param {
-            Param::Label(l) => l.clone(),
-            _ => return Err("count_values needs a label name".to_string()),
-        };
-        if !is_valid_label_name(&value_label) {
-            return Err(format!("invalid label name {}", go_quote(&value_label)));
-        }
-        if !without {
-            grouping.push(value_label.clone());
-            grouping.sort();
-        }
+    if op != T_COUNT_VALUES {
+        return aggregate_items(op, grouping, without, number, k, input);
     }
-
-    let mut groups: Vec<Group> = Vec::new();
-    let mut index: HashMap<Labels, usize> = HashMap::new();
-    for mut s in input {
-        if op == T_COUNT_VALUES {
+    let value_label = match param {
+        Param::Label(l) => l.clone(),
+        _ => return Err("count_values needs a label name".to_string()),
+    };
+    if !is_valid_label_name(&value_label) {
+        return Err(format!("invalid label name {}", go_quote(&value_label)));
+    }
+    let mut grouping = grouping.to_vec();
+    if !without {
+        grouping.push(value_label.clone());
+        grouping.sort();
+    }
+    let input = input
+        .into_iter()
+        .map(|mut s| {
             set(&mut s.labels, &value_label, &gomath::format_float(s.value));
-        }
-        let key = group_key(&s.labels, &grouping, without);
-        let Some(&gi) = index.get(&key) else {
+            s
+        })
+        .collect::<Vec<_>>();
+    aggregate_items(op, &grouping, without, number, k, input)
+}
+
+/// The aggregation proper, over elements in input order (the order float sums depend on).
+fn aggregate_items<I: Item>(
+    op: TokenId,
+    grouping: &[String],
+    without: bool,
+    number: f64,
+    k: i64,
+    input: Vec<I>,
+) -> Result<Vec<Sample>, String> {
+    let mut groups: Vec<Group> = Vec::new();
+    let mut index = GroupIndex::new(grouping, without);
+    for item in input {
+        let hash = index.hash(item.labels());
+        let Some(gi) = index.find(hash, item.labels(), &groups) else {
             // A new group takes its labels from its first element.
-            let labels = if without || !grouping.is_empty() { key.clone() } else { Labels::new() };
-            let mut g = Group { labels, value: s.value, mean: s.value, count: 1, heap: Vec::new() };
+            let labels: Labels = index.key(item.labels()).cloned().collect();
+            let value = item.value();
+            let mut g = Group { labels, value, mean: value, count: 1, heap: Vec::new() };
             match op {
                 T_STDVAR | T_STDDEV => g.value = 0.0,
                 T_GROUP => g.value = 1.0,
-                T_TOPK | T_BOTTOMK | T_QUANTILE => g.heap.push(s),
+                T_TOPK | T_BOTTOMK | T_QUANTILE => g.heap.push(item.into_sample()),
                 _ => {}
             }
-            index.insert(key, groups.len());
+            index.insert(hash, groups.len());
             groups.push(g);
             continue;
         };
         let g = &mut groups[gi];
+        let value = item.value();
         match op {
-            T_SUM => g.value += s.value,
+            T_SUM => g.value += value,
             T_AVG => {
                 g.count += 1;
                 let n = g.count as f64;
                 // Inf means stay Inf unless an opposite Inf or a NaN arrives; the update below
                 // would otherwise compute Inf - Inf.
                 let keep_inf = g.mean.is_infinite()
-                    && ((s.value.is_infinite() && (g.mean > 0.0) == (s.value > 0.0))
-                        || (!s.value.is_infinite() && !s.value.is_nan()));
+                    && ((value.is_infinite() && (g.mean > 0.0) == (value > 0.0))
+                        || (!value.is_infinite() && !value.is_nan()));
                 if !keep_inf {
                     // Dividing each side first avoids overflow, and is what 2.42 computes.
-                    g.mean += s.value / n - g.mean / n;
+                    g.mean += value / n - g.mean / n;
                 }
             }
             T_GROUP => {}
             T_MAX => {
-                if g.value < s.value || g.value.is_nan() {
-                    g.value = s.value;
+                if g.value < value || g.value.is_nan() {
+                    g.value = value;
                 }
             }
             T_MIN => {
-                if g.value > s.value || g.value.is_nan() {
-                    g.value = s.value;
+                if g.value > value || g.value.is_nan() {
+                    g.value = value;
                 }
             }
             T_COUNT | T_COUNT_VALUES => g.count += 1,
             T_STDVAR | T_STDDEV => {
                 // Welford's online algorithm, without compensation in 2.42's aggregation.
                 g.count += 1;
-                let delta = s.value - g.mean;
+                let delta = value - g.mean;
                 g.mean += delta / g.count as f64;
-                g.value += delta * (s.value - g.mean);
+                g.value += delta * (value - g.mean);
             }
-            T_TOPK => heap_offer(&mut g.heap, s, k, topk_less, |top, v| top < v),
-            T_BOTTOMK => heap_offer(&mut g.heap, s, k, bottomk_less, |top, v| top > v),
-            T_QUANTILE => g.heap.push(s),
+            T_TOPK => heap_offer(&mut g.heap, item.into_sample(), k, topk_less, |top, v| top < v),
+            T_BOTTOMK => heap_offer(&mut g.heap, item.into_sample(), k, bottomk_less, |top, v| top > v),
+            T_QUANTILE => g.heap.push(item.into_sample()),
             _ => return Err(format!("aggregation `{}` is not supported", op_name(op))),
         }
     }

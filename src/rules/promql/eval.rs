@@ -15,6 +15,9 @@ use std::time::Duration;
 /// Prometheus's error for a result vector holding two elements with the same labels.
 pub(crate) const DUPLICATE_LABELSET: &str = "vector cannot contain metrics with the same labelset";
 
+/// What [`Evaluator::visit_range`] lends each series to: its stored labels and its samples.
+pub(crate) type SeriesVisitor<'a, 'f> = dyn FnMut(&'a Labels, &[(i64, f64)]) + 'f;
+
 /// Upper bound on the steps of one subquery evaluation (a day at 100ms steps is under it).
 const MAX_SUBQUERY_STEPS: i64 = 1_000_000;
 
@@ -173,6 +176,37 @@ impl<'a> Evaluator<'a> {
                 (!s.samples.is_empty()).then_some(s)
             })
             .collect())
+    }
+
+    /// [`Self::range_selector`] without the copies: lends each matching series' stored labels
+    /// and its window (staleness markers removed) to `f`. Returns false, having called nothing,
+    /// when a subquery prefetch holds this selector: then the caller uses `range_selector`.
+    pub(crate) fn visit_range(
+        &self,
+        vs: &VectorSelector,
+        range_ms: i64,
+        t: i64,
+        f: &mut SeriesVisitor<'a, '_>,
+    ) -> Result<bool, String> {
+        refuse_at(vs)?;
+        if !self.cache.borrow().is_empty() && self.cache.borrow().contains_key(&selector_key(vs)) {
+            return Ok(false);
+        }
+        let end = t.saturating_sub(offset_ms(&vs.offset));
+        let start = end.saturating_sub(range_ms);
+        let mut scratch: Vec<(i64, f64)> = Vec::new();
+        self.storage.visit(&selector_matchers(vs), start, end, &mut |labels, w| {
+            if w.1.is_empty() && !w.0.iter().any(|&(_, v)| is_stale(v)) {
+                f(labels, w.0);
+            } else {
+                scratch.clear();
+                scratch.extend(w.iter().copied().filter(|&(_, v)| !is_stale(v)));
+                if !scratch.is_empty() {
+                    f(labels, &scratch);
+                }
+            }
+        });
+        Ok(true)
     }
 
     /// Evaluates the inner expression at every step aligned to absolute multiples of the step in

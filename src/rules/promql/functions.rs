@@ -286,7 +286,65 @@ struct RangeArg {
     offset_ms: i64,
 }
 
+/// A range function over a matrix selector, computed on the stored samples in place:
+/// (the series' labels as stored, name included; value), in storage order. `None` where this
+/// path does not apply and [`eval_range_call`] must run: functions that keep the name or
+/// answer absence, subquery arguments, prefetched selectors, and selectors spanning several
+/// metric names (whose results could collide once the name is dropped).
+pub(crate) fn range_call_in_place<'a>(
+    ev: &Evaluator<'a>,
+    name: &str,
+    args: &[&Expr],
+    t: i64,
+) -> Result<Option<Vec<(&'a Labels, f64)>>, String> {
+    if matches!(name, "last_over_time" | "absent_over_time") {
+        return Ok(None);
+    }
+    let Some((idx, ms)) = args.iter().enumerate().find_map(|(i, a)| match a {
+        Expr::MatrixSelector(ms) => Some((i, ms)),
+        _ => None,
+    }) else {
+        return Ok(None);
+    };
+    let mut scalar_param = None;
+    for (i, a) in args.iter().enumerate() {
+        if i != idx {
+            scalar_param = Some(ev.eval_scalar(a, t)?);
+        }
+    }
+    let r = RangeArg { series: Vec::new(), range: ms.range, offset_ms: offset_ms(&ms.vs.offset) };
+    let mut out: Vec<(&'a Labels, f64)> = Vec::new();
+    let mut failed = None;
+    let mut name_of_first: Option<&'a str> = None;
+    let mut one_name = true;
+    let named = ms.vs.matchers.matchers.iter().any(|m| m.name == METRIC_NAME && m.op == MatchOp::Equal)
+        && ms.vs.matchers.or_matchers.is_empty();
+    let visited = ev.visit_range(&ms.vs, duration_ms(ms.range), t, &mut |labels, points| {
+        if !named {
+            let series_name = get(labels, METRIC_NAME);
+            match name_of_first {
+                None => name_of_first = Some(series_name),
+                Some(n) => one_name &= n == series_name,
+            }
+        }
+        match range_function(name, points, t, &r, scalar_param) {
+            Ok(Some(v)) => out.push((labels, v)),
+            Ok(None) => {}
+            Err(e) => failed = Some(e),
+        }
+    })?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    Ok((visited && one_name).then_some(out))
+}
+
 fn eval_range_call(ev: &Evaluator, name: &str, args: &[&Expr], idx: usize, t: i64) -> Result<Value, String> {
+    if let Some(values) = range_call_in_place(ev, name, args, t)? {
+        return Ok(Value::Vector(
+            values.into_iter().map(|(l, value)| Sample { labels: drop_name(l), value }).collect(),
+        ));
+    }
     let (mut range_arg, absent) = match args[idx] {
         Expr::MatrixSelector(ms) => (
             RangeArg {

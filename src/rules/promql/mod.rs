@@ -74,6 +74,25 @@ pub trait Storage {
     /// inclusive (staleness markers included). Series without samples in the window may be
     /// returned or left out; the evaluator treats both alike.
     fn select(&self, matchers: &Matchers, start_ms: i64, end_ms: i64) -> Vec<Series>;
+
+    /// The same series as [`Storage::select`], in the same order, lent to `f` instead of
+    /// copied: the hot path of range functions, which read each window once.
+    fn visit<'s>(&'s self, matchers: &Matchers, start_ms: i64, end_ms: i64, f: &mut dyn FnMut(&'s Labels, Window<'_>));
+}
+
+/// The samples of one series in a window, as one or two contiguous runs (a ring buffer's two
+/// halves), in time order.
+#[derive(Clone, Copy, Debug)]
+pub struct Window<'a>(pub &'a [(i64, f64)], pub &'a [(i64, f64)]);
+
+impl<'a> Window<'a> {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty() && self.1.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &'a (i64, f64)> + 'a {
+        self.0.iter().chain(self.1.iter())
+    }
 }
 
 /// Evaluation parameters that are not part of the expression.

@@ -2,7 +2,7 @@
 //! storage shares (missing labels match as the empty string, as in Prometheus).
 
 use super::labels::get;
-use super::{Labels, Series, Storage};
+use super::{Labels, Series, Storage, Window};
 use promql_parser::label::{Matcher, Matchers};
 
 /// True when `labels` satisfy the selector: all plain matchers, or one of the `or` groups.
@@ -73,6 +73,16 @@ impl Storage for MemoryStorage {
                 (lo < hi).then(|| Series { labels: s.labels.clone(), samples: s.samples[lo..hi].to_vec() })
             })
             .collect()
+    }
+
+    fn visit<'s>(&'s self, matchers: &Matchers, start_ms: i64, end_ms: i64, f: &mut dyn FnMut(&'s Labels, Window<'_>)) {
+        for s in self.series.iter().filter(|s| matches_all(matchers, &s.labels)) {
+            let lo = s.samples.partition_point(|&(t, _)| t < start_ms);
+            let hi = s.samples.partition_point(|&(t, _)| t <= end_ms);
+            if lo < hi {
+                f(&s.labels, Window(&s.samples[lo..hi], &[]));
+            }
+        }
     }
 }
 
