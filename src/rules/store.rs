@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use promql_parser::label::{MatchOp, Matchers};
 
 use super::group::RuleStorage;
-use super::promql::{Labels, METRIC_NAME, Series, Storage, Window, matches_all, stale_nan};
+use super::promql::{Labels, METRIC_NAME, Series, Storage, Window, is_stale, matches_all, stale_nan};
 use crate::telemetry::metrics::CapturedSample;
 
 /// The selectors of every loaded rule: a series is kept only when one of them matches it.
@@ -37,6 +37,51 @@ impl SeriesFilter {
 struct SeriesData {
     samples: VecDeque<(i64, f64)>,
     sampled_round: u64,
+    /// How many of the samples are staleness markers: with none, evaluation need not look.
+    stale: u32,
+}
+
+impl SeriesData {
+    /// Appends in time order; a sample at an existing timestamp replaces the old value.
+    fn push(&mut self, t_ms: i64, value: f64) {
+        let samples = &mut self.samples;
+        let replaced = match samples.back_mut() {
+            Some(back) if back.0 == t_ms => Some(std::mem::replace(&mut back.1, value)),
+            Some(back) if back.0 > t_ms => {
+                let at = samples.partition_point(|&(t, _)| t < t_ms);
+                match samples.get_mut(at) {
+                    Some(s) if s.0 == t_ms => Some(std::mem::replace(&mut s.1, value)),
+                    _ => {
+                        samples.insert(at, (t_ms, value));
+                        None
+                    }
+                }
+            }
+            _ => {
+                samples.push_back((t_ms, value));
+                None
+            }
+        };
+        if replaced.is_some_and(is_stale) {
+            self.stale -= 1;
+        }
+        if is_stale(value) {
+            self.stale += 1;
+        }
+    }
+
+    /// Drops the samples before `oldest_ms`.
+    fn drop_before(&mut self, oldest_ms: i64) {
+        while let Some(&(t, v)) = self.samples.front() {
+            if t >= oldest_ms {
+                break;
+            }
+            self.samples.pop_front();
+            if is_stale(v) {
+                self.stale -= 1;
+            }
+        }
+    }
 }
 
 type SeriesMap = BTreeMap<Labels, SeriesData>;
@@ -85,12 +130,12 @@ impl SampleStore {
                 continue; // the same series twice in one exposition: keep the first, like a scrape
             }
             series.sampled_round = round;
-            push_sample(&mut series.samples, t_ms, s.value);
+            series.push(t_ms, s.value);
         }
         for map in self.by_name.values_mut() {
             for data in map.values_mut() {
                 if data.sampled_round + 1 == round {
-                    push_sample(&mut data.samples, t_ms, stale_nan());
+                    data.push(t_ms, stale_nan());
                 }
             }
         }
@@ -112,8 +157,11 @@ impl SampleStore {
     pub fn trim(&mut self, oldest_ms: i64) {
         self.by_name.retain(|_, series| {
             series.retain(|_, data| {
-                while data.samples.front().is_some_and(|&(t, _)| t < oldest_ms) {
-                    data.samples.pop_front();
+                data.drop_before(oldest_ms);
+                // Keeps every window one slice, so evaluation reads it in place; the ring
+                // wraps only once per (capacity - length) appends, so this rarely moves anything.
+                if !data.samples.as_slices().1.is_empty() {
+                    data.samples.make_contiguous();
                 }
                 !data.samples.is_empty()
             });
@@ -130,15 +178,44 @@ impl SampleStore {
 }
 
 /// The samples in [start_ms, end_ms] as the ring buffer's (at most two) contiguous runs.
-fn window(samples: &VecDeque<(i64, f64)>, start_ms: i64, end_ms: i64) -> Window<'_> {
-    let lo = samples.partition_point(|&(t, _)| t < start_ms);
-    let hi = samples.partition_point(|&(t, _)| t <= end_ms).max(lo);
+fn window(data: &SeriesData, start_ms: i64, end_ms: i64) -> Window<'_> {
+    let samples = &data.samples;
+    // Rules read up to now: the window usually ends at the newest sample, and starts near it.
+    let hi = match samples.back() {
+        Some(&(t, _)) if t <= end_ms => samples.len(),
+        _ => samples.partition_point(|&(t, _)| t <= end_ms),
+    };
+    let lo = first_at_or_after(samples, start_ms, hi);
     let (a, b) = samples.as_slices();
     let cut =
         |s: &[(i64, f64)], from: usize, to: usize| -> std::ops::Range<usize> { from.min(s.len())..to.min(s.len()) };
-    let first = &a[cut(a, lo, hi)];
-    let second = &b[cut(b, lo.saturating_sub(a.len()), hi.saturating_sub(a.len()))];
-    Window(first, second)
+    Window {
+        head: &a[cut(a, lo, hi)],
+        tail: &b[cut(b, lo.saturating_sub(a.len()), hi.saturating_sub(a.len()))],
+        stale_free: data.stale == 0,
+    }
+}
+
+/// The index of the first sample at or after `t_ms` among the first `hi`, searched from the
+/// back (galloping), since windows are short next to the history kept.
+fn first_at_or_after(samples: &VecDeque<(i64, f64)>, t_ms: i64, hi: usize) -> usize {
+    let mut step = 1;
+    let mut upper = hi; // samples[upper..hi] are all >= t_ms
+    while upper > 0 {
+        let probe = upper.saturating_sub(step);
+        if samples[probe].0 < t_ms {
+            // The answer lies in (probe, upper]: binary search there.
+            let (mut lo, mut hi) = (probe + 1, upper);
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                if samples[mid].0 < t_ms { lo = mid + 1 } else { hi = mid }
+            }
+            return lo;
+        }
+        upper = probe;
+        step *= 2;
+    }
+    0
 }
 
 /// Calls `f` for each series of `series` matching `matchers` with samples in the window.
@@ -151,7 +228,7 @@ fn scan<'s>(
 ) {
     for (labels, data) in series {
         if matches_all(matchers, labels) {
-            let w = window(&data.samples, start_ms, end_ms);
+            let w = window(data, start_ms, end_ms);
             if !w.is_empty() {
                 f(labels, w);
             }
@@ -187,7 +264,7 @@ impl SampleStore {
                 for series in self.by_name.values() {
                     for (labels, data) in series {
                         if matches_all(matchers, labels) {
-                            let w = window(&data.samples, start_ms, end_ms);
+                            let w = window(data, start_ms, end_ms);
                             if !w.is_empty() {
                                 hits.push((labels, w));
                             }
@@ -219,22 +296,7 @@ impl Storage for SampleStore {
 
 impl RuleStorage for SampleStore {
     fn append(&mut self, labels: Labels, t_ms: i64, value: f64) {
-        push_sample(&mut self.series_mut(labels).samples, t_ms, value);
-    }
-}
-
-/// Appends in time order; a sample at an existing timestamp replaces the old value.
-fn push_sample(samples: &mut VecDeque<(i64, f64)>, t_ms: i64, value: f64) {
-    match samples.back_mut() {
-        Some(back) if back.0 == t_ms => back.1 = value,
-        Some(back) if back.0 > t_ms => {
-            let at = samples.partition_point(|&(t, _)| t < t_ms);
-            match samples.get_mut(at) {
-                Some(s) if s.0 == t_ms => s.1 = value,
-                _ => samples.insert(at, (t_ms, value)),
-            }
-        }
-        _ => samples.push_back((t_ms, value)),
+        self.series_mut(labels).push(t_ms, value);
     }
 }
 
@@ -303,10 +365,30 @@ mod tests {
         for start in -5..140 {
             for end in start - 1..140 {
                 let want: Vec<(i64, f64)> = ring.iter().copied().filter(|&(t, _)| t >= start && t <= end).collect();
-                let got: Vec<(i64, f64)> = window(&ring, start, end).iter().copied().collect();
+                let data = SeriesData { samples: ring.clone(), ..Default::default() };
+                let got: Vec<(i64, f64)> = window(&data, start, end).iter().copied().collect();
                 assert_eq!(got, want, "[{start}, {end}]");
             }
         }
+    }
+
+    #[test]
+    fn staleness_markers_are_counted_in_and_out() {
+        let mut d = SeriesData::default();
+        d.push(10, 1.0);
+        d.push(20, stale_nan());
+        assert_eq!(d.stale, 1);
+        d.push(20, 5.0);
+        assert_eq!(d.stale, 0, "a marker replaced by a value");
+        assert!(window(&d, 0, 100).stale_free);
+        d.push(30, stale_nan());
+        d.push(5, stale_nan());
+        assert_eq!(d.stale, 2, "one appended, one inserted before the others");
+        assert!(!window(&d, 0, 100).stale_free);
+        d.drop_before(10);
+        assert_eq!(d.stale, 1);
+        d.drop_before(31);
+        assert_eq!((d.stale, d.samples.len()), (0, 0));
     }
 
     #[test]

@@ -45,8 +45,9 @@ pub(crate) fn eval(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Value, S
     if keys_only && (without || !grouping.iter().any(|g| g == METRIC_NAME)) {
         if let Expr::Call(call) = unwrap_parens(&a.expr) {
             let args: Vec<&Expr> = call.args.args.iter().map(|x| unwrap_parens(x)).collect();
-            if let Some(input) = range_call_in_place(ev, call.func.name, &args, t)? {
-                return check_unique(aggregate_items(op, &grouping, without, 0.0, 0, input)?);
+            let mut agg = Aggregator::new(op, &grouping, without, 0.0, 0);
+            if range_call_in_place(ev, call.func.name, &args, t, &mut |labels, value| agg.add((labels, value)))? {
+                return check_unique(agg.finish());
             }
         }
     }
@@ -99,14 +100,9 @@ impl<'g> GroupIndex<'g> {
         GroupIndex { grouping, without, by_hash: HashMap::new() }
     }
 
-    fn in_key(&self, name: &str) -> bool {
-        let listed = self.grouping.iter().any(|g| g == name);
-        if self.without { name != METRIC_NAME && !listed } else { listed }
-    }
-
     /// The grouping key: the `by` labels, or everything but the `without` labels and the name.
-    fn key<'l>(&'l self, labels: &'l Labels) -> impl Iterator<Item = &'l (String, String)> + 'l {
-        labels.iter().filter(|(k, _)| self.in_key(k))
+    fn key<'l>(&'l self, labels: &'l Labels) -> KeyPairs<'l> {
+        KeyPairs { labels: labels.iter(), grouping: self.grouping, without: self.without }
     }
 
     fn hash(&self, labels: &Labels) -> u64 {
@@ -126,6 +122,44 @@ impl<'g> GroupIndex<'g> {
 
     fn insert(&mut self, hash: u64, gi: usize) {
         self.by_hash.entry(hash).or_default().push(gi);
+    }
+}
+
+/// The key's pairs, walking the sorted labels and the sorted grouping names side by side.
+struct KeyPairs<'l> {
+    labels: std::slice::Iter<'l, (String, String)>,
+    /// The grouping names not yet passed.
+    grouping: &'l [String],
+    without: bool,
+}
+
+impl<'l> Iterator for KeyPairs<'l> {
+    type Item = &'l (String, String);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if !self.without && self.grouping.is_empty() {
+                return None;
+            }
+            let pair = self.labels.next()?;
+            while self.grouping.first().is_some_and(|g| name_lt(g, &pair.0)) {
+                self.grouping = &self.grouping[1..];
+            }
+            let listed = self.grouping.first().is_some_and(|g| *g == pair.0);
+            let in_key = if self.without { !listed && pair.0 != METRIC_NAME } else { listed };
+            if in_key {
+                return Some(pair);
+            }
+        }
+    }
+}
+
+/// `a < b`, deciding on the first byte when it differs (label names mostly differ there),
+/// which spares a `memcmp` call per label in the grouping walk.
+fn name_lt(a: &str, b: &str) -> bool {
+    match (a.as_bytes().first(), b.as_bytes().first()) {
+        (Some(x), Some(y)) if x != y => x < y,
+        _ => a < b,
     }
 }
 
@@ -191,13 +225,33 @@ fn aggregate_items<I: Item>(
     k: i64,
     input: Vec<I>,
 ) -> Result<Vec<Sample>, String> {
-    let mut groups: Vec<Group> = Vec::new();
-    let mut index = GroupIndex::new(grouping, without);
+    let mut agg = Aggregator::new(op, grouping, without, number, k);
     for item in input {
-        let hash = index.hash(item.labels());
-        let Some(gi) = index.find(hash, item.labels(), &groups) else {
+        agg.add(item)?;
+    }
+    Ok(agg.finish())
+}
+
+/// One aggregation in progress: elements are added one at a time, in input order.
+struct Aggregator<'g> {
+    op: TokenId,
+    number: f64,
+    k: i64,
+    index: GroupIndex<'g>,
+    groups: Vec<Group>,
+}
+
+impl<'g> Aggregator<'g> {
+    fn new(op: TokenId, grouping: &'g [String], without: bool, number: f64, k: i64) -> Self {
+        Aggregator { op, number, k, index: GroupIndex::new(grouping, without), groups: Vec::new() }
+    }
+
+    fn add<I: Item>(&mut self, item: I) -> Result<(), String> {
+        let (op, k) = (self.op, self.k);
+        let hash = self.index.hash(item.labels());
+        let Some(gi) = self.index.find(hash, item.labels(), &self.groups) else {
             // A new group takes its labels from its first element.
-            let labels: Labels = index.key(item.labels()).cloned().collect();
+            let labels: Labels = self.index.key(item.labels()).cloned().collect();
             let value = item.value();
             let mut g = Group { labels, value, mean: value, count: 1, heap: Vec::new() };
             match op {
@@ -206,11 +260,11 @@ fn aggregate_items<I: Item>(
                 T_TOPK | T_BOTTOMK | T_QUANTILE => g.heap.push(item.into_sample()),
                 _ => {}
             }
-            index.insert(hash, groups.len());
-            groups.push(g);
-            continue;
+            self.index.insert(hash, self.groups.len());
+            self.groups.push(g);
+            return Ok(());
         };
-        let g = &mut groups[gi];
+        let g = &mut self.groups[gi];
         let value = item.value();
         match op {
             T_SUM => g.value += value,
@@ -251,36 +305,40 @@ fn aggregate_items<I: Item>(
             T_QUANTILE => g.heap.push(item.into_sample()),
             _ => return Err(format!("aggregation `{}` is not supported", op_name(op))),
         }
+        Ok(())
     }
 
-    let mut out = Vec::with_capacity(groups.len());
-    for mut g in groups {
-        let value = match op {
-            T_AVG => g.mean,
-            T_COUNT | T_COUNT_VALUES => g.count as f64,
-            T_STDVAR => g.value / g.count as f64,
-            T_STDDEV => (g.value / g.count as f64).sqrt(),
-            T_QUANTILE => quantile::quantile(number, g.heap.iter().map(|s| s.value).collect()),
-            T_TOPK | T_BOTTOMK => {
-                // The heap keeps the weakest element on top; output strongest first, NaN last.
-                let less = if op == T_TOPK { topk_less } else { bottomk_less };
-                g.heap.sort_by(|a, b| {
-                    if less(b, a) {
-                        std::cmp::Ordering::Less
-                    } else if less(a, b) {
-                        std::cmp::Ordering::Greater
-                    } else {
-                        std::cmp::Ordering::Equal
-                    }
-                });
-                out.extend(g.heap);
-                continue;
-            }
-            _ => g.value,
-        };
-        out.push(Sample { labels: g.labels, value });
+    fn finish(self) -> Vec<Sample> {
+        let (op, number) = (self.op, self.number);
+        let mut out = Vec::with_capacity(self.groups.len());
+        for mut g in self.groups {
+            let value = match op {
+                T_AVG => g.mean,
+                T_COUNT | T_COUNT_VALUES => g.count as f64,
+                T_STDVAR => g.value / g.count as f64,
+                T_STDDEV => (g.value / g.count as f64).sqrt(),
+                T_QUANTILE => quantile::quantile(number, g.heap.iter().map(|s| s.value).collect()),
+                T_TOPK | T_BOTTOMK => {
+                    // The heap keeps the weakest element on top; output strongest first, NaN last.
+                    let less = if op == T_TOPK { topk_less } else { bottomk_less };
+                    g.heap.sort_by(|a, b| {
+                        if less(b, a) {
+                            std::cmp::Ordering::Less
+                        } else if less(a, b) {
+                            std::cmp::Ordering::Greater
+                        } else {
+                            std::cmp::Ordering::Equal
+                        }
+                    });
+                    out.extend(g.heap);
+                    continue;
+                }
+                _ => g.value,
+            };
+            out.push(Sample { labels: g.labels, value });
+        }
+        out
     }
-    Ok(out)
 }
 
 fn op_name(op: TokenId) -> String {

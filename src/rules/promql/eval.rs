@@ -196,8 +196,8 @@ impl<'a> Evaluator<'a> {
         let start = end.saturating_sub(range_ms);
         let mut scratch: Vec<(i64, f64)> = Vec::new();
         self.storage.visit(&selector_matchers(vs), start, end, &mut |labels, w| {
-            if w.1.is_empty() && !w.0.iter().any(|&(_, v)| is_stale(v)) {
-                f(labels, w.0);
+            if w.tail.is_empty() && (w.stale_free || !w.head.iter().any(|&(_, v)| is_stale(v))) {
+                f(labels, w.head);
             } else {
                 scratch.clear();
                 scratch.extend(w.iter().copied().filter(|&(_, v)| !is_stale(v)));

@@ -286,26 +286,35 @@ struct RangeArg {
     offset_ms: i64,
 }
 
-/// A range function over a matrix selector, computed on the stored samples in place:
-/// (the series' labels as stored, name included; value), in storage order. `None` where this
-/// path does not apply and [`eval_range_call`] must run: functions that keep the name or
-/// answer absence, subquery arguments, prefetched selectors, and selectors spanning several
-/// metric names (whose results could collide once the name is dropped).
+/// A range function over a matrix selector, computed on the stored samples in place: hands
+/// `sink` each series' labels as stored (name included) and the function's value, in storage
+/// order. Returns false, having called nothing, where this path does not apply and
+/// [`eval_range_call`] must run: functions that keep the name or answer absence, subquery
+/// arguments, prefetched selectors, and selectors that may span several metric names (whose
+/// results could collide once the name is dropped).
 pub(crate) fn range_call_in_place<'a>(
     ev: &Evaluator<'a>,
     name: &str,
     args: &[&Expr],
     t: i64,
-) -> Result<Option<Vec<(&'a Labels, f64)>>, String> {
+    sink: &mut dyn FnMut(&'a Labels, f64) -> Result<(), String>,
+) -> Result<bool, String> {
     if matches!(name, "last_over_time" | "absent_over_time") {
-        return Ok(None);
+        return Ok(false);
     }
     let Some((idx, ms)) = args.iter().enumerate().find_map(|(i, a)| match a {
         Expr::MatrixSelector(ms) => Some((i, ms)),
         _ => None,
     }) else {
-        return Ok(None);
+        return Ok(false);
     };
+    // `x[5m]` (the parser keeps the name apart) or `{__name__="x"}[5m]`: one name throughout.
+    let named = ms.vs.name.is_some()
+        || (ms.vs.matchers.or_matchers.is_empty()
+            && ms.vs.matchers.matchers.iter().any(|m| m.name == METRIC_NAME && m.op == MatchOp::Equal));
+    if !named {
+        return Ok(false);
+    }
     let mut scalar_param = None;
     for (i, a) in args.iter().enumerate() {
         if i != idx {
@@ -313,37 +322,31 @@ pub(crate) fn range_call_in_place<'a>(
         }
     }
     let r = RangeArg { series: Vec::new(), range: ms.range, offset_ms: offset_ms(&ms.vs.offset) };
-    let mut out: Vec<(&'a Labels, f64)> = Vec::new();
     let mut failed = None;
-    let mut name_of_first: Option<&'a str> = None;
-    let mut one_name = true;
-    let named = ms.vs.matchers.matchers.iter().any(|m| m.name == METRIC_NAME && m.op == MatchOp::Equal)
-        && ms.vs.matchers.or_matchers.is_empty();
     let visited = ev.visit_range(&ms.vs, duration_ms(ms.range), t, &mut |labels, points| {
-        if !named {
-            let series_name = get(labels, METRIC_NAME);
-            match name_of_first {
-                None => name_of_first = Some(series_name),
-                Some(n) => one_name &= n == series_name,
-            }
+        if failed.is_some() {
+            return;
         }
         match range_function(name, points, t, &r, scalar_param) {
-            Ok(Some(v)) => out.push((labels, v)),
+            Ok(Some(v)) => failed = sink(labels, v).err(),
             Ok(None) => {}
             Err(e) => failed = Some(e),
         }
     })?;
-    if let Some(e) = failed {
-        return Err(e);
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(visited),
     }
-    Ok((visited && one_name).then_some(out))
 }
 
 fn eval_range_call(ev: &Evaluator, name: &str, args: &[&Expr], idx: usize, t: i64) -> Result<Value, String> {
-    if let Some(values) = range_call_in_place(ev, name, args, t)? {
-        return Ok(Value::Vector(
-            values.into_iter().map(|(l, value)| Sample { labels: drop_name(l), value }).collect(),
-        ));
+    let mut out = Vec::new();
+    let in_place = range_call_in_place(ev, name, args, t, &mut |labels, value| {
+        out.push(Sample { labels: drop_name(labels), value });
+        Ok(())
+    })?;
+    if in_place {
+        return Ok(Value::Vector(out));
     }
     let (mut range_arg, absent) = match args[idx] {
         Expr::MatrixSelector(ms) => (

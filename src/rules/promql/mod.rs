@@ -83,15 +83,20 @@ pub trait Storage {
 /// The samples of one series in a window, as one or two contiguous runs (a ring buffer's two
 /// halves), in time order.
 #[derive(Clone, Copy, Debug)]
-pub struct Window<'a>(pub &'a [(i64, f64)], pub &'a [(i64, f64)]);
+pub struct Window<'a> {
+    pub head: &'a [(i64, f64)],
+    pub tail: &'a [(i64, f64)],
+    /// The storage knows no staleness marker is among them (false: it may not know).
+    pub stale_free: bool,
+}
 
 impl<'a> Window<'a> {
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty() && self.1.is_empty()
+        self.head.is_empty() && self.tail.is_empty()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &'a (i64, f64)> + 'a {
-        self.0.iter().chain(self.1.iter())
+        self.head.iter().chain(self.tail.iter())
     }
 }
 
