@@ -247,6 +247,8 @@ pub struct ReadinessCheckArgs {
     /// Time each HTTP request of a check may take.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub timeout: std::time::Duration,
+    #[command(flatten)]
+    pub readiness: crate::config::ReadinessOverrides,
 }
 
 #[cfg(test)]

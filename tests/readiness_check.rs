@@ -341,6 +341,50 @@ async fn a_ready_service_passes_and_each_missing_piece_fails_exactly_its_check()
     assert_eq!((code, &r["ready"], &check(&r, "alerts.firing")["blocks"]), (0, &json!(true), &json!(false)), "{r:#}");
 }
 
+/// Runs `--only tests.coverage` with extra flags and environment; (exit code, summary).
+fn coverage_only(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let mut cmd = Command::new(redline_bin());
+    cmd.args(["readiness-check", "--service", "checkout", "--only", "tests.coverage", "--format", "json"])
+        .args(args)
+        .env_remove("REDLINE_CONFIG")
+        .env_remove("REDLINE_READINESS_COVERAGE_MIN")
+        .env_remove("REDLINE_READINESS_COVERAGE_REPORT");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run redline readiness-check");
+    let r: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
+    let summary = check(&r, "tests.coverage")["summary"].as_str().expect("summary").to_string();
+    (out.status.code().expect("exit code"), summary)
+}
+
+#[test]
+fn readiness_keys_as_flags_and_environment_variables() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let report = dir.path().join("lcov.info");
+    std::fs::write(&report, lcov(9)).expect("write");
+    let report = report.to_str().expect("utf-8");
+    let (code, summary) = coverage_only(&["--coverage-report", report], &[]);
+    assert_eq!(code, 0, "90% meets the default 80%: {summary}");
+    let (code, summary) = coverage_only(&[], &[("REDLINE_READINESS_COVERAGE_REPORT", report)]);
+    assert_eq!(code, 0, "the report from the environment: {summary}");
+    let (code, summary) = coverage_only(&["--coverage-report", report], &[("REDLINE_READINESS_COVERAGE_MIN", "95")]);
+    assert_eq!(code, 1, "{summary}");
+    assert!(summary.contains("below the 95% minimum"), "{summary}");
+    let (code, summary) = coverage_only(
+        &["--coverage-report", report, "--coverage-min", "50"],
+        &[("REDLINE_READINESS_COVERAGE_MIN", "95")],
+    );
+    assert_eq!(code, 0, "the flag wins over the environment: {summary}");
+    let config = dir.path().join("redline.yaml");
+    std::fs::write(&config, format!("readiness:\n  coverage: {{report: {report}, min: 95}}\n")).expect("write");
+    let config = config.to_str().expect("utf-8");
+    assert_eq!(coverage_only(&["--config", config], &[]).0, 1, "the file's 95%");
+    let (code, summary) = coverage_only(&["--config", config], &[("REDLINE_READINESS_COVERAGE_MIN", "85")]);
+    assert_eq!(code, 0, "the environment wins over the file: {summary}");
+}
+
 #[test]
 fn usage_and_config_errors_exit_2_with_a_message() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -359,6 +403,9 @@ fn usage_and_config_errors_exit_2_with_a_message() {
         (vec!["--only", "tests.coverag"], "--only: unknown check"),
         (vec!["--format", "yaml"], "invalid value 'yaml'"),
         (vec!["--baseline", "1"], "--canary"),
+        (vec!["--coverage-min", "180"], "expected a percentage from 0 to 100"),
+        (vec!["--metrics-url", "ftp://metrics"], "expected an http(s) URL"),
+        (vec!["--blocking", "tests.coverag"], "--blocking: unknown check"),
     ] {
         let out = Command::new(redline_bin())
             .args(["readiness-check", "--service", "checkout"])

@@ -118,6 +118,83 @@ pub struct LogsSampleConfig {
     pub sample: Option<usize>,
 }
 
+/// The `readiness` keys as `readiness-check` flags and `REDLINE_READINESS_<KEY>` variables;
+/// clap applies "flag wins over env", [`ReadinessOverrides::apply`] "env wins over the file".
+#[derive(Debug, Default, clap::Args)]
+pub struct ReadinessOverrides {
+    /// Coverage report (LCOV, Cobertura, JaCoCo, Go coverprofile or llvm-cov JSON); readiness.coverage.report.
+    #[arg(long, env = "REDLINE_READINESS_COVERAGE_REPORT")]
+    pub coverage_report: Option<PathBuf>,
+    /// Minimum line coverage in percent; readiness.coverage.min.
+    #[arg(long, env = "REDLINE_READINESS_COVERAGE_MIN", value_parser = parse_percentage)]
+    pub coverage_min: Option<f64>,
+    /// The service's metrics endpoint; readiness.metrics_url.
+    #[arg(long, env = "REDLINE_READINESS_METRICS_URL")]
+    pub metrics_url: Option<HttpUrl>,
+    /// JSON log file to sample; readiness.logs.file.
+    #[arg(long, env = "REDLINE_READINESS_LOGS_FILE")]
+    pub logs_file: Option<PathBuf>,
+    /// How many of its last lines to check; readiness.logs.sample.
+    #[arg(long, env = "REDLINE_READINESS_LOGS_SAMPLE", value_parser = parse_line_count)]
+    pub logs_sample: Option<usize>,
+    /// Jaeger query base URL; readiness.jaeger_url.
+    #[arg(long, env = "REDLINE_READINESS_JAEGER_URL")]
+    pub jaeger_url: Option<HttpUrl>,
+    /// Prometheus base URL; readiness.prometheus_url.
+    #[arg(long, env = "REDLINE_READINESS_PROMETHEUS_URL")]
+    pub prometheus_url: Option<HttpUrl>,
+    /// Grafana dashboard JSON file or directory; readiness.dashboards.
+    #[arg(long, env = "REDLINE_READINESS_DASHBOARDS")]
+    pub dashboards: Option<PathBuf>,
+    /// redline receiver base URL; readiness.receiver_url.
+    #[arg(long, env = "REDLINE_READINESS_RECEIVER_URL")]
+    pub receiver_url: Option<HttpUrl>,
+    /// Checks whose failure blocks promotion (comma-separated ids); readiness.blocking.
+    #[arg(long, env = "REDLINE_READINESS_BLOCKING", value_delimiter = ',')]
+    pub blocking: Option<Vec<String>>,
+}
+
+fn parse_percentage(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if (0.0..=100.0).contains(&v) => Ok(v),
+        _ => Err(format!("expected a percentage from 0 to 100, got {s:?}")),
+    }
+}
+
+fn parse_line_count(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("expected a number of lines, at least 1, got {s:?}")),
+    }
+}
+
+impl ReadinessOverrides {
+    /// Layers the flags and variables that were given over the file's `readiness` section.
+    pub fn apply(&self, r: &mut ReadinessConfig) {
+        fn set<T: Clone>(slot: &mut Option<T>, v: &Option<T>) {
+            if v.is_some() {
+                slot.clone_from(v);
+            }
+        }
+        if self.coverage_report.is_some() || self.coverage_min.is_some() {
+            let c = r.coverage.get_or_insert_with(CoverageConfig::default);
+            set(&mut c.report, &self.coverage_report);
+            set(&mut c.min, &self.coverage_min);
+        }
+        if self.logs_file.is_some() || self.logs_sample.is_some() {
+            let l = r.logs.get_or_insert_with(LogsSampleConfig::default);
+            set(&mut l.file, &self.logs_file);
+            set(&mut l.sample, &self.logs_sample);
+        }
+        set(&mut r.metrics_url, &self.metrics_url);
+        set(&mut r.jaeger_url, &self.jaeger_url);
+        set(&mut r.prometheus_url, &self.prometheus_url);
+        set(&mut r.dashboards, &self.dashboards);
+        set(&mut r.receiver_url, &self.receiver_url);
+        set(&mut r.blocking, &self.blocking);
+    }
+}
+
 /// Every key as a flag and as `REDLINE_<KEY>`; clap applies "flag wins over env".
 #[derive(Debug, Default, clap::Args)]
 pub struct Overrides {

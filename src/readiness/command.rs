@@ -34,10 +34,14 @@ pub fn run(args: &ReadinessCheckArgs) -> Result<Report, UsageError> {
     checklist::check_ids("--only", &args.only)?;
     checklist::check_ids("--skip", &args.skip)?;
     let selection = Selection { only: args.only.clone(), skip: args.skip.clone() };
-    let file = match &args.config {
+    let mut file = match &args.config {
         Some(path) => crate::config::read_file(path).map_err(|e| UsageError(e.to_string()))?,
         None => FileConfig::default(),
     };
+    if let Some(blocking) = &args.readiness.blocking {
+        checklist::check_ids("--blocking", blocking)?;
+    }
+    args.readiness.apply(file.readiness.get_or_insert_with(Default::default));
     let origin = args.config.as_ref().map_or("(no config file)".to_string(), |p| p.display().to_string());
     let options = Options {
         baseline: args.baseline.clone(),
