@@ -1,6 +1,7 @@
 //! The checks that read other systems: `alerts.firing` against the real Alertmanager (Debian
 //! `prometheus-alertmanager`), and `tracing` over the real sidecar's spans, exported by OTLP and
-//! served in the Jaeger query API's JSON shape (no Jaeger package exists on this platform).
+//! served in the Jaeger query API's JSON shape (no Jaeger package exists on this platform), and
+//! `dashboard` from Grafana's HTTP API over the shipped dashboards (no Grafana package either).
 
 mod common;
 
@@ -155,4 +156,102 @@ async fn tracing_sees_the_sidecars_spans_and_propagated_context() {
     let (code, r) = readiness("cart", &config, "tracing").await;
     assert_eq!((code, &check(&r, "tracing")["status"]), (1, &json!("fail")), "{r:#}");
     server.abort();
+}
+
+/// Grafana's HTTP API as the `dashboard` check reads it (`/api/search`, `/api/dashboards/uid/`),
+/// serving the checked-in `dashboards/` to Bearer `token` only. No Grafana package exists on this
+/// platform, so this is the API's documented JSON shape over the real dashboard files.
+async fn grafana(dashboards: Vec<Value>, token: &'static str) -> (String, tokio::task::JoinHandle<()>) {
+    use axum::extract::Path as UrlPath;
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::response::IntoResponse;
+    use std::sync::Arc;
+    let dashboards = Arc::new(dashboards);
+    let authorized = move |h: &HeaderMap| {
+        h.get("authorization").and_then(|v| v.to_str().ok()) == Some(format!("Bearer {token}").as_str())
+    };
+    let search = {
+        let d = dashboards.clone();
+        move |headers: HeaderMap| async move {
+            if !authorized(&headers) {
+                return (StatusCode::UNAUTHORIZED, axum::Json(json!({"message": "Unauthorized"}))).into_response();
+            }
+            let hits: Vec<Value> = d
+                .iter()
+                .map(|m| {
+                    json!({"uid": m["uid"], "title": m["title"], "tags": m["tags"], "type": "dash-db",
+                                "url": format!("/d/{}", m["uid"].as_str().unwrap_or_default())})
+                })
+                .collect();
+            axum::Json(Value::Array(hits)).into_response()
+        }
+    };
+    let by_uid = {
+        let d = dashboards.clone();
+        move |headers: HeaderMap, UrlPath(uid): UrlPath<String>| async move {
+            if !authorized(&headers) {
+                return (StatusCode::UNAUTHORIZED, axum::Json(json!({"message": "Unauthorized"}))).into_response();
+            }
+            match d.iter().find(|m| m["uid"] == uid.as_str()) {
+                Some(m) => axum::Json(json!({"dashboard": m, "meta": {"slug": uid}})).into_response(),
+                None => (StatusCode::NOT_FOUND, axum::Json(json!({"message": "Dashboard not found"}))).into_response(),
+            }
+        }
+    };
+    let app: axum::Router = axum::Router::new()
+        .route("/api/search", axum::routing::get(search))
+        .route("/api/dashboards/uid/{uid}", axum::routing::get(by_uid));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_from_the_grafana_api() {
+    let dir_of = Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboards");
+    let mut shipped: Vec<Value> = std::fs::read_dir(&dir_of)
+        .expect("dashboards/")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .map(|p| serde_json::from_slice(&std::fs::read(&p).expect("read")).expect("JSON"))
+        .collect();
+    shipped.sort_by_key(|m| m["uid"].as_str().unwrap_or_default().to_string());
+    let (url, server) = grafana(shipped.clone(), "s3cret").await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let token = dir.path().join("grafana-token");
+    std::fs::write(&token, "s3cret\n").expect("token");
+    let config = dir.path().join("redline.yaml");
+    let write = |url: &str, token: &Path| {
+        std::fs::write(
+            &config,
+            format!("service: checkout\nreadiness:\n  grafana_url: {url}\n  grafana_token_file: {}\n", token.display()),
+        )
+        .expect("config");
+    };
+    write(&url, &token);
+    let (code, r) = readiness("checkout", &config, "dashboard").await;
+    let c = check(&r, "dashboard");
+    assert_eq!((code, &c["status"]), (0, &json!("pass")), "{r:#}");
+    assert!(c["evidence"].to_string().contains("/api/dashboards/uid/redline-red"), "{r:#}");
+
+    // A wrong token: Grafana's 401 is an error of the check, named.
+    let wrong = dir.path().join("wrong-token");
+    std::fs::write(&wrong, "nope").expect("token");
+    write(&url, &wrong);
+    let (code, r) = readiness("checkout", &config, "dashboard").await;
+    let c = check(&r, "dashboard");
+    assert_eq!((code, &c["status"]), (1, &json!("error")), "{r:#}");
+    assert!(c["summary"].as_str().is_some_and(|s| s.contains("HTTP 401")), "{r:#}");
+
+    // A Grafana without the RED dashboard: nothing covers rate, errors and duration.
+    let (bare, bare_server) =
+        grafana(shipped.into_iter().filter(|m| m["uid"] != "redline-red").collect(), "s3cret").await;
+    write(&bare, &token);
+    let (code, r) = readiness("checkout", &config, "dashboard").await;
+    assert_eq!((code, &check(&r, "dashboard")["status"]), (1, &json!("fail")), "{r:#}");
+    server.abort();
+    bare_server.abort();
 }

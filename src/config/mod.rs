@@ -100,6 +100,10 @@ pub struct ReadinessConfig {
     pub jaeger_url: Option<HttpUrl>,
     pub prometheus_url: Option<HttpUrl>,
     pub dashboards: Option<PathBuf>,
+    /// Grafana whose dashboards the `dashboard` check reads (HTTP API), besides or instead of files.
+    pub grafana_url: Option<HttpUrl>,
+    /// File holding a Grafana service-account token, sent as a Bearer token.
+    pub grafana_token_file: Option<PathBuf>,
     pub receiver_url: Option<HttpUrl>,
     pub blocking: Option<Vec<String>>,
 }
@@ -146,6 +150,12 @@ pub struct ReadinessOverrides {
     /// Grafana dashboard JSON file or directory; readiness.dashboards.
     #[arg(long, env = "REDLINE_READINESS_DASHBOARDS")]
     pub dashboards: Option<PathBuf>,
+    /// Grafana base URL whose dashboards are read over its HTTP API; readiness.grafana_url.
+    #[arg(long, env = "REDLINE_READINESS_GRAFANA_URL")]
+    pub grafana_url: Option<HttpUrl>,
+    /// File with a Grafana service-account token; readiness.grafana_token_file.
+    #[arg(long, env = "REDLINE_READINESS_GRAFANA_TOKEN_FILE")]
+    pub grafana_token_file: Option<PathBuf>,
     /// redline receiver base URL; readiness.receiver_url.
     #[arg(long, env = "REDLINE_READINESS_RECEIVER_URL")]
     pub receiver_url: Option<HttpUrl>,
@@ -190,6 +200,8 @@ impl ReadinessOverrides {
         set(&mut r.jaeger_url, &self.jaeger_url);
         set(&mut r.prometheus_url, &self.prometheus_url);
         set(&mut r.dashboards, &self.dashboards);
+        set(&mut r.grafana_url, &self.grafana_url);
+        set(&mut r.grafana_token_file, &self.grafana_token_file);
         set(&mut r.receiver_url, &self.receiver_url);
         set(&mut r.blocking, &self.blocking);
     }

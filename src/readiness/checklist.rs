@@ -187,7 +187,7 @@ async fn run_check(id: &str, plan: &Plan, client: &reqwest::Client) -> Outcome {
         "metrics.use" => metrics_check(plan, client, metrics::use_).await,
         "logging.structured" => logging_check(plan),
         "tracing" => tracing_check(plan, client).await,
-        "dashboard" => dashboard_check(plan),
+        "dashboard" => dashboard_check(plan, client).await,
         "alerts.symptoms" => match load_rules(plan) {
             Ok((files, groups)) => {
                 let mut o = alerts::judge_symptoms(&groups);
@@ -416,32 +416,106 @@ fn json_files(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
-fn dashboard_check(plan: &Plan) -> Outcome {
-    let Some(dir) = &plan.readiness.dashboards else {
-        return Outcome::fail("no dashboards configured: set readiness.dashboards (a directory of Grafana JSON)");
-    };
-    let shown = dir.display().to_string();
-    let mut files = Vec::new();
-    if let Err(e) = json_files(dir, &mut files) {
-        return Outcome::fail(format!("cannot read dashboards at {shown}: {e}")).evidence(shown);
-    }
-    if files.is_empty() {
-        return Outcome::fail(format!("no dashboard (*.json) under {shown}")).evidence(shown);
+/// Dashboards from `readiness.dashboards` (files) and `readiness.grafana_url` (Grafana's API),
+/// judged together: one of them must be a complete dashboard for the service.
+async fn dashboard_check(plan: &Plan, client: &reqwest::Client) -> Outcome {
+    let r = &plan.readiness;
+    if r.dashboards.is_none() && r.grafana_url.is_none() {
+        return Outcome::fail(
+            "no dashboards configured: set readiness.dashboards (Grafana JSON files) or readiness.grafana_url",
+        );
     }
     let mut dashboards = Vec::new();
     let mut unreadable = Vec::new();
-    for f in &files {
-        let name = f.display().to_string();
-        match std::fs::read(f)
-            .map_err(|e| e.to_string())
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).map_err(|e| format!("not JSON: {e}")))
-        {
-            Ok(v) => dashboards.push((name, v)),
-            Err(e) => unreadable.push(format!("{name}: {e}")),
+    let mut sources = Vec::new();
+    if let Some(dir) = &r.dashboards {
+        let shown = dir.display().to_string();
+        let mut files = Vec::new();
+        if let Err(e) = json_files(dir, &mut files) {
+            return Outcome::fail(format!("cannot read dashboards at {shown}: {e}")).evidence(shown);
         }
+        if files.is_empty() && r.grafana_url.is_none() {
+            return Outcome::fail(format!("no dashboard (*.json) under {shown}")).evidence(shown);
+        }
+        for f in &files {
+            let name = f.display().to_string();
+            match std::fs::read(f)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).map_err(|e| format!("not JSON: {e}")))
+            {
+                Ok(v) => dashboards.push((name, v)),
+                Err(e) => unreadable.push(format!("{name}: {e}")),
+            }
+        }
+        sources.push(shown);
+    }
+    if let Some(grafana) = &r.grafana_url {
+        let token = match &r.grafana_token_file {
+            Some(f) => match std::fs::read_to_string(f) {
+                Ok(t) => Some(t.trim().to_string()),
+                Err(e) => return Outcome::error(format!("readiness.grafana_token_file {}: {e}", f.display())),
+            },
+            None => None,
+        };
+        match grafana_dashboards(client, &grafana.0, token.as_deref(), &plan.service).await {
+            Ok(found) => dashboards.extend(found),
+            Err(e) => return Outcome::error(e).evidence(grafana.0.clone()),
+        }
+        sources.push(format!("{}/api/search?type=dash-db", grafana.0));
     }
     let o = dashboard::judge(&plan.service, &dashboards, unreadable);
-    if o.evidence.is_empty() { o.evidence(shown) } else { o }
+    if o.evidence.is_empty() { o.evidence(sources.join(", ")) } else { o }
+}
+
+/// Grafana's dashboards that may be about `service`: those whose title or tags name it, or
+/// tagged `redline` (fleet dashboards with a `service` variable), each fetched by uid.
+async fn grafana_dashboards(
+    client: &reqwest::Client,
+    base: &str,
+    token: Option<&str>,
+    service: &str,
+) -> Result<Vec<(String, serde_json::Value)>, String> {
+    const MAX_FETCHED: usize = 50;
+    let get = |url: String| {
+        let req = client.get(&url);
+        let req = match token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        };
+        async move {
+            let resp = req.send().await.map_err(|e| format!("GET {url}: {}", error_chain(&e)))?;
+            let status = resp.status();
+            let body = resp.text().await.map_err(|e| format!("GET {url}: {e}"))?;
+            if !status.is_success() {
+                return Err(format!("GET {url}: HTTP {status}: {}", body.chars().take(200).collect::<String>()));
+            }
+            serde_json::from_str::<serde_json::Value>(&body).map_err(|e| format!("GET {url}: not JSON: {e}"))
+        }
+    };
+    let hits = get(format!("{base}/api/search?type=dash-db&limit=5000")).await?;
+    let hits = hits.as_array().ok_or_else(|| format!("GET {base}/api/search: expected a list of dashboards"))?;
+    let wanted = service.to_lowercase();
+    let mut out = Vec::new();
+    for hit in hits {
+        let text = |k: &str| hit.get(k).and_then(serde_json::Value::as_str).unwrap_or_default().to_lowercase();
+        let tags: Vec<String> = hit
+            .get("tags")
+            .and_then(serde_json::Value::as_array)
+            .map(|t| t.iter().filter_map(serde_json::Value::as_str).map(str::to_lowercase).collect())
+            .unwrap_or_default();
+        let relevant = text("title").contains(&wanted) || tags.iter().any(|t| *t == wanted || t == "redline");
+        let uid = text("uid");
+        if !relevant || uid.is_empty() {
+            continue;
+        }
+        if out.len() == MAX_FETCHED {
+            break;
+        }
+        let uid = hit.get("uid").and_then(serde_json::Value::as_str).unwrap_or_default();
+        let url = format!("{base}/api/dashboards/uid/{uid}");
+        out.push((url.clone(), get(url).await?));
+    }
+    Ok(out)
 }
 
 /// The rule files of the config's `rules` globs, parsed as the sidecar parses them.
