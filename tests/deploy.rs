@@ -15,10 +15,10 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Upstream, client, free_port, redline_bin, require_tool};
+use common::{Upstream, client, free_port, redline_bin, require_tool, run_ok};
 use serde_json::{Value, json};
 
 fn repo(path: &str) -> PathBuf {
@@ -95,19 +95,6 @@ fn rule_groups(text: &str, origin: &str) -> Vec<Value> {
 
 fn group_names(groups: &[Value]) -> BTreeSet<String> {
     groups.iter().filter_map(|g| g["name"].as_str().map(String::from)).collect()
-}
-
-/// Runs a command and returns its output, failing with both streams when it does not succeed.
-fn run_ok(cmd: &mut Command, what: &str) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 /// Calls `f` on `v` and on every value nested in it.

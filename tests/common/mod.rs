@@ -212,3 +212,17 @@ pub fn require_tool(tool: &str, package: &str) -> PathBuf {
         panic!("{tool} is not installed: run `apt-get install -y {package}` (or scripts/test.sh, which installs it)")
     })
 }
+
+/// Runs a command (stdin closed) and returns its output, failing with both streams when it
+/// does not succeed.
+pub fn run_ok(cmd: &mut Command, what: &str) -> std::process::Output {
+    let out = cmd.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}

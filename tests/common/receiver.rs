@@ -86,14 +86,7 @@ fn pg_command(program: &Path) -> Command {
 }
 
 fn run(mut c: Command, what: &str) {
-    let out = c.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    super::run_ok(&mut c, what);
 }
 
 impl PgCluster {
