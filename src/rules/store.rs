@@ -39,27 +39,30 @@ struct SeriesData {
     sampled_round: u64,
     /// How many of the samples are staleness markers: with none, evaluation need not look.
     stale: u32,
+    /// How many samples are below the one before them: with none, a counter has not reset and
+    /// rate() need not scan for resets.
+    drops: u32,
 }
 
 impl SeriesData {
     /// Appends in time order; a sample at an existing timestamp replaces the old value.
     fn push(&mut self, t_ms: i64, value: f64) {
         let samples = &mut self.samples;
-        let replaced = match samples.back_mut() {
-            Some(back) if back.0 == t_ms => Some(std::mem::replace(&mut back.1, value)),
+        let (replaced, appended) = match samples.back_mut() {
+            Some(back) if back.0 == t_ms => (Some(std::mem::replace(&mut back.1, value)), false),
             Some(back) if back.0 > t_ms => {
                 let at = samples.partition_point(|&(t, _)| t < t_ms);
                 match samples.get_mut(at) {
-                    Some(s) if s.0 == t_ms => Some(std::mem::replace(&mut s.1, value)),
+                    Some(s) if s.0 == t_ms => (Some(std::mem::replace(&mut s.1, value)), false),
                     _ => {
                         samples.insert(at, (t_ms, value));
-                        None
+                        (None, false)
                     }
                 }
             }
             _ => {
                 samples.push_back((t_ms, value));
-                None
+                (None, true)
             }
         };
         if replaced.is_some_and(is_stale) {
@@ -67,6 +70,15 @@ impl SeriesData {
         }
         if is_stale(value) {
             self.stale += 1;
+        }
+        if appended {
+            let n = self.samples.len();
+            if n >= 2 && self.samples[n - 1].1 < self.samples[n - 2].1 {
+                self.drops += 1;
+            }
+        } else {
+            // A rewrite inside the history (rule output evaluated out of order): rare, recount.
+            self.drops = count_drops(self.samples.iter());
         }
     }
 
@@ -79,6 +91,9 @@ impl SeriesData {
             self.samples.pop_front();
             if is_stale(v) {
                 self.stale -= 1;
+            }
+            if self.samples.front().is_some_and(|&(_, next)| next < v) {
+                self.drops -= 1;
             }
         }
     }
@@ -177,6 +192,19 @@ impl SampleStore {
     }
 }
 
+/// How many samples are below the one before them.
+fn count_drops<'s>(samples: impl Iterator<Item = &'s (i64, f64)>) -> u32 {
+    let mut prev: Option<f64> = None;
+    let mut n = 0;
+    for &(_, v) in samples {
+        if prev.is_some_and(|p| v < p) {
+            n += 1;
+        }
+        prev = Some(v);
+    }
+    n
+}
+
 /// The samples in [start_ms, end_ms] as the ring buffer's (at most two) contiguous runs.
 fn window(data: &SeriesData, start_ms: i64, end_ms: i64) -> Window<'_> {
     let samples = &data.samples;
@@ -193,6 +221,7 @@ fn window(data: &SeriesData, start_ms: i64, end_ms: i64) -> Window<'_> {
         head: &a[cut(a, lo, hi)],
         tail: &b[cut(b, lo.saturating_sub(a.len()), hi.saturating_sub(a.len()))],
         stale_free: data.stale == 0,
+        non_decreasing: data.drops == 0,
     }
 }
 
@@ -389,6 +418,29 @@ mod tests {
         assert_eq!(d.stale, 1);
         d.drop_before(31);
         assert_eq!((d.stale, d.samples.len()), (0, 0));
+    }
+
+    #[test]
+    fn decreases_are_counted_in_and_out() {
+        let mut d = SeriesData::default();
+        for (t, v) in [(10, 1.0), (20, 5.0), (30, 2.0), (40, 3.0), (50, 3.0)] {
+            d.push(t, v);
+        }
+        assert_eq!(d.drops, 1, "5 -> 2");
+        assert!(!window(&d, 0, 100).non_decreasing);
+        d.push(35, 0.5);
+        assert_eq!(d.drops, 2, "inserted: 2 -> 0.5 (and 0.5 -> 3 is a rise)");
+        d.push(35, 4.0);
+        assert_eq!(d.drops, 2, "replaced: 2 -> 4 rises, 4 -> 3 drops");
+        d.drop_before(25);
+        assert_eq!(d.drops, 1, "popping 1 and 5 takes 5 -> 2 with it; 4 -> 3 stays");
+        assert_eq!(d.drops, count_drops(d.samples.iter()));
+        d.drop_before(36);
+        assert_eq!(d.drops, 0, "3, 3 left");
+        assert!(window(&d, 0, 100).non_decreasing);
+        d.push(60, f64::NAN);
+        d.push(70, 1.0);
+        assert_eq!(d.drops, count_drops(d.samples.iter()), "NaN compares as no drop, like the reset scan");
     }
 
     #[test]

@@ -15,8 +15,9 @@ use std::time::Duration;
 /// Prometheus's error for a result vector holding two elements with the same labels.
 pub(crate) const DUPLICATE_LABELSET: &str = "vector cannot contain metrics with the same labelset";
 
-/// What [`Evaluator::visit_range`] lends each series to: its stored labels and its samples.
-pub(crate) type SeriesVisitor<'a, 'f> = dyn FnMut(&'a Labels, &[(i64, f64)]) + 'f;
+/// What [`Evaluator::visit_range`] lends each series to: its stored labels, its samples, and
+/// whether the storage knows no sample is below the one before it (no counter reset).
+pub(crate) type SeriesVisitor<'a, 'f> = dyn FnMut(&'a Labels, &[(i64, f64)], bool) + 'f;
 
 /// Upper bound on the steps of one subquery evaluation (a day at 100ms steps is under it).
 const MAX_SUBQUERY_STEPS: i64 = 1_000_000;
@@ -197,12 +198,12 @@ impl<'a> Evaluator<'a> {
         let mut scratch: Vec<(i64, f64)> = Vec::new();
         self.storage.visit(&selector_matchers(vs), start, end, &mut |labels, w| {
             if w.tail.is_empty() && (w.stale_free || !w.head.iter().any(|&(_, v)| is_stale(v))) {
-                f(labels, w.head);
+                f(labels, w.head, w.non_decreasing);
             } else {
                 scratch.clear();
                 scratch.extend(w.iter().copied().filter(|&(_, v)| !is_stale(v)));
                 if !scratch.is_empty() {
-                    f(labels, &scratch);
+                    f(labels, &scratch, false);
                 }
             }
         });

@@ -323,11 +323,11 @@ pub(crate) fn range_call_in_place<'a>(
     }
     let r = RangeArg { series: Vec::new(), range: ms.range, offset_ms: offset_ms(&ms.vs.offset) };
     let mut failed = None;
-    let visited = ev.visit_range(&ms.vs, duration_ms(ms.range), t, &mut |labels, points| {
+    let visited = ev.visit_range(&ms.vs, duration_ms(ms.range), t, &mut |labels, points, non_decreasing| {
         if failed.is_some() {
             return;
         }
-        match range_function(name, points, t, &r, scalar_param) {
+        match range_function(name, points, non_decreasing, t, &r, scalar_param) {
             Ok(Some(v)) => failed = sink(labels, v).err(),
             Ok(None) => {}
             Err(e) => failed = Some(e),
@@ -379,7 +379,7 @@ fn eval_range_call(ev: &Evaluator, name: &str, args: &[&Expr], idx: usize, t: i6
     // Distinct series of one metric name stay distinct without the name: no check needed.
     let one_name = series.windows(2).all(|w| get(&w[0].labels, METRIC_NAME) == get(&w[1].labels, METRIC_NAME));
     for s in series {
-        let Some(value) = range_function(name, &s.samples, t, &range_arg, scalar_param)? else { continue };
+        let Some(value) = range_function(name, &s.samples, false, t, &range_arg, scalar_param)? else { continue };
         // last_over_time behaves like a selector and keeps the name; the others compute new values.
         let mut labels = s.labels;
         if name != "last_over_time" {
@@ -401,9 +401,11 @@ fn eval_range_call(ev: &Evaluator, name: &str, args: &[&Expr], idx: usize, t: i6
 }
 
 /// One range function over the (non-empty) samples of one series; None means no output.
+/// `non_decreasing`: the caller knows no sample is below the one before it.
 fn range_function(
     name: &str,
     points: &[(i64, f64)],
+    non_decreasing: bool,
     t: i64,
     r: &RangeArg,
     param: Option<f64>,
@@ -413,9 +415,9 @@ fn range_function(
     }
     let values = || points.iter().map(|&(_, v)| v);
     Ok(match name {
-        "rate" => extrapolated_rate(points, t, r, true, true),
-        "increase" => extrapolated_rate(points, t, r, true, false),
-        "delta" => extrapolated_rate(points, t, r, false, false),
+        "rate" => extrapolated_rate(points, t, r, Counter { no_resets: non_decreasing }.into(), true),
+        "increase" => extrapolated_rate(points, t, r, Counter { no_resets: non_decreasing }.into(), false),
+        "delta" => extrapolated_rate(points, t, r, None, false),
         "irate" => instant_value(points, true),
         "idelta" => instant_value(points, false),
         "deriv" => (points.len() >= 2).then(|| linear_regression(points, points[0].0).0),
@@ -443,11 +445,24 @@ fn range_function(
     })
 }
 
+/// rate/increase read a counter; `no_resets` when the samples are known to never decrease.
+#[derive(Clone, Copy)]
+struct Counter {
+    no_resets: bool,
+}
+
 /// Prometheus 2.42 `extrapolatedRate` for rate/increase/delta: the increase between the first
 /// and last sample (counter resets added back), extrapolated towards the window edges — fully
 /// when the gap is below 1.1× the average sample spacing, else by half a spacing — and, for
 /// counters, never further back than where the counter would reach zero.
-fn extrapolated_rate(points: &[(i64, f64)], t: i64, r: &RangeArg, is_counter: bool, is_rate: bool) -> Option<f64> {
+fn extrapolated_rate(
+    points: &[(i64, f64)],
+    t: i64,
+    r: &RangeArg,
+    counter: Option<Counter>,
+    is_rate: bool,
+) -> Option<f64> {
+    let is_counter = counter.is_some();
     if points.len() < 2 {
         return None;
     }
@@ -458,7 +473,8 @@ fn extrapolated_rate(points: &[(i64, f64)], t: i64, r: &RangeArg, is_counter: bo
     let (last_t, last_v) = points[points.len() - 1];
 
     let mut result = last_v - first_v;
-    if is_counter {
+    // Counter resets are added back; a series known to be non-decreasing has none to find.
+    if counter.is_some_and(|c| !c.no_resets) {
         let mut prev = first_v;
         for &(_, v) in &points[1..] {
             if v < prev {
@@ -590,6 +606,8 @@ mod tests {
         RangeArg { series: Vec::new(), range: Duration::from_secs(secs), offset_ms: 0 }
     }
 
+    const COUNTER: Option<Counter> = Some(Counter { no_resets: false });
+
     fn lin(from_min: i64, to_min: i64, start: f64, step: f64) -> Vec<(i64, f64)> {
         (from_min..=to_min).map(|m| (m * 60_000, start + step * (m - from_min) as f64)).collect()
     }
@@ -598,26 +616,33 @@ mod tests {
     fn rate_applies_the_factor_before_multiplying() {
         // 0+10x per minute, window [5m, 10m] holds 6 samples with 50 of increase.
         let p = lin(5, 10, 50.0, 10.0);
-        assert_eq!(extrapolated_rate(&p, 600_000, &range(300), true, true), Some(0.16666666666666669));
-        assert_eq!(extrapolated_rate(&p, 600_000, &range(300), true, false), Some(50.0));
+        assert_eq!(extrapolated_rate(&p, 600_000, &range(300), COUNTER, true), Some(0.16666666666666669));
+        assert_eq!(extrapolated_rate(&p, 600_000, &range(300), COUNTER, false), Some(50.0));
     }
 
     #[test]
     fn extrapolation_stops_at_counter_zero_and_after_half_a_spacing() {
         // First sample 5 at 8m: zero would be reached 60s earlier, not 180s.
         let young = lin(8, 10, 5.0, 5.0);
-        assert_eq!(extrapolated_rate(&young, 600_000, &range(300), true, false), Some(15.0));
+        assert_eq!(extrapolated_rate(&young, 600_000, &range(300), COUNTER, false), Some(15.0));
         // First sample 100 at 8m: the 180s start gap exceeds 1.1 × 60s, so only 30s is added.
         let late = lin(8, 10, 100.0, 10.0);
-        assert_eq!(extrapolated_rate(&late, 600_000, &range(300), true, false), Some(25.0));
+        assert_eq!(extrapolated_rate(&late, 600_000, &range(300), COUNTER, false), Some(25.0));
         // delta does not cap at zero and does not treat decreases as resets.
         let g = vec![(60_000, 3.0), (120_000, 5.0), (180_000, 2.0)];
-        assert_eq!(extrapolated_rate(&g, 180_000, &range(120), false, false), Some(-1.0));
+        assert_eq!(extrapolated_rate(&g, 180_000, &range(120), None, false), Some(-1.0));
         // Counter reset: the value before the reset is added back.
         let reset =
             vec![(60_000, 10.0), (120_000, 20.0), (180_000, 30.0), (240_000, 5.0), (300_000, 15.0), (360_000, 25.0)];
-        assert_eq!(extrapolated_rate(&reset, 360_000, &range(300), true, false), Some(45.0));
-        assert_eq!(extrapolated_rate(&reset[..1], 360_000, &range(300), true, false), None);
+        assert_eq!(extrapolated_rate(&reset, 360_000, &range(300), COUNTER, false), Some(45.0));
+        // Known non-decreasing, the same series without its reset gives the same as scanning.
+        let rising = lin(1, 6, 10.0, 10.0);
+        let known = Some(Counter { no_resets: true });
+        assert_eq!(
+            extrapolated_rate(&rising, 360_000, &range(300), known, false),
+            extrapolated_rate(&rising, 360_000, &range(300), COUNTER, false)
+        );
+        assert_eq!(extrapolated_rate(&reset[..1], 360_000, &range(300), COUNTER, false), None);
     }
 
     #[test]

@@ -88,6 +88,9 @@ pub struct Window<'a> {
     pub tail: &'a [(i64, f64)],
     /// The storage knows no staleness marker is among them (false: it may not know).
     pub stale_free: bool,
+    /// The storage knows no sample is below the one before it, so a counter has not reset
+    /// (false: it may not know).
+    pub non_decreasing: bool,
 }
 
 impl<'a> Window<'a> {

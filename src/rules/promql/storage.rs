@@ -80,7 +80,7 @@ impl Storage for MemoryStorage {
             let lo = s.samples.partition_point(|&(t, _)| t < start_ms);
             let hi = s.samples.partition_point(|&(t, _)| t <= end_ms);
             if lo < hi {
-                f(&s.labels, Window { head: &s.samples[lo..hi], tail: &[], stale_free: false });
+                f(&s.labels, Window { head: &s.samples[lo..hi], tail: &[], stale_free: false, non_decreasing: false });
             }
         }
     }
