@@ -5,12 +5,10 @@
 mod common;
 
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::prometheus::Prometheus;
-use common::{Sidecar, Upstream, client, free_port, redline_bin, require_tool};
+use common::prometheus::{Prometheus, SteadyLoad};
+use common::{Sidecar, Upstream, free_port, redline_bin, require_tool};
 
 fn scrape_job(version: &str, sidecar: &Sidecar) -> String {
     format!(
@@ -80,52 +78,13 @@ async fn judge_passes_a_healthy_canary_and_fails_a_faulty_one() {
     let prometheus = Prometheus::start(&config).await;
 
     // The same steady load on all three: one request every 20 ms each.
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut load = Vec::new();
-    for (_, _, sidecar) in &sides {
-        let url = sidecar.url("/users/");
-        let stop = stop.clone();
-        load.push(tokio::spawn(async move {
-            let c = client();
-            let mut i = 0u64;
-            let mut tick = tokio::time::interval(Duration::from_millis(20));
-            // Bounded: at most 2 minutes of traffic whatever happens.
-            let deadline = Instant::now() + Duration::from_secs(120);
-            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                tick.tick().await;
-                i += 1;
-                let c = c.clone();
-                let u = format!("{url}{i}");
-                tokio::spawn(async move {
-                    let _ = c.get(u).send().await;
-                });
-            }
-        }));
-    }
-
-    // Wait (by polling Prometheus) until every side has 20 s of scrapes with traffic.
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let mut ready = true;
-        for (version, _, _) in &sides {
-            let q = format!(
-                "count_over_time((sum(rate(http_server_request_duration_seconds_count{{version=\"{version}\"}}[4s])) > 0)[20s:1s])"
-            );
-            ready &= prometheus.value(&q).await.is_some_and(|n| n >= 20.0);
-        }
-        if ready {
-            break;
-        }
-        assert!(Instant::now() < deadline, "prometheus did not collect 20s of traffic from all sidecars within 90s");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let load = SteadyLoad::start(sides.iter().map(|(_, _, sidecar)| sidecar.url("/users/")).collect());
+    let versions: Vec<&str> = sides.iter().map(|(v, _, _)| *v).collect();
+    prometheus.wait_for_traffic(&versions).await;
 
     let (code, healthy) = judge(&prometheus.url(), "v2").await;
     let (bad_code, faulty) = judge(&prometheus.url(), "v3").await;
-    stop.store(true, Ordering::Relaxed);
-    for l in load {
-        let _ = l.await;
-    }
+    load.stop().await;
 
     assert_eq!(healthy["verdict"], "pass", "{healthy:#}");
     assert_eq!((code, &healthy["pass"], &healthy["score"]), (0, &serde_json::json!(true), &serde_json::json!(100.0)));

@@ -5,12 +5,10 @@
 mod common;
 
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::prometheus::Prometheus;
-use common::{Sidecar, Upstream, client, redline_bin, require_tool};
+use common::prometheus::{Prometheus, SteadyLoad};
+use common::{Sidecar, Upstream, redline_bin, require_tool};
 use serde_json::Value;
 
 async fn readiness(config: &std::path::Path, canary: &str) -> (i32, Value) {
@@ -52,42 +50,10 @@ async fn metrics_and_canary_from_a_real_prometheus() {
     }
     let prometheus = Prometheus::start(&config).await;
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut load = Vec::new();
-    for (_, _, sidecar) in &sides {
-        let url = sidecar.url("/users/");
-        let stop = stop.clone();
-        load.push(tokio::spawn(async move {
-            let c = client();
-            let mut i = 0u64;
-            let mut tick = tokio::time::interval(Duration::from_millis(20));
-            let deadline = Instant::now() + Duration::from_secs(120);
-            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                tick.tick().await;
-                i += 1;
-                let c = c.clone();
-                let u = format!("{url}{i}");
-                tokio::spawn(async move {
-                    let _ = c.get(u).send().await;
-                });
-            }
-        }));
-    }
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let mut ready = true;
-        for (version, _, _) in &sides {
-            let q = format!(
-                "count_over_time((sum(rate(http_server_request_duration_seconds_count{{version=\"{version}\"}}[4s])) > 0)[20s:1s])"
-            );
-            ready &= prometheus.value(&q).await.is_some_and(|n| n >= 20.0);
-        }
-        if ready {
-            break;
-        }
-        assert!(Instant::now() < deadline, "prometheus did not collect 20s of traffic from all sidecars within 90s");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    // The same steady load on all three: one request every 20 ms each.
+    let load = SteadyLoad::start(sides.iter().map(|(_, _, sidecar)| sidecar.url("/users/")).collect());
+    let versions: Vec<&str> = sides.iter().map(|(v, _, _)| *v).collect();
+    prometheus.wait_for_traffic(&versions).await;
 
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dir.path().join("redline.yaml");
@@ -95,10 +61,7 @@ async fn metrics_and_canary_from_a_real_prometheus() {
         .expect("write config");
     let (code, healthy) = readiness(&config, "v2").await;
     let (bad_code, faulty) = readiness(&config, "v3").await;
-    stop.store(true, Ordering::Relaxed);
-    for l in load {
-        let _ = l.await;
-    }
+    load.stop().await;
 
     assert_eq!(check(&healthy, "metrics.red")["status"], "pass", "{healthy:#}");
     assert!(

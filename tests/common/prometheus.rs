@@ -2,6 +2,8 @@
 //! TSDB directory, queried through its HTTP API.
 
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{client, free_port, require_tool};
@@ -64,5 +66,72 @@ impl Drop for Prometheus {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl Prometheus {
+    /// Polls until every `version` of the scraped sidecars has 20 s of scrapes showing traffic
+    /// (at most 90 s).
+    pub async fn wait_for_traffic(&self, versions: &[&str]) {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let mut ready = true;
+            for version in versions {
+                let q = format!(
+                    "count_over_time((sum(rate(http_server_request_duration_seconds_count{{version=\"{version}\"}}[4s])) > 0)[20s:1s])"
+                );
+                ready &= self.value(&q).await.is_some_and(|n| n >= 20.0);
+            }
+            if ready {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "prometheus did not collect 20s of traffic from all sidecars within 90s"
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+}
+
+/// The same steady load on several sidecars: one request every 20 ms to `{url}{i}` each, for
+/// at most 2 minutes, until [`SteadyLoad::stop`].
+pub struct SteadyLoad {
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl SteadyLoad {
+    pub fn start(urls: Vec<String>) -> SteadyLoad {
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = urls
+            .into_iter()
+            .map(|url| {
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    let c = client();
+                    let mut i = 0u64;
+                    let mut tick = tokio::time::interval(Duration::from_millis(20));
+                    let deadline = Instant::now() + Duration::from_secs(120);
+                    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                        tick.tick().await;
+                        i += 1;
+                        let c = c.clone();
+                        let u = format!("{url}{i}");
+                        tokio::spawn(async move {
+                            let _ = c.get(u).send().await;
+                        });
+                    }
+                })
+            })
+            .collect();
+        SteadyLoad { stop, tasks }
+    }
+
+    pub async fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            let _ = t.await;
+        }
     }
 }
