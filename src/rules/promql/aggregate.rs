@@ -93,64 +93,57 @@ struct GroupIndex<'g> {
     grouping: &'g [String],
     without: bool,
     by_hash: HashMap<u64, Vec<usize>>,
+    /// Positions in the current labels of the key's pairs, reused from element to element.
+    positions: Vec<usize>,
 }
 
 impl<'g> GroupIndex<'g> {
     fn new(grouping: &'g [String], without: bool) -> Self {
-        GroupIndex { grouping, without, by_hash: HashMap::new() }
+        GroupIndex { grouping, without, by_hash: HashMap::new(), positions: Vec::new() }
     }
 
-    /// The grouping key: the `by` labels, or everything but the `without` labels and the name.
-    fn key<'l>(&'l self, labels: &'l Labels) -> KeyPairs<'l> {
-        KeyPairs { labels: labels.iter(), grouping: self.grouping, without: self.without }
-    }
-
-    fn hash(&self, labels: &Labels) -> u64 {
+    /// Finds the group `labels` belong to (`Ok`), or gives the hash to insert it under (`Err`).
+    /// The key — the `by` labels, or everything but the `without` labels and the name — is
+    /// found in one walk of the sorted labels beside the sorted grouping names, then hashed and
+    /// compared by position, never built.
+    fn lookup(&mut self, labels: &Labels, groups: &[Group]) -> Result<usize, u64> {
         use std::hash::{BuildHasher, Hash, Hasher};
-        let mut h = foldhash::fast::FixedState::with_seed(0x0072_6564_6c69_6e65).build_hasher();
-        for pair in self.key(labels) {
-            pair.hash(&mut h);
+        self.positions.clear();
+        let mut grouping = self.grouping;
+        for (i, (name, _)) in labels.iter().enumerate() {
+            if !self.without && grouping.is_empty() {
+                break;
+            }
+            while grouping.first().is_some_and(|g| name_lt(g, name)) {
+                grouping = &grouping[1..];
+            }
+            let listed = grouping.first().is_some_and(|g| g == name);
+            if if self.without { !listed && name != METRIC_NAME } else { listed } {
+                self.positions.push(i);
+            }
         }
-        h.finish()
+        let mut h = foldhash::fast::FixedState::with_seed(0x0072_6564_6c69_6e65).build_hasher();
+        for &i in &self.positions {
+            labels[i].hash(&mut h);
+        }
+        let hash = h.finish();
+        let same = |g: &Group| {
+            g.labels.len() == self.positions.len()
+                && self.positions.iter().zip(&g.labels).all(|(&i, pair)| labels[i] == *pair)
+        };
+        match self.by_hash.get(&hash).and_then(|c| c.iter().copied().find(|&gi| same(&groups[gi]))) {
+            Some(gi) => Ok(gi),
+            None => Err(hash),
+        }
     }
 
-    /// The index of the group `labels` belong to, if it exists yet.
-    fn find(&self, hash: u64, labels: &Labels, groups: &[Group]) -> Option<usize> {
-        let candidates = self.by_hash.get(&hash)?;
-        candidates.iter().copied().find(|&gi| self.key(labels).eq(groups[gi].labels.iter()))
+    /// The key of the labels last looked up.
+    fn last_key(&self, labels: &Labels) -> Labels {
+        self.positions.iter().map(|&i| labels[i].clone()).collect()
     }
 
     fn insert(&mut self, hash: u64, gi: usize) {
         self.by_hash.entry(hash).or_default().push(gi);
-    }
-}
-
-/// The key's pairs, walking the sorted labels and the sorted grouping names side by side.
-struct KeyPairs<'l> {
-    labels: std::slice::Iter<'l, (String, String)>,
-    /// The grouping names not yet passed.
-    grouping: &'l [String],
-    without: bool,
-}
-
-impl<'l> Iterator for KeyPairs<'l> {
-    type Item = &'l (String, String);
-
-    fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            if !self.without && self.grouping.is_empty() {
-                return None;
-            }
-            let pair = self.labels.next()?;
-            while self.grouping.first().is_some_and(|g| name_lt(g, &pair.0)) {
-                self.grouping = &self.grouping[1..];
-            }
-            let listed = self.grouping.first().is_some_and(|g| *g == pair.0);
-            let in_key = if self.without { !listed && pair.0 != METRIC_NAME } else { listed };
-            if in_key {
-                return Some(pair);
-            }
-        }
     }
 }
 
@@ -248,21 +241,23 @@ impl<'g> Aggregator<'g> {
 
     fn add<I: Item>(&mut self, item: I) -> Result<(), String> {
         let (op, k) = (self.op, self.k);
-        let hash = self.index.hash(item.labels());
-        let Some(gi) = self.index.find(hash, item.labels(), &self.groups) else {
-            // A new group takes its labels from its first element.
-            let labels: Labels = self.index.key(item.labels()).cloned().collect();
-            let value = item.value();
-            let mut g = Group { labels, value, mean: value, count: 1, heap: Vec::new() };
-            match op {
-                T_STDVAR | T_STDDEV => g.value = 0.0,
-                T_GROUP => g.value = 1.0,
-                T_TOPK | T_BOTTOMK | T_QUANTILE => g.heap.push(item.into_sample()),
-                _ => {}
+        let gi = match self.index.lookup(item.labels(), &self.groups) {
+            Ok(gi) => gi,
+            Err(hash) => {
+                // A new group takes its labels from its first element.
+                let labels = self.index.last_key(item.labels());
+                let value = item.value();
+                let mut g = Group { labels, value, mean: value, count: 1, heap: Vec::new() };
+                match op {
+                    T_STDVAR | T_STDDEV => g.value = 0.0,
+                    T_GROUP => g.value = 1.0,
+                    T_TOPK | T_BOTTOMK | T_QUANTILE => g.heap.push(item.into_sample()),
+                    _ => {}
+                }
+                self.index.insert(hash, self.groups.len());
+                self.groups.push(g);
+                return Ok(());
             }
-            self.index.insert(hash, self.groups.len());
-            self.groups.push(g);
-            return Ok(());
         };
         let g = &mut self.groups[gi];
         let value = item.value();
