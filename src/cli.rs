@@ -101,15 +101,8 @@ pub struct CanaryJudgeArgs {
     /// Version label value of the canary.
     #[arg(long)]
     pub canary: String,
-    /// Analysis window ending now.
-    #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
-    pub window: std::time::Duration,
-    /// Query resolution: one sample per step and side.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
-    pub step: std::time::Duration,
-    /// Range of the rate() in the queries.
-    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
-    pub rate_window: std::time::Duration,
+    #[command(flatten)]
+    pub timing: CanaryTiming,
     /// Target label holding the service name.
     #[arg(long, default_value = "service")]
     pub service_label: String,
@@ -213,6 +206,20 @@ pub enum ListFormat {
     Json,
 }
 
+/// The Prometheus range queries of a canary judgement: window, resolution and rate() range.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct CanaryTiming {
+    /// Analysis window ending now.
+    #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
+    pub window: std::time::Duration,
+    /// Query resolution: one sample per step and side.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub step: std::time::Duration,
+    /// Range of the rate() in the queries.
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    pub rate_window: std::time::Duration,
+}
+
 #[derive(Debug, clap::Args)]
 pub struct ReadinessCheckArgs {
     /// The service to check (value of the `service` label, Jaeger service name).
@@ -235,15 +242,8 @@ pub struct ReadinessCheckArgs {
     /// Canary version for the `canary` check.
     #[arg(long, requires = "baseline")]
     pub canary: Option<String>,
-    /// Canary analysis window ending now.
-    #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
-    pub window: std::time::Duration,
-    /// Canary query resolution.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
-    pub step: std::time::Duration,
-    /// Range of the rate() in the canary queries.
-    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
-    pub rate_window: std::time::Duration,
+    #[command(flatten)]
+    pub timing: CanaryTiming,
     /// Time each HTTP request of a check may take.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub timeout: std::time::Duration,

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::receiver::{Receiver, ZERO_TIME, webhook, webhook_alert};
-use common::{Sidecar, Upstream, client, free_port, redline_bin};
+use common::{Sidecar, Upstream, client, free_port, redline_bin, report_check};
 use serde_json::{Value, json};
 
 const RULES_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/rules");
@@ -151,7 +151,7 @@ async fn both(config: &Path, token_file: &Path, receiver: &Receiver) -> (i32, Va
     assert_eq!(reasons.len(), ids.len(), "one reason per blocking failure: {http:#}");
     for (reason, id) in reasons.iter().zip(ids) {
         let id = id.as_str().expect("id");
-        let summary = check(&http, id)["summary"].as_str().expect("summary");
+        let summary = report_check(&http, id)["summary"].as_str().expect("summary");
         assert_eq!(reason.as_str(), Some(format!("{id}: {summary}").as_str()), "{http:#}");
     }
     let (status, body) = confirm_promotion(receiver).await;
@@ -169,10 +169,6 @@ fn statuses(report: &Value) -> Vec<(String, String)> {
         .iter()
         .map(|c| (c["id"].as_str().expect("id").to_string(), c["status"].as_str().expect("status").to_string()))
         .collect()
-}
-
-fn check<'a>(report: &'a Value, id: &str) -> &'a Value {
-    report["checks"].as_array().expect("checks").iter().find(|c| c["id"] == id).expect("check present")
 }
 
 /// What a complete setup yields: every configured check passes; tracing and canary are not
@@ -204,7 +200,7 @@ fn assert_only_failure(what: &str, (code, r): (i32, Value), id: &str, why: &str)
         }
     }
     assert_eq!(statuses(&r), want, "{what}: exactly {id} must fail:\n{r:#}");
-    let summary = check(&r, id)["summary"].as_str().expect("summary");
+    let summary = report_check(&r, id)["summary"].as_str().expect("summary");
     assert!(summary.contains(why), "{what}: summary of {id} should say {why:?}, got {summary:?}");
     assert_eq!(code, 1, "{what}: not ready is exit 1");
     assert_eq!(r["ready"], false);
@@ -241,9 +237,9 @@ async fn a_ready_service_passes_and_each_missing_piece_fails_exactly_its_check()
     let (code, r) = both(&config, &token, &receiver).await;
     assert_eq!(statuses(&r), expected_all_pass(), "{r:#}");
     assert_eq!((code, &r["ready"], r["schema_version"].as_u64()), (0, &json!(true), Some(1)), "{r:#}");
-    assert!(check(&r, "tests.coverage")["summary"].as_str().expect("s").contains("90.0%"), "{r:#}");
-    assert!(check(&r, "tracing")["summary"].as_str().expect("s").contains("no Jaeger configured"));
-    assert_eq!(check(&r, "metrics.red")["evidence"], json!([metrics_url]));
+    assert!(report_check(&r, "tests.coverage")["summary"].as_str().expect("s").contains("90.0%"), "{r:#}");
+    assert!(report_check(&r, "tracing")["summary"].as_str().expect("s").contains("no Jaeger configured"));
+    assert_eq!(report_check(&r, "metrics.red")["evidence"], json!([metrics_url]));
 
     // Coverage below the minimum.
     setup.write("coverage/lcov.info", &lcov(7));
@@ -338,7 +334,11 @@ async fn a_ready_service_passes_and_each_missing_piece_fails_exactly_its_check()
         + "  blocking: [tests.coverage, metrics.red, logging.structured, dashboard, alerts.symptoms, alerts.tests]\n";
     std::fs::write(&config, text).expect("config");
     let (code, r) = both(&config, &token, &receiver).await;
-    assert_eq!((code, &r["ready"], &check(&r, "alerts.firing")["blocks"]), (0, &json!(true), &json!(false)), "{r:#}");
+    assert_eq!(
+        (code, &r["ready"], &report_check(&r, "alerts.firing")["blocks"]),
+        (0, &json!(true), &json!(false)),
+        "{r:#}"
+    );
 }
 
 /// Runs `--only tests.coverage` with extra flags and environment; (exit code, summary).
@@ -355,7 +355,7 @@ fn coverage_only(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
     let out = cmd.output().expect("run redline readiness-check");
     let r: Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stderr)));
-    let summary = check(&r, "tests.coverage")["summary"].as_str().expect("summary").to_string();
+    let summary = report_check(&r, "tests.coverage")["summary"].as_str().expect("summary").to_string();
     (out.status.code().expect("exit code"), summary)
 }
 
@@ -434,11 +434,11 @@ fn an_unconfigured_service_is_not_ready_and_says_what_to_configure() {
         .expect("run");
     assert_eq!(out.status.code(), Some(1));
     let r: Value = serde_json::from_slice(&out.stdout).expect("json");
-    assert!(check(&r, "tests.coverage")["summary"].as_str().expect("s").contains("readiness.coverage.report"));
-    assert!(check(&r, "logging.structured")["summary"].as_str().expect("s").contains("readiness.logs.file"));
-    assert_eq!(check(&r, "metrics.red")["status"], "error", "{r:#}");
-    assert_eq!(check(&r, "metrics.red")["evidence"], json!([format!("http://127.0.0.1:{port}/metrics")]));
-    assert_eq!(check(&r, "alerts.firing")["status"], "skip");
+    assert!(report_check(&r, "tests.coverage")["summary"].as_str().expect("s").contains("readiness.coverage.report"));
+    assert!(report_check(&r, "logging.structured")["summary"].as_str().expect("s").contains("readiness.logs.file"));
+    assert_eq!(report_check(&r, "metrics.red")["status"], "error", "{r:#}");
+    assert_eq!(report_check(&r, "metrics.red")["evidence"], json!([format!("http://127.0.0.1:{port}/metrics")]));
+    assert_eq!(report_check(&r, "alerts.firing")["status"], "skip");
 
     // --only runs just those; the others are reported as not selected.
     let out = Command::new(redline_bin())
@@ -547,7 +547,7 @@ fn rule_files_without_unit_tests_are_a_warning() {
         .output()
         .expect("run");
     let r: Value = serde_json::from_slice(&out.stdout).expect("json");
-    let c = check(&r, "alerts.tests");
+    let c = report_check(&r, "alerts.tests");
     assert_eq!((out.status.code(), &c["status"]), (Some(0), &json!("warn")), "{r:#}");
     let summary = c["summary"].as_str().expect("summary");
     assert!(summary.starts_with("1 rule unit-test file(s) pass; no unit test loads "), "{summary}");

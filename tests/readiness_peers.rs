@@ -7,28 +7,16 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
 use axum::extract::{Query, State};
 use common::alertmanager::{Alertmanager, QUIET_CONFIG};
 use common::otlp::{OtlpReceiver, Received, hex, string};
-use common::{Sidecar, Upstream, client, redline_bin};
+use common::{Sidecar, Upstream, client, readiness_json, report_check};
 use serde_json::{Value, json};
 
 async fn readiness(service: &str, config: &Path, only: &str) -> (i32, Value) {
-    let mut cmd = Command::new(redline_bin());
-    cmd.args(["readiness-check", "--service", service, "--format", "json", "--only", only, "--config"])
-        .arg(config)
-        .env_remove("REDLINE_CONFIG");
-    let out = tokio::task::spawn_blocking(move || cmd.output()).await.expect("join").expect("run readiness-check");
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("no JSON ({e}): {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-    });
-    (out.status.code().expect("exit code"), v)
-}
-
-fn check<'a>(report: &'a Value, id: &str) -> &'a Value {
-    report["checks"].as_array().expect("checks").iter().find(|c| c["id"] == id).expect("check")
+    let config = config.to_str().expect("utf-8");
+    readiness_json(["--service", service, "--only", only, "--config", config].map(String::from).to_vec()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -39,8 +27,8 @@ async fn alerts_firing_from_the_real_alertmanager() {
     std::fs::write(&config, format!("service: checkout\nalertmanagers: [\"{}\"]\n", am.base_url())).expect("config");
 
     let (code, r) = readiness("checkout", &config, "alerts.firing").await;
-    assert_eq!((code, &check(&r, "alerts.firing")["status"]), (0, &json!("pass")), "{r:#}");
-    assert!(check(&r, "alerts.firing")["evidence"][0].as_str().expect("e").contains("/api/v2/alerts?filter="));
+    assert_eq!((code, &report_check(&r, "alerts.firing")["status"]), (0, &json!("pass")), "{r:#}");
+    assert!(report_check(&r, "alerts.firing")["evidence"][0].as_str().expect("e").contains("/api/v2/alerts?filter="));
 
     let post = |labels: Value| {
         let url = am.url("/api/v2/alerts");
@@ -55,13 +43,16 @@ async fn alerts_firing_from_the_real_alertmanager() {
     post(json!({"alertname": "RedlineHighErrorRatio", "service": "cart", "severity": "critical"})).await;
     am.wait_alert("RedlineHighErrorRatio", true, std::time::Duration::from_secs(10)).await;
     let (code, r) = readiness("checkout", &config, "alerts.firing").await;
-    assert_eq!((code, &check(&r, "alerts.firing")["status"]), (0, &json!("pass")), "{r:#}");
-    assert!(check(&r, "alerts.firing")["summary"].as_str().expect("s").contains("1 non-critical firing"), "{r:#}");
+    assert_eq!((code, &report_check(&r, "alerts.firing")["status"]), (0, &json!("pass")), "{r:#}");
+    assert!(
+        report_check(&r, "alerts.firing")["summary"].as_str().expect("s").contains("1 non-critical firing"),
+        "{r:#}"
+    );
 
     post(json!({"alertname": "RedlineNoSuccessfulTraffic", "service": "checkout", "severity": "critical"})).await;
     am.wait_alert("RedlineNoSuccessfulTraffic", true, std::time::Duration::from_secs(10)).await;
     let (code, r) = readiness("checkout", &config, "alerts.firing").await;
-    let c = check(&r, "alerts.firing");
+    let c = report_check(&r, "alerts.firing");
     assert_eq!((code, &c["status"]), (1, &json!("fail")), "{r:#}");
     assert!(
         c["summary"]
@@ -134,13 +125,13 @@ async fn tracing_sees_the_sidecars_spans_and_propagated_context() {
 
     // Nothing traced yet.
     let (code, r) = readiness("checkout", &config, "tracing").await;
-    assert_eq!((code, &check(&r, "tracing")["status"]), (1, &json!("fail")), "{r:#}");
+    assert_eq!((code, &report_check(&r, "tracing")["status"]), (1, &json!("fail")), "{r:#}");
 
     // A request without incoming context: spans arrive, but no propagation is shown.
     client().get(sidecar.url("/users/1")).send().await.expect("request");
     otlp.received.wait_for("a server span", |s| s.span.name.starts_with("GET")).await;
     let (code, r) = readiness("checkout", &config, "tracing").await;
-    assert_eq!((code, &check(&r, "tracing")["status"]), (0, &json!("warn")), "{r:#}");
+    assert_eq!((code, &report_check(&r, "tracing")["status"]), (0, &json!("warn")), "{r:#}");
 
     // A caller's traceparent: the sidecar's span joins the caller's trace.
     let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -149,12 +140,12 @@ async fn tracing_sees_the_sidecars_spans_and_propagated_context() {
         .wait_for("a span with the caller's parent", |s| hex(&s.span.parent_span_id) == "00f067aa0ba902b7")
         .await;
     let (code, r) = readiness("checkout", &config, "tracing").await;
-    let c = check(&r, "tracing");
+    let c = report_check(&r, "tracing");
     assert_eq!((code, &c["status"]), (0, &json!("pass")), "{r:#}");
     assert!(c["summary"].as_str().expect("s").contains("1 traces show context propagated"), "{c:#}");
 
     let (code, r) = readiness("cart", &config, "tracing").await;
-    assert_eq!((code, &check(&r, "tracing")["status"]), (1, &json!("fail")), "{r:#}");
+    assert_eq!((code, &report_check(&r, "tracing")["status"]), (1, &json!("fail")), "{r:#}");
     server.abort();
 }
 
@@ -233,7 +224,7 @@ async fn dashboard_from_the_grafana_api() {
     };
     write(&url, &token);
     let (code, r) = readiness("checkout", &config, "dashboard").await;
-    let c = check(&r, "dashboard");
+    let c = report_check(&r, "dashboard");
     assert_eq!((code, &c["status"]), (0, &json!("pass")), "{r:#}");
     assert!(c["evidence"].to_string().contains("/api/dashboards/uid/redline-red"), "{r:#}");
 
@@ -242,7 +233,7 @@ async fn dashboard_from_the_grafana_api() {
     std::fs::write(&wrong, "nope").expect("token");
     write(&url, &wrong);
     let (code, r) = readiness("checkout", &config, "dashboard").await;
-    let c = check(&r, "dashboard");
+    let c = report_check(&r, "dashboard");
     assert_eq!((code, &c["status"]), (1, &json!("error")), "{r:#}");
     assert!(c["summary"].as_str().is_some_and(|s| s.contains("HTTP 401")), "{r:#}");
 
@@ -251,7 +242,7 @@ async fn dashboard_from_the_grafana_api() {
         grafana(shipped.into_iter().filter(|m| m["uid"] != "redline-red").collect(), "s3cret").await;
     write(&bare, &token);
     let (code, r) = readiness("checkout", &config, "dashboard").await;
-    assert_eq!((code, &check(&r, "dashboard")["status"]), (1, &json!("fail")), "{r:#}");
+    assert_eq!((code, &report_check(&r, "dashboard")["status"]), (1, &json!("fail")), "{r:#}");
     server.abort();
     bare_server.abort();
 }

@@ -4,29 +4,18 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::prometheus::{Prometheus, SteadyLoad};
-use common::{Sidecar, Upstream, redline_bin, require_tool};
+use common::{Sidecar, Upstream, readiness_json, report_check, require_tool};
 use serde_json::Value;
 
 async fn readiness(config: &std::path::Path, canary: &str) -> (i32, Value) {
-    let mut cmd = Command::new(redline_bin());
-    cmd.args(["readiness-check", "--service", "checkout", "--format", "json", "--config"])
-        .arg(config)
-        .args(["--only", "metrics.red,metrics.use,canary", "--baseline", "v1", "--canary", canary])
-        .args(["--window", "15s", "--step", "1s", "--rate-window", "4s"])
-        .env_remove("REDLINE_CONFIG");
-    let out = tokio::task::spawn_blocking(move || cmd.output()).await.expect("join").expect("run readiness-check");
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("no JSON ({e}): {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-    });
-    (out.status.code().expect("exit code"), v)
-}
-
-fn check<'a>(report: &'a Value, id: &str) -> &'a Value {
-    report["checks"].as_array().expect("checks").iter().find(|c| c["id"] == id).expect("check")
+    let args = ["--service", "checkout", "--config", config.to_str().expect("utf-8")]
+        .into_iter()
+        .chain(["--only", "metrics.red,metrics.use,canary", "--baseline", "v1", "--canary", canary])
+        .chain(["--window", "15s", "--step", "1s", "--rate-window", "4s"]);
+    readiness_json(args.map(String::from).collect()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,16 +52,16 @@ async fn metrics_and_canary_from_a_real_prometheus() {
     let (bad_code, faulty) = readiness(&config, "v3").await;
     load.stop().await;
 
-    assert_eq!(check(&healthy, "metrics.red")["status"], "pass", "{healthy:#}");
+    assert_eq!(report_check(&healthy, "metrics.red")["status"], "pass", "{healthy:#}");
     assert!(
-        check(&healthy, "metrics.red")["evidence"][0]
+        report_check(&healthy, "metrics.red")["evidence"][0]
             .as_str()
             .expect("evidence")
             .contains("/api/v1/query?query=count by (__name__)"),
         "{healthy:#}"
     );
-    assert_eq!(check(&healthy, "metrics.use")["status"], "pass", "{healthy:#}");
-    let canary = check(&healthy, "canary");
+    assert_eq!(report_check(&healthy, "metrics.use")["status"], "pass", "{healthy:#}");
+    let canary = report_check(&healthy, "canary");
     assert_eq!(canary["status"], "pass", "{healthy:#}");
     assert!(
         canary["summary"].as_str().expect("summary").starts_with("canary v2 vs baseline v1: pass (score 100)"),
@@ -80,7 +69,7 @@ async fn metrics_and_canary_from_a_real_prometheus() {
     );
     assert_eq!((code, &healthy["ready"]), (0, &Value::Bool(true)));
 
-    let canary = check(&faulty, "canary");
+    let canary = report_check(&faulty, "canary");
     assert_eq!(canary["status"], "fail", "{faulty:#}");
     assert!(canary["summary"].as_str().expect("summary").contains("fail (score 0)"), "{canary:#}");
     assert!(

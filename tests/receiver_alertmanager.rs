@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::alertmanager::Alertmanager;
-use common::receiver::{Backend, Receiver, TestStore};
+use common::receiver::{Backend, Receiver, TestStore, on_both_stores};
 use common::{client, free_port};
 use serde_json::{Value, json};
 
@@ -56,21 +56,6 @@ async fn wait_for(r: &Receiver, what: &str, pred: impl Fn(&[Value]) -> bool) -> 
         assert!(Instant::now() < deadline, "receiver never showed {what}: {alerts:#?}\nreceiver log:\n{}", r.stdout());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test]
-            async fn sqlite() {
-                super::$name(super::Backend::Sqlite).await
-            }
-            #[tokio::test]
-            async fn postgres() {
-                super::$name(super::Backend::Postgres).await
-            }
-        }
-    )*};
 }
 
 on_both_stores!(alertmanager_delivers_fire_and_resolve);

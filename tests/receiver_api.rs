@@ -6,25 +6,9 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::receiver::{Backend, Receiver, TOKEN, TestStore, ZERO_TIME, webhook, webhook_alert};
-use common::{client, redline_bin, sample};
+use common::receiver::{Backend, Receiver, TOKEN, TestStore, ZERO_TIME, on_both_stores, webhook, webhook_alert};
+use common::{client, redline_bin, report_check, sample};
 use serde_json::{Value, json};
-
-/// Generates `mod NAME { sqlite, postgres }` tests calling `NAME(Backend)`.
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test]
-            async fn sqlite() {
-                super::$name(super::Backend::Sqlite).await
-            }
-            #[tokio::test]
-            async fn postgres() {
-                super::$name(super::Backend::Postgres).await
-            }
-        }
-    )*};
-}
 
 on_both_stores!(
     ingest_query_history_and_gates,
@@ -39,11 +23,6 @@ fn checkout_critical(alertname: &str) -> Value {
 async fn flagger(r: &Receiver, hook: &str, body: Value) -> (u16, String) {
     let resp = client().post(r.url(&format!("/api/v1/flagger/{hook}"))).json(&body).send().await.expect("flagger hook");
     (resp.status().as_u16(), resp.text().await.expect("body"))
-}
-
-/// One check of a readiness report, by id.
-fn check<'a>(report: &'a Value, id: &str) -> &'a Value {
-    report["checks"].as_array().expect("checks").iter().find(|c| c["id"] == id).expect("check present")
 }
 
 fn canary() -> Value {
@@ -108,10 +87,16 @@ async fn ingest_query_history_and_gates(backend: Backend) {
     assert_eq!(flagger(&r, "confirm-promotion", other).await.0, 200);
     let ready = r.get_json("/api/v1/readiness/checkout").await;
     assert_eq!(ready["ready"], false, "{ready}");
-    assert_eq!(check(&ready, "alerts.firing")["status"], "fail");
-    assert_eq!(check(&ready, "tests.coverage")["status"], "skip", "no readiness config: only alerts.firing runs");
+    assert_eq!(report_check(&ready, "alerts.firing")["status"], "fail");
+    assert_eq!(
+        report_check(&ready, "tests.coverage")["status"],
+        "skip",
+        "no readiness config: only alerts.firing runs"
+    );
     assert!(
-        check(&ready, "canary")["summary"].as_str().is_some_and(|s| s.starts_with("no readiness config for service")),
+        report_check(&ready, "canary")["summary"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("no readiness config for service")),
         "{ready}"
     );
     assert!(ready["reasons"][0].as_str().is_some_and(|s| s.contains("HighErrorRatio")), "{ready}");
@@ -548,7 +533,7 @@ async fn readiness_config_problems_are_named() {
     // A service without a config file: the alert gate alone, and the report says so.
     let ready = r.get_json("/api/v1/readiness/cart").await;
     assert_eq!(ready["ready"], true, "{ready}");
-    assert!(check(&ready, "dashboard")["summary"].as_str().is_some_and(|s| s.contains("no readiness config")));
+    assert!(report_check(&ready, "dashboard")["summary"].as_str().is_some_and(|s| s.contains("no readiness config")));
 }
 
 #[tokio::test]
@@ -620,7 +605,7 @@ async fn postgres_outage_is_a_503_and_readyz_reports_it() {
     assert_eq!(ready.status(), 503);
     let ready = r.get_json("/api/v1/readiness/checkout").await;
     assert_eq!(ready["ready"], false, "{ready}");
-    assert_eq!(check(&ready, "alerts.firing")["status"], "error");
+    assert_eq!(report_check(&ready, "alerts.firing")["status"], "error");
     let (status, _) = flagger(&r, "rollback", canary()).await;
     assert_eq!(status, 503, "a store outage must not roll canaries back");
     pg.restart();

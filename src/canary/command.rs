@@ -44,7 +44,7 @@ fn run(args: &CanaryJudgeArgs) -> anyhow::Result<super::JudgeReport> {
         ..JudgeConfig::default()
     };
     config.validate()?;
-    if args.step.is_zero() || args.window < args.step {
+    if args.timing.step.is_zero() || args.timing.window < args.timing.step {
         anyhow::bail!("--step must be positive and no longer than --window");
     }
     let side = |version: &str| Side {
@@ -53,11 +53,11 @@ fn run(args: &CanaryJudgeArgs) -> anyhow::Result<super::JudgeReport> {
         version_label: args.version_label.clone(),
         version: version.to_owned(),
     };
-    let baseline = queries(&side(&args.baseline), args.rate_window)?;
-    let canary = queries(&side(&args.canary), args.rate_window)?;
+    let baseline = queries(&side(&args.baseline), args.timing.rate_window)?;
+    let canary = queries(&side(&args.canary), args.timing.rate_window)?;
 
     let end = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs_f64();
-    let start = end - args.window.as_secs_f64();
+    let start = end - args.timing.window.as_secs_f64();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
         let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
@@ -66,7 +66,7 @@ fn run(args: &CanaryJudgeArgs) -> anyhow::Result<super::JudgeReport> {
             let fetch = |q: String| {
                 let client = client.clone();
                 let url = args.prometheus.clone();
-                async move { range_query(&client, &url, &q, start, end, args.step).await }
+                async move { range_query(&client, &url, &q, start, end, args.timing.step).await }
             };
             let (b, c) = tokio::try_join!(fetch(baseline_query), fetch(canary_query))?;
             metrics.push(MetricSamples { spec, baseline: b, canary: c });

@@ -46,9 +46,9 @@ pub fn run(args: &ReadinessCheckArgs) -> Result<Report, UsageError> {
     let options = Options {
         baseline: args.baseline.clone(),
         canary: args.canary.clone(),
-        window: args.window,
-        step: args.step,
-        rate_window: args.rate_window,
+        window: args.timing.window,
+        step: args.timing.step,
+        rate_window: args.timing.rate_window,
         timeout: args.timeout,
     };
     let plan = Plan::new(&args.service, file, &origin, options)?;

@@ -226,3 +226,20 @@ pub fn run_ok(cmd: &mut Command, what: &str) -> std::process::Output {
     );
     out
 }
+
+/// Runs `redline readiness-check --format json ARGS` (without `REDLINE_CONFIG`) off the async
+/// runtime; returns the exit code and the parsed report.
+pub async fn readiness_json(args: Vec<String>) -> (i32, serde_json::Value) {
+    let mut cmd = Command::new(redline_bin());
+    cmd.args(["readiness-check", "--format", "json"]).args(args).env_remove("REDLINE_CONFIG");
+    let out = tokio::task::spawn_blocking(move || cmd.output()).await.expect("join").expect("run readiness-check");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!("no JSON ({e}): {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    });
+    (out.status.code().expect("exit code"), v)
+}
+
+/// One check of a readiness report, by id.
+pub fn report_check<'a>(report: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    report["checks"].as_array().expect("checks").iter().find(|c| c["id"] == id).expect("check present")
+}

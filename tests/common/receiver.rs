@@ -331,3 +331,23 @@ pub fn webhook(status: &str, group_key: &str, alerts: Vec<serde_json::Value>) ->
 }
 
 pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+/// Generates `mod NAME { sqlite, postgres }` tests calling `NAME(Backend)` (the caller imports
+/// `Backend`).
+#[allow(unused_macros)]
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name(super::Backend::Sqlite).await
+            }
+            #[tokio::test]
+            async fn postgres() {
+                super::$name(super::Backend::Postgres).await
+            }
+        }
+    )*};
+}
+#[allow(unused_imports)]
+pub(crate) use on_both_stores;
