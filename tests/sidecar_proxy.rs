@@ -409,3 +409,80 @@ async fn bad_config_is_refused_at_start_naming_the_key() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("max-routes"));
 }
+
+/// A bare HTTP/1.1 upstream that counts its connections and answers every request with
+/// `200 ok`; with `close_after_answer` it closes each connection right after answering,
+/// without saying so (as an upstream's idle timeout does), so the proxy finds it dead later.
+async fn counting_upstream(close_after_answer: bool) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+    let addr = listener.local_addr().expect("upstream address");
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match conn.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").map_or(0, |p| p + 4);
+                    buf.drain(..end);
+                    if conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await.is_err()
+                        || close_after_answer
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), accepted)
+}
+
+#[tokio::test]
+async fn upstream_connections_are_kept_alive_and_reused() {
+    let (upstream, accepted) = counting_upstream(false).await;
+    let sc = Sidecar::start(&upstream, &[]).await;
+    let c = client();
+    for i in 0..20 {
+        let r = c.get(sc.url(&format!("/n/{i}"))).send().await.expect("request");
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.text().await.expect("body"), "ok");
+    }
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "20 sequential requests on one client connection travel on one upstream connection"
+    );
+    let m = sc.metrics().await;
+    assert_eq!(sample(&m, "redline_upstream_connections{state=\"idle\"}"), Some(1.0), "{m}");
+    assert_eq!(sample(&m, "redline_upstream_connections{state=\"active\"}"), Some(0.0), "{m}");
+}
+
+#[tokio::test]
+async fn connections_the_upstream_closed_while_idle_are_never_a_502() {
+    let (upstream, accepted) = counting_upstream(true).await;
+    let sc = Sidecar::start(&upstream, &[]).await;
+    let c = client();
+    for i in 0..30 {
+        let r = c.get(sc.url(&format!("/n/{i}"))).send().await.expect("request");
+        assert_eq!(r.status(), 200, "request {i} must not fail on a connection the upstream closed");
+        assert_eq!(r.text().await.expect("body"), "ok");
+    }
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 30, "one upstream connection per request");
+    let m = sc.metrics().await;
+    let ok: f64 = m
+        .lines()
+        .filter(|l| l.starts_with("http_server_request_duration_seconds_count{") && l.contains("status_code=\"200\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(ok, 30.0, "{m}");
+}

@@ -48,9 +48,10 @@ impl Body for RequestBody {
     }
 }
 
-/// Called once with the response body bytes sent and whether the upstream body broke.
+/// Called once with the response body bytes sent, whether the upstream body broke, and
+/// whether it was read to its end (so its connection can carry another request).
 pub trait OnComplete: Send + 'static {
-    fn complete(self, response_bytes: u64, upstream_body_failed: bool);
+    fn complete(self, response_bytes: u64, upstream_body_failed: bool, upstream_body_read: bool);
 }
 
 /// A response body from the upstream, or a small one the proxy made itself.
@@ -67,9 +68,9 @@ impl<C: OnComplete> ObservedBody<C> {
         ObservedBody { inner, bytes: 0, on_complete: Some(on_complete) }
     }
 
-    fn complete(&mut self, failed: bool) {
+    fn complete(&mut self, failed: bool, read: bool) {
         if let Some(c) = self.on_complete.take() {
-            c.complete(self.bytes, failed);
+            c.complete(self.bytes, failed, read);
         }
     }
 }
@@ -88,11 +89,11 @@ impl<C: OnComplete + Unpin> Body for ObservedBody<C> {
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
-                this.complete(true);
+                this.complete(true, false);
                 Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(None) => {
-                this.complete(false);
+                this.complete(false, true);
                 Poll::Ready(None)
             }
             Poll::Pending => Poll::Pending,
@@ -111,6 +112,7 @@ impl<C: OnComplete + Unpin> Body for ObservedBody<C> {
 impl<C: OnComplete> Drop for ObservedBody<C> {
     fn drop(&mut self) {
         // Bodies that end without a final poll (HEAD, client gone) still count once.
-        self.complete(false);
+        let read = self.inner.is_end_stream();
+        self.complete(false, read);
     }
 }

@@ -8,16 +8,16 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::uri::{Authority, PathAndQuery};
+use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
 use super::body::{ObservedBody, OnComplete, RequestBody};
 use super::route::{Route, RouteTable};
-use super::upstream::{self, InUse, UpstreamClient, UpstreamGauges};
+use super::upstream::{InUse, Lease, UpstreamError, UpstreamGauges, UpstreamPool};
 use crate::config::Propagator;
-use crate::telemetry::logging::ACCESS_TARGET;
+use crate::telemetry::access_log::{AccessLine, AccessLog};
 use crate::telemetry::red::{ActiveRequest, ErrorType, MethodLabel, RedMetrics, RequestOutcome};
 use crate::telemetry::spans::{FinishedSpan, SpanSink};
 use crate::telemetry::trace_context::TraceContext;
@@ -32,15 +32,18 @@ pub struct ProxySettings {
     pub spans: Option<Arc<SpanSink>>,
     /// Formats injected upstream besides W3C `traceparent`.
     pub propagators: Vec<Propagator>,
+    pub access_log: Arc<AccessLog>,
 }
 
-/// Shared, read-only state of the proxy (plus lock-free metrics).
+/// One worker's proxy: its own upstream pool; routes, metrics and logs are shared.
 pub struct Proxy {
-    client: UpstreamClient<RequestBody>,
-    authority: Authority,
+    pool: UpstreamPool,
+    /// The `Host` sent upstream when the client sent none (HTTP/1.0).
+    upstream_host: HeaderValue,
     routes: Arc<RouteTable>,
     red: Arc<RedMetrics>,
     gauges: Arc<UpstreamGauges>,
+    access_log: Arc<AccessLog>,
     upstream_timeout: Duration,
     sampler_ratio: f64,
     spans: Option<Arc<SpanSink>>,
@@ -48,23 +51,21 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// A proxy with its own upstream pool; routes and metrics are shared between workers.
     pub fn new(
         s: &ProxySettings,
         routes: Arc<RouteTable>,
         red: Arc<RedMetrics>,
         gauges: Arc<UpstreamGauges>,
     ) -> Result<Self, String> {
-        let authority: Authority = s
-            .upstream_authority
-            .parse()
+        let upstream_host = HeaderValue::from_str(&s.upstream_authority)
             .map_err(|e| format!("upstream: bad host:port {:?}: {e}", s.upstream_authority))?;
         Ok(Proxy {
-            client: upstream::client(gauges.clone(), s.upstream_timeout),
-            authority,
+            pool: UpstreamPool::new(s.upstream_authority.clone(), gauges.clone(), s.upstream_timeout),
+            upstream_host,
             routes,
             red,
             gauges,
+            access_log: s.access_log.clone(),
             upstream_timeout: s.upstream_timeout,
             sampler_ratio: s.sampler_ratio,
             spans: s.spans.clone(),
@@ -97,18 +98,20 @@ impl Proxy {
 
         let (mut parts, body) = req.into_parts();
         let (body, request_bytes) = RequestBody::new(body);
-        prepare_upstream_headers(&mut parts.headers, &parts.uri, client);
+        prepare_upstream_headers(&mut parts.headers, &parts.uri, client, &self.upstream_host);
         trace.inject(&mut parts.headers, &self.propagators);
-        parts.uri = match upstream_uri(&self.authority, parts.uri.path_and_query()) {
-            Ok(uri) => uri,
-            Err(_) => Uri::from_static("/"),
-        };
+        // The upstream connection takes the origin form (`/path?query`); HTTP/2 requests carry
+        // the absolute form.
+        if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+            parts.uri = Uri::from(path.clone().unwrap_or_else(|| PathAndQuery::from_static("/")));
+        }
         parts.version = Version::HTTP_11;
 
         let mut done = Completion {
-            red: self.red.clone(),
+            proxy: self.clone(),
             _active: active,
             _in_use: Some(self.gauges.exchange()),
+            upstream: None,
             start,
             method,
             method_label,
@@ -124,12 +127,13 @@ impl Proxy {
         };
 
         let sent =
-            tokio::time::timeout(self.upstream_timeout, self.client.request(Request::from_parts(parts, body))).await;
+            tokio::time::timeout(self.upstream_timeout, self.pool.send(Request::from_parts(parts, body), start)).await;
         match sent {
-            Ok(Ok(resp)) => {
+            Ok(Ok((resp, lease))) => {
                 let (mut parts, body) = resp.into_parts();
                 remove_hop_by_hop(&mut parts.headers);
                 done.status = parts.status.as_u16();
+                done.upstream = Some(lease);
                 if parts.status.is_server_error() {
                     done.error = Some(ErrorType::Status);
                 }
@@ -148,30 +152,21 @@ impl Proxy {
     }
 }
 
-fn classify(e: &hyper_util::client::legacy::Error) -> (StatusCode, ErrorType, &'static str) {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
-    while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            match io.kind() {
-                std::io::ErrorKind::ConnectionRefused => {
-                    return (StatusCode::BAD_GATEWAY, ErrorType::ConnectionRefused, "upstream refused the connection");
-                }
-                std::io::ErrorKind::TimedOut => {
-                    return (StatusCode::GATEWAY_TIMEOUT, ErrorType::Timeout, "upstream timed out");
-                }
-                _ => {}
-            }
+fn classify(e: &UpstreamError) -> (StatusCode, ErrorType, &'static str) {
+    match e {
+        UpstreamError::Connect(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            (StatusCode::BAD_GATEWAY, ErrorType::ConnectionRefused, "upstream refused the connection")
         }
-        source = s.source();
-    }
-    if e.is_connect() {
-        (StatusCode::BAD_GATEWAY, ErrorType::ConnectError, "cannot connect to upstream")
-    } else {
-        (
+        UpstreamError::Connect(io) if io.kind() == std::io::ErrorKind::TimedOut => {
+            (StatusCode::GATEWAY_TIMEOUT, ErrorType::Timeout, "upstream timed out")
+        }
+        UpstreamError::ConnectTimeout => (StatusCode::GATEWAY_TIMEOUT, ErrorType::Timeout, "upstream timed out"),
+        UpstreamError::Connect(_) => (StatusCode::BAD_GATEWAY, ErrorType::ConnectError, "cannot connect to upstream"),
+        UpstreamError::Exchange(_) => (
             StatusCode::BAD_GATEWAY,
             ErrorType::UpstreamError,
             "upstream closed the connection or sent an invalid response",
-        )
+        ),
     }
 }
 
@@ -183,11 +178,6 @@ fn error_response(status: StatusCode, error: ErrorType, message: &str, mut done:
     *resp.status_mut() = status;
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
-}
-
-fn upstream_uri(authority: &Authority, pq: Option<&PathAndQuery>) -> Result<Uri, http::Error> {
-    let pq = pq.cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
-    Uri::builder().scheme("http").authority(authority.clone()).path_and_query(pq).build()
 }
 
 static HOP_BY_HOP: [HeaderName; 8] = [
@@ -204,17 +194,41 @@ static HOP_BY_HOP: [HeaderName; 8] = [
 /// Removes RFC 9110 hop-by-hop headers, including any named in `Connection`.
 /// `Transfer-Encoding` is framing that hyper redoes per hop, so it goes too.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    // One pass over the names (standard names compare by tag) finds what is there: usually
+    // nothing, or a `Connection: keep-alive` answer, which then costs one removal.
+    let mut present = [false; HOP_BY_HOP.len() + 1];
+    let mut any = false;
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present[i] = true;
+            any = true;
+        } else if name == header::TRANSFER_ENCODING {
+            present[HOP_BY_HOP.len()] = true;
+            any = true;
+        }
+    }
+    if !any {
+        return;
+    }
+    // `close` and `keep-alive` are the usual tokens; only other names need a lookup.
     let listed: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .map(str::trim)
+        .filter(|t| !t.eq_ignore_ascii_case("close") && !t.eq_ignore_ascii_case("keep-alive"))
+        .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
         .collect();
-    for name in listed.iter().chain(HOP_BY_HOP.iter()) {
+    for name in &listed {
         headers.remove(name);
     }
-    headers.remove(header::TRANSFER_ENCODING);
+    for (name, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, p)| *p) {
+        headers.remove(name);
+    }
+    if present[HOP_BY_HOP.len()] {
+        headers.remove(header::TRANSFER_ENCODING);
+    }
 }
 
 /// The downstream connection a request arrived on, prepared once per connection.
@@ -232,37 +246,42 @@ impl ClientInfo {
     }
 }
 
-fn prepare_upstream_headers(headers: &mut HeaderMap, uri: &Uri, client: &ClientInfo) {
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
+fn prepare_upstream_headers(headers: &mut HeaderMap, uri: &Uri, client: &ClientInfo, upstream_host: &HeaderValue) {
     remove_hop_by_hop(headers);
     if !headers.contains_key(header::HOST) {
-        // HTTP/2 clients send :authority instead of Host; the upstream speaks HTTP/1.1.
-        if let Some(v) = uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()) {
-            headers.insert(header::HOST, v);
-        }
+        // HTTP/2 clients send :authority instead of Host, HTTP/1.0 clients may send neither;
+        // the upstream speaks HTTP/1.1, which requires one.
+        let host = uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+        headers.insert(header::HOST, host.unwrap_or_else(|| upstream_host.clone()));
     }
-    let forwarded_for = match headers.get("x-forwarded-for").map(|v| v.as_bytes()) {
-        Some(prior) => {
+    match headers.entry(X_FORWARDED_FOR) {
+        header::Entry::Occupied(mut prior) => {
+            let prior = prior.get_mut();
             let mut joined = Vec::with_capacity(prior.len() + 2 + client.ip.len());
-            joined.extend_from_slice(prior);
+            joined.extend_from_slice(prior.as_bytes());
             joined.extend_from_slice(b", ");
             joined.extend_from_slice(client.ip.as_bytes());
-            HeaderValue::from_bytes(&joined).ok()
+            if let Ok(v) = HeaderValue::from_bytes(&joined) {
+                *prior = v;
+            }
         }
-        None => Some(client.ip.clone()),
-    };
-    if let Some(v) = forwarded_for {
-        headers.insert("x-forwarded-for", v);
+        header::Entry::Vacant(slot) => {
+            slot.insert(client.ip.clone());
+        }
     }
-    if !headers.contains_key("x-forwarded-proto") {
-        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
-    }
+    headers.entry(X_FORWARDED_PROTO).or_insert_with(|| HeaderValue::from_static("http"));
 }
 
 /// Everything needed to report a request once its response is over.
 pub struct Completion {
-    red: Arc<RedMetrics>,
+    proxy: Arc<Proxy>,
     _active: ActiveRequest,
     _in_use: Option<InUse>,
+    /// The upstream connection, returned to the pool when the response body was read to its end.
+    upstream: Option<Lease>,
     start: Instant,
     method: http::Method,
     method_label: MethodLabel,
@@ -286,14 +305,21 @@ pub struct SpanStart {
 }
 
 impl OnComplete for Completion {
-    fn complete(self, response_bytes: u64, upstream_body_failed: bool) {
-        let elapsed = self.start.elapsed();
+    fn complete(mut self, response_bytes: u64, upstream_body_failed: bool, upstream_body_read: bool) {
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(self.start);
+        if let Some(lease) = self.upstream.take()
+            && upstream_body_read
+            && !upstream_body_failed
+        {
+            self.proxy.pool.put_back(lease, now);
+        }
         let error = match (self.error, upstream_body_failed) {
             (None, true) => Some(ErrorType::UpstreamError),
             (e, _) => e,
         };
         let request_bytes = self.request_bytes.as_ref().map_or(0, |c| c.load(Ordering::Relaxed));
-        self.red.record(&RequestOutcome {
+        self.proxy.red.record(&RequestOutcome {
             route_id: self.route.id,
             route: &self.route.name,
             method: self.method_label,
@@ -306,25 +332,20 @@ impl OnComplete for Completion {
         });
         let mut status_buf = itoa::Buffer::new();
         let error_label = error.map(|e| e.label(self.status, &mut status_buf));
-        let user_agent = self.user_agent.as_ref().map(|v| String::from_utf8_lossy(v.as_bytes()));
-        tracing::info!(
-            target: ACCESS_TARGET,
-            {
-            http.request.method = self.method.as_str(),
-            url.path = self.path.as_ref().map_or("/", |p| p.path()),
-            http.route = &*self.route.name,
-            http.response.status_code = self.status as u64,
-            duration_ms = elapsed.as_micros() as f64 / 1000.0,
-            http.response.body.size = response_bytes,
-            http.request.body.size = request_bytes,
-            client.address = self.client_ip.to_str().unwrap_or(""),
-            user_agent.original = user_agent.as_deref(),
-            trace_id = self.trace.trace_id_hex().as_str(),
-            span_id = self.trace.span_id_hex().as_str(),
-            error.type = error_label,
-            },
-            "request"
-        );
+        self.proxy.access_log.write(&AccessLine {
+            method: self.method.as_str(),
+            path: self.path.as_ref().map_or("/", |p| p.path()),
+            route: &self.route.name,
+            status: self.status,
+            duration_micros: elapsed.as_micros() as u64,
+            response_body_size: response_bytes,
+            request_body_size: request_bytes,
+            client_address: self.client_ip.as_bytes(),
+            user_agent: self.user_agent.as_ref().map(|v| v.as_bytes()),
+            trace_id: &self.trace.trace_id,
+            span_id: &self.trace.span_id,
+            error_type: error_label,
+        });
         if let Some(span) = self.span {
             let error_type = error.map(|e| match e {
                 ErrorType::Status => std::borrow::Cow::Owned(self.status.to_string()),
@@ -375,7 +396,8 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.7"));
         let uri: Uri = "http://svc.local/x".parse().expect("uri");
-        prepare_upstream_headers(&mut h, &uri, &ClientInfo::new("10.1.2.3:5555".parse().expect("addr")));
+        let upstream = HeaderValue::from_static("app:8080");
+        prepare_upstream_headers(&mut h, &uri, &ClientInfo::new("10.1.2.3:5555".parse().expect("addr")), &upstream);
         assert_eq!(h["x-forwarded-for"], "203.0.113.7, 10.1.2.3");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["host"], "svc.local");

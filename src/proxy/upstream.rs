@@ -1,19 +1,17 @@
-//! The keep-alive client to the upstream, with a connector that counts open connections
-//! for `redline_upstream_connections{state}` and classifies connect failures.
+//! The upstream side of the proxy: a per-worker pool of HTTP/1.1 keep-alive connections,
+//! counted for `redline_upstream_connections{state}`, with failures sorted by cause.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::task::{Context, Poll};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use http::Uri;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::{Connected, Connection, HttpConnector};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use super::body::RequestBody;
 use crate::telemetry::metrics::{ExpositionWriter, Kind};
 
 /// Upstream connection counts: open sockets and those carrying a request right now.
@@ -47,101 +45,122 @@ impl Drop for InUse {
     }
 }
 
-#[derive(Clone)]
-pub struct CountingConnector {
-    inner: HttpConnector,
+/// Why an exchange with the upstream failed.
+#[derive(Debug)]
+pub enum UpstreamError {
+    /// No TCP connection (refused, unreachable, name not resolved).
+    Connect(std::io::Error),
+    /// The TCP connection was not established within the connect timeout.
+    ConnectTimeout,
+    /// The connection broke or the upstream answered with something that is not HTTP.
+    Exchange(hyper::Error),
+}
+
+/// An upstream connection that carried a request; it goes back to the pool once the
+/// response body has been read to its end.
+pub type Lease = SendRequest<RequestBody>;
+
+/// Keep-alive connections to one upstream, owned by one worker (the lock is never contended).
+pub struct UpstreamPool {
+    /// `host:port`, resolved on every connect, as DNS may move the upstream.
+    target: String,
+    connect_timeout: Duration,
+    idle: Mutex<Vec<Idle>>,
     gauges: Arc<UpstreamGauges>,
 }
 
-impl tower_service::Service<Uri> for CountingConnector {
-    type Response = CountedConn;
-    type Error = <HttpConnector as tower_service::Service<Uri>>::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<CountedConn, Self::Error>> + Send>>;
+struct Idle {
+    sender: SendRequest<RequestBody>,
+    since: Instant,
+}
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+/// Idle connections older than this are closed instead of reused.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Idle connections kept per worker; more are closed when they come back.
+const MAX_IDLE: usize = 1024;
+
+impl UpstreamPool {
+    pub fn new(target: String, gauges: Arc<UpstreamGauges>, connect_timeout: Duration) -> Self {
+        UpstreamPool { target, connect_timeout, idle: Mutex::new(Vec::new()), gauges }
     }
 
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let connecting = self.inner.call(uri);
+    /// Sends `req` on an idle connection, or on a new one. A request an idle connection could not
+    /// take (the upstream closed it meanwhile, before a byte was written) is sent once more on a
+    /// new connection.
+    pub async fn send(
+        &self,
+        req: Request<RequestBody>,
+        now: Instant,
+    ) -> Result<(Response<Incoming>, Lease), UpstreamError> {
+        let (mut sender, reused) = match self.checkout(now).await {
+            Some(sender) => (sender, true),
+            // Boxed so that the common path's future stays small (it is moved several times).
+            None => (Box::pin(self.connect()).await?, false),
+        };
+        match sender.try_send_request(req).await {
+            Ok(resp) => Ok((resp, sender)),
+            Err(mut failed) => match (reused, failed.take_message()) {
+                (true, Some(req)) => {
+                    let mut sender = Box::pin(self.connect()).await?;
+                    let resp = sender.send_request(req).await.map_err(UpstreamError::Exchange)?;
+                    Ok((resp, sender))
+                }
+                _ => Err(UpstreamError::Exchange(failed.into_error())),
+            },
+        }
+    }
+
+    /// Returns a connection whose last response was read to its end.
+    pub fn put_back(&self, sender: Lease, now: Instant) {
+        if sender.is_closed() {
+            return;
+        }
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < MAX_IDLE
+        {
+            idle.push(Idle { sender, since: now });
+        }
+    }
+
+    /// The most recently used idle connection that is still open and ready.
+    async fn checkout(&self, now: Instant) -> Option<SendRequest<RequestBody>> {
+        loop {
+            let candidate = {
+                let mut idle = self.idle.lock().ok()?;
+                // The oldest sits at the bottom of the stack; expiring it here spares a timer.
+                if idle.first().is_some_and(|c| now.saturating_duration_since(c.since) > IDLE_TIMEOUT) {
+                    idle.remove(0);
+                }
+                idle.pop()?
+            };
+            if candidate.sender.is_closed() || now.saturating_duration_since(candidate.since) > IDLE_TIMEOUT {
+                continue;
+            }
+            let mut sender = candidate.sender;
+            if sender.ready().await.is_ok() {
+                return Some(sender);
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<SendRequest<RequestBody>, UpstreamError> {
+        let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(self.target.as_str()))
+            .await
+            .map_err(|_| UpstreamError::ConnectTimeout)?
+            .map_err(UpstreamError::Connect)?;
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = hyper::client::conn::http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(UpstreamError::Exchange)?;
+        self.gauges.open.fetch_add(1, Ordering::Relaxed);
         let gauges = self.gauges.clone();
-        Box::pin(async move {
-            let io = connecting.await?;
-            gauges.open.fetch_add(1, Ordering::Relaxed);
-            Ok(CountedConn { io, gauges })
-        })
+        tokio::spawn(async move {
+            // The connection ends when the upstream closes it, on an error, or when its sender is
+            // dropped (evicted, or its response was abandoned mid-body).
+            let _ = conn.await;
+            gauges.open.fetch_sub(1, Ordering::Relaxed);
+        });
+        Ok(sender)
     }
-}
-
-/// A pooled upstream socket; dropping it closes it and updates the gauge.
-pub struct CountedConn {
-    io: TokioIo<TcpStream>,
-    gauges: Arc<UpstreamGauges>,
-}
-
-impl Drop for CountedConn {
-    fn drop(&mut self) {
-        self.gauges.open.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-impl Connection for CountedConn {
-    fn connected(&self) -> Connected {
-        self.io.connected()
-    }
-}
-
-impl hyper::rt::Read for CountedConn {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: hyper::rt::ReadBufCursor<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl hyper::rt::Write for CountedConn {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
-    }
-}
-
-pub type UpstreamClient<B> = Client<CountingConnector, B>;
-
-/// Builds the pooled HTTP/1.1 client to the upstream.
-pub fn client<B>(gauges: Arc<UpstreamGauges>, connect_timeout: Duration) -> UpstreamClient<B>
-where
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let mut http = HttpConnector::new();
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(connect_timeout));
-    http.enforce_http(true);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(1024)
-        .build(CountingConnector { inner: http, gauges })
 }

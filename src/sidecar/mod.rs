@@ -60,6 +60,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         upstream_authority: config.upstream.authority.clone(),
         upstream_timeout: config.upstream_timeout,
         sampler_ratio: config.tracing.sampler_ratio,
+        access_log: Arc::new(logs.access_log(&config.service)),
     };
     let app = match (config.app_pid, &config.app_process_name) {
         (Some(pid), _) => AppTarget::Pid(pid),

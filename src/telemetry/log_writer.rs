@@ -78,6 +78,28 @@ impl LogWriter {
         }
     }
 
+    /// Appends the line `build` writes to this thread's batch, or hands it over at once on a
+    /// thread that does not batch.
+    pub fn write_line(&self, build: impl FnOnce(&mut Vec<u8>)) {
+        let mut build = Some(build);
+        BATCH.with(|b| {
+            if let Some(batch) = b.borrow_mut().as_mut()
+                && let Some(build) = build.take()
+            {
+                build(&mut batch.buf);
+                if batch.buf.len() >= CHUNK_BYTES {
+                    let chunk = std::mem::replace(&mut batch.buf, Vec::with_capacity(CHUNK_BYTES));
+                    batch.writer.send(chunk);
+                }
+            }
+        });
+        if let Some(build) = build {
+            let mut line = Vec::with_capacity(512);
+            build(&mut line);
+            self.send(line);
+        }
+    }
+
     /// From now on this thread batches its lines until [`flush_thread`] or a full chunk.
     pub fn batch_this_thread(&self) {
         BATCH.with(|b| *b.borrow_mut() = Some(Batch { buf: Vec::with_capacity(CHUNK_BYTES), writer: self.clone() }));

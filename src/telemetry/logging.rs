@@ -8,6 +8,7 @@ use std::time::Duration;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 
+use super::access_log::AccessLog;
 use super::log_writer::{DropCounter, LogWriter};
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::format::Writer;
@@ -35,6 +36,11 @@ impl LogHandle {
 
     pub fn counter(&self) -> DropCounter {
         self.writer.drop_counter()
+    }
+
+    /// The writer of `service`'s access lines, sharing this log's writer and drop counter.
+    pub fn access_log(&self, service: &str) -> AccessLog {
+        AccessLog::new(self.writer.clone(), service)
     }
 }
 

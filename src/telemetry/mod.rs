@@ -1,6 +1,7 @@
 //! What the sidecar observes about each request: RED metrics, JSON logs, trace context.
 //! Everything here is written from the proxy hot path and never blocks it.
 
+pub mod access_log;
 pub mod log_writer;
 pub mod logging;
 pub mod metrics;

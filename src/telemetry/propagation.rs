@@ -33,6 +33,12 @@ pub struct Extracted {
 /// (`test_traceparent_duplicated`) requires that for `traceparent`, and picking one of two
 /// contradicting copies of any other format would be just as arbitrary.
 pub fn extract(headers: &HeaderMap) -> Option<Extracted> {
+    // Most requests carry no context at all: one pass over the names (custom names compare by
+    // length first) is cheaper than a hashed lookup per format.
+    let formats = [&TRACEPARENT, &B3, &B3_TRACE_ID, &UBER_TRACE_ID];
+    if !headers.keys().any(|name| formats.contains(&name)) {
+        return None;
+    }
     value(headers, &TRACEPARENT)
         .and_then(parse_traceparent)
         .or_else(|| value(headers, &B3).and_then(parse_b3_single))

@@ -1,0 +1,305 @@
+//! The per-request access line: the JSON object DESIGN.md "Logs" defines, formatted straight
+//! into the worker's log batch (no tracing event, no intermediate string) on the hot path.
+
+use std::cell::RefCell;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::log_writer::LogWriter;
+use super::logging::ACCESS_TARGET;
+
+/// One finished request, as the access line reports it.
+pub struct AccessLine<'a> {
+    pub method: &'a str,
+    /// The path without the query string.
+    pub path: &'a str,
+    pub route: &'a str,
+    pub status: u16,
+    pub duration_micros: u64,
+    pub response_body_size: u64,
+    pub request_body_size: u64,
+    pub client_address: &'a [u8],
+    pub user_agent: Option<&'a [u8]>,
+    pub trace_id: &'a [u8; 16],
+    pub span_id: &'a [u8; 8],
+    pub error_type: Option<&'a str>,
+}
+
+/// Where access lines go: the process's log writer and the service name every line carries.
+pub struct AccessLog {
+    writer: LogWriter,
+    /// `,"target":"access","service":"…","message":"request"` with the service escaped once.
+    fixed: Vec<u8>,
+}
+
+impl AccessLog {
+    pub fn new(writer: LogWriter, service: &str) -> Self {
+        let mut fixed = Vec::with_capacity(64 + service.len());
+        fixed.extend_from_slice(b",\"target\":");
+        escape_json(&mut fixed, ACCESS_TARGET.as_bytes());
+        fixed.extend_from_slice(b",\"service\":");
+        escape_json(&mut fixed, service.as_bytes());
+        fixed.extend_from_slice(b",\"message\":\"request\"");
+        AccessLog { writer, fixed }
+    }
+
+    pub fn write(&self, line: &AccessLine<'_>) {
+        self.writer.write_line(|out| self.format(out, line, SystemTime::now()));
+    }
+
+    fn format(&self, out: &mut Vec<u8>, l: &AccessLine<'_>, now: SystemTime) {
+        out.extend_from_slice(b"{\"timestamp\":\"");
+        write_timestamp(out, now);
+        out.extend_from_slice(b"\",\"level\":\"INFO\"");
+        out.extend_from_slice(&self.fixed);
+        let mut num = itoa::Buffer::new();
+        out.extend_from_slice(b",\"http.request.method\":");
+        escape_json(out, l.method.as_bytes());
+        out.extend_from_slice(b",\"url.path\":");
+        escape_json(out, l.path.as_bytes());
+        out.extend_from_slice(b",\"http.route\":");
+        escape_json(out, l.route.as_bytes());
+        out.extend_from_slice(b",\"http.response.status_code\":");
+        out.extend_from_slice(num.format(l.status).as_bytes());
+        out.extend_from_slice(b",\"duration_ms\":");
+        write_millis(out, l.duration_micros);
+        out.extend_from_slice(b",\"http.response.body.size\":");
+        out.extend_from_slice(num.format(l.response_body_size).as_bytes());
+        out.extend_from_slice(b",\"http.request.body.size\":");
+        out.extend_from_slice(num.format(l.request_body_size).as_bytes());
+        out.extend_from_slice(b",\"client.address\":");
+        escape_json(out, l.client_address);
+        if let Some(ua) = l.user_agent {
+            out.extend_from_slice(b",\"user_agent.original\":");
+            escape_json(out, ua);
+        }
+        out.extend_from_slice(b",\"trace_id\":\"");
+        write_hex(out, l.trace_id);
+        out.extend_from_slice(b"\",\"span_id\":\"");
+        write_hex(out, l.span_id);
+        out.push(b'"');
+        if let Some(e) = l.error_type {
+            out.extend_from_slice(b",\"error.type\":");
+            escape_json(out, e.as_bytes());
+        }
+        out.extend_from_slice(b"}\n");
+    }
+}
+
+/// Milliseconds with microsecond precision, as a JSON number (`12.345`, `0.07`, `3.0`).
+fn write_millis(out: &mut Vec<u8>, micros: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(micros / 1000).as_bytes());
+    out.push(b'.');
+    let frac = micros % 1000;
+    let digits = [b'0' + (frac / 100) as u8, b'0' + (frac / 10 % 10) as u8, b'0' + (frac % 10) as u8];
+    let keep = if digits[2] != b'0' {
+        3
+    } else if digits[1] != b'0' {
+        2
+    } else {
+        1
+    };
+    out.extend_from_slice(&digits[..keep]);
+}
+
+fn write_hex(out: &mut Vec<u8>, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(HEX[(b >> 4) as usize]);
+        out.push(HEX[(b & 0xf) as usize]);
+    }
+}
+
+thread_local! {
+    /// The formatted `YYYY-MM-DDTHH:MM:SS.` of the last second this thread logged in.
+    static SECOND: RefCell<(u64, [u8; 20])> = const { RefCell::new((u64::MAX, [0; 20])) };
+}
+
+/// RFC 3339 UTC with microseconds; the date and time of day are formatted once per second.
+fn write_timestamp(out: &mut Vec<u8>, now: SystemTime) {
+    let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    SECOND.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if cached.0 != secs {
+            let t = time::OffsetDateTime::from_unix_timestamp(secs as i64).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+            let mut s = [0u8; 20];
+            let mut put = |at: usize, v: u32, width: usize| {
+                let mut v = v;
+                for i in (0..width).rev() {
+                    s[at + i] = b'0' + (v % 10) as u8;
+                    v /= 10;
+                }
+            };
+            put(0, t.year().clamp(0, 9999) as u32, 4);
+            put(5, t.month() as u32, 2);
+            put(8, u32::from(t.day()), 2);
+            put(11, u32::from(t.hour()), 2);
+            put(14, u32::from(t.minute()), 2);
+            put(17, u32::from(t.second()), 2);
+            s[4] = b'-';
+            s[7] = b'-';
+            s[10] = b'T';
+            s[13] = b':';
+            s[16] = b':';
+            s[19] = b'.';
+            *cached = (secs, s);
+        }
+        out.extend_from_slice(&cached.1);
+    });
+    let micros = since.subsec_micros();
+    let mut digits = [b'0'; 6];
+    let mut v = micros;
+    for d in digits.iter_mut().rev() {
+        *d = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    out.extend_from_slice(&digits);
+    out.push(b'Z');
+}
+
+/// Writes `bytes` as a JSON string literal. Control characters, quotes, backslashes and
+/// U+2028/U+2029 are escaped so a line never breaks; bytes that are not UTF-8 (a header may
+/// carry any octet) become U+FFFD, as `String::from_utf8_lossy` would.
+pub fn escape_json(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.push(b'"');
+    match std::str::from_utf8(bytes) {
+        Ok(s) => escape_str(out, s),
+        Err(_) => escape_str(out, &String::from_utf8_lossy(bytes)),
+    }
+    out.push(b'"');
+}
+
+fn escape_str(out: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let needs = b < 0x20 || b == b'"' || b == b'\\' || b == 0xe2;
+        if !needs {
+            i += 1;
+            continue;
+        }
+        let escaped: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0xe2 if bytes.get(i + 1) == Some(&0x80) && matches!(bytes.get(i + 2), Some(0xa8 | 0xa9)) => {
+                if bytes[i + 2] == 0xa8 { b"\\u2028" } else { b"\\u2029" }
+            }
+            0xe2 => {
+                i += 1;
+                continue;
+            }
+            _ => {
+                out.extend_from_slice(&bytes[start..i]);
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[(b >> 4) as usize]);
+                out.push(HEX[(b & 0xf) as usize]);
+                i += 1;
+                start = i;
+                continue;
+            }
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(escaped);
+        i += if b == 0xe2 { 3 } else { 1 };
+        start = i;
+    }
+    out.extend_from_slice(&bytes[start..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn line<'a>(ua: Option<&'a [u8]>, error: Option<&'a str>) -> AccessLine<'a> {
+        AccessLine {
+            method: "GET",
+            path: "/users/7",
+            route: "/users/{id}",
+            status: 503,
+            duration_micros: 12_340,
+            response_body_size: 42,
+            request_body_size: 0,
+            client_address: b"10.0.0.9",
+            user_agent: ua,
+            trace_id: &[0xab; 16],
+            span_id: &[0x01; 8],
+            error_type: error,
+        }
+    }
+
+    fn formatted(log: &AccessLog, l: &AccessLine<'_>, at: SystemTime) -> String {
+        let mut out = Vec::new();
+        log.format(&mut out, l, at);
+        String::from_utf8(out).expect("access lines are UTF-8")
+    }
+
+    fn log(service: &str) -> AccessLog {
+        AccessLog::new(LogWriter::start(std::io::sink()), service)
+    }
+
+    #[test]
+    fn an_access_line_is_one_json_object_with_the_contract_fields() {
+        let at = UNIX_EPOCH + Duration::from_nanos(1_700_000_000_123_456_789);
+        let text = formatted(&log("check\"out"), &line(Some(b"curl/8"), Some("503")), at);
+        assert!(text.ends_with("}\n") && text.matches('\n').count() == 1, "{text}");
+        let v: serde_json::Value = serde_json::from_str(text.trim_end()).expect("one JSON object");
+        assert_eq!(v["timestamp"], "2023-11-14T22:13:20.123456Z");
+        assert_eq!(v["level"], "INFO");
+        assert_eq!(v["target"], "access");
+        assert_eq!(v["service"], "check\"out");
+        assert_eq!(v["message"], "request");
+        assert_eq!(v["http.request.method"], "GET");
+        assert_eq!(v["url.path"], "/users/7");
+        assert_eq!(v["http.route"], "/users/{id}");
+        assert_eq!(v["http.response.status_code"], 503);
+        assert_eq!(v["duration_ms"], 12.34);
+        assert_eq!(v["http.response.body.size"], 42);
+        assert_eq!(v["http.request.body.size"], 0);
+        assert_eq!(v["client.address"], "10.0.0.9");
+        assert_eq!(v["user_agent.original"], "curl/8");
+        assert_eq!(v["trace_id"], "abababababababababababababababab");
+        assert_eq!(v["span_id"], "0101010101010101");
+        assert_eq!(v["error.type"], "503");
+    }
+
+    #[test]
+    fn optional_fields_are_left_out() {
+        let text = formatted(&log("s"), &line(None, None), SystemTime::now());
+        let v: serde_json::Value = serde_json::from_str(text.trim_end()).expect("one JSON object");
+        assert!(v.get("user_agent.original").is_none() && v.get("error.type").is_none(), "{text}");
+    }
+
+    #[test]
+    fn hostile_header_bytes_never_break_the_line() {
+        let ua: &[u8] = b"a\"b\\c\nd\x01e\xe2\x80\xa8f\xff\xe2g";
+        let text = formatted(&log("s"), &line(Some(ua), None), SystemTime::now());
+        assert_eq!(text.matches('\n').count(), 1, "{text}");
+        let v: serde_json::Value = serde_json::from_str(text.trim_end()).expect("valid JSON");
+        assert_eq!(v["user_agent.original"], "a\"b\\c\nd\u{1}e\u{2028}f\u{fffd}\u{fffd}g");
+    }
+
+    #[test]
+    fn durations_keep_microseconds() {
+        for (micros, text) in [(0, "0.0"), (70, "0.07"), (3_000, "3.0"), (12_345, "12.345"), (1_500_100, "1500.1")] {
+            let mut out = Vec::new();
+            write_millis(&mut out, micros);
+            assert_eq!(String::from_utf8(out).expect("ascii"), text);
+        }
+    }
+
+    #[test]
+    fn timestamps_roll_over_seconds_and_days() {
+        let mut out = Vec::new();
+        write_timestamp(&mut out, UNIX_EPOCH + Duration::from_micros(1_700_006_399_999_999));
+        out.push(b' ');
+        write_timestamp(&mut out, UNIX_EPOCH + Duration::from_micros(1_700_006_400_000_001));
+        assert_eq!(String::from_utf8(out).expect("ascii"), "2023-11-14T23:59:59.999999Z 2023-11-15T00:00:00.000001Z");
+    }
+}
