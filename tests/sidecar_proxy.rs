@@ -169,8 +169,10 @@ async fn upstream_down_is_502_connection_refused() {
 async fn slow_upstream_is_504_timeout() {
     let up = Upstream::start().await;
     let sc = Sidecar::start(&up.url(), &["--upstream-timeout", "300ms"]).await;
+    let asked = std::time::Instant::now();
     let r = client().get(sc.url("/delay/3000")).send().await.expect("request");
     assert_eq!(r.status(), 504);
+    assert!(asked.elapsed() >= Duration::from_millis(300), "the 504 came before the timeout: {:?}", asked.elapsed());
     let body: serde_json::Value = r.json().await.expect("JSON error body");
     assert_eq!(body["error"], "upstream timed out");
     let m = sc.metrics_until("the 504", |m| m.contains("\"timeout\"")).await;

@@ -14,6 +14,7 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
 use super::body::{ObservedBody, OnComplete, RequestBody};
+use super::deadline::Deadlines;
 use super::route::{Route, RouteTable};
 use super::upstream::{InUse, Lease, UpstreamError, UpstreamGauges, UpstreamPool};
 use crate::config::Propagator;
@@ -38,6 +39,7 @@ pub struct ProxySettings {
 /// One worker's proxy: its own upstream pool; routes, metrics and logs are shared.
 pub struct Proxy {
     pool: UpstreamPool,
+    deadlines: Deadlines,
     /// The `Host` sent upstream when the client sent none (HTTP/1.0).
     upstream_host: HeaderValue,
     routes: Arc<RouteTable>,
@@ -61,6 +63,8 @@ impl Proxy {
             .map_err(|e| format!("upstream: bad host:port {:?}: {e}", s.upstream_authority))?;
         Ok(Proxy {
             pool: UpstreamPool::new(s.upstream_authority.clone(), gauges.clone(), s.upstream_timeout),
+            // A 504 may come up to a tenth of the timeout (at most 50ms) late.
+            deadlines: Deadlines::new((s.upstream_timeout / 10).min(Duration::from_millis(50))),
             upstream_host,
             routes,
             red,
@@ -71,6 +75,11 @@ impl Proxy {
             spans: s.spans.clone(),
             propagators: s.propagators.clone(),
         })
+    }
+
+    /// The upstream response deadlines, swept by the worker's housekeeping task.
+    pub fn deadlines(&self) -> &Deadlines {
+        &self.deadlines
     }
 
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>, client: &ClientInfo) -> Response<ProxyBody> {
@@ -126,8 +135,10 @@ impl Proxy {
             span,
         };
 
-        let sent =
-            tokio::time::timeout(self.upstream_timeout, self.pool.send(Request::from_parts(parts, body), start)).await;
+        let sent = self
+            .deadlines
+            .limit(start + self.upstream_timeout, self.pool.send(Request::from_parts(parts, body), start))
+            .await;
         match sent {
             Ok(Ok((resp, lease))) => {
                 let (mut parts, body) = resp.into_parts();

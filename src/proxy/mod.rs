@@ -2,6 +2,7 @@
 //! (SO_REUSEPORT) and upstream pool, serve HTTP/1.1 and h2c within limits and drain on shutdown.
 
 pub mod body;
+pub mod deadline;
 pub mod forward;
 pub mod route;
 pub mod upstream;
@@ -57,13 +58,18 @@ pub fn spawn_workers(
         let handle = std::thread::Builder::new()
             .name(format!("redline-proxy-{i}"))
             .spawn(move || {
-                // Access lines leave this thread in chunks, flushed every 50ms and at the end.
+                // Access lines leave this thread in chunks, flushed on a timer and at the end.
                 crate::telemetry::logging::batch_this_thread();
                 let drain = runtime.block_on(async move {
-                    tokio::spawn(async {
-                        let mut every = tokio::time::interval(Duration::from_millis(50));
+                    let housekeeping = proxy.clone();
+                    tokio::spawn(async move {
+                        // Access lines are flushed every 50ms (or faster, with the deadlines).
+                        let period = housekeeping.deadlines().tick().min(Duration::from_millis(50));
+                        let mut every = tokio::time::interval(period);
+                        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                         loop {
                             every.tick().await;
+                            housekeeping.deadlines().sweep(std::time::Instant::now());
                             crate::telemetry::logging::flush_thread();
                         }
                     });
