@@ -5,6 +5,7 @@ pub mod access_log;
 pub mod log_writer;
 pub mod logging;
 pub mod metrics;
+pub mod otlp;
 pub mod propagation;
 pub mod red;
 pub mod spans;

@@ -9,14 +9,10 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_queue::ArrayQueue;
 use http::HeaderValue;
 use http::uri::PathAndQuery;
-use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState};
-use opentelemetry::{InstrumentationScope, KeyValue};
-use opentelemetry_otlp::WithExportConfig;
-use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanExporter as _, SpanLinks};
 
 use crate::config::OtlpProtocol;
 use crate::telemetry::metrics::{ExpositionWriter, Kind};
+use crate::telemetry::otlp::Exporter;
 
 /// One request's SERVER span as recorded on the hot path: plain data, converted off it.
 pub struct FinishedSpan {
@@ -117,23 +113,8 @@ pub fn http_traces_url(endpoint: &str) -> String {
 
 /// Builds the exporter and starts the export task on the current runtime.
 pub fn start(settings: ExportSettings, counters: Arc<SpanCounters>) -> Result<(SpanSink, SpanExport), String> {
-    let mut exporter = match settings.protocol {
-        OtlpProtocol::Http => opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_endpoint(http_traces_url(&settings.endpoint))
-            .with_timeout(settings.export_timeout)
-            .build(),
-        OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(settings.endpoint.clone())
-            .with_timeout(settings.export_timeout)
-            .build(),
-    }
-    .map_err(|e| format!("tracing.endpoint: cannot build the OTLP exporter for {}: {e}", settings.endpoint))?;
-    let resource = Resource::builder_empty()
-        .with_attributes(settings.resource.iter().map(|(k, v)| KeyValue::new(k.clone(), v.clone())))
-        .build();
-    exporter.set_resource(&resource);
+    let exporter = Exporter::new(&settings)
+        .map_err(|e| format!("tracing.endpoint: cannot build the OTLP exporter for {}: {e}", settings.endpoint))?;
     let queue = Arc::new(ArrayQueue::new(settings.queue_size.max(1)));
     let open = Arc::new(());
     let task = tokio::spawn(export_loop(queue.clone(), Arc::downgrade(&open), exporter, settings, counters.clone()));
@@ -147,11 +128,10 @@ const DRAIN_TICK: Duration = Duration::from_millis(20);
 async fn export_loop(
     queue: Arc<ArrayQueue<FinishedSpan>>,
     open: std::sync::Weak<()>,
-    exporter: opentelemetry_otlp::SpanExporter,
+    mut exporter: Exporter,
     settings: ExportSettings,
     counters: Arc<SpanCounters>,
 ) {
-    let scope = InstrumentationScope::builder("redline").with_version(env!("CARGO_PKG_VERSION")).build();
     let mut batch: Vec<FinishedSpan> = Vec::with_capacity(settings.batch_size);
     let mut batch_started = Instant::now();
     let mut last_failure_log: Option<Instant> = None;
@@ -175,8 +155,9 @@ async fn export_loop(
                 break;
             }
             let n = batch.len() as u64;
-            let spans: Vec<SpanData> = batch.drain(..).map(|s| to_span_data(s, &scope)).collect();
-            match tokio::time::timeout(settings.export_timeout, exporter.export(spans)).await {
+            let outcome = tokio::time::timeout(settings.export_timeout, exporter.export(&batch)).await;
+            batch.clear();
+            match outcome {
                 Ok(Ok(())) => {
                     counters.exported.fetch_add(n, Ordering::Relaxed);
                 }
@@ -185,7 +166,7 @@ async fn export_loop(
                     // A collector outage would otherwise log once per batch.
                     if last_failure_log.is_none_or(|t| t.elapsed() > Duration::from_secs(60)) {
                         let reason = match failed {
-                            Ok(Err(e)) => e.to_string(),
+                            Ok(Err(e)) => e,
                             _ => format!("no answer within {:?}", settings.export_timeout),
                         };
                         tracing::warn!(endpoint = %settings.endpoint, spans = n, error = %reason, "span export failed; spans dropped");
@@ -197,76 +178,6 @@ async fn export_loop(
         if closing && queue.is_empty() {
             return;
         }
-    }
-}
-
-/// Converts a recorded span into the SDK's export form with HTTP semantic-convention attributes.
-pub fn to_span_data(s: FinishedSpan, scope: &InstrumentationScope) -> SpanData {
-    let known_method =
-        !matches!(crate::telemetry::red::MethodLabel::of(&s.method), crate::telemetry::red::MethodLabel::Other);
-    let method_label: Cow<'static, str> =
-        if known_method { Cow::Owned(s.method.as_str().to_string()) } else { Cow::Borrowed("_OTHER") };
-    let name = if known_method { format!("{} {}", s.method.as_str(), s.route) } else { format!("HTTP {}", s.route) };
-    let mut attributes = Vec::with_capacity(16);
-    attributes.push(KeyValue::new("http.request.method", method_label));
-    if !known_method {
-        attributes.push(KeyValue::new("http.request.method_original", s.method.as_str().to_string()));
-    }
-    attributes.push(KeyValue::new("http.route", s.route.to_string()));
-    attributes.push(KeyValue::new("url.scheme", "http"));
-    attributes.push(KeyValue::new("url.path", s.path.as_ref().map_or("/", |p| p.path()).to_string()));
-    attributes.push(KeyValue::new("http.response.status_code", i64::from(s.status)));
-    attributes.push(KeyValue::new(
-        "network.protocol.version",
-        match s.version {
-            http::Version::HTTP_2 => "2",
-            http::Version::HTTP_10 => "1.0",
-            _ => "1.1",
-        },
-    ));
-    if let Some(host) = s.host.as_ref().and_then(|h| h.to_str().ok()) {
-        let (address, port) = match host.rsplit_once(':') {
-            Some((a, p)) if p.parse::<u16>().is_ok() => (a, p.parse::<i64>().ok()),
-            _ => (host, None),
-        };
-        attributes.push(KeyValue::new("server.address", address.to_string()));
-        if let Some(port) = port {
-            attributes.push(KeyValue::new("server.port", port));
-        }
-    }
-    attributes.push(KeyValue::new("client.address", String::from_utf8_lossy(s.client_ip.as_bytes()).into_owned()));
-    if let Some(ua) = &s.user_agent {
-        attributes.push(KeyValue::new("user_agent.original", String::from_utf8_lossy(ua.as_bytes()).into_owned()));
-    }
-    attributes.push(KeyValue::new("http.request.body.size", s.request_body_size as i64));
-    attributes.push(KeyValue::new("http.response.body.size", s.response_body_size as i64));
-    let status = match s.error_type {
-        Some(e) => {
-            attributes.push(KeyValue::new("error.type", e.clone()));
-            Status::error(e)
-        }
-        None => Status::Unset,
-    };
-    SpanData {
-        span_context: SpanContext::new(
-            TraceId::from_bytes(s.trace_id),
-            SpanId::from_bytes(s.span_id),
-            TraceFlags::SAMPLED,
-            false,
-            TraceState::default(),
-        ),
-        parent_span_id: s.parent_span_id.map_or(SpanId::INVALID, SpanId::from_bytes),
-        parent_span_is_remote: s.parent_span_id.is_some(),
-        span_kind: SpanKind::Server,
-        name: name.into(),
-        start_time: s.start,
-        end_time: s.start + s.duration,
-        attributes,
-        dropped_attributes_count: 0,
-        events: SpanEvents::default(),
-        links: SpanLinks::default(),
-        status,
-        instrumentation_scope: scope.clone(),
     }
 }
 
@@ -310,57 +221,6 @@ fn percent_decode(v: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn span(status: u16, error_type: Option<Cow<'static, str>>) -> FinishedSpan {
-        FinishedSpan {
-            trace_id: [1; 16],
-            span_id: [2; 8],
-            parent_span_id: Some([3; 8]),
-            method: http::Method::GET,
-            route: Arc::from("/users/{id}"),
-            path: Some(PathAndQuery::from_static("/users/7?x=secret")),
-            version: http::Version::HTTP_11,
-            host: Some(HeaderValue::from_static("shop.local:8443")),
-            status,
-            error_type,
-            start: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
-            duration: Duration::from_millis(12),
-            client_ip: HeaderValue::from_static("10.0.0.9"),
-            user_agent: Some(HeaderValue::from_static("curl/8")),
-            request_body_size: 0,
-            response_body_size: 42,
-        }
-    }
-
-    fn attr<'a>(d: &'a SpanData, key: &str) -> Option<&'a opentelemetry::Value> {
-        d.attributes.iter().find(|kv| kv.key.as_str() == key).map(|kv| &kv.value)
-    }
-
-    #[test]
-    fn server_span_follows_http_semantic_conventions() {
-        let scope = InstrumentationScope::builder("redline").build();
-        let d = to_span_data(span(200, None), &scope);
-        assert_eq!(d.name, "GET /users/{id}");
-        assert_eq!(d.span_kind, SpanKind::Server);
-        assert_eq!(d.parent_span_id, SpanId::from_bytes([3; 8]));
-        assert!(d.parent_span_is_remote);
-        assert_eq!(d.status, Status::Unset);
-        assert_eq!(attr(&d, "http.route").map(|v| v.to_string()), Some("/users/{id}".into()));
-        assert_eq!(attr(&d, "url.path").map(|v| v.to_string()), Some("/users/7".into()), "no query string");
-        assert_eq!(attr(&d, "http.response.status_code"), Some(&opentelemetry::Value::I64(200)));
-        assert_eq!(attr(&d, "server.address").map(|v| v.to_string()), Some("shop.local".into()));
-        assert_eq!(attr(&d, "server.port"), Some(&opentelemetry::Value::I64(8443)));
-        assert!(attr(&d, "error.type").is_none());
-        assert_eq!(d.end_time.duration_since(d.start_time).ok(), Some(Duration::from_millis(12)));
-    }
-
-    #[test]
-    fn failures_set_error_status_and_error_type() {
-        let scope = InstrumentationScope::builder("redline").build();
-        let d = to_span_data(span(504, Some("timeout".into())), &scope);
-        assert_eq!(d.status, Status::error("timeout"));
-        assert_eq!(attr(&d, "error.type").map(|v| v.to_string()), Some("timeout".into()));
-    }
 
     #[test]
     fn resource_attributes_merge_env_then_config() {
