@@ -150,6 +150,8 @@ impl UpstreamPool {
             .map_err(UpstreamError::Connect)?;
         let _ = stream.set_nodelay(true);
         let (sender, conn) = hyper::client::conn::http1::Builder::new()
+            // send(2) rather than writev(2), as on the client side (see `proxy::serve`).
+            .writev(false)
             .handshake(TokioIo::new(stream))
             .await
             .map_err(UpstreamError::Exchange)?;
