@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# User-space CPU instructions per proxied request, counted by valgrind's callgrind: redline with
+# all telemetry on (metrics, JSON access log to a file, traces at ratio 1.0 to the OTLP sink)
+# and HAProxy (nbthread 1, Prometheus exporter on), each behind the same nginx upstream and the
+# same `wrk -t1 -c8` load. Instruction counts do not depend on what else the machine is doing,
+# so this tells a real change from noise where req/s cannot; kernel time is not counted.
+#   scripts/bench-proxy-instructions.sh [SECONDS]   (default 15)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-15}
+missing=()
+for t in nginx haproxy wrk valgrind; do command -v $t >/dev/null || missing+=($t); done
+if [ ${#missing[@]} -gt 0 ]; then
+  pkgs=(); for t in "${missing[@]}"; do [ "$t" = nginx ] && pkgs+=(nginx-light) || pkgs+=("$t"); done
+  sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
+  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${pkgs[@]}" >/dev/null
+fi
+cargo build --release --locked
+w=$(mktemp -d); pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  [ -f $w/up.pid ] && kill "$(cat $w/up.pid)" 2>/dev/null; rm -rf "$w"; }
+trap cleanup EXIT
+cat > $w/up.conf <<C
+worker_processes 1; pid $w/up.pid; error_log $w/up.err; events { worker_connections 4096; }
+http { access_log off; server { listen 127.0.0.1:18180; location / { return 200 "hello from upstream\n"; } } }
+C
+cat > $w/ha.cfg <<C
+global
+  nbthread 1
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:18184
+  default_backend app
+frontend stats
+  bind 127.0.0.1:18183
+  http-request use-service prometheus-exporter if { path /metrics }
+backend app
+  server s1 127.0.0.1:18180
+C
+nginx -c $w/up.conf
+python3 scripts/otlp-sink.py 18318 > $w/sink.out & pids+=($!)
+
+# measure NAME -- CMD...: runs CMD under callgrind (it must proxy 127.0.0.1:18184), warms it up,
+# counts instructions over $secs seconds of load and prints them per request and per thread.
+measure() {
+  local name=$1; shift; [ "$1" = "--" ] && shift
+  valgrind --tool=callgrind --separate-threads=yes --dump-instr=no \
+    --callgrind-out-file=$w/cg.$name "$@" > $w/$name.out 2>&1 & local pid=$!; pids+=($pid)
+  for _ in $(seq 300); do curl -fs -o /dev/null http://127.0.0.1:18184/ && break; sleep 0.2; done
+  wrk -t1 -c8 -d3s http://127.0.0.1:18184/ > /dev/null
+  callgrind_control -z $pid > /dev/null 2>&1
+  local n; n=$(wrk -t1 -c8 -d${secs}s http://127.0.0.1:18184/ | awk '/requests in/ {print $1}')
+  callgrind_control -d $pid > /dev/null 2>&1
+  kill $pid; wait $pid 2>/dev/null || true
+  python3 - "$name" "$n" $w/cg.$name <<'PY'
+import glob, re, sys
+name, n, base = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+threads = []
+for f in sorted(glob.glob(base + "*")):
+    text = open(f, errors="replace").read()
+    if not re.search(r"^desc: Trigger: (dump|Client Request)", text, re.M):
+        continue  # the dump at exit, after the measured window
+    total = int(re.search(r"^totals: (\d+)", text, re.M).group(1))
+    thread = re.search(r"^thread: (\d+)", text, re.M)
+    threads.append((thread.group(1) if thread else "1", total))
+busy = [(t, v) for t, v in threads if v / n >= 100]
+print(f"{name:8} {sum(v for _, v in threads) / n:>9,.0f} instructions/request over {n:,} requests"
+      + ("" if len(busy) < 2 else "  (threads: " + ", ".join(f"{v / n:,.0f}" for _, v in busy) + ")"))
+PY
+}
+
+measure redline -- ./target/release/redline sidecar --service bench --service-version bench \
+  --listen 127.0.0.1:18184 --admin 127.0.0.1:18194 --upstream http://127.0.0.1:18180 --routes / \
+  --tracing-endpoint http://127.0.0.1:18318 --tracing-sampler-ratio 1.0
+measure haproxy -- haproxy -f $w/ha.cfg
