@@ -8,13 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-15}
-missing=()
-for t in nginx haproxy wrk valgrind; do command -v $t >/dev/null || missing+=($t); done
-if [ ${#missing[@]} -gt 0 ]; then
-  pkgs=(); for t in "${missing[@]}"; do [ "$t" = nginx ] && pkgs+=(nginx-light) || pkgs+=("$t"); done
-  sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
-  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${pkgs[@]}" >/dev/null
-fi
+source scripts/bench-tools.sh
+need_tools nginx haproxy wrk valgrind
 cargo build --release --locked
 w=$(mktemp -d); pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done

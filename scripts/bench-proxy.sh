@@ -7,13 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 peers=${PROXY_PEERS:-../shared/bench/proxy-peers.sh}
 [ -x "$peers" ] || [ -f "$peers" ] || { echo "cannot find $peers (set PROXY_PEERS)" >&2; exit 2; }
-missing=()
-for t in nginx haproxy caddy wrk; do command -v $t >/dev/null || missing+=($t); done
-if [ ${#missing[@]} -gt 0 ]; then
-  pkgs=(); for t in "${missing[@]}"; do [ "$t" = nginx ] && pkgs+=(nginx-light) || pkgs+=("$t"); done
-  sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
-  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${pkgs[@]}" >/dev/null
-fi
+source scripts/bench-tools.sh
+need_tools nginx haproxy caddy wrk
 cargo build --release --locked
 python3 scripts/otlp-sink.py 18318 & sink=$!
 trap 'kill $sink 2>/dev/null' EXIT

@@ -8,13 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 warmup=${1:-330} measure=${2:-60}
-missing=()
-for t in prometheus nginx wrk; do command -v $t >/dev/null || missing+=($t); done
-if [ ${#missing[@]} -gt 0 ]; then
-  pkgs=(); for t in "${missing[@]}"; do [ "$t" = nginx ] && pkgs+=(nginx-light) || pkgs+=("$t"); done
-  sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
-  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${pkgs[@]}" >/dev/null
-fi
+source scripts/bench-tools.sh
+need_tools prometheus nginx wrk
 cargo build --release --locked -q
 w=$(mktemp -d); pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
