@@ -11,6 +11,8 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
+use super::upstream::{UpstreamBody, UpstreamConn};
+
 /// The request body sent upstream, counting what the client sent.
 pub struct RequestBody {
     inner: Incoming,
@@ -48,14 +50,14 @@ impl Body for RequestBody {
     }
 }
 
-/// Called once with the response body bytes sent, whether the upstream body broke, and
-/// whether it was read to its end (so its connection can carry another request).
+/// Called once with the response body bytes sent, whether the upstream body broke, and the
+/// upstream connection when its body was read to its end and it can carry another request.
 pub trait OnComplete: Send + 'static {
-    fn complete(self, response_bytes: u64, upstream_body_failed: bool, upstream_body_read: bool);
+    fn complete(self, response_bytes: u64, upstream_body_failed: bool, reusable: Option<UpstreamConn>);
 }
 
 /// A response body from the upstream, or a small one the proxy made itself.
-pub type InnerBody = Either<Incoming, Full<Bytes>>;
+pub type InnerBody = Either<UpstreamBody, Full<Bytes>>;
 
 pub struct ObservedBody<C: OnComplete> {
     inner: InnerBody,
@@ -68,9 +70,13 @@ impl<C: OnComplete> ObservedBody<C> {
         ObservedBody { inner, bytes: 0, on_complete: Some(on_complete) }
     }
 
-    fn complete(&mut self, failed: bool, read: bool) {
+    fn complete(&mut self, failed: bool) {
         if let Some(c) = self.on_complete.take() {
-            c.complete(self.bytes, failed, read);
+            let reusable = match &mut self.inner {
+                Either::Left(upstream) if !failed => upstream.take_reusable(),
+                _ => None,
+            };
+            c.complete(self.bytes, failed, reusable);
         }
     }
 }
@@ -89,11 +95,11 @@ impl<C: OnComplete + Unpin> Body for ObservedBody<C> {
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
-                this.complete(true, false);
+                this.complete(true);
                 Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(None) => {
-                this.complete(false, true);
+                this.complete(false);
                 Poll::Ready(None)
             }
             Poll::Pending => Poll::Pending,
@@ -111,8 +117,8 @@ impl<C: OnComplete + Unpin> Body for ObservedBody<C> {
 
 impl<C: OnComplete> Drop for ObservedBody<C> {
     fn drop(&mut self) {
-        // Bodies that end without a final poll (HEAD, client gone) still count once.
-        let read = self.inner.is_end_stream();
-        self.complete(false, read);
+        // Bodies that end without a final poll (HEAD, client gone) still count once; the
+        // upstream connection is only reused if its body had been read to the end.
+        self.complete(false);
     }
 }

@@ -16,7 +16,7 @@ use hyper::body::Incoming;
 use super::body::{ObservedBody, OnComplete, RequestBody};
 use super::deadline::Deadlines;
 use super::route::{Route, RouteTable};
-use super::upstream::{InUse, Lease, UpstreamError, UpstreamGauges, UpstreamPool};
+use super::upstream::{InUse, UpstreamConn, UpstreamError, UpstreamGauges, UpstreamPool};
 use crate::config::Propagator;
 use crate::telemetry::access_log::{AccessLine, AccessLog};
 use crate::telemetry::red::{ActiveRequest, ErrorType, MethodLabel, RedMetrics, RequestOutcome};
@@ -82,6 +82,12 @@ impl Proxy {
         &self.deadlines
     }
 
+    /// Run on the worker's housekeeping tick: expires upstream deadlines and idle connections.
+    pub fn sweep(&self, now: Instant) {
+        self.deadlines.sweep(now);
+        self.pool.sweep(now);
+    }
+
     pub async fn handle(self: Arc<Self>, req: Request<Incoming>, client: &ClientInfo) -> Response<ProxyBody> {
         let start = Instant::now();
         let method = req.method().clone();
@@ -109,18 +115,11 @@ impl Proxy {
         let (body, request_bytes) = RequestBody::new(body);
         prepare_upstream_headers(&mut parts.headers, &parts.uri, client, &self.upstream_host);
         trace.inject(&mut parts.headers, &self.propagators);
-        // The upstream connection takes the origin form (`/path?query`); HTTP/2 requests carry
-        // the absolute form.
-        if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
-            parts.uri = Uri::from(path.clone().unwrap_or_else(|| PathAndQuery::from_static("/")));
-        }
-        parts.version = Version::HTTP_11;
 
         let mut done = Completion {
             proxy: self.clone(),
             _active: active,
             _in_use: Some(self.gauges.exchange()),
-            upstream: None,
             start,
             method,
             method_label,
@@ -135,16 +134,16 @@ impl Proxy {
             span,
         };
 
-        let sent = self
-            .deadlines
-            .limit(start + self.upstream_timeout, self.pool.send(Request::from_parts(parts, body), start))
-            .await;
+        // The upstream connection takes the origin form (`/path?query`); HTTP/2 requests carry
+        // the absolute form.
+        let target = done.path.as_ref().map_or("/", |p| p.as_str());
+        let sent =
+            self.deadlines.limit(start + self.upstream_timeout, self.pool.send(&parts, target, body, start)).await;
         match sent {
-            Ok(Ok((resp, lease))) => {
+            Ok(Ok(resp)) => {
                 let (mut parts, body) = resp.into_parts();
                 remove_hop_by_hop(&mut parts.headers);
                 done.status = parts.status.as_u16();
-                done.upstream = Some(lease);
                 if parts.status.is_server_error() {
                     done.error = Some(ErrorType::Status);
                 }
@@ -291,8 +290,6 @@ pub struct Completion {
     proxy: Arc<Proxy>,
     _active: ActiveRequest,
     _in_use: Option<InUse>,
-    /// The upstream connection, returned to the pool when the response body was read to its end.
-    upstream: Option<Lease>,
     start: Instant,
     method: http::Method,
     method_label: MethodLabel,
@@ -316,14 +313,11 @@ pub struct SpanStart {
 }
 
 impl OnComplete for Completion {
-    fn complete(mut self, response_bytes: u64, upstream_body_failed: bool, upstream_body_read: bool) {
+    fn complete(self, response_bytes: u64, upstream_body_failed: bool, reusable: Option<UpstreamConn>) {
         let now = Instant::now();
         let elapsed = now.saturating_duration_since(self.start);
-        if let Some(lease) = self.upstream.take()
-            && upstream_body_read
-            && !upstream_body_failed
-        {
-            self.proxy.pool.put_back(lease, now);
+        if let Some(conn) = reusable {
+            self.proxy.pool.put_back(conn, now);
         }
         let error = match (self.error, upstream_body_failed) {
             (None, true) => Some(ErrorType::UpstreamError),

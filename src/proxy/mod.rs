@@ -69,7 +69,7 @@ pub fn spawn_workers(
                         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                         loop {
                             every.tick().await;
-                            housekeeping.deadlines().sweep(std::time::Instant::now());
+                            housekeeping.sweep(std::time::Instant::now());
                             crate::telemetry::logging::flush_thread();
                         }
                     });

@@ -1,15 +1,19 @@
 //! The upstream side of the proxy: a per-worker pool of HTTP/1.1 keep-alive connections,
 //! counted for `redline_upstream_connections{state}`, with failures sorted by cause.
 
+pub mod codec;
+pub mod exchange;
+
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use http::{Request, Response};
-use hyper::body::Incoming;
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
+use http::Response;
+use http::request::Parts;
 use tokio::net::TcpStream;
+
+pub use exchange::{ExchangeError, UpstreamBody, UpstreamConn};
+use exchange::{RequestPump, exchange};
 
 use super::body::RequestBody;
 use crate::telemetry::metrics::{ExpositionWriter, Kind};
@@ -26,6 +30,14 @@ impl UpstreamGauges {
     pub fn exchange(self: &Arc<Self>) -> InUse {
         self.in_use.fetch_add(1, Ordering::Relaxed);
         InUse(self.clone())
+    }
+
+    fn opened(&self) {
+        self.open.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn closed(&self) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
     }
 
     pub fn write(&self, w: &mut ExpositionWriter) {
@@ -53,12 +65,8 @@ pub enum UpstreamError {
     /// The TCP connection was not established within the connect timeout.
     ConnectTimeout,
     /// The connection broke or the upstream answered with something that is not HTTP.
-    Exchange(hyper::Error),
+    Exchange(ExchangeError),
 }
-
-/// An upstream connection that carried a request; it goes back to the pool once the
-/// response body has been read to its end.
-pub type Lease = SendRequest<RequestBody>;
 
 /// Keep-alive connections to one upstream, owned by one worker (the lock is never contended).
 pub struct UpstreamPool {
@@ -70,7 +78,7 @@ pub struct UpstreamPool {
 }
 
 struct Idle {
-    sender: SendRequest<RequestBody>,
+    conn: UpstreamConn,
     since: Instant,
 }
 
@@ -84,85 +92,79 @@ impl UpstreamPool {
         UpstreamPool { target, connect_timeout, idle: Mutex::new(Vec::new()), gauges }
     }
 
-    /// Sends `req` on an idle connection, or on a new one. A request an idle connection could not
-    /// take (the upstream closed it meanwhile, before a byte was written) is sent once more on a
-    /// new connection.
+    /// Sends the request (`head` with `target` as its origin-form target) on an idle connection,
+    /// or on a new one, and returns once the response head arrived.
+    ///
+    /// A request without a body is sent once more, on a new connection, when an idle connection
+    /// failed before any byte of a response came back and either the upstream had closed it
+    /// before the request was written or the method is idempotent (RFC 9110 section 9.2.2).
     pub async fn send(
         &self,
-        req: Request<RequestBody>,
+        head: &Parts,
+        target: &str,
+        body: RequestBody,
         now: Instant,
-    ) -> Result<(Response<Incoming>, Lease), UpstreamError> {
-        let (mut sender, reused) = match self.checkout(now).await {
-            Some(sender) => (sender, true),
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+        use http_body::Body as _;
+        let has_body = !body.is_end_stream();
+        let framing = codec::RequestFraming::of(&head.method, &head.headers, has_body);
+        let pump = has_body.then(|| RequestPump::new(body, framing == codec::RequestFraming::Chunked));
+        let (mut conn, reused) = match self.checkout(now) {
+            Some(conn) => (conn, true),
             // Boxed so that the common path's future stays small (it is moved several times).
             None => (Box::pin(self.connect()).await?, false),
         };
-        match sender.try_send_request(req).await {
-            Ok(resp) => Ok((resp, sender)),
-            Err(mut failed) => match (reused, failed.take_message()) {
-                (true, Some(req)) => {
-                    let mut sender = Box::pin(self.connect()).await?;
-                    let resp = sender.send_request(req).await.map_err(UpstreamError::Exchange)?;
-                    Ok((resp, sender))
-                }
-                _ => Err(UpstreamError::Exchange(failed.into_error())),
-            },
+        codec::encode_request_head(&mut conn.head, &head.method, target, &head.headers, framing);
+        match exchange(conn, &head.method, pump).await {
+            Ok(resp) => Ok(resp),
+            Err(failed)
+                if reused
+                    && !has_body
+                    && failed.before_response
+                    && (failed.write_failed || head.method.is_idempotent()) =>
+            {
+                let mut conn = Box::pin(self.connect()).await?;
+                codec::encode_request_head(&mut conn.head, &head.method, target, &head.headers, framing);
+                exchange(conn, &head.method, None).await.map_err(|f| UpstreamError::Exchange(f.error))
+            }
+            Err(failed) => Err(UpstreamError::Exchange(failed.error)),
         }
     }
 
-    /// Returns a connection whose last response was read to its end.
-    pub fn put_back(&self, sender: Lease, now: Instant) {
-        if sender.is_closed() {
-            return;
-        }
+    /// Takes back a connection whose last response was read to its end.
+    pub fn put_back(&self, conn: UpstreamConn, now: Instant) {
         if let Ok(mut idle) = self.idle.lock()
             && idle.len() < MAX_IDLE
         {
-            idle.push(Idle { sender, since: now });
+            idle.push(Idle { conn, since: now });
         }
     }
 
-    /// The most recently used idle connection that is still open and ready.
-    async fn checkout(&self, now: Instant) -> Option<SendRequest<RequestBody>> {
-        loop {
-            let candidate = {
-                let mut idle = self.idle.lock().ok()?;
-                // The oldest sits at the bottom of the stack; expiring it here spares a timer.
-                if idle.first().is_some_and(|c| now.saturating_duration_since(c.since) > IDLE_TIMEOUT) {
-                    idle.remove(0);
-                }
-                idle.pop()?
-            };
-            if candidate.sender.is_closed() || now.saturating_duration_since(candidate.since) > IDLE_TIMEOUT {
-                continue;
-            }
-            let mut sender = candidate.sender;
-            if sender.ready().await.is_ok() {
-                return Some(sender);
-            }
+    /// Closes idle connections the upstream closed or that sat unused too long, so that they
+    /// neither linger half-closed nor count as idle.
+    pub fn sweep(&self, now: Instant) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.retain_mut(|c| now.saturating_duration_since(c.since) <= IDLE_TIMEOUT && c.conn.still_open());
         }
     }
 
-    async fn connect(&self) -> Result<SendRequest<RequestBody>, UpstreamError> {
+    /// The most recently used idle connection that is still open.
+    fn checkout(&self, now: Instant) -> Option<UpstreamConn> {
+        let mut idle = self.idle.lock().ok()?;
+        while let Some(mut candidate) = idle.pop() {
+            if now.saturating_duration_since(candidate.since) <= IDLE_TIMEOUT && candidate.conn.still_open() {
+                return Some(candidate.conn);
+            }
+        }
+        None
+    }
+
+    async fn connect(&self) -> Result<UpstreamConn, UpstreamError> {
         let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(self.target.as_str()))
             .await
             .map_err(|_| UpstreamError::ConnectTimeout)?
             .map_err(UpstreamError::Connect)?;
         let _ = stream.set_nodelay(true);
-        let (sender, conn) = hyper::client::conn::http1::Builder::new()
-            // send(2) rather than writev(2), as on the client side (see `proxy::serve`).
-            .writev(false)
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(UpstreamError::Exchange)?;
-        self.gauges.open.fetch_add(1, Ordering::Relaxed);
-        let gauges = self.gauges.clone();
-        tokio::spawn(async move {
-            // The connection ends when the upstream closes it, on an error, or when its sender is
-            // dropped (evicted, or its response was abandoned mid-body).
-            let _ = conn.await;
-            gauges.open.fetch_sub(1, Ordering::Relaxed);
-        });
-        Ok(sender)
+        Ok(UpstreamConn::new(stream, self.gauges.clone()))
     }
 }

@@ -1,0 +1,478 @@
+//! The HTTP/1.1 wire format of the upstream side, without I/O: request heads written,
+//! response heads parsed, and response bodies framed and de-chunked as RFC 9112 section 6 says.
+
+use std::mem::MaybeUninit;
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode, Version};
+
+/// Largest response head accepted from the upstream.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Most header fields accepted in a response head.
+const MAX_HEADERS: usize = 100;
+/// Longest chunk-size line (with extensions) or trailer section accepted.
+const MAX_CHUNK_LINE_BYTES: usize = 4 * 1024;
+
+/// How the request body travels on the upstream connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestFraming {
+    /// No body, and none announced.
+    None,
+    /// No body, announced as `content-length: 0` (methods that normally carry one).
+    EmptyLength,
+    /// The request's own `content-length` header frames the body.
+    Length,
+    /// A body of unknown length, sent as `transfer-encoding: chunked`.
+    Chunked,
+}
+
+impl RequestFraming {
+    /// `has_body` is false when the client's body is known to be empty.
+    pub fn of(method: &Method, headers: &HeaderMap, has_body: bool) -> Self {
+        if headers.contains_key(header::CONTENT_LENGTH) {
+            RequestFraming::Length
+        } else if has_body {
+            RequestFraming::Chunked
+        } else if method == Method::POST || method == Method::PUT || method == Method::PATCH {
+            RequestFraming::EmptyLength
+        } else {
+            RequestFraming::None
+        }
+    }
+}
+
+/// Writes `METHOD target HTTP/1.1`, the headers and the framing header into `out` (cleared first).
+/// Header values cannot hold CR or LF (`HeaderValue` refuses them), so nothing can be smuggled in.
+pub fn encode_request_head(
+    out: &mut Vec<u8>,
+    method: &Method,
+    target: &str,
+    headers: &HeaderMap,
+    framing: RequestFraming,
+) {
+    out.clear();
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    match framing {
+        RequestFraming::EmptyLength => out.extend_from_slice(b"content-length: 0\r\n"),
+        RequestFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        RequestFraming::None | RequestFraming::Length => {}
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The chunk-size line that goes before `len` bytes of a chunked request body.
+pub fn chunk_header(len: usize) -> Bytes {
+    Bytes::from(format!("{len:x}\r\n"))
+}
+
+/// The last chunk of a chunked request body, with no trailers.
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+/// Why a response from the upstream is not HTTP/1.x the proxy can forward.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ProtocolError {
+    #[error("invalid response head: {0}")]
+    Head(httparse::Error),
+    #[error("response head larger than {MAX_HEAD_BYTES} bytes")]
+    HeadTooLarge,
+    #[error("invalid header {0:?} in the response head")]
+    Header(String),
+    #[error("invalid or conflicting content-length {0:?}")]
+    ContentLength(String),
+    #[error("101 switching protocols, but no upgrade was asked for")]
+    UnexpectedUpgrade,
+    #[error("invalid chunk in a chunked response body")]
+    Chunk,
+    #[error("invalid trailer section in a chunked response body")]
+    Trailers,
+}
+
+/// How the upstream's response body ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// No body: HEAD requests, 1xx, 204 and 304.
+    Empty,
+    Length(u64),
+    Chunked,
+    /// Ends when the upstream closes the connection.
+    UntilClose,
+}
+
+/// A complete final response head.
+#[derive(Debug)]
+pub struct ResponseHead {
+    pub status: StatusCode,
+    pub version: Version,
+    pub headers: HeaderMap,
+    pub framing: BodyFraming,
+    /// Whether the connection may carry another request once this body is read.
+    pub keep_alive: bool,
+}
+
+/// Parses the response head at the start of `buf`, skipping interim (1xx) responses, and splits
+/// it off. `Ok(None)` means more bytes are needed. Header values share the bytes read.
+pub fn parse_response_head(buf: &mut BytesMut, method: &Method) -> Result<Option<ResponseHead>, ProtocolError> {
+    loop {
+        let mut offsets = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
+        let (len, code, minor, count) = {
+            let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+            let mut parsed = httparse::Response::new(&mut []);
+            let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+                &mut parsed,
+                buf,
+                &mut storage,
+            ) {
+                Ok(httparse::Status::Complete(len)) => len,
+                Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD_BYTES => {
+                    return Err(ProtocolError::HeadTooLarge);
+                }
+                Ok(httparse::Status::Partial) => return Ok(None),
+                Err(e) => return Err(ProtocolError::Head(e)),
+            };
+            let base = buf.as_ptr() as usize;
+            for (slot, h) in offsets.iter_mut().zip(parsed.headers.iter()) {
+                // Offsets into `buf`, so that the values can be sliced out of it once it is frozen.
+                let name = h.name.as_ptr() as usize - base;
+                let value = h.value.as_ptr() as usize - base;
+                *slot = (name as u32, (name + h.name.len()) as u32, value as u32, (value + h.value.len()) as u32);
+            }
+            (len, parsed.code.unwrap_or(0), parsed.version.unwrap_or(1), parsed.headers.len())
+        };
+        let head = buf.split_to(len).freeze();
+        if (100..200).contains(&code) {
+            if code == 101 {
+                return Err(ProtocolError::UnexpectedUpgrade);
+            }
+            continue; // 100 Continue, 103 Early Hints: the final response follows.
+        }
+        let status = StatusCode::from_u16(code).map_err(|_| ProtocolError::Head(httparse::Error::Status))?;
+        let mut headers = HeaderMap::with_capacity(count);
+        for &(n0, n1, v0, v1) in &offsets[..count] {
+            let raw_name = &head[n0 as usize..n1 as usize];
+            let name = HeaderName::from_bytes(raw_name)
+                .map_err(|_| ProtocolError::Header(String::from_utf8_lossy(raw_name).into_owned()))?;
+            let value = HeaderValue::from_maybe_shared(head.slice(v0 as usize..v1 as usize))
+                .map_err(|_| ProtocolError::Header(name.to_string()))?;
+            headers.append(name, value);
+        }
+        let version = if minor == 0 { Version::HTTP_10 } else { Version::HTTP_11 };
+        let (framing, framing_reusable) = response_framing(method, status, &headers)?;
+        let keep_alive = framing_reusable && connection_persists(version, &headers);
+        return Ok(Some(ResponseHead { status, version, headers, framing, keep_alive }));
+    }
+}
+
+/// RFC 9112 section 6.3; the flag says whether the framing leaves the connection reusable.
+fn response_framing(
+    method: &Method,
+    status: StatusCode,
+    headers: &HeaderMap,
+) -> Result<(BodyFraming, bool), ProtocolError> {
+    if method == Method::HEAD || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+        return Ok((BodyFraming::Empty, true));
+    }
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        let chunked_last = headers
+            .get_all(header::TRANSFER_ENCODING)
+            .iter()
+            .next_back()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .is_some_and(|coding| coding.trim().eq_ignore_ascii_case("chunked"));
+        // Both headers at once is how responses get smuggled: chunked wins, the connection goes.
+        let alone = !headers.contains_key(header::CONTENT_LENGTH);
+        return Ok(if chunked_last { (BodyFraming::Chunked, alone) } else { (BodyFraming::UntilClose, false) });
+    }
+    let mut length: Option<u64> = None;
+    for value in headers.get_all(header::CONTENT_LENGTH) {
+        let bad = || ProtocolError::ContentLength(String::from_utf8_lossy(value.as_bytes()).into_owned());
+        let text = value.to_str().map_err(|_| bad())?;
+        for part in text.split(',') {
+            let part = part.trim();
+            if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad());
+            }
+            let n: u64 = part.parse().map_err(|_| bad())?;
+            if length.is_some_and(|prior| prior != n) {
+                return Err(bad());
+            }
+            length = Some(n);
+        }
+    }
+    Ok(match length {
+        Some(0) => (BodyFraming::Empty, true),
+        Some(n) => (BodyFraming::Length(n), true),
+        None => (BodyFraming::UntilClose, false),
+    })
+}
+
+fn connection_persists(version: Version, headers: &HeaderMap) -> bool {
+    let mut close = false;
+    let mut keep_alive = false;
+    for value in headers.get_all(header::CONNECTION) {
+        for token in value.to_str().unwrap_or("").split(',') {
+            let token = token.trim();
+            close |= token.eq_ignore_ascii_case("close");
+            keep_alive |= token.eq_ignore_ascii_case("keep-alive");
+        }
+    }
+    !close && (version == Version::HTTP_11 || keep_alive)
+}
+
+/// What a chunked body yielded from the bytes buffered so far.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Chunk {
+    Data(Bytes),
+    /// The last chunk and the trailer section were read; the connection is at the next response.
+    End,
+    /// More bytes are needed.
+    NeedMore,
+}
+
+/// Decodes a chunked body incrementally; trailer fields are read and dropped.
+#[derive(Debug, Default)]
+pub struct ChunkedDecoder {
+    state: ChunkState,
+}
+
+#[derive(Debug, Default)]
+enum ChunkState {
+    #[default]
+    Size,
+    Data(u64),
+    DataEnd,
+    Trailers,
+    Done,
+}
+
+impl ChunkedDecoder {
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Chunk, ProtocolError> {
+        loop {
+            match self.state {
+                ChunkState::Size => match httparse::parse_chunk_size(buf) {
+                    Ok(httparse::Status::Complete((used, 0))) => {
+                        buf.advance(used);
+                        self.state = ChunkState::Trailers;
+                    }
+                    Ok(httparse::Status::Complete((used, size))) => {
+                        buf.advance(used);
+                        self.state = ChunkState::Data(size);
+                    }
+                    Ok(httparse::Status::Partial) if buf.len() < MAX_CHUNK_LINE_BYTES => return Ok(Chunk::NeedMore),
+                    Ok(httparse::Status::Partial) | Err(_) => return Err(ProtocolError::Chunk),
+                },
+                ChunkState::Data(left) => {
+                    if buf.is_empty() {
+                        return Ok(Chunk::NeedMore);
+                    }
+                    let take = left.min(buf.len() as u64);
+                    let data = buf.split_to(take as usize).freeze();
+                    self.state = if take == left { ChunkState::DataEnd } else { ChunkState::Data(left - take) };
+                    return Ok(Chunk::Data(data));
+                }
+                ChunkState::DataEnd => {
+                    if buf.len() < 2 {
+                        return Ok(Chunk::NeedMore);
+                    }
+                    if &buf[..2] != b"\r\n" {
+                        return Err(ProtocolError::Chunk);
+                    }
+                    buf.advance(2);
+                    self.state = ChunkState::Size;
+                }
+                ChunkState::Trailers => {
+                    if buf.starts_with(b"\r\n") {
+                        buf.advance(2);
+                        self.state = ChunkState::Done;
+                        continue;
+                    }
+                    let mut fields = [httparse::EMPTY_HEADER; 32];
+                    match httparse::parse_headers(buf, &mut fields) {
+                        Ok(httparse::Status::Complete((used, _))) => {
+                            buf.advance(used);
+                            self.state = ChunkState::Done;
+                        }
+                        Ok(httparse::Status::Partial) if buf.len() < MAX_CHUNK_LINE_BYTES => {
+                            return Ok(Chunk::NeedMore);
+                        }
+                        Ok(httparse::Status::Partial) | Err(_) => return Err(ProtocolError::Trailers),
+                    }
+                }
+                ChunkState::Done => return Ok(Chunk::End),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head_of(raw: &str, method: &Method) -> Result<Option<ResponseHead>, ProtocolError> {
+        parse_response_head(&mut BytesMut::from(raw), method)
+    }
+
+    fn head(raw: &str) -> ResponseHead {
+        head_of(raw, &Method::GET).expect("valid head").expect("complete head")
+    }
+
+    #[test]
+    fn request_heads_carry_the_headers_and_the_framing_of_the_body() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("app:8080"));
+        h.append("x-b", HeaderValue::from_static("1"));
+        h.append("x-b", HeaderValue::from_static("2"));
+        let mut out = Vec::new();
+        let framing = RequestFraming::of(&Method::POST, &h, true);
+        assert_eq!(framing, RequestFraming::Chunked);
+        encode_request_head(&mut out, &Method::POST, "/orders?id=1", &h, framing);
+        assert_eq!(
+            String::from_utf8(out.clone()).expect("ascii"),
+            "POST /orders?id=1 HTTP/1.1\r\nhost: app:8080\r\nx-b: 1\r\nx-b: 2\r\ntransfer-encoding: chunked\r\n\r\n"
+        );
+        encode_request_head(
+            &mut out,
+            &Method::PUT,
+            "/",
+            &HeaderMap::new(),
+            RequestFraming::of(&Method::PUT, &HeaderMap::new(), false),
+        );
+        assert_eq!(out, b"PUT / HTTP/1.1\r\ncontent-length: 0\r\n\r\n");
+        assert_eq!(RequestFraming::of(&Method::GET, &HeaderMap::new(), false), RequestFraming::None);
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
+        assert_eq!(RequestFraming::of(&Method::POST, &h, true), RequestFraming::Length);
+        assert_eq!(&chunk_header(255)[..], b"ff\r\n");
+    }
+
+    #[test]
+    fn a_response_head_is_split_off_and_its_body_framing_found() {
+        let mut buf = BytesMut::from("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-App: a\r\n\r\nhello");
+        let h = parse_response_head(&mut buf, &Method::GET).expect("valid").expect("complete");
+        assert_eq!(h.status, StatusCode::OK);
+        assert_eq!(h.framing, BodyFraming::Length(5));
+        assert!(h.keep_alive);
+        assert_eq!(h.headers["x-app"], "a");
+        assert_eq!(&buf[..], b"hello", "the body stays in the buffer");
+    }
+
+    #[test]
+    fn partial_heads_wait_for_more_bytes_and_huge_ones_are_refused() {
+        assert!(head_of("HTTP/1.1 200 OK\r\nContent-Le", &Method::GET).expect("valid").is_none());
+        let huge = format!("HTTP/1.1 200 OK\r\nx-big: {}", "a".repeat(MAX_HEAD_BYTES));
+        assert_eq!(head_of(&huge, &Method::GET).unwrap_err(), ProtocolError::HeadTooLarge);
+        assert!(matches!(head_of("SSH-2.0-OpenSSH\r\n\r\n", &Method::GET), Err(ProtocolError::Head(_))));
+    }
+
+    #[test]
+    fn interim_responses_are_skipped_and_upgrades_refused() {
+        let h = head(
+            "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n",
+        );
+        assert_eq!(h.status, StatusCode::CREATED);
+        assert!(!h.headers.contains_key("link"));
+        assert_eq!(
+            head_of("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 2", &Method::GET).expect("valid").map(|h| h.status),
+            None
+        );
+        assert_eq!(
+            head_of("HTTP/1.1 101 Switching Protocols\r\n\r\n", &Method::GET).unwrap_err(),
+            ProtocolError::UnexpectedUpgrade
+        );
+    }
+
+    #[test]
+    fn body_framing_follows_rfc_9112() {
+        assert_eq!(head("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n").framing, BodyFraming::Chunked);
+        let h = head("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n");
+        assert_eq!((h.framing, h.keep_alive), (BodyFraming::UntilClose, false));
+        let h = head("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n");
+        assert_eq!(
+            (h.framing, h.keep_alive),
+            (BodyFraming::Chunked, false),
+            "smuggling shape: chunked wins, connection dropped"
+        );
+        let h = head("HTTP/1.1 200 OK\r\n\r\n");
+        assert_eq!((h.framing, h.keep_alive), (BodyFraming::UntilClose, false));
+        assert_eq!(head("HTTP/1.1 200 OK\r\nContent-Length: 7, 7\r\n\r\n").framing, BodyFraming::Length(7));
+        assert_eq!(head("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").framing, BodyFraming::Empty);
+        assert_eq!(head("HTTP/1.1 204 No Content\r\nContent-Length: 9\r\n\r\n").framing, BodyFraming::Empty);
+        assert_eq!(head("HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n").framing, BodyFraming::Empty);
+        let h =
+            head_of("HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", &Method::HEAD).expect("valid").expect("complete");
+        assert_eq!(h.framing, BodyFraming::Empty);
+        assert_eq!(h.headers["content-length"], "9", "HEAD keeps the length of what GET would send");
+        for bad in ["5, 6", "-1", "", "0x10", "1 2"] {
+            let raw = format!("HTTP/1.1 200 OK\r\nContent-Length: {bad}\r\n\r\n");
+            assert!(matches!(head_of(&raw, &Method::GET), Err(ProtocolError::ContentLength(_))), "{bad:?}");
+        }
+        assert!(matches!(
+            head_of("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", &Method::GET),
+            Err(ProtocolError::ContentLength(_))
+        ));
+    }
+
+    #[test]
+    fn connection_reuse_follows_version_and_connection_header() {
+        assert!(!head("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n").keep_alive);
+        assert!(!head("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n").keep_alive);
+        let h = head("HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n");
+        assert_eq!((h.version, h.keep_alive), (Version::HTTP_10, true));
+    }
+
+    fn decode_all(decoder: &mut ChunkedDecoder, buf: &mut BytesMut) -> (Vec<u8>, bool) {
+        let mut out = Vec::new();
+        loop {
+            match decoder.decode(buf).expect("valid chunked body") {
+                Chunk::Data(d) => out.extend_from_slice(&d),
+                Chunk::End => return (out, true),
+                Chunk::NeedMore => return (out, false),
+            }
+        }
+    }
+
+    #[test]
+    fn chunked_bodies_decode_across_any_split_and_drop_trailers() {
+        let wire = b"5;ext=1\r\nhello\r\n1a\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nx-checksum: 9\r\n\r\nHTTP/1.1";
+        for split in 0..wire.len() {
+            let mut decoder = ChunkedDecoder::default();
+            let mut buf = BytesMut::from(&wire[..split]);
+            let (mut body, mut ended) = decode_all(&mut decoder, &mut buf);
+            buf.extend_from_slice(&wire[split..]);
+            if !ended {
+                let (rest, end) = decode_all(&mut decoder, &mut buf);
+                body.extend_from_slice(&rest);
+                ended = end;
+            }
+            assert!(ended, "split at {split}");
+            assert_eq!(body, b"helloabcdefghijklmnopqrstuvwxyz", "split at {split}");
+            assert_eq!(&buf[..], b"HTTP/1.1", "the next response stays buffered (split at {split})");
+        }
+    }
+
+    #[test]
+    fn broken_chunked_bodies_are_errors() {
+        for bad in [&b"zz\r\nhello\r\n"[..], b"5\r\nhelloXX0\r\n\r\n", b"0\r\nbad header\r\n\r\n"] {
+            let mut decoder = ChunkedDecoder::default();
+            let mut buf = BytesMut::from(bad);
+            let result = loop {
+                match decoder.decode(&mut buf) {
+                    Ok(Chunk::Data(_)) => continue,
+                    other => break other,
+                }
+            };
+            assert!(result.is_err(), "{:?} gave {result:?}", String::from_utf8_lossy(bad));
+        }
+        let mut endless = BytesMut::from(&[b'1'; MAX_CHUNK_LINE_BYTES][..]);
+        assert_eq!(ChunkedDecoder::default().decode(&mut endless), Err(ProtocolError::Chunk));
+    }
+}
