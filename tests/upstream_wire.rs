@@ -232,7 +232,7 @@ async fn idempotent_requests_are_resent_when_a_reused_connection_dies_unanswered
 async fn chunked_and_close_delimited_bodies_reach_the_client_intact() {
     let up = RawUpstream::start(|seen, _| match seen.path() {
         "/chunked" => Then::Answer(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=1\r\nhello\r\n6\r\n world\r\n0\r\nx-sum: 9\r\n\r\n".to_vec(),
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: x-hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\n\r\n5;x=1\r\nhello\r\n6\r\n world\r\n0\r\nx-sum: 9\r\n\r\n".to_vec(),
         ),
         _ => Then::AnswerAndClose(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the upstream closes".to_vec()),
     })
@@ -243,6 +243,9 @@ async fn chunked_and_close_delimited_bodies_reach_the_client_intact() {
         let r = c.get(sc.url("/chunked")).send().await.expect("chunked");
         assert_eq!(r.status(), 200);
         assert!(r.headers().get("x-sum").is_none(), "trailers are not forwarded");
+        for hop in ["x-hop", "keep-alive"] {
+            assert!(r.headers().get(hop).is_none(), "{hop} is the upstream hop's own: {:?}", r.headers());
+        }
         assert_eq!(r.text().await.expect("body"), "hello world");
     }
     assert_eq!(up.accepted(), 1, "a chunked body read to its end leaves the connection reusable");

@@ -141,8 +141,8 @@ impl Proxy {
             self.deadlines.limit(start + self.upstream_timeout, self.pool.send(&parts, target, body, start)).await;
         match sent {
             Ok(Ok(resp)) => {
-                let (mut parts, body) = resp.into_parts();
-                remove_hop_by_hop(&mut parts.headers);
+                // The upstream's hop-by-hop fields were left behind when its head was parsed.
+                let (parts, body) = resp.into_parts();
                 done.status = parts.status.as_u16();
                 if parts.status.is_server_error() {
                     done.error = Some(ErrorType::Status);
@@ -201,8 +201,8 @@ static HOP_BY_HOP: [HeaderName; 8] = [
     header::UPGRADE,
 ];
 
-/// Removes RFC 9110 hop-by-hop headers, including any named in `Connection`.
-/// `Transfer-Encoding` is framing that hyper redoes per hop, so it goes too.
+/// Removes RFC 9110 hop-by-hop headers from a client's request, including any named in
+/// `Connection`. `Transfer-Encoding` is framing that is redone upstream, so it goes too.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     // One pass over the names (standard names compare by tag) finds what is there: usually
     // nothing, or a `Connection: keep-alive` answer, which then costs one removal.

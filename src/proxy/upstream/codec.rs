@@ -113,6 +113,8 @@ pub enum BodyFraming {
 pub struct ResponseHead {
     pub status: StatusCode,
     pub version: Version,
+    /// The end-to-end fields: the hop-by-hop ones (RFC 9110 section 7.6.1, with any that
+    /// `Connection` names, and `Transfer-Encoding`) concern this connection only and are not kept.
     pub headers: HeaderMap,
     pub framing: BodyFraming,
     /// Whether the connection may carry another request once this body is read.
@@ -156,77 +158,115 @@ pub fn parse_response_head(buf: &mut BytesMut, method: &Method) -> Result<Option
             continue; // 100 Continue, 103 Early Hints: the final response follows.
         }
         let status = StatusCode::from_u16(code).map_err(|_| ProtocolError::Head(httparse::Error::Status))?;
+        let version = if minor == 0 { Version::HTTP_10 } else { Version::HTTP_11 };
         let mut headers = HeaderMap::with_capacity(count);
+        let mut hop = HopByHop::default();
         for &(n0, n1, v0, v1) in &offsets[..count] {
             let raw_name = &head[n0 as usize..n1 as usize];
             let name = HeaderName::from_bytes(raw_name)
                 .map_err(|_| ProtocolError::Header(String::from_utf8_lossy(raw_name).into_owned()))?;
+            let value = &head[v0 as usize..v1 as usize];
+            if hop.take(&name, value)? {
+                continue;
+            }
             let value = HeaderValue::from_maybe_shared(head.slice(v0 as usize..v1 as usize))
                 .map_err(|_| ProtocolError::Header(name.to_string()))?;
             headers.append(name, value);
         }
-        let version = if minor == 0 { Version::HTTP_10 } else { Version::HTTP_11 };
-        let (framing, framing_reusable) = response_framing(method, status, &headers)?;
-        let keep_alive = framing_reusable && connection_persists(version, &headers);
+        for name in &hop.listed {
+            headers.remove(name);
+        }
+        if hop.transfer_encoding {
+            // The body goes on de-chunked; a length beside the chunking would misframe it.
+            headers.remove(header::CONTENT_LENGTH);
+        }
+        let (framing, framing_reusable) = hop.framing(method, status);
+        let keep_alive = framing_reusable && !hop.close && (version == Version::HTTP_11 || hop.keep_alive);
         return Ok(Some(ResponseHead { status, version, headers, framing, keep_alive }));
     }
 }
 
-/// RFC 9112 section 6.3; the flag says whether the framing leaves the connection reusable.
-fn response_framing(
-    method: &Method,
-    status: StatusCode,
-    headers: &HeaderMap,
-) -> Result<(BodyFraming, bool), ProtocolError> {
-    if method == Method::HEAD || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
-        return Ok((BodyFraming::Empty, true));
-    }
-    if headers.contains_key(header::TRANSFER_ENCODING) {
-        let chunked_last = headers
-            .get_all(header::TRANSFER_ENCODING)
-            .iter()
-            .next_back()
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.rsplit(',').next())
-            .is_some_and(|coding| coding.trim().eq_ignore_ascii_case("chunked"));
-        // Both headers at once is how responses get smuggled: chunked wins, the connection goes.
-        let alone = !headers.contains_key(header::CONTENT_LENGTH);
-        return Ok(if chunked_last { (BodyFraming::Chunked, alone) } else { (BodyFraming::UntilClose, false) });
-    }
-    let mut length: Option<u64> = None;
-    for value in headers.get_all(header::CONTENT_LENGTH) {
-        let bad = || ProtocolError::ContentLength(String::from_utf8_lossy(value.as_bytes()).into_owned());
-        let text = value.to_str().map_err(|_| bad())?;
-        for part in text.split(',') {
-            let part = part.trim();
-            if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(bad());
-            }
-            let n: u64 = part.parse().map_err(|_| bad())?;
-            if length.is_some_and(|prior| prior != n) {
-                return Err(bad());
-            }
-            length = Some(n);
-        }
-    }
-    Ok(match length {
-        Some(0) => (BodyFraming::Empty, true),
-        Some(n) => (BodyFraming::Length(n), true),
-        None => (BodyFraming::UntilClose, false),
-    })
+/// What the framing and hop-by-hop fields of a response head say, gathered in one pass.
+#[derive(Default)]
+struct HopByHop {
+    content_length: Option<u64>,
+    transfer_encoding: bool,
+    chunked_last: bool,
+    close: bool,
+    keep_alive: bool,
+    /// Further fields `Connection` names as hop-by-hop.
+    listed: Vec<HeaderName>,
 }
 
-fn connection_persists(version: Version, headers: &HeaderMap) -> bool {
-    let mut close = false;
-    let mut keep_alive = false;
-    for value in headers.get_all(header::CONNECTION) {
-        for token in value.to_str().unwrap_or("").split(',') {
-            let token = token.trim();
-            close |= token.eq_ignore_ascii_case("close");
-            keep_alive |= token.eq_ignore_ascii_case("keep-alive");
+impl HopByHop {
+    /// Notes a framing or hop-by-hop field; true when it is hop-by-hop and must not be forwarded.
+    fn take(&mut self, name: &HeaderName, value: &[u8]) -> Result<bool, ProtocolError> {
+        if *name == header::CONTENT_LENGTH {
+            self.content_length(value)?;
+            return Ok(false);
+        }
+        if *name == header::TRANSFER_ENCODING {
+            self.transfer_encoding = true;
+            // The last coding applied decides: chunked must be it for the body to be delimited.
+            self.chunked_last = std::str::from_utf8(value)
+                .ok()
+                .and_then(|v| v.rsplit(',').next())
+                .is_some_and(|coding| coding.trim().eq_ignore_ascii_case("chunked"));
+            return Ok(true);
+        }
+        if *name == header::CONNECTION {
+            for token in std::str::from_utf8(value).unwrap_or("").split(',').map(str::trim) {
+                if token.eq_ignore_ascii_case("close") {
+                    self.close = true;
+                } else if token.eq_ignore_ascii_case("keep-alive") {
+                    self.keep_alive = true;
+                } else if let Ok(listed) = HeaderName::from_bytes(token.as_bytes()) {
+                    self.listed.push(listed);
+                }
+            }
+            return Ok(true);
+        }
+        Ok(*name == header::TE
+            || *name == header::TRAILER
+            || *name == header::UPGRADE
+            || *name == header::PROXY_AUTHENTICATE
+            || name.as_str() == "keep-alive"
+            || name.as_str() == "proxy-connection")
+    }
+
+    /// Every `Content-Length` value (and comma-separated part of one) must agree.
+    fn content_length(&mut self, value: &[u8]) -> Result<(), ProtocolError> {
+        let bad = || ProtocolError::ContentLength(String::from_utf8_lossy(value).into_owned());
+        for part in value.split(|&b| b == b',') {
+            let part = part.trim_ascii();
+            if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
+                return Err(bad());
+            }
+            let n = part.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+            if self.content_length.is_some_and(|prior| prior != n) {
+                return Err(bad());
+            }
+            self.content_length = Some(n);
+        }
+        Ok(())
+    }
+
+    /// RFC 9112 section 6.3; the flag says whether the framing leaves the connection reusable.
+    fn framing(&self, method: &Method, status: StatusCode) -> (BodyFraming, bool) {
+        if method == Method::HEAD || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+            return (BodyFraming::Empty, true);
+        }
+        if self.transfer_encoding {
+            // Both headers at once is how responses get smuggled: chunked wins, the connection goes.
+            let alone = self.content_length.is_none();
+            return if self.chunked_last { (BodyFraming::Chunked, alone) } else { (BodyFraming::UntilClose, false) };
+        }
+        match self.content_length {
+            Some(0) => (BodyFraming::Empty, true),
+            Some(n) => (BodyFraming::Length(n), true),
+            None => (BodyFraming::UntilClose, false),
         }
     }
-    !close && (version == Version::HTTP_11 || keep_alive)
 }
 
 /// What a chunked body yielded from the bytes buffered so far.
@@ -419,6 +459,16 @@ mod tests {
             head_of("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", &Method::GET),
             Err(ProtocolError::ContentLength(_))
         ));
+    }
+
+    #[test]
+    fn hop_by_hop_fields_stay_behind() {
+        let h = head(
+            "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nKeep-Alive: timeout=5\r\nX-Hop: 1\r\n\
+             Transfer-Encoding: chunked\r\nContent-Length: 3\r\nTrailer: x-sum\r\nUpgrade: h2c\r\nX-App: kept\r\n\r\n",
+        );
+        let names: Vec<&str> = h.headers.keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["x-app"]);
     }
 
     #[test]
