@@ -362,20 +362,31 @@ impl OnComplete for Completion {
                 parent_span_id: self.trace.parent_span_id,
                 method: self.method,
                 route: self.route.name,
-                path: self.path,
+                path: self.path.map(detach_path),
                 version: span.version,
-                host: span.host,
+                host: span.host.map(detach_value),
                 status: self.status,
                 error_type,
                 start: span.wall,
                 duration: elapsed,
                 client_ip: self.client_ip,
-                user_agent: self.user_agent,
+                user_agent: self.user_agent.map(detach_value),
                 request_body_size: request_bytes,
                 response_body_size: response_bytes,
             });
         }
     }
+}
+
+// Request parts are slices of the client connection's read buffer. A span waits on the
+// exporter's queue after its request is over, and a slice it held would keep that buffer
+// shared, so hyper would allocate a fresh one for every request; small copies are cheaper.
+fn detach_value(v: HeaderValue) -> HeaderValue {
+    HeaderValue::from_bytes(v.as_bytes()).unwrap_or(v)
+}
+
+fn detach_path(p: PathAndQuery) -> PathAndQuery {
+    PathAndQuery::from_maybe_shared(Bytes::copy_from_slice(p.as_str().as_bytes())).unwrap_or(p)
 }
 
 #[cfg(test)]
