@@ -95,8 +95,11 @@ impl Proxy {
         let active = self.red.start(method_label);
         let route = self.routes.route_of(req.uri().path());
         let trace = TraceContext::from_headers(req.headers(), self.sampler_ratio);
-        let user_agent = req.headers().get(header::USER_AGENT).cloned();
-        let path = req.uri().path_and_query().cloned();
+        // What outlives the request head is copied: the head's fields are slices of the client
+        // connection's read buffer, and hyper reads ahead into that buffer while the upstream
+        // answers. Were any slice still alive then, it would allocate a new buffer each time.
+        let user_agent = req.headers().get(header::USER_AGENT).map(detach_value);
+        let path = req.uri().path_and_query().map(detach_path);
         let span = match (&self.spans, trace.sampled) {
             (Some(sink), true) => Some(SpanStart {
                 sink: sink.clone(),
@@ -105,7 +108,7 @@ impl Proxy {
                 host: req
                     .headers()
                     .get(header::HOST)
-                    .cloned()
+                    .map(detach_value)
                     .or_else(|| req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok())),
             }),
             _ => None,
@@ -138,7 +141,7 @@ impl Proxy {
         // the absolute form.
         let target = done.path.as_ref().map_or("/", |p| p.as_str());
         let sent =
-            self.deadlines.limit(start + self.upstream_timeout, self.pool.send(&parts, target, body, start)).await;
+            self.deadlines.limit(start + self.upstream_timeout, self.pool.send(parts, target, body, start)).await;
         match sent {
             Ok(Ok(resp)) => {
                 // The upstream's hop-by-hop fields were left behind when its head was parsed.
@@ -362,15 +365,15 @@ impl OnComplete for Completion {
                 parent_span_id: self.trace.parent_span_id,
                 method: self.method,
                 route: self.route.name,
-                path: self.path.map(detach_path),
+                path: self.path,
                 version: span.version,
-                host: span.host.map(detach_value),
+                host: span.host,
                 status: self.status,
                 error_type,
                 start: span.wall,
                 duration: elapsed,
                 client_ip: self.client_ip,
-                user_agent: self.user_agent.map(detach_value),
+                user_agent: self.user_agent,
                 request_body_size: request_bytes,
                 response_body_size: response_bytes,
             });
@@ -378,15 +381,17 @@ impl OnComplete for Completion {
     }
 }
 
-// Request parts are slices of the client connection's read buffer. A span waits on the
-// exporter's queue after its request is over, and a slice it held would keep that buffer
-// shared, so hyper would allocate a fresh one for every request; small copies are cheaper.
-fn detach_value(v: HeaderValue) -> HeaderValue {
-    HeaderValue::from_bytes(v.as_bytes()).unwrap_or(v)
+/// A copy that shares no bytes with the client connection's read buffer.
+fn detach_value(v: &HeaderValue) -> HeaderValue {
+    HeaderValue::from_bytes(v.as_bytes()).unwrap_or_else(|_| v.clone())
 }
 
-fn detach_path(p: PathAndQuery) -> PathAndQuery {
-    PathAndQuery::from_maybe_shared(Bytes::copy_from_slice(p.as_str().as_bytes())).unwrap_or(p)
+/// A copy that shares no bytes with the client connection's read buffer.
+fn detach_path(p: &PathAndQuery) -> PathAndQuery {
+    if p.as_str() == "/" {
+        return PathAndQuery::from_static("/");
+    }
+    PathAndQuery::from_maybe_shared(Bytes::copy_from_slice(p.as_str().as_bytes())).unwrap_or_else(|_| p.clone())
 }
 
 #[cfg(test)]

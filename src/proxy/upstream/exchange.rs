@@ -95,6 +95,8 @@ pub struct ExchangeFailure {
     pub before_response: bool,
     /// Writing the request head failed: the upstream had closed the connection already.
     pub write_failed: bool,
+    /// The encoded request head, for a resend.
+    pub head: Vec<u8>,
 }
 
 /// Sends the head in `conn.head` and `body` (if any) and waits for the final response head.
@@ -128,6 +130,7 @@ pub async fn exchange(
                         error: ExchangeError::ClientBody(e),
                         before_response: !received,
                         write_failed: false,
+                        head: Vec::new(),
                     }));
                 }
                 // The upstream may have answered early and stopped reading: its answer still counts.
@@ -143,6 +146,7 @@ pub async fn exchange(
                         error: e.into(),
                         before_response: false,
                         write_failed: false,
+                        head: Vec::new(),
                     }));
                 }
             }
@@ -158,7 +162,11 @@ pub async fn exchange(
             }
         }
     })
-    .await?;
+    .await
+    .map_err(|mut failed| {
+        failed.head = std::mem::take(&mut conn.head);
+        failed
+    })?;
     let head_done = head_written == conn.head.len();
     let ResponseHead { status, version, headers, framing, keep_alive } = head;
     let body_sent = body.as_ref().is_none_or(RequestPump::finished);
@@ -191,6 +199,7 @@ fn failure(
         write_failed: write_error.is_some() && !head_done,
         error: write_error.take().map_or(error, ExchangeError::Io),
         before_response: !received,
+        head: Vec::new(),
     }
 }
 

@@ -100,7 +100,7 @@ impl UpstreamPool {
     /// before the request was written or the method is idempotent (RFC 9110 section 9.2.2).
     pub async fn send(
         &self,
-        head: &Parts,
+        head: Parts,
         target: &str,
         body: RequestBody,
         now: Instant,
@@ -115,17 +115,18 @@ impl UpstreamPool {
             None => (Box::pin(self.connect()).await?, false),
         };
         codec::encode_request_head(&mut conn.head, &head.method, target, &head.headers, framing);
-        match exchange(conn, &head.method, pump).await {
+        let method = head.method.clone();
+        // The head is written out: its fields (slices of the client's read buffer) are let go
+        // before the wait for the answer, so that the buffer can be reused.
+        drop(head);
+        match exchange(conn, &method, pump).await {
             Ok(resp) => Ok(resp),
             Err(failed)
-                if reused
-                    && !has_body
-                    && failed.before_response
-                    && (failed.write_failed || head.method.is_idempotent()) =>
+                if reused && !has_body && failed.before_response && (failed.write_failed || method.is_idempotent()) =>
             {
                 let mut conn = Box::pin(self.connect()).await?;
-                codec::encode_request_head(&mut conn.head, &head.method, target, &head.headers, framing);
-                exchange(conn, &head.method, None).await.map_err(|f| UpstreamError::Exchange(f.error))
+                conn.head = failed.head;
+                exchange(conn, &method, None).await.map_err(|f| UpstreamError::Exchange(f.error))
             }
             Err(failed) => Err(UpstreamError::Exchange(failed.error)),
         }
