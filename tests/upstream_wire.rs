@@ -325,7 +325,11 @@ async fn an_answer_before_the_upload_ends_reaches_the_client() {
     conn.write_all(b"POST /upload HTTP/1.1\r\nhost: svc\r\ncontent-length: 8388608\r\n\r\n").await.expect("head");
     conn.write_all(&vec![b'u'; 1024 * 1024]).await.expect("first MiB");
     let mut answer = Vec::new();
-    let end = read_until(&mut conn, &mut answer, b"too large").await;
+    // A proxy that only listened for the answer after sending the whole body would wait forever.
+    let end =
+        tokio::time::timeout(std::time::Duration::from_secs(10), read_until(&mut conn, &mut answer, b"too large"))
+            .await
+            .expect("the answer came while the upload was unfinished");
     let answer = String::from_utf8_lossy(&answer);
     assert!(end.is_some(), "no full answer: {answer:?}");
     assert!(answer.starts_with("HTTP/1.1 413 "), "{answer}");
