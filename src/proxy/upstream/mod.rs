@@ -116,8 +116,8 @@ impl UpstreamPool {
         };
         codec::encode_request_head(&mut conn.head, &head.method, target, &head.headers, framing);
         let method = head.method.clone();
-        // The head is written out: its fields (slices of the client's read buffer) are let go
-        // before the wait for the answer, so that the buffer can be reused.
+        // The encoded bytes are all a resend needs; the head's fields (slices of the client's
+        // read buffer) are let go before the wait for the answer.
         drop(head);
         match exchange(conn, &method, pump).await {
             Ok(resp) => Ok(resp),
