@@ -1,43 +1,23 @@
 #!/usr/bin/env bash
 # User-space CPU instructions per proxied request, counted by valgrind's callgrind: redline with
-# all telemetry on (metrics, JSON access log to a file, traces at ratio 1.0 to the OTLP sink)
-# and HAProxy (nbthread 1, Prometheus exporter on), each behind the same nginx upstream and the
-# same `wrk -t1 -c8` load. Instruction counts do not depend on what else the machine is doing,
-# so this tells a real change from noise where req/s cannot; kernel time is not counted.
+# all telemetry on (metrics, JSON access log to a file, traces at ratio 1.0 to the OTLP sink),
+# HAProxy (nbthread 1, Prometheus exporter on) and examples/floor_proxy.rs (tokio's floor, no
+# telemetry), each behind the same nginx upstream and the same `wrk -t1 -c8` load. Instruction
+# counts do not depend on what else the machine is doing, so this tells a real change from
+# noise where req/s cannot; kernel time is not counted.
 #   scripts/bench-proxy-instructions.sh [SECONDS]   (default 15)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-15}
 source scripts/bench-tools.sh
 need_tools nginx haproxy wrk valgrind
-cargo build --release --locked
+cargo build --release --locked --bin redline --example floor_proxy
 w=$(mktemp -d); pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   [ -f $w/up.pid ] && kill "$(cat $w/up.pid)" 2>/dev/null; rm -rf "$w"; }
 trap cleanup EXIT
-cat > $w/up.conf <<C
-worker_processes 1; pid $w/up.pid; error_log $w/up.err; events { worker_connections 4096; }
-http { access_log off; server { listen 127.0.0.1:18180; location / { return 200 "hello from upstream\n"; } } }
-C
-cat > $w/ha.cfg <<C
-global
-  nbthread 1
-  maxconn 4096
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 30s
-  timeout server 30s
-  http-reuse always
-frontend fe
-  bind 127.0.0.1:18184
-  default_backend app
-frontend stats
-  bind 127.0.0.1:18183
-  http-request use-service prometheus-exporter if { path /metrics }
-backend app
-  server s1 127.0.0.1:18180
-C
+write_upstream_conf $w 18180
+write_haproxy_conf $w 18184 18183 18180
 nginx -c $w/up.conf
 python3 scripts/otlp-sink.py 18318 > $w/sink.out & pids+=($!)
 
@@ -74,3 +54,4 @@ measure redline -- ./target/release/redline sidecar --service bench --service-ve
   --listen 127.0.0.1:18184 --admin 127.0.0.1:18194 --upstream http://127.0.0.1:18180 --routes / \
   --tracing-endpoint http://127.0.0.1:18318 --tracing-sampler-ratio 1.0
 measure haproxy -- haproxy -f $w/ha.cfg
+measure floor -- ./target/release/examples/floor_proxy 127.0.0.1:18184 127.0.0.1:18180 1

@@ -5,9 +5,8 @@
 #   scripts/bench-proxy.sh [proxy-peers.sh options, e.g. -r 5 -d 10]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-peers=${PROXY_PEERS:-../shared/bench/proxy-peers.sh}
-[ -x "$peers" ] || [ -f "$peers" ] || { echo "cannot find $peers (set PROXY_PEERS)" >&2; exit 2; }
 source scripts/bench-tools.sh
+peers=$(peers_script)
 need_tools nginx haproxy caddy wrk
 cargo build --release --locked
 python3 scripts/otlp-sink.py 18318 & sink=$!
