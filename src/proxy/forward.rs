@@ -88,7 +88,7 @@ impl Proxy {
         self.pool.sweep(now);
     }
 
-    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, client: &ClientInfo) -> Response<ProxyBody> {
+    pub async fn handle(self: Arc<Self>, mut req: Request<Incoming>, client: &ClientInfo) -> Response<ProxyBody> {
         let start = Instant::now();
         let method = req.method().clone();
         let method_label = MethodLabel::of(&method);
@@ -114,10 +114,18 @@ impl Proxy {
             _ => None,
         };
 
+        let upgrade = requested_upgrade(&req);
+        let client_upgraded = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
+
         let (mut parts, body) = req.into_parts();
         let (body, request_bytes) = RequestBody::new(body);
         prepare_upstream_headers(&mut parts.headers, &parts.uri, client, &self.upstream_host);
         trace.inject(&mut parts.headers, &self.propagators);
+        if let Some(protocol) = &upgrade {
+            // Upgrade is hop-by-hop: redline asks the upstream itself, on this request's connection.
+            parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            parts.headers.insert(header::UPGRADE, protocol.clone());
+        }
 
         let mut done = Completion {
             proxy: self.clone(),
@@ -140,8 +148,10 @@ impl Proxy {
         // The upstream connection takes the origin form (`/path?query`); HTTP/2 requests carry
         // the absolute form.
         let target = done.path.as_ref().map_or("/", |p| p.as_str());
-        let sent =
-            self.deadlines.limit(start + self.upstream_timeout, self.pool.send(parts, target, body, start)).await;
+        let sent = self
+            .deadlines
+            .limit(start + self.upstream_timeout, self.pool.send(parts, target, body, start, upgrade.is_some()))
+            .await;
         match sent {
             Ok(Ok(resp)) => {
                 // The upstream's hop-by-hop fields were left behind when its head was parsed.
@@ -149,6 +159,15 @@ impl Proxy {
                 done.status = parts.status.as_u16();
                 if parts.status.is_server_error() {
                     done.error = Some(ErrorType::Status);
+                }
+                if parts.status == StatusCode::SWITCHING_PROTOCOLS {
+                    // Only an upgrade request gets here (the codec refuses other 101s). The
+                    // exchange is over for metrics and logs; the tunnel keeps the upstream
+                    // connection counted as active until it closes.
+                    if let (Some(client_upgraded), Some(conn)) = (client_upgraded, body.into_upgraded()) {
+                        tokio::spawn(super::tunnel::carry(client_upgraded, conn, done._in_use.take()));
+                    }
+                    return Response::from_parts(parts, ObservedBody::new(Either::Right(Full::default()), done));
                 }
                 Response::from_parts(parts, ObservedBody::new(Either::Left(body), done))
             }
@@ -163,6 +182,23 @@ impl Proxy {
             }
         }
     }
+}
+
+/// The protocol an HTTP/1.1 client asks to switch to (`Upgrade`, with `upgrade` listed in
+/// `Connection`), e.g. `websocket`. `h2c` is not passed on: redline speaks HTTP/2 to clients
+/// itself (with prior knowledge), and its upstream side is HTTP/1.1.
+fn requested_upgrade(req: &Request<Incoming>) -> Option<HeaderValue> {
+    if req.version() != Version::HTTP_11 {
+        return None;
+    }
+    let protocol = req.headers().get(header::UPGRADE)?;
+    let asked = req
+        .headers()
+        .get_all(header::CONNECTION)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|v| v.split(',').any(|token| token.trim().eq_ignore_ascii_case("upgrade"))));
+    let h2c = protocol.as_bytes().split(|&b| b == b',').any(|p| p.trim_ascii().eq_ignore_ascii_case(b"h2c"));
+    (asked && !h2c).then(|| protocol.clone())
 }
 
 fn classify(e: &UpstreamError) -> (StatusCode, ErrorType, &'static str) {

@@ -5,6 +5,7 @@ pub mod body;
 pub mod deadline;
 pub mod forward;
 pub mod route;
+pub mod tunnel;
 pub mod upstream;
 
 use std::convert::Infallible;
@@ -15,7 +16,6 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
@@ -133,8 +133,9 @@ pub async fn serve(
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
-    let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let connections = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
+    let slots = Arc::new(Semaphore::new(connections));
+    let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
     loop {
         // Waiting for a free slot before accepting leaves excess clients in the kernel backlog.
@@ -162,17 +163,32 @@ pub async fn serve(
             let client = client.clone();
             async move { Ok::<_, Infallible>(proxy.handle(req, &client).await) }
         });
-        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-        let conn = graceful.watch(conn);
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+        let mut drain = drain_rx.clone();
         tokio::spawn(async move {
             // Client-side errors (resets, bad requests, header timeouts) end only that connection.
-            let _ = conn.await;
+            tokio::pin!(conn);
+            let draining = async move {
+                let _ = drain.wait_for(|d| *d).await;
+            };
+            tokio::select! {
+                biased;
+                _ = conn.as_mut() => {}
+                _ = draining => {
+                    // Idle connections close now; busy ones after their response.
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
             drop(permit);
         });
     }
     drop(listener);
+    let _ = drain_tx.send(true);
+    // Every connection holds a slot until it ends; all slots free means all drained. Upgraded
+    // connections (tunnels) have left hyper by then and are cut when the worker exits.
     tokio::select! {
-        _ = graceful.shutdown() => Drain::Complete,
+        _ = slots.acquire_many(connections as u32) => Drain::Complete,
         _ = tokio::time::sleep(drain_timeout) => Drain::TimedOut,
     }
 }

@@ -123,7 +123,13 @@ pub struct ResponseHead {
 
 /// Parses the response head at the start of `buf`, skipping interim (1xx) responses, and splits
 /// it off. `Ok(None)` means more bytes are needed. Header values share the bytes read.
-pub fn parse_response_head(buf: &mut BytesMut, method: &Method) -> Result<Option<ResponseHead>, ProtocolError> {
+/// A `101 Switching Protocols` is final only when the request asked for an upgrade
+/// (`upgrading`); it then keeps its `Upgrade` field, with `Connection: upgrade`.
+pub fn parse_response_head(
+    buf: &mut BytesMut,
+    method: &Method,
+    upgrading: bool,
+) -> Result<Option<ResponseHead>, ProtocolError> {
     loop {
         let mut offsets = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
         let (len, code, minor, count) = {
@@ -151,7 +157,8 @@ pub fn parse_response_head(buf: &mut BytesMut, method: &Method) -> Result<Option
             (len, parsed.code.unwrap_or(0), parsed.version.unwrap_or(1), parsed.headers.len())
         };
         let head = buf.split_to(len).freeze();
-        if (100..200).contains(&code) {
+        let switching = code == 101 && upgrading;
+        if (100..200).contains(&code) && !switching {
             if code == 101 {
                 return Err(ProtocolError::UnexpectedUpgrade);
             }
@@ -180,6 +187,14 @@ pub fn parse_response_head(buf: &mut BytesMut, method: &Method) -> Result<Option
             // The body goes on de-chunked; a length beside the chunking would misframe it.
             headers.remove(header::CONTENT_LENGTH);
         }
+        if switching {
+            // The connection now carries the new protocol: it is the client's, never reused.
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            if let Some(protocol) = hop.upgrade {
+                headers.insert(header::UPGRADE, protocol);
+            }
+            return Ok(Some(ResponseHead { status, version, headers, framing: BodyFraming::Empty, keep_alive: false }));
+        }
         let (framing, framing_reusable) = hop.framing(method, status);
         let keep_alive = framing_reusable && !hop.close && (version == Version::HTTP_11 || hop.keep_alive);
         return Ok(Some(ResponseHead { status, version, headers, framing, keep_alive }));
@@ -196,6 +211,8 @@ struct HopByHop {
     keep_alive: bool,
     /// Further fields `Connection` names as hop-by-hop.
     listed: Vec<HeaderName>,
+    /// The `Upgrade` field, kept for a 101 answer to an upgrade request.
+    upgrade: Option<HeaderValue>,
 }
 
 impl HopByHop {
@@ -226,9 +243,12 @@ impl HopByHop {
             }
             return Ok(true);
         }
+        if *name == header::UPGRADE {
+            self.upgrade = HeaderValue::from_bytes(value).ok();
+            return Ok(true);
+        }
         Ok(*name == header::TE
             || *name == header::TRAILER
-            || *name == header::UPGRADE
             || *name == header::PROXY_AUTHENTICATE
             || name.as_str() == "keep-alive"
             || name.as_str() == "proxy-connection")
@@ -359,7 +379,7 @@ mod tests {
     use super::*;
 
     fn head_of(raw: &str, method: &Method) -> Result<Option<ResponseHead>, ProtocolError> {
-        parse_response_head(&mut BytesMut::from(raw), method)
+        parse_response_head(&mut BytesMut::from(raw), method, false)
     }
 
     fn head(raw: &str) -> ResponseHead {
@@ -397,7 +417,7 @@ mod tests {
     #[test]
     fn a_response_head_is_split_off_and_its_body_framing_found() {
         let mut buf = BytesMut::from("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-App: a\r\n\r\nhello");
-        let h = parse_response_head(&mut buf, &Method::GET).expect("valid").expect("complete");
+        let h = parse_response_head(&mut buf, &Method::GET, false).expect("valid").expect("complete");
         assert_eq!(h.status, StatusCode::OK);
         assert_eq!(h.framing, BodyFraming::Length(5));
         assert!(h.keep_alive);
@@ -428,6 +448,20 @@ mod tests {
             head_of("HTTP/1.1 101 Switching Protocols\r\n\r\n", &Method::GET).unwrap_err(),
             ProtocolError::UnexpectedUpgrade
         );
+    }
+
+    #[test]
+    fn a_101_answering_an_upgrade_request_is_final_and_keeps_its_upgrade_field() {
+        let mut buf = BytesMut::from(
+            &b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n\x81\x02hi"[..],
+        );
+        let h = parse_response_head(&mut buf, &Method::GET, true).expect("valid").expect("complete");
+        assert_eq!(h.status, StatusCode::SWITCHING_PROTOCOLS);
+        assert_eq!(h.headers["upgrade"], "websocket");
+        assert_eq!(h.headers["connection"], "upgrade");
+        assert_eq!(h.headers["sec-websocket-accept"], "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        assert_eq!((h.framing, h.keep_alive), (BodyFraming::Empty, false));
+        assert_eq!(&buf[..], b"\x81\x02hi", "the new protocol's first bytes stay in the buffer");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::task::{Context, Poll, Waker, ready};
 use bytes::{Buf, Bytes, BytesMut};
 use http::{Method, Response};
 use http_body::{Body, Frame, SizeHint};
-use tokio::io::AsyncWrite;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::UpstreamGauges;
@@ -80,6 +80,17 @@ impl UpstreamConn {
         }
     }
 
+    /// Carries bytes both ways between `client` and the upstream until either side is done,
+    /// starting with what the upstream sent after its 101. Returns the bytes (to the client,
+    /// to the upstream).
+    pub async fn tunnel<C: AsyncRead + AsyncWrite + Unpin>(mut self, client: &mut C) -> io::Result<(u64, u64)> {
+        let early = self.read_buf.len() as u64;
+        client.write_all(&self.read_buf).await?;
+        self.read_buf = BytesMut::new();
+        let (to_upstream, to_client) = tokio::io::copy_bidirectional(client, &mut self.stream).await?;
+        Ok((early + to_client, to_upstream))
+    }
+
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         if self.read_buf.capacity() - self.read_buf.len() < MIN_READ {
             self.read_buf.reserve(READ_CHUNK);
@@ -100,11 +111,13 @@ pub struct ExchangeFailure {
 }
 
 /// Sends the head in `conn.head` and `body` (if any) and waits for the final response head.
-/// The body keeps streaming out while the response streams in.
+/// The body keeps streaming out while the response streams in. `upgrading`: the request asked
+/// for a protocol upgrade, so a 101 is a final answer.
 pub async fn exchange(
     mut conn: UpstreamConn,
     method: &Method,
     mut body: Option<RequestPump>,
+    upgrading: bool,
 ) -> Result<Response<UpstreamBody>, ExchangeFailure> {
     let mut head_written = 0;
     let mut write_error: Option<io::Error> = None;
@@ -138,7 +151,7 @@ pub async fn exchange(
             }
         }
         loop {
-            match codec::parse_response_head(&mut conn.read_buf, method) {
+            match codec::parse_response_head(&mut conn.read_buf, method, upgrading) {
                 Ok(Some(head)) => return Poll::Ready(Ok(head)),
                 Ok(None) => {}
                 Err(e) => {
@@ -299,6 +312,12 @@ pub struct UpstreamBody {
 }
 
 impl UpstreamBody {
+    /// The connection of a `101 Switching Protocols` answer, now speaking the new protocol.
+    pub fn into_upgraded(mut self) -> Option<UpstreamConn> {
+        self.pump = None;
+        self.conn.take()
+    }
+
     /// The connection, if the body was read to its end and the connection is fit for another
     /// request: keep-alive, request sent in full, nothing unexpected buffered.
     pub fn take_reusable(&mut self) -> Option<UpstreamConn> {

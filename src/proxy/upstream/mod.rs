@@ -93,7 +93,8 @@ impl UpstreamPool {
     }
 
     /// Sends the request (`head` with `target` as its origin-form target) on an idle connection,
-    /// or on a new one, and returns once the response head arrived.
+    /// or on a new one, and returns once the response head arrived. `upgrading`: the head asks
+    /// for a protocol upgrade, and a 101 answer hands the connection over (`into_upgraded`).
     ///
     /// A request without a body is sent once more, on a new connection, when an idle connection
     /// failed before any byte of a response came back and either the upstream had closed it
@@ -104,6 +105,7 @@ impl UpstreamPool {
         target: &str,
         body: RequestBody,
         now: Instant,
+        upgrading: bool,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         use http_body::Body as _;
         let has_body = !body.is_end_stream();
@@ -119,14 +121,14 @@ impl UpstreamPool {
         // The encoded bytes are all a resend needs; the head's fields (slices of the client's
         // read buffer) are let go before the wait for the answer.
         drop(head);
-        match exchange(conn, &method, pump).await {
+        match exchange(conn, &method, pump, upgrading).await {
             Ok(resp) => Ok(resp),
             Err(failed)
                 if reused && !has_body && failed.before_response && (failed.write_failed || method.is_idempotent()) =>
             {
                 let mut conn = Box::pin(self.connect()).await?;
                 conn.head = failed.head;
-                exchange(conn, &method, None).await.map_err(|f| UpstreamError::Exchange(f.error))
+                exchange(conn, &method, None, upgrading).await.map_err(|f| UpstreamError::Exchange(f.error))
             }
             Err(failed) => Err(UpstreamError::Exchange(failed.error)),
         }
