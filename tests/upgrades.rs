@@ -179,3 +179,27 @@ async fn h2c_upgrade_requests_are_served_as_plain_http_1_1() {
     let seen = heads.lock().expect("heads lock")[0].to_ascii_lowercase();
     assert!(!seen.contains("upgrade") && !seen.contains("http2-settings"), "{seen}");
 }
+
+#[tokio::test]
+async fn a_tunnel_holds_its_connection_slot_until_it_closes() {
+    let (upstream, _) = websocket_echo_upstream().await;
+    let sc = Sidecar::start(&upstream, &["--max-connections", "1", "--workers", "1"]).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/chat/a", sc.proxy)).await.expect("handshake");
+    ws.send(Message::text("still here")).await.expect("send");
+    assert_eq!(ws.next().await.expect("answer").expect("message").into_text().expect("text").as_str(), "still here");
+
+    // The tunnel has the only slot: another client waits in the kernel backlog, unserved.
+    let mut waiting = TcpStream::connect(sc.proxy).await.expect("connect");
+    waiting.write_all(b"GET /plain HTTP/1.1\r\nHost: svc\r\n\r\n").await.expect("send request");
+    let mut first = [0u8; 1];
+    let early = tokio::time::timeout(std::time::Duration::from_millis(500), waiting.read(&mut first)).await;
+    assert!(early.is_err(), "a second connection was served while the tunnel held the only slot");
+
+    // Once the tunnel closes, the waiting client is accepted and answered.
+    drop(ws);
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), waiting.read(&mut first))
+        .await
+        .expect("the waiting client is served once the tunnel closed")
+        .expect("read");
+    assert_eq!((n, first[0]), (1, b'H'), "an HTTP answer");
+}

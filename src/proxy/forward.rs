@@ -12,6 +12,7 @@ use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::body::{ObservedBody, OnComplete, RequestBody};
 use super::deadline::Deadlines;
@@ -88,7 +89,7 @@ impl Proxy {
         self.pool.sweep(now);
     }
 
-    pub async fn handle(self: Arc<Self>, mut req: Request<Incoming>, client: &ClientInfo) -> Response<ProxyBody> {
+    pub async fn handle(self: Arc<Self>, mut req: Request<Incoming>, client: &Arc<ClientInfo>) -> Response<ProxyBody> {
         let start = Instant::now();
         let method = req.method().clone();
         let method_label = MethodLabel::of(&method);
@@ -165,7 +166,7 @@ impl Proxy {
                     // exchange is over for metrics and logs; the tunnel keeps the upstream
                     // connection counted as active until it closes.
                     if let (Some(client_upgraded), Some(conn)) = (client_upgraded, body.into_upgraded()) {
-                        tokio::spawn(super::tunnel::carry(client_upgraded, conn, done._in_use.take()));
+                        tokio::spawn(super::tunnel::carry(client_upgraded, conn, done._in_use.take(), client.clone()));
                     }
                     return Response::from_parts(parts, ObservedBody::new(Either::Right(Full::default()), done));
                 }
@@ -281,17 +282,25 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// The downstream connection a request arrived on, prepared once per connection.
-#[derive(Clone)]
 pub struct ClientInfo {
     pub addr: SocketAddr,
     /// The client IP as a header value, for `X-Forwarded-For` and the access log.
     pub ip: HeaderValue,
+    /// The connection's place under `max_connections`, held until the connection and any
+    /// tunnel made of it are gone.
+    _slot: Option<OwnedSemaphorePermit>,
 }
 
 impl ClientInfo {
     pub fn new(addr: SocketAddr) -> Self {
         let ip = HeaderValue::from_str(&addr.ip().to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        ClientInfo { addr, ip }
+        ClientInfo { addr, ip, _slot: None }
+    }
+
+    /// Holds `slot` for as long as this connection (or a tunnel made of it) lives.
+    pub fn holding(mut self, slot: OwnedSemaphorePermit) -> Self {
+        self._slot = Some(slot);
+        self
     }
 }
 

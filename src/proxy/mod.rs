@@ -17,7 +17,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub use forward::{Proxy, ProxySettings};
 
@@ -48,7 +48,12 @@ pub fn spawn_workers(
     drain_timeout: Duration,
 ) -> Result<Vec<std::thread::JoinHandle<Drain>>, String> {
     let mut handles = Vec::with_capacity(listeners.len());
+    // `max_connections` bounds the sidecar, so each worker takes its share. Not one count for
+    // all: a worker holding a free slot would wait on its own listener while the kernel queued
+    // the next client on another's.
+    let share = limits.max_connections.div_ceil(listeners.len().max(1));
     for (i, listener) in listeners.into_iter().enumerate() {
+        let slots = ConnectionSlots::new(share);
         let proxy = Arc::new(make_proxy()?);
         let mut stop = stop.clone();
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -83,7 +88,7 @@ pub fn spawn_workers(
                     let stopped = async move {
                         let _ = stop.wait_for(|s| *s).await;
                     };
-                    serve(listener, proxy, limits, stopped, drain_timeout).await
+                    serve(listener, proxy, slots, limits, stopped, drain_timeout).await
                 });
                 crate::telemetry::logging::flush_thread();
                 drain
@@ -92,6 +97,29 @@ pub fn spawn_workers(
         handles.push(handle);
     }
     Ok(handles)
+}
+
+/// A worker's places for client connections: a connection (and any tunnel made of it) holds
+/// one until it ends; without a free one the worker accepts nothing.
+pub struct ConnectionSlots {
+    semaphore: Arc<Semaphore>,
+    total: u32,
+}
+
+impl ConnectionSlots {
+    pub fn new(max_connections: usize) -> Self {
+        let total = max_connections.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
+        ConnectionSlots { semaphore: Arc::new(Semaphore::new(total)), total: total as u32 }
+    }
+
+    async fn take(&self) -> Option<OwnedSemaphorePermit> {
+        self.semaphore.clone().acquire_owned().await.ok()
+    }
+
+    /// Resolves once every connection of the worker has ended.
+    async fn all_free(&self) {
+        let _ = self.semaphore.acquire_many(self.total).await;
+    }
 }
 
 /// Protections against slow or abusive clients.
@@ -115,6 +143,7 @@ pub enum Drain {
 pub async fn serve(
     listener: TcpListener,
     proxy: Arc<Proxy>,
+    slots: ConnectionSlots,
     limits: Limits,
     shutdown: impl Future<Output = ()>,
     drain_timeout: Duration,
@@ -133,14 +162,12 @@ pub async fn serve(
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
-    let connections = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
-    let slots = Arc::new(Semaphore::new(connections));
     let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
     loop {
         // Waiting for a free slot before accepting leaves excess clients in the kernel backlog.
         let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            p = slots.take() => match p { Some(p) => p, None => break },
             _ = &mut shutdown => break,
         };
         let (stream, client) = tokio::select! {
@@ -157,7 +184,7 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let proxy = proxy.clone();
-        let client = Arc::new(forward::ClientInfo::new(client));
+        let client = Arc::new(forward::ClientInfo::new(client).holding(permit));
         let service = service_fn(move |req| {
             let proxy = proxy.clone();
             let client = client.clone();
@@ -180,15 +207,14 @@ pub async fn serve(
                     let _ = conn.await;
                 }
             }
-            drop(permit);
         });
     }
     drop(listener);
     let _ = drain_tx.send(true);
-    // Every connection holds a slot until it ends; all slots free means all drained. Upgraded
-    // connections (tunnels) have left hyper by then and are cut when the worker exits.
+    // Every connection, and every tunnel made of one, holds a slot until it ends: all slots
+    // free means all drained.
     tokio::select! {
-        _ = slots.acquire_many(connections as u32) => Drain::Complete,
+        _ = slots.all_free() => Drain::Complete,
         _ = tokio::time::sleep(drain_timeout) => Drain::TimedOut,
     }
 }

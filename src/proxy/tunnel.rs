@@ -4,11 +4,15 @@
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
+use std::sync::Arc;
+
+use super::forward::ClientInfo;
 use super::upstream::{InUse, UpstreamConn};
 
 /// Joins the client's upgraded connection to the upstream's once hyper has sent the 101.
-/// `in_use` keeps the upstream connection counted as active while the tunnel is open.
-pub async fn carry(client: OnUpgrade, upstream: UpstreamConn, in_use: Option<InUse>) {
+/// `in_use` keeps the upstream connection counted as active while the tunnel is open, and
+/// `connection` keeps its place under `max_connections` (and in the drain).
+pub async fn carry(client: OnUpgrade, upstream: UpstreamConn, in_use: Option<InUse>, connection: Arc<ClientInfo>) {
     let upgraded = match client.await {
         Ok(upgraded) => upgraded,
         Err(e) => {
@@ -22,4 +26,5 @@ pub async fn carry(client: OnUpgrade, upstream: UpstreamConn, in_use: Option<InU
         Err(e) => tracing::debug!(error = %e, "upgraded connection broke"),
     }
     drop(in_use);
+    drop(connection);
 }
