@@ -203,3 +203,26 @@ async fn a_tunnel_holds_its_connection_slot_until_it_closes() {
         .expect("read");
     assert_eq!((n, first[0]), (1, b'H'), "an HTTP answer");
 }
+
+#[tokio::test]
+async fn an_open_tunnel_keeps_working_through_the_drain_and_its_close_ends_it() {
+    let (upstream, _) = websocket_echo_upstream().await;
+    let mut sc = Sidecar::start(&upstream, &["--drain-timeout", "20s"]).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/chat/a", sc.proxy)).await.expect("handshake");
+    sc.signal(nix::sys::signal::Signal::SIGTERM);
+    sc.stdout_until("the drain to start", |l| l.contains("shutdown requested")).await;
+
+    // Draining: no new clients, but the open tunnel still carries messages both ways.
+    ws.send(Message::text("during the drain")).await.expect("send while draining");
+    let echoed = ws.next().await.expect("an answer").expect("a message");
+    assert_eq!(echoed.into_text().expect("text").as_str(), "during the drain");
+
+    // Closing the tunnel is what ends the drain, well before the 20 s timeout.
+    ws.close(None).await.expect("close handshake");
+    while let Some(Ok(_)) = ws.next().await {}
+    drop(ws);
+    let status = sc.wait_exit(std::time::Duration::from_secs(10)).await;
+    assert_eq!(status.code(), Some(0));
+    let logs = sc.stdout();
+    assert!(logs.contains("drained; exiting"), "the drain completed instead of timing out:\n{logs}");
+}

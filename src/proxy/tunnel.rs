@@ -1,10 +1,10 @@
 //! Upgraded connections (WebSocket and other `Upgrade` protocols): after the upstream's 101,
 //! bytes flow both ways untouched between the client and the upstream until either side closes.
 
+use std::sync::Arc;
+
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-
-use std::sync::Arc;
 
 use super::forward::ClientInfo;
 use super::upstream::{InUse, UpstreamConn};
