@@ -410,4 +410,13 @@ async fn bad_config_is_refused_at_start_naming_the_key() {
         .expect("run redline");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("max-routes"));
+    // An https collector would fail every export later: refused now, naming the variable.
+    let out = std::process::Command::new(common::redline_bin())
+        .args(["sidecar", "--service", "x"])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "https://otlp.example.com")
+        .output()
+        .expect("run redline");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("OTEL_EXPORTER_OTLP_ENDPOINT") && err.contains("https is not supported"), "{err}");
 }
