@@ -403,20 +403,18 @@ async fn bad_config_is_refused_at_start_naming_the_key() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("redline.yaml") && err.contains("line 3") && err.contains("percentage"), "{err}");
-    let out = std::process::Command::new(common::redline_bin())
-        .args(["sidecar", "--service", "x"])
-        .env("REDLINE_MAX_ROUTES", "lots")
-        .output()
-        .expect("run redline");
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("max-routes"));
+    // The sidecar's stderr when one environment variable makes it refuse to start (exit 2).
+    let refused_with = |key: &str, value: &str| {
+        let out = std::process::Command::new(common::redline_bin())
+            .args(["sidecar", "--service", "x"])
+            .env(key, value)
+            .output()
+            .expect("run redline");
+        assert_eq!(out.status.code(), Some(2), "{key}={value}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    assert!(refused_with("REDLINE_MAX_ROUTES", "lots").contains("max-routes"));
     // An https collector would fail every export later: refused now, naming the variable.
-    let out = std::process::Command::new(common::redline_bin())
-        .args(["sidecar", "--service", "x"])
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "https://otlp.example.com")
-        .output()
-        .expect("run redline");
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = refused_with("OTEL_EXPORTER_OTLP_ENDPOINT", "https://otlp.example.com");
     assert!(err.contains("OTEL_EXPORTER_OTLP_ENDPOINT") && err.contains("https is not supported"), "{err}");
 }
