@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Regenerates tests/fixtures/coverage/reports/: one report per format, produced by the real tool
 # from the sources in tests/fixtures/coverage/src/, and expected.tsv with the total each tool
-# itself printed for it. tests/coverage_fixtures.rs checks redline against that file on machines
-# without the tools; tests/coverage_tools.rs re-runs the tools live.
+# itself printed for it. tests/integration/coverage_fixtures.rs checks redline against that file on machines
+# without the tools; tests/integration/coverage_tools.rs re-runs the tools live.
 #
 # Needs (Debian 12): golang-go lcov gcc clang llvm libclang-rt-14-dev default-jdk-headless
 # libjacoco-java python3-venv, and PyPI for coverage.py.

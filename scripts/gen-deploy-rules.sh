@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates the two Kubernetes manifests that are built from rules/ (tests/deploy.rs fails
+# Regenerates the two Kubernetes manifests that are built from rules/ (tests/integration/deploy.rs fails
 # when they drift from the rule files):
 #   deploy/kubernetes/prometheusrule.yaml  PrometheusRule: spec.groups = the groups of every
 #                                          rule file in rules/ (not the *_test.yml unit tests)

@@ -2,7 +2,7 @@
 # The one test command: installs the Debian packages the tests talk to (Prometheus and
 # promtool, Alertmanager and amtool, and the coverage tools whose reports readiness-check
 # reads: go, lcov, clang/llvm-cov, JaCoCo; PostgreSQL for the receiver, whose tests start their
-# own cluster; node and npm for the CRD schemas tests/deploy.rs checks deploy/ against), then
+# own cluster; node and npm for the CRD schemas tests/integration/deploy.rs checks deploy/ against), then
 # runs formatting, lints, unit and integration tests. Python packages (coverage.py, scipy, the
 # deploy validators) go into venvs and npm packages into a directory under target/ on first use.
 set -euo pipefail
@@ -35,7 +35,7 @@ for t in promtool prometheus prometheus-alertmanager amtool go lcov clang llvm-c
   command -v $t >/dev/null || { echo "$t still missing after install" >&2; exit 1; }
 done
 
-# The rule files must pass the real promtool; tests/rules_cli.rs runs every unit-test file
+# The rule files must pass the real promtool; tests/integration/rules_cli.rs runs every unit-test file
 # through both `promtool test rules` and `redline rules test` and compares the verdicts.
 promtool check rules $(ls rules/*.yml | grep -v '_test\.yml$') tests/conformance/rules/*.yml
 

@@ -2,7 +2,7 @@
 //! sidecars: `metrics.red`/`metrics.use` from Prometheus' series of the service, and the
 //! `canary` check judging a healthy canary (pass, exit 0) and a faulty one (fail, exit 1).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! `redline demo` end to end: the real sidecar and receiver processes, load, a fault, and the
 //! error-ratio alert firing and resolving on the receiver within a one-minute run.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

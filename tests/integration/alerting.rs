@@ -2,7 +2,7 @@
 //! test runs in seconds) fire and resolve in a real Alertmanager, alerts survive Alertmanager
 //! being down, `/-/reload` keeps the old rules on a broken file, and bad rules refuse startup.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::sync::Arc;

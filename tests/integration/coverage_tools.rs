@@ -1,7 +1,7 @@
 //! Coverage reports produced here by the real tools (coverage.py, lcov/geninfo, go, clang +
 //! llvm-cov, JaCoCo), parsed by redline and compared with the total each tool reports itself.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,7 +1,7 @@
 //! Protocol upgrades through the sidecar: a real WebSocket client and server (tungstenite) talk
 //! across it, an upstream that declines keeps the connection HTTP, and `h2c` is never passed on.
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 

@@ -2,7 +2,7 @@
 //! (HTTP and gRPC) to a receiver decoding the official protobufs, context propagation in
 //! and out, trace ids shared with logs and exemplars, and no impact when the collector fails.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! and jsonPath, and Flagger's confirm-promotion and rollback webhooks, called as those
 //! controllers call them, give the intended verdicts before and after a critical alert fires.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -2,7 +2,7 @@
 //! with SIGKILL; after a restart every delivery that got a 200 is in the store, once, and the
 //! senders' retries of the unacknowledged ones are stored exactly once too.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //! served in the Jaeger query API's JSON shape (no Jaeger package exists on this platform), and
 //! `dashboard` from Grafana's HTTP API over the shipped dashboards (no Grafana package either).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

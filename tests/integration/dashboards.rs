@@ -4,7 +4,7 @@
 //! Prometheus (Debian `prometheus`) scraping a real sidecar that served traffic with 5xx, is
 //! valid PromQL over series that exist; the duration panel's exemplars lead to the trace.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,6 @@
 //! Reports checked in under tests/fixtures/coverage/reports (made by scripts/coverage-fixtures.sh
 //! with the real tools) must read as the totals those tools printed, recorded in expected.tsv.
-//! Runs everywhere, tools or not; tests/coverage_tools.rs does the same live.
+//! Runs everywhere, tools or not; tests/integration/coverage_tools.rs does the same live.
 
 use std::path::Path;
 

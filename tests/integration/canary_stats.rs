@@ -1,7 +1,7 @@
 //! redline's Mann-Whitney U test against scipy.stats.mannwhitneyu, run live: ties, identical
 //! samples, tiny (exact) and large samples, constant samples, all alternatives and methods.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::Path;

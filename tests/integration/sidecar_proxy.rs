@@ -1,7 +1,7 @@
 //! The sidecar as a user sees it: proxied responses, RED metrics, errors, streaming,
 //! limits, graceful drain and JSON access logs, against the real binary on loopback.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

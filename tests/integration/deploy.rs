@@ -11,7 +11,7 @@
 //!   schemas of Argo Rollouts and prometheus-operator (npm kubernetes-models) for theirs;
 //! - check-jsonschema with the compose-spec schema for compose.yaml, hadolint for the Dockerfile.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -946,7 +946,7 @@ fn custom_resources_match_their_crd_schemas() {
 
 /// Flagger publishes no schema package on the registries we use: check the fields Flagger
 /// requires (its CRD's `required` lists) and that every reference resolves to a real resource,
-/// port and redline endpoint. tests/readiness_deploy.rs calls the webhooks on the real receiver.
+/// port and redline endpoint. tests/integration/readiness_deploy.rs calls the webhooks on the real receiver.
 #[test]
 fn flagger_canary_and_argo_analysis_reference_real_resources_and_endpoints() {
     let docs = kubernetes_docs();

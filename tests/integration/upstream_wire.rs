@@ -1,7 +1,7 @@
 //! The proxy's upstream HTTP/1.1 side on the wire: a scripted raw-socket upstream answers with
 //! exact bytes (chunked, close-delimited, bodiless, interim, broken) and records what it received.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

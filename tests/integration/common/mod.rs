@@ -1,6 +1,5 @@
 //! Shared harness for integration tests: starts the real `redline` binary and the demo
 //! upstream on loopback, waits for readiness by polling, and reads metrics and logs.
-#![allow(dead_code)] // Each test binary uses a different subset of the harness.
 
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::PathBuf;

@@ -4,7 +4,7 @@
 //! fails exactly that check, with a summary saying why. Exit codes and the JUnit output (read
 //! by PyPI's junitparser) are checked too.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

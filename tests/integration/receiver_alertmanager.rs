@@ -3,7 +3,7 @@
 //! query API with Alertmanager's fingerprints; resolution closes the gates; retries after an
 //! outage of the receiver fill in what it missed.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

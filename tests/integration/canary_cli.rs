@@ -2,7 +2,7 @@
 //! a baseline, a healthy canary and a faulty canary (errors and latency injected upstream), all
 //! under the same load. The healthy canary passes, the faulty one fails on its error ratio.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::Duration;

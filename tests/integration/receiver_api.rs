@@ -1,7 +1,7 @@
 //! `redline receiver` over real sockets, against SQLite and a real PostgreSQL: ingest, query
 //! API, idempotency, bad input (status, message naming the field, nothing half-stored), gates.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::Duration;
