@@ -60,7 +60,7 @@ fn run(args: &CanaryJudgeArgs) -> anyhow::Result<super::JudgeReport> {
     let start = end - args.timing.window.as_secs_f64();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?;
+        let client = crate::tls::http_client().map_err(anyhow::Error::msg)?.timeout(Duration::from_secs(30)).build()?;
         let mut metrics = Vec::new();
         for ((spec, baseline_query), (_, canary_query)) in baseline.into_iter().zip(canary) {
             let fetch = |q: String| {

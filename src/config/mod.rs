@@ -12,6 +12,7 @@ use serde::Deserialize;
 pub use values::{Dur, HttpUrl, Percent, Ratio, Upstream};
 
 use crate::telemetry::metrics::OTEL_DURATION_BUCKETS;
+use crate::tls::{ClientTlsFiles, Identity};
 
 /// The config file as written; every key optional so layering can tell "unset" from "set".
 #[derive(Debug, Default, Deserialize)]
@@ -369,6 +370,9 @@ pub struct TracingConfig {
     pub export_timeout: Duration,
     /// `OTEL_RESOURCE_ATTRIBUTES`, as given; merged under redline's own resource keys.
     pub resource_attributes: Option<String>,
+    /// Extra CA and client identity for the collector (`OTEL_EXPORTER_OTLP_CERTIFICATE`,
+    /// `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE`, `OTEL_EXPORTER_OTLP_CLIENT_KEY`).
+    pub tls: ClientTlsFiles,
 }
 
 /// Headers that never reach logs or traces, whatever the config says.
@@ -387,6 +391,10 @@ pub struct OtelEnv {
     pub sampler: Option<String>,
     pub sampler_arg: Option<String>,
     pub resource_attributes: Option<String>,
+    /// `OTEL_EXPORTER_OTLP_CERTIFICATE` (or its `_TRACES_` form): a CA file for the collector.
+    pub certificate: Option<String>,
+    pub client_certificate: Option<String>,
+    pub client_key: Option<String>,
 }
 
 impl OtelEnv {
@@ -398,6 +406,11 @@ impl OtelEnv {
             sampler: get("OTEL_TRACES_SAMPLER"),
             sampler_arg: get("OTEL_TRACES_SAMPLER_ARG"),
             resource_attributes: get("OTEL_RESOURCE_ATTRIBUTES"),
+            // The signal-specific form wins over the general one, as the OTel spec says.
+            certificate: get("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE").or_else(|| get("OTEL_EXPORTER_OTLP_CERTIFICATE")),
+            client_certificate: get("OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE")
+                .or_else(|| get("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE")),
+            client_key: get("OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY").or_else(|| get("OTEL_EXPORTER_OTLP_CLIENT_KEY")),
         }
     }
 }
@@ -531,11 +544,41 @@ pub fn resolve(file: FileConfig, o: &Overrides, otel: &OtelEnv) -> Result<Config
                 .or(tracing.export_timeout)
                 .map_or(Duration::from_secs(10), |d| d.0),
             resource_attributes: otel.resource_attributes.clone(),
+            tls: exporter_tls(otel)?,
         },
         readiness: file.readiness.unwrap_or_default(),
     };
     validate(&config)?;
     Ok(config)
+}
+
+/// The exporter's TLS files, checked now so that a bad one refuses the start rather than
+/// failing every export.
+fn exporter_tls(otel: &OtelEnv) -> Result<ClientTlsFiles, ConfigError> {
+    let identity = match (&otel.client_certificate, &otel.client_key) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => Some(Identity { cert_file: cert.into(), key_file: key.into() }),
+        (Some(_), None) => {
+            return Err(ConfigError(
+                "OTEL_EXPORTER_OTLP_CLIENT_KEY: required with OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE".into(),
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError(
+                "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: required with OTEL_EXPORTER_OTLP_CLIENT_KEY".into(),
+            ));
+        }
+    };
+    let files = ClientTlsFiles { ca_file: otel.certificate.as_ref().map(PathBuf::from), identity };
+    if files != ClientTlsFiles::default() {
+        crate::tls::client_config(&files).map_err(|e| {
+            ConfigError(format!(
+                "OTLP exporter TLS (OTEL_EXPORTER_OTLP_CERTIFICATE, OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE, \
+                 OTEL_EXPORTER_OTLP_CLIENT_KEY): {e}"
+            ))
+        })?;
+    }
+    Ok(files)
 }
 
 fn otel_sampler_ratio(otel: &OtelEnv) -> Result<Option<f64>, ConfigError> {

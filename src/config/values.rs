@@ -124,7 +124,7 @@ impl<'de> Deserialize<'de> for Upstream {
     }
 }
 
-/// An absolute http URL, such as an Alertmanager or an OTLP endpoint.
+/// An absolute http or https URL, such as an Alertmanager or an OTLP endpoint.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HttpUrl(pub String);
 
@@ -132,17 +132,10 @@ impl FromStr for HttpUrl {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let s = s.trim();
-        let uri: http::Uri = s.parse().map_err(|e| format!("expected an http URL, got {s:?} ({e})"))?;
+        let uri: http::Uri = s.parse().map_err(|e| format!("expected an http(s) URL, got {s:?} ({e})"))?;
         match (uri.scheme_str(), uri.authority()) {
-            (Some("http"), Some(_)) => Ok(HttpUrl(s.trim_end_matches('/').to_string())),
-            // Refused here rather than failing on every request later: redline's clients are
-            // built without TLS.
-            (Some("https"), Some(_)) => Err(format!(
-                "got {s:?}, but https is not supported: redline talks plain HTTP to collectors, \
-                 Alertmanager, Prometheus and the rest; use the in-cluster http:// address \
-                 (or a TLS-terminating proxy next to redline)"
-            )),
-            _ => Err(format!("expected an http URL such as http://host:9093, got {s:?}")),
+            (Some("http" | "https"), Some(_)) => Ok(HttpUrl(s.trim_end_matches('/').to_string())),
+            _ => Err(format!("expected an http(s) URL such as http://host:9093, got {s:?}")),
         }
     }
 }
@@ -178,8 +171,9 @@ mod tests {
         assert_eq!("http://app".parse::<Upstream>().map(|u| u.authority), Ok("app:80".to_string()));
         assert!("https://app:443".parse::<Upstream>().unwrap_err().contains("scheme http"));
         assert_eq!("http://jaeger:4318/".parse::<HttpUrl>(), Ok(HttpUrl("http://jaeger:4318".into())));
-        assert!("https://otlp.example.com".parse::<HttpUrl>().unwrap_err().contains("https is not supported"));
-        assert!("jaeger:4318".parse::<HttpUrl>().unwrap_err().contains("expected an http URL"));
+        assert_eq!("https://otlp.example.com/".parse::<HttpUrl>(), Ok(HttpUrl("https://otlp.example.com".into())));
+        assert!("ftp://otlp.example.com".parse::<HttpUrl>().unwrap_err().contains("expected an http(s) URL"));
+        assert!("jaeger:4318".parse::<HttpUrl>().unwrap_err().contains("expected an http(s) URL"));
         assert!("http://app:80/base".parse::<Upstream>().unwrap_err().contains("no path"));
         assert!("127.0.0.1:8080".parse::<Upstream>().is_err());
     }

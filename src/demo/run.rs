@@ -82,11 +82,10 @@ struct Window {
     errors: u64,
 }
 
-fn start_load(target: String, stop: Arc<AtomicBool>, window: Arc<Mutex<Window>>) {
+fn start_load(client: reqwest::Client, target: String, stop: Arc<AtomicBool>, window: Arc<Mutex<Window>>) {
     for worker in 0..4u64 {
-        let (target, stop, window) = (target.clone(), stop.clone(), window.clone());
+        let (client, target, stop, window) = (client.clone(), target.clone(), stop.clone(), window.clone());
         tokio::spawn(async move {
-            let client = reqwest::Client::new();
             let mut n = worker;
             while !stop.load(Ordering::Relaxed) {
                 n += 4;
@@ -145,7 +144,7 @@ pub async fn run(settings: DemoSettings) -> anyhow::Result<bool> {
         None => std::env::temp_dir().join(format!("redline-demo-{}", std::process::id())),
     };
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
+    let client = crate::tls::http_client().map_err(anyhow::Error::msg)?.timeout(Duration::from_secs(5)).build()?;
 
     // The demo service, in this process.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -211,7 +210,7 @@ pub async fn run(settings: DemoSettings) -> anyhow::Result<bool> {
 
     let stop = Arc::new(AtomicBool::new(false));
     let window = Arc::new(Mutex::new(Window::default()));
-    start_load(proxy_url.clone(), stop.clone(), window.clone());
+    start_load(client.clone(), proxy_url.clone(), stop.clone(), window.clone());
     let started = Instant::now();
     let mut ticks = tokio::time::interval(Duration::from_secs(2));
     ticks.tick().await;

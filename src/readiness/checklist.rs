@@ -142,7 +142,8 @@ impl Plan {
 
     /// An HTTP client with this plan's per-request timeout.
     pub fn client(&self) -> Result<reqwest::Client, UsageError> {
-        reqwest::Client::builder()
+        crate::tls::http_client()
+            .map_err(UsageError)?
             .timeout(self.timeout)
             .build()
             .map_err(|e| UsageError(format!("cannot build the HTTP client: {e}")))

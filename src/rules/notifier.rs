@@ -97,9 +97,12 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    /// Starts one sender task per Alertmanager base URL (`http://am:9093`).
-    pub fn start(alertmanagers: &[String], capacity: usize) -> Arc<Notifier> {
-        let client = reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build().unwrap_or_default();
+    /// Starts one sender task per Alertmanager base URL (`http://am:9093` or https).
+    pub fn start(alertmanagers: &[String], capacity: usize) -> Result<Arc<Notifier>, String> {
+        let client = crate::tls::http_client()?
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .map_err(|e| format!("cannot build the Alertmanager client: {e}"))?;
         let targets: Vec<Arc<Target>> = alertmanagers
             .iter()
             .map(|base| {
@@ -119,7 +122,7 @@ impl Notifier {
         for t in &notifier.targets {
             tokio::spawn(run_sender(t.clone(), client.clone(), notifier.clone()));
         }
-        notifier
+        Ok(notifier)
     }
 
     /// Queues alerts for every Alertmanager; never waits.
@@ -217,7 +220,7 @@ async fn post(client: &reqwest::Client, endpoint: &str, body: Vec<u8>) -> Outcom
                 Outcome::Refused(msg)
             }
         }
-        Err(e) => Outcome::Retry(e.to_string()),
+        Err(e) => Outcome::Retry(crate::errors::with_causes(&e)),
     }
 }
 

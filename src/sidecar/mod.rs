@@ -50,6 +50,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             batch_size: 512,
             batch_interval: Duration::from_secs(1),
             export_timeout: config.tracing.export_timeout,
+            tls: config.tracing.tls.clone(),
         },
         span_counters.clone(),
     )
@@ -179,7 +180,7 @@ fn load_rules(config: &Config) -> anyhow::Result<Option<Arc<RuleService>>> {
     let n: usize = engine.groups.iter().map(|g| g.state.group.rules.len()).sum();
     tracing::info!(groups = engine.groups.len(), rules = n, horizon_ms = engine.store.horizon_ms(), "rules loaded");
     let alertmanagers: Vec<String> = config.alertmanagers.iter().map(|u| u.0.clone()).collect();
-    let notifier = Notifier::start(&alertmanagers, notifier::QUEUE_CAPACITY);
+    let notifier = Notifier::start(&alertmanagers, notifier::QUEUE_CAPACITY).map_err(StartupRefused)?;
     Ok(Some(RuleService::new(engine, notifier, config.sample_interval)))
 }
 

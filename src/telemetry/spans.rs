@@ -13,6 +13,7 @@ use http::uri::PathAndQuery;
 use crate::config::OtlpProtocol;
 use crate::telemetry::metrics::{ExpositionWriter, Kind};
 use crate::telemetry::otlp::Exporter;
+use crate::tls::ClientTlsFiles;
 
 /// One request's SERVER span as recorded on the hot path: plain data, converted off it.
 pub struct FinishedSpan {
@@ -46,6 +47,8 @@ pub struct ExportSettings {
     pub batch_size: usize,
     pub batch_interval: Duration,
     pub export_timeout: Duration,
+    /// For an https endpoint: extra CA and client identity on top of the platform's roots.
+    pub tls: ClientTlsFiles,
 }
 
 /// Counters of the export pipeline, shared with `/metrics`.

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::alertmanager::{Alertmanager, QUIET_CONFIG};
+use common::tls::TestPki;
 use common::{Sidecar, Upstream, client, free_port, redline_bin, sample};
 
 /// `rules/redline-symptoms.yml` with 10s windows and 2s `for`, so alerts fire within seconds.
@@ -173,6 +174,43 @@ async fn an_alert_raised_while_alertmanager_is_down_arrives_once_it_is_back() {
     assert!(sample(&m, &format!("redline_notifications_sent_total{{alertmanager=\"{am_url}\"}}")).unwrap() >= 1.0);
     assert_eq!(sample(&m, &format!("redline_notifications_dropped_total{{alertmanager=\"{am_url}\"}}")), Some(0.0));
     assert!(sidecar.stop().await.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_reach_an_alertmanager_that_serves_https() {
+    let pki = TestPki::new();
+    let am = Alertmanager::start_tls(QUIET_CONFIG, &pki).await;
+    let am_url = am.base_url();
+    assert!(am_url.starts_with("https://"));
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rules = fast_symptom_rules(dir.path());
+    let args = ["--rules", &rules, "--sample-interval", "1s", "--alertmanagers", &am_url, "--pod", "p"];
+    // SSL_CERT_FILE names the trusted roots, as for any OpenSSL-style client.
+    let mut sidecar =
+        Sidecar::start_with_env(&up.url(), &args, &[("SSL_CERT_FILE", pki.ca_cert.to_str().unwrap())]).await;
+    // Without it the test CA is not trusted: deliveries fail and say why.
+    let mut untrusted = Sidecar::start(&up.url(), &args).await;
+    let _traffic = Traffic::start(sidecar.url("/orders/7/items"));
+    let _untrusted_traffic = Traffic::start(untrusted.url("/orders/8/items"));
+    up.faults.set(1.0, Duration::ZERO);
+
+    let alert = am.wait_alert("RedlineHighErrorRatio", true, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(alert["labels"]["service"], "checkout");
+    let sent = format!("redline_notifications_sent_total{{alertmanager=\"{am_url}\"}}");
+    assert!(sample(&sidecar.metrics().await, &sent).unwrap() >= 1.0);
+
+    let errors = format!("redline_notification_errors_total{{alertmanager=\"{am_url}\"}}");
+    wait_for("failed deliveries without the CA", Duration::from_secs(30), async || {
+        sample(&untrusted.metrics().await, &errors).is_some_and(|n| n > 0.0)
+    })
+    .await;
+    assert_eq!(sample(&untrusted.metrics().await, &sent), Some(0.0));
+    let log = untrusted.stdout_until("the failure logged", |l| l.contains("sending alerts failed")).await;
+    let line = log.lines().find(|l| l.contains("sending alerts failed")).unwrap();
+    assert!(line.contains("certificate") || line.contains("UnknownIssuer"), "the reason names the certificate: {line}");
+    assert!(sidecar.stop().await.success());
+    assert!(untrusted.stop().await.success());
 }
 
 const GOOD_RULES: &str = "groups:\n  - name: first\n    rules:\n      - record: job:requests:rate1m\n        expr: sum(rate(http_server_request_duration_seconds_count[1m]))\n";

@@ -35,7 +35,8 @@ struct Seen {
 
 async fn sender(url: String, first: u64, stop: Arc<AtomicBool>, seen: Arc<std::sync::Mutex<Seen>>) {
     // A client without keep-alive reuse surprises: each request is independent.
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client");
+    let client =
+        redline::tls::http_client().expect("TLS roots").timeout(Duration::from_secs(10)).build().expect("client");
     for id in first..first + 100_000 {
         if stop.load(Ordering::Relaxed) {
             return;

@@ -360,7 +360,7 @@ async fn upstream_sees_forwarding_headers_and_no_hop_by_hop_headers() {
 async fn h2c_clients_are_proxied() {
     let up = Upstream::start().await;
     let sc = Sidecar::start(&up.url(), &["--routes", ROUTES]).await;
-    let h2 = reqwest::Client::builder().http2_prior_knowledge().build().expect("h2c client");
+    let h2 = redline::tls::http_client().expect("TLS roots").http2_prior_knowledge().build().expect("h2c client");
     let r = h2.get(sc.url("/users/5")).send().await.expect("h2c request");
     assert_eq!(r.version(), reqwest::Version::HTTP_2);
     assert_eq!(r.status(), 200);
@@ -414,7 +414,6 @@ async fn bad_config_is_refused_at_start_naming_the_key() {
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
     assert!(refused_with("REDLINE_MAX_ROUTES", "lots").contains("max-routes"));
-    // An https collector would fail every export later: refused now, naming the variable.
-    let err = refused_with("OTEL_EXPORTER_OTLP_ENDPOINT", "https://otlp.example.com");
-    assert!(err.contains("OTEL_EXPORTER_OTLP_ENDPOINT") && err.contains("https is not supported"), "{err}");
+    let err = refused_with("OTEL_EXPORTER_OTLP_ENDPOINT", "ftp://otlp.example.com");
+    assert!(err.contains("OTEL_EXPORTER_OTLP_ENDPOINT") && err.contains("expected an http(s) URL"), "{err}");
 }

@@ -7,6 +7,7 @@ use crate::common;
 use std::time::Duration;
 
 use common::otlp::{OtlpReceiver, hanging_collector, int, string};
+use common::tls::TestPki;
 use common::{Sidecar, Upstream, client, free_port, sample};
 
 const ROUTES: &str = "/users/{id},/orders/{id}/items";
@@ -152,6 +153,79 @@ async fn grpc_export_works_too() {
     r.bytes().await.expect("body");
     let span = otlp.received.wait_for("over gRPC", |s| s.span.name == "GET /orders/{id}/items").await;
     assert_eq!(int(span.attr("http.response.status_code")), Some(200));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_over_tls_with_the_otel_certificate_variables_both_protocols() {
+    let pki = TestPki::new();
+    // The collector asks for a client certificate (mutual TLS) and serves HTTP and gRPC.
+    let otlp = OtlpReceiver::https(pki.acceptor(true)).await;
+    let up = Upstream::start().await;
+    let (ca, cert, key) =
+        (pki.ca_cert.to_str().unwrap(), pki.client_cert.to_str().unwrap(), pki.client_key.to_str().unwrap());
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", otlp.https_endpoint()),
+        ("OTEL_EXPORTER_OTLP_CERTIFICATE", ca.to_string()),
+        ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", cert.to_string()),
+        ("OTEL_EXPORTER_OTLP_CLIENT_KEY", key.to_string()),
+    ];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    for (protocol, path) in [("http", "/users/41"), ("grpc", "/users/42")] {
+        let sc = Sidecar::start_with_env(&up.url(), &["--tracing-protocol", protocol], &env).await;
+        let r = client().get(sc.url(path)).send().await.expect("request");
+        r.bytes().await.expect("body");
+        let span = otlp
+            .received
+            .wait_for(&format!("over TLS ({protocol})"), |s| string(s.attr("url.path")) == Some(path))
+            .await;
+        assert_eq!(string(span.resource_attr("service.name")), Some("checkout"));
+        sc.metrics_until("the export counted", |m| sample(m, "redline_spans_exported_total") == Some(1.0)).await;
+    }
+
+    // Without the client certificate the collector refuses the handshake: spans are dropped,
+    // counted and the reason logged; requests are unaffected.
+    let sc = Sidecar::start_with_env(&up.url(), &[], &env[..2]).await;
+    let r = client().get(sc.url("/users/70")).send().await.expect("request");
+    assert_eq!(r.status(), 200);
+    r.bytes().await.expect("body");
+    sc.metrics_until("the drop counted", |m| sample(m, "redline_spans_dropped_total") == Some(1.0)).await;
+    let log = sc.stdout_until("the export failure logged", |l| l.contains("span export failed")).await;
+    assert!(log.contains(&otlp.https_endpoint()), "{log}");
+
+    // Without the CA the collector's certificate is not trusted.
+    let sc = Sidecar::start_with_env(&up.url(), &[], &env[..1]).await;
+    client().get(sc.url("/users/71")).send().await.expect("request").bytes().await.expect("body");
+    let log = sc.stdout_until("the export failure logged", |l| l.contains("span export failed")).await;
+    let line = log.lines().find(|l| l.contains("span export failed")).unwrap();
+    assert!(line.contains("certificate"), "the reason names the certificate: {line}");
+    let paths: Vec<_> =
+        otlp.received.all().iter().filter_map(|s| string(s.attr("url.path")).map(String::from)).collect();
+    assert_eq!(paths, ["/users/41", "/users/42"], "only the two trusted, identified exports arrived");
+}
+
+#[tokio::test]
+async fn bad_exporter_tls_files_refuse_the_start() {
+    let pki = TestPki::new();
+    let refused = |env: &[(&str, &str)]| {
+        let out = std::process::Command::new(common::redline_bin())
+            .args(["sidecar", "--service", "x"])
+            .envs(env.iter().copied())
+            .output()
+            .expect("run redline");
+        assert_eq!(out.status.code(), Some(2), "{env:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let missing = pki.dir().join("nope.pem");
+    let err = refused(&[("OTEL_EXPORTER_OTLP_CERTIFICATE", missing.to_str().unwrap())]);
+    assert!(err.contains("OTEL_EXPORTER_OTLP_CERTIFICATE") && err.contains("nope.pem"), "{err}");
+    let err = refused(&[("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", pki.client_cert.to_str().unwrap())]);
+    assert!(err.contains("OTEL_EXPORTER_OTLP_CLIENT_KEY: required"), "{err}");
+    // A key that is not the certificate's.
+    let err = refused(&[
+        ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", pki.client_cert.to_str().unwrap()),
+        ("OTEL_EXPORTER_OTLP_CLIENT_KEY", pki.server_key.to_str().unwrap()),
+    ]);
+    assert!(err.contains("client.crt") && err.contains("server.key"), "{err}");
 }
 
 #[tokio::test]

@@ -25,7 +25,7 @@ impl Exporter {
     pub fn new(settings: &ExportSettings) -> Result<Exporter, String> {
         Ok(Exporter {
             encoder: RequestEncoder::new(&settings.resource),
-            transport: Transport::new(&settings.endpoint, settings.protocol)?,
+            transport: Transport::new(&settings.endpoint, settings.protocol, &settings.tls)?,
             body: BytesMut::new(),
         })
     }
@@ -71,6 +71,7 @@ mod tests {
             batch_size: 8,
             batch_interval: Duration::from_secs(1),
             export_timeout: Duration::from_secs(1),
+            tls: Default::default(),
         }
     }
 

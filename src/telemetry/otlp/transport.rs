@@ -5,12 +5,15 @@ use bytes::Bytes;
 use http::header::{CONTENT_TYPE, TE, USER_AGENT};
 use http::{HeaderMap, HeaderValue, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use crate::config::OtlpProtocol;
+use crate::errors::with_causes;
 use crate::telemetry::spans::http_traces_url;
+use crate::tls::{self, ClientTlsFiles};
 
 /// The gRPC method of opentelemetry/proto/collector/trace/v1/trace_service.proto.
 const GRPC_EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
@@ -23,27 +26,42 @@ const MAX_ANSWER_BYTES: usize = 64 * 1024;
 pub const GRPC_PREFIX_LEN: usize = 5;
 
 pub struct Transport {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     uri: Uri,
     protocol: OtlpProtocol,
     user_agent: HeaderValue,
 }
 
 impl Transport {
-    pub fn new(endpoint: &str, protocol: OtlpProtocol) -> Result<Transport, String> {
+    /// `tls` applies to an https endpoint; an http one is plain TCP (h2c for gRPC).
+    pub fn new(endpoint: &str, protocol: OtlpProtocol, tls: &ClientTlsFiles) -> Result<Transport, String> {
         let url = match protocol {
             OtlpProtocol::Http => http_traces_url(endpoint),
             OtlpProtocol::Grpc => format!("{}{GRPC_EXPORT_PATH}", endpoint.trim_end_matches('/')),
         };
         let uri: Uri = url.parse().map_err(|e| format!("{url} is not a valid URL: {e}"))?;
-        let mut connector = HttpConnector::new();
+        let mut tcp = HttpConnector::new();
         // Requests are written whole and then waited on: Nagle would only delay them.
-        connector.set_nodelay(true);
+        tcp.set_nodelay(true);
+        // The https connector needs to see https URLs; it passes http ones through untouched.
+        tcp.enforce_http(false);
+        let tls_config = if uri.scheme_str() == Some("https") {
+            tls::client_config(tls)?
+        } else {
+            tls::client_config(&ClientTlsFiles::default())?
+        };
+        let connector = HttpsConnectorBuilder::new().with_tls_config(tls_config).https_or_http();
         let mut builder = Client::builder(TokioExecutor::new());
-        if protocol == OtlpProtocol::Grpc {
-            // gRPC needs HTTP/2; collectors serve it on plain TCP without an upgrade (h2c).
-            builder.http2_only(true);
-        }
+        let connector = match protocol {
+            // OTLP/HTTP: HTTP/1.1, as collectors' OTLP/HTTP receivers all speak it.
+            OtlpProtocol::Http => connector.enable_http1().wrap_connector(tcp),
+            OtlpProtocol::Grpc => {
+                // gRPC needs HTTP/2: negotiated by ALPN over TLS, with prior knowledge (h2c) on
+                // plain TCP, which is how collectors serve it without TLS.
+                builder.http2_only(true);
+                connector.enable_http2().wrap_connector(tcp)
+            }
+        };
         Ok(Transport {
             client: builder.build(connector),
             uri,
@@ -112,18 +130,6 @@ fn grpc_outcome(headers: &HeaderMap) -> Option<Result<(), String>> {
     Some(Err(format!("grpc-status {}: {message}", String::from_utf8_lossy(code.as_bytes()))))
 }
 
-/// hyper's client errors say little at the top ("client error (Connect)"); the cause is below.
-fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
@@ -154,7 +160,7 @@ mod tests {
         let app = axum::Router::new()
             .route("/v1/traces", axum::routing::post(|| async { (StatusCode::SERVICE_UNAVAILABLE, "overloaded") }));
         let server = tokio::spawn(async move { axum::serve(listener, app).await });
-        let transport = Transport::new(&endpoint, OtlpProtocol::Http).expect("transport");
+        let transport = Transport::new(&endpoint, OtlpProtocol::Http, &ClientTlsFiles::default()).expect("transport");
         let outcome = transport.send(Bytes::new()).await;
         assert_eq!(outcome, Err("HTTP status 503 Service Unavailable".into()));
         server.abort();
@@ -182,7 +188,7 @@ mod tests {
                 .serve_with_incoming(incoming)
                 .await
         });
-        let transport = Transport::new(&endpoint, OtlpProtocol::Grpc).expect("transport");
+        let transport = Transport::new(&endpoint, OtlpProtocol::Grpc, &ClientTlsFiles::default()).expect("transport");
         // An empty ExportTraceServiceRequest: the 5-byte prefix with length 0.
         let outcome = transport.send(Bytes::from_static(&[0; GRPC_PREFIX_LEN])).await;
         assert_eq!(outcome, Err("grpc-status 14: collector down".into()));

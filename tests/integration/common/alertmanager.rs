@@ -5,10 +5,14 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::tls::TestPki;
 use super::{client, free_port, require_tool};
 
 pub struct Alertmanager {
     pub port: u16,
+    /// `https` when started with a server certificate.
+    scheme: &'static str,
+    client: reqwest::Client,
     child: Child,
     _dir: tempfile::TempDir,
 }
@@ -25,12 +29,32 @@ impl Alertmanager {
     /// Starts Alertmanager on `port` (a port chosen earlier, e.g. one a sidecar already
     /// sends to) and waits until `/-/ready` answers.
     pub async fn start_on(port: u16, config: &str) -> Alertmanager {
+        Alertmanager::launch(port, config, None).await
+    }
+
+    /// Starts Alertmanager serving https with `pki`'s server certificate (its web config file).
+    pub async fn start_tls(config: &str, pki: &TestPki) -> Alertmanager {
+        Alertmanager::launch(free_port(), config, Some(pki)).await
+    }
+
+    async fn launch(port: u16, config: &str, tls: Option<&TestPki>) -> Alertmanager {
         let bin = require_tool("prometheus-alertmanager", "prometheus-alertmanager");
         let dir = tempfile::tempdir().expect("temp dir");
         let config_path = dir.path().join("alertmanager.yml");
         std::fs::write(&config_path, config).expect("write alertmanager config");
         check_config(&config_path);
-        let child = Command::new(bin)
+        let mut command = Command::new(bin);
+        if let Some(pki) = tls {
+            let web_config = dir.path().join("web.yml");
+            let text = format!(
+                "tls_server_config:\n  cert_file: {}\n  key_file: {}\n",
+                pki.server_cert.display(),
+                pki.server_key.display()
+            );
+            std::fs::write(&web_config, text).expect("write web config");
+            command.arg(format!("--web.config.file={}", web_config.display()));
+        }
+        let child = command
             .arg(format!("--config.file={}", config_path.display()))
             .arg(format!("--storage.path={}", dir.path().join("data").display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
@@ -39,10 +63,14 @@ impl Alertmanager {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn alertmanager");
-        let am = Alertmanager { port, child, _dir: dir };
+        let (scheme, client) = match tls {
+            Some(pki) => ("https", pki.client()),
+            None => ("http", client()),
+        };
+        let am = Alertmanager { port, scheme, client, child, _dir: dir };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(r) = client().get(am.url("/-/ready")).send().await
+            if let Ok(r) = am.client.get(am.url("/-/ready")).send().await
                 && r.status() == 200
             {
                 return am;
@@ -53,16 +81,16 @@ impl Alertmanager {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        format!("{}://127.0.0.1:{}{path}", self.scheme, self.port)
     }
 
     pub fn base_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.url("")
     }
 
     /// The alerts Alertmanager holds (active ones: resolved alerts drop out of this list).
     pub async fn alerts(&self) -> Vec<serde_json::Value> {
-        let r = client().get(self.url("/api/v2/alerts")).send().await.expect("GET /api/v2/alerts");
+        let r = self.client.get(self.url("/api/v2/alerts")).send().await.expect("GET /api/v2/alerts");
         assert_eq!(r.status(), 200);
         r.json().await.expect("alert list JSON")
     }

@@ -15,6 +15,7 @@ pub mod otlp;
 pub mod prometheus;
 pub mod python;
 pub mod receiver;
+pub mod tls;
 
 pub fn free_port() -> u16 {
     StdListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free loopback port")
@@ -63,6 +64,11 @@ pub fn redline_bin() -> &'static str {
 impl Sidecar {
     /// Starts the sidecar in front of `upstream` with extra flags, and waits until `/healthz` answers.
     pub async fn start(upstream: &str, extra: &[&str]) -> Sidecar {
+        Sidecar::start_with_env(upstream, extra, &[]).await
+    }
+
+    /// As `start`, with extra environment variables for the sidecar.
+    pub async fn start_with_env(upstream: &str, extra: &[&str], env: &[(&str, &str)]) -> Sidecar {
         let dir = tempfile::tempdir().expect("temp dir");
         let log_path = dir.path().join("stdout.jsonl");
         let stdout = std::fs::File::create(&log_path).expect("log file");
@@ -73,6 +79,7 @@ impl Sidecar {
             .args(["--listen", &proxy.to_string(), "--admin", &admin.to_string(), "--upstream", upstream])
             .args(extra)
             .env_remove("REDLINE_CONFIG")
+            .envs(env.iter().copied())
             .stdout(stdout)
             .stderr(Stdio::piped())
             .spawn()
@@ -192,7 +199,7 @@ impl Drop for Sidecar {
 }
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("http client")
+    redline::tls::http_client().expect("TLS roots").timeout(Duration::from_secs(60)).build().expect("http client")
 }
 
 /// The value of the sample line that starts with `series` (name plus labels, exactly).

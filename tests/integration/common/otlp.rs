@@ -138,6 +138,43 @@ impl OtlpReceiver {
     }
 }
 
+impl OtlpReceiver {
+    /// OTLP/HTTP and OTLP/gRPC on one TLS port (`https://`), as a collector with TLS serves them.
+    pub async fn https(acceptor: tokio_rustls::TlsAcceptor) -> OtlpReceiver {
+        let received = Received::default();
+        let app = axum::Router::new()
+            .route("/v1/traces", axum::routing::post(http_export))
+            .with_state(received.clone())
+            .route_service(
+                "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+                TraceServiceServer::new(GrpcCollector(received.clone())),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind OTLP TLS receiver");
+        let addr = listener.local_addr().expect("addr");
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, app) = (acceptor.clone(), app.clone());
+                tokio::spawn(async move {
+                    // A client that fails the handshake (say, without a certificate) is dropped.
+                    let Ok(tls) = acceptor.accept(tcp).await else { return };
+                    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let mut app = app.clone();
+                        async move { tower_service::Service::call(&mut app, req.map(axum::body::Body::new)).await }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+        OtlpReceiver { addr, received, task }
+    }
+
+    pub fn https_endpoint(&self) -> String {
+        format!("https://127.0.0.1:{}", self.addr.port())
+    }
+}
+
 impl Drop for OtlpReceiver {
     fn drop(&mut self) {
         self.task.abort();
