@@ -1,10 +1,11 @@
 //! Shared harness for integration tests: starts the real `redline` binary and the demo
 //! upstream on loopback, waits for readiness by polling, and reads metrics and logs.
 
+use std::collections::BTreeSet;
 use std::net::{SocketAddr, TcpListener as StdListener};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use redline::demo::upstream::{self, Faults};
@@ -17,8 +18,39 @@ pub mod python;
 pub mod receiver;
 pub mod tls;
 
+/// A loopback port nothing listens on, for a child process (or a test server) to bind next.
+/// No port is handed out twice in this test process: between this call and the child's bind
+/// the port is free again, so a second call could return it too (it once gave the sidecar's
+/// listen and admin addresses the same port). Ports are picked below the kernel's ephemeral
+/// range when there is room, so that what the kernel hands out meanwhile (`bind(":0")` in
+/// the tests, the source ports of outgoing connections) cannot take one either.
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free loopback port")
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    // A panic elsewhere while the lock was held leaves the set intact: keep using it.
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let below_ephemeral = non_ephemeral_ports();
+    for _ in 0..10_000 {
+        let candidate = match &below_ephemeral {
+            Some(range) => fastrand::u16(range.clone()),
+            None => 0,
+        };
+        // The bind says the port is free now; the kernel picks one when `candidate` is 0.
+        let Ok(port) = StdListener::bind(("127.0.0.1", candidate)).and_then(|l| l.local_addr()).map(|a| a.port())
+        else {
+            continue;
+        };
+        if handed_out.insert(port) {
+            return port;
+        }
+    }
+    panic!("no free loopback port after 10000 tries ({} handed out)", handed_out.len());
+}
+
+/// Ports from 10000 up to the start of `ip_local_port_range`, when that leaves at least 5000.
+fn non_ephemeral_ports() -> Option<std::ops::Range<u16>> {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    let low: u16 = range.split_whitespace().next()?.parse().ok()?;
+    (low >= 15_000).then_some(10_000..low)
 }
 
 /// The demo service on a loopback port, running on the test's runtime.
