@@ -86,17 +86,59 @@ enum BodyError {
     Read(String),
 }
 
-/// Reads a body of at most `limit` bytes; a declared or actual size over it is refused early.
-async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<bytes::Bytes, BodyError> {
+/// How much of a refused body is read and thrown away after the answer (see `linger`).
+const LINGER_BYTES: u64 = 64 << 20;
+/// How long a refused body is read and thrown away after the answer.
+const LINGER_TIME: Duration = Duration::from_secs(10);
+
+/// Reads a body of at most `limit` bytes; a declared or actual size over it is refused early,
+/// and the rest of it is drained in the background (`linger`).
+async fn read_body(headers: &HeaderMap, mut body: Body, limit: usize) -> Result<bytes::Bytes, BodyError> {
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
+        linger(body);
         return Err(BodyError::TooLarge);
     }
-    match Limited::new(body, limit).collect().await {
+    // Borrowed, so that the unread rest of an oversized body is still ours to drain.
+    let read = Limited::new(&mut body, limit).collect().await;
+    match read {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<LengthLimitError>() => Err(BodyError::TooLarge),
+        Err(e) if e.is::<LengthLimitError>() => {
+            linger(body);
+            Err(BodyError::TooLarge)
+        }
         Err(e) => Err(BodyError::Read(e.to_string())),
     }
+}
+
+/// Reads and discards the rest of a body that was refused unread, in the background, while the
+/// answer goes out, as nginx's lingering close does. Closing a socket with unread bytes in it
+/// makes the kernel send a reset, which can reach the client before it reads the answer: an
+/// Alertmanager posting an oversized batch would log "connection reset" or "broken pipe"
+/// instead of the 413. Bounded by `LINGER_BYTES` and `LINGER_TIME`; past either the body is
+/// dropped and the connection closes as before. The answer carries `Connection: close` (`closing`).
+fn linger(mut body: Body) {
+    tokio::spawn(async move {
+        let drain = async {
+            let mut left = LINGER_BYTES;
+            // A read error (the client went away) ends the drain as the end of the body does.
+            while let Some(Ok(frame)) = body.frame().await {
+                let len = frame.data_ref().map_or(0, |d| d.len() as u64);
+                left = left.saturating_sub(len);
+                if left == 0 {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER_TIME, drain).await;
+    });
+}
+
+/// An answer to a request whose body was refused unread: the connection ends once the body is
+/// drained, and the client learns so rather than reusing a connection that may be cut.
+fn closing(mut response: Response) -> Response {
+    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 #[derive(Clone, Copy)]
@@ -124,13 +166,15 @@ async fn ingest(app: &App, req: Request, api: Api) -> Response {
     if !authorized(app, &parts.headers) {
         app.metrics.rejected(Rejection::Unauthorized);
         tracing::warn!(reason = "unauthorized", status = 401u64, "delivery rejected");
-        return unauthorized(app);
+        // A sender with wrong credentials should see the 401, not a reset, whatever it posted.
+        linger(body);
+        return closing(unauthorized(app));
     }
     let body = match read_body(&parts.headers, body, app.max_body).await {
         Ok(b) => b,
         Err(BodyError::TooLarge) => {
             let msg = format!("body is larger than --max-body ({} bytes)", app.max_body);
-            return reject(Rejection::TooLarge, StatusCode::PAYLOAD_TOO_LARGE, &msg);
+            return closing(reject(Rejection::TooLarge, StatusCode::PAYLOAD_TOO_LARGE, &msg));
         }
         Err(BodyError::Read(e)) => {
             return reject(Rejection::Invalid, StatusCode::BAD_REQUEST, &format!("cannot read the body: {e}"));
@@ -309,7 +353,7 @@ async fn flagger_payload(req: Request) -> Result<FlaggerPayload, Response> {
     let (parts, body) = req.into_parts();
     let body = read_body(&parts.headers, body, MAX_GATE_BODY).await.map_err(|e| match e {
         BodyError::TooLarge => {
-            text(StatusCode::PAYLOAD_TOO_LARGE, format!("body is larger than {MAX_GATE_BODY} bytes"))
+            closing(text(StatusCode::PAYLOAD_TOO_LARGE, format!("body is larger than {MAX_GATE_BODY} bytes")))
         }
         BodyError::Read(e) => text(StatusCode::BAD_REQUEST, format!("cannot read the body: {e}")),
     })?;

@@ -473,6 +473,101 @@ async fn large_payloads_are_all_or_nothing(backend: Backend) {
     assert!(r.alerts("service=bulk").await.iter().all(|a| a["notifications"] == 1));
 }
 
+/// Sends `head`, then `body` in `piece`-sized writes (each a chunk when `chunked`), then reads
+/// the whole answer. A receiver that closed with the body unread makes a write fail (broken
+/// pipe) or the read end in a reset, whichever the kernel's timing gives: both are errors here.
+async fn post_raw(
+    addr: std::net::SocketAddr,
+    head: &str,
+    body: &[u8],
+    piece: usize,
+    chunked: bool,
+) -> Result<String, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
+    conn.write_all(head.as_bytes()).await.map_err(|e| format!("writing the head: {e}"))?;
+    for (i, part) in body.chunks(piece).enumerate() {
+        let sent = if chunked {
+            let framed = [format!("{:x}\r\n", part.len()).as_bytes(), part, b"\r\n"].concat();
+            conn.write_all(&framed).await
+        } else {
+            conn.write_all(part).await
+        };
+        sent.map_err(|e| format!("writing piece {i} of the body: {e}"))?;
+    }
+    if chunked {
+        conn.write_all(b"0\r\n\r\n").await.map_err(|e| format!("writing the last chunk: {e}"))?;
+    }
+    let mut answer = Vec::new();
+    conn.read_to_end(&mut answer).await.map_err(|e| format!("reading the answer: {e}"))?;
+    Ok(String::from_utf8_lossy(&answer).into_owned())
+}
+
+async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(60), f).await.unwrap_or_else(|_| panic!("{what}: no answer in 60s"))
+}
+
+/// A body refused unread (over `--max-body`, or with wrong credentials) is drained before the
+/// connection closes, so the client reads the 413 or 401 rather than a reset. The body is 4x
+/// the limit, far more than the receiver reads before answering, so a receiver that closed
+/// without draining fails this every time, not by chance.
+#[tokio::test]
+async fn refused_bodies_are_drained_so_the_client_reads_the_answer() {
+    let store = TestStore::new(Backend::Sqlite);
+    let r = Receiver::start(&store.db, &["--max-body", "1MiB"]).await;
+    let body = vec![b' '; 4 << 20];
+    let head = |auth: &str, framing: &str| {
+        format!(
+            "POST /api/v1/alertmanager HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {auth}\r\n\
+             Content-Type: application/json\r\n{framing}\r\n\r\n",
+            r.addr
+        )
+    };
+    let length = format!("Content-Length: {}", body.len());
+
+    // A declared length over the limit is answered at once, before any of the body is sent...
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut conn = tokio::net::TcpStream::connect(r.addr).await.expect("connect");
+        conn.write_all(head(TOKEN, &length).as_bytes()).await.expect("write the head");
+        let mut early = Vec::new();
+        while !early.windows(4).any(|w| w == b"\r\n\r\n") {
+            let mut piece = [0u8; 4096];
+            let n = within("early 413", conn.read(&mut piece)).await.expect("read the early answer");
+            assert!(n > 0, "closed before answering: {}", String::from_utf8_lossy(&early));
+            early.extend_from_slice(&piece[..n]);
+        }
+        let early = String::from_utf8_lossy(&early).into_owned();
+        assert!(early.starts_with("HTTP/1.1 413"), "{early}");
+        assert!(early.to_ascii_lowercase().contains("connection: close"), "{early}");
+        // ...and the body sent after the answer is still read, then the connection closes cleanly.
+        conn.write_all(&body).await.expect("the receiver reads the refused body instead of resetting");
+        let mut rest = Vec::new();
+        conn.read_to_end(&mut rest).await.expect("a clean close after the refused body, not a reset");
+    }
+    // The same body sent straight after the head: the 413 is read after the whole body was written.
+    let answer = within("413, length", post_raw(r.addr, &head(TOKEN, &length), &body, 64 << 10, false)).await;
+    let answer = answer.expect("413 with a declared length");
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("--max-body (1048576 bytes)"), "{answer}");
+    // Chunked, no declared length: refused once the limit is passed, the rest drained.
+    let chunked = "Transfer-Encoding: chunked";
+    let answer = within("413, chunked", post_raw(r.addr, &head(TOKEN, chunked), &body, 64 << 10, true)).await;
+    let answer = answer.expect("413 with a chunked body");
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    // Wrong credentials: the body is never read, and drained all the same.
+    let answer = within("401", post_raw(r.addr, &head("wrong", &length), &body, 64 << 10, false)).await;
+    let answer = answer.expect("401 with a large body");
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+
+    assert!(r.alerts("").await.is_empty());
+    let m = r.metrics().await;
+    let rejected =
+        |reason: &str| sample(&m, &format!("redline_receiver_notifications_rejected_total{{reason=\"{reason}\"}}"));
+    assert_eq!(rejected("too_large"), Some(3.0), "{m}");
+    assert_eq!(rejected("unauthorized"), Some(1.0), "{m}");
+}
+
 #[tokio::test]
 async fn refuses_a_non_loopback_address_without_credentials() {
     let dir = tempfile::tempdir().expect("temp dir");
