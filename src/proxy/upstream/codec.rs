@@ -560,3 +560,6 @@ mod tests {
         assert_eq!(ChunkedDecoder::default().decode(&mut endless), Err(ProtocolError::Chunk));
     }
 }
+#[cfg(test)]
+#[path = "codec_props.rs"]
+mod props;
