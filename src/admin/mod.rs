@@ -24,6 +24,8 @@ use crate::usage::UsageCollector;
 pub struct AdminState {
     pub red: Arc<RedMetrics>,
     pub upstream_gauges: Arc<UpstreamGauges>,
+    /// Client connections the proxy closed itself, by reason.
+    pub connections: Arc<crate::proxy::conn::ConnCounters>,
     pub usage: UsageCollector,
     pub log_drops: Option<crate::telemetry::log_writer::DropCounter>,
     pub spans: Option<Arc<SpanCounters>>,
@@ -62,6 +64,7 @@ pub fn render(state: &AdminState, format: Format) -> String {
 pub fn write_all(state: &AdminState, w: &mut ExpositionWriter) {
     state.red.write(w);
     state.upstream_gauges.write(w);
+    state.connections.write(w);
     state.usage.write(w);
     w.family("redline_build_info", "redline build information; the value is always 1.", Kind::Gauge);
     w.sample(&[("version", env!("CARGO_PKG_VERSION"))], 1.0);

@@ -31,6 +31,8 @@ pub struct FileConfig {
     pub upstream_timeout: Option<Dur>,
     pub drain_timeout: Option<Dur>,
     pub header_read_timeout: Option<Dur>,
+    pub idle_timeout: Option<Dur>,
+    pub stream_idle_timeout: Option<Dur>,
     pub max_connections: Option<usize>,
     pub max_header_bytes: Option<usize>,
     pub workers: Option<usize>,
@@ -244,15 +246,25 @@ pub struct Overrides {
     /// Duration histogram buckets in seconds, comma-separated.
     #[arg(long, env = "REDLINE_DURATION_BUCKETS", value_delimiter = ',')]
     pub duration_buckets: Option<Vec<f64>>,
-    /// Time to wait for upstream response headers before answering 504 [default: 30s].
+    /// Time from the end of the request body to the upstream's response headers before
+    /// answering 504 [default: 30s].
     #[arg(long, env = "REDLINE_UPSTREAM_TIMEOUT")]
     pub upstream_timeout: Option<Dur>,
     /// Time to let in-flight requests finish on SIGTERM/SIGINT [default: 20s].
     #[arg(long, env = "REDLINE_DRAIN_TIMEOUT")]
     pub drain_timeout: Option<Dur>,
-    /// Time a client has to send the request headers [default: 10s].
+    /// Time a client has to send a complete request head, counted from the connection's accept
+    /// or, between requests, from its first byte [default: 10s].
     #[arg(long, env = "REDLINE_HEADER_READ_TIMEOUT")]
     pub header_read_timeout: Option<Dur>,
+    /// Longest a client connection may stay open with no request in progress (HTTP/1.1
+    /// keep-alive, HTTP/2 without streams) [default: 75s].
+    #[arg(long, env = "REDLINE_IDLE_TIMEOUT")]
+    pub idle_timeout: Option<Dur>,
+    /// Longest pause in a request or response body, in either direction, before the request is
+    /// cut [default: 5m].
+    #[arg(long, env = "REDLINE_STREAM_IDLE_TIMEOUT")]
+    pub stream_idle_timeout: Option<Dur>,
     /// Most concurrent client connections [default: 10000].
     #[arg(long, env = "REDLINE_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
@@ -334,6 +346,8 @@ pub struct Config {
     pub upstream_timeout: Duration,
     pub drain_timeout: Duration,
     pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub stream_idle_timeout: Duration,
     pub max_connections: usize,
     pub max_header_bytes: usize,
     pub workers: usize,
@@ -501,6 +515,11 @@ pub fn resolve(file: FileConfig, o: &Overrides, otel: &OtelEnv) -> Result<Config
             .header_read_timeout
             .or(file.header_read_timeout)
             .map_or(Duration::from_secs(10), |d| d.0),
+        idle_timeout: o.idle_timeout.or(file.idle_timeout).map_or(Duration::from_secs(75), |d| d.0),
+        stream_idle_timeout: o
+            .stream_idle_timeout
+            .or(file.stream_idle_timeout)
+            .map_or(Duration::from_secs(300), |d| d.0),
         max_connections: o.max_connections.or(file.max_connections).unwrap_or(10_000),
         max_header_bytes: o.max_header_bytes.or(file.max_header_bytes).unwrap_or(64 * 1024),
         workers: o
@@ -637,6 +656,19 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
     }
     if c.tracing.queue_size == 0 {
         return Err(ConfigError("tracing.queue_size: expected at least 1".into()));
+    }
+    for (key, value) in [
+        ("upstream_timeout", c.upstream_timeout),
+        ("header_read_timeout", c.header_read_timeout),
+        ("idle_timeout", c.idle_timeout),
+        ("stream_idle_timeout", c.stream_idle_timeout),
+    ] {
+        if value < Duration::from_millis(10) {
+            return Err(ConfigError(format!(
+                "{key}: expected at least 10ms, got {}",
+                humantime::format_duration(value)
+            )));
+        }
     }
     if c.max_connections == 0 {
         return Err(ConfigError("max_connections: expected at least 1".into()));

@@ -1,29 +1,98 @@
-//! Body wrappers that stream bytes through untouched while counting them; the response
-//! wrapper reports the request's outcome exactly once, when the body ends or is dropped.
+//! Body wrappers that stream bytes through untouched while counting them and timing their
+//! pauses; the response wrapper reports the request's outcome exactly once, when the body ends,
+//! fails, stalls or is dropped.
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
+use super::deadline::{Deadlines, Timer};
 use super::upstream::{UpstreamBody, UpstreamConn};
 
-/// The request body sent upstream, counting what the client sent.
+/// The request body sent upstream, counting what the client sent and when.
 pub struct RequestBody {
     inner: Incoming,
-    counted: Option<Arc<AtomicU64>>,
+    progress: Option<Arc<BodyProgress>>,
+}
+
+/// How far a request body has come, shared by the pump that sends it and the request's deadline.
+pub struct BodyProgress {
+    start: Instant,
+    bytes: AtomicU64,
+    /// Nanoseconds from `start` to the last frame from the client or write to the upstream.
+    last: AtomicU64,
+    /// 1 + nanoseconds from `start` to the end of the body; 0 while it goes on.
+    done: AtomicU64,
+    /// The last wait was for the upstream to take bytes, not for the client to send them.
+    upstream_blocked: AtomicBool,
+}
+
+impl BodyProgress {
+    fn nanos(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.start).as_nanos().min(u64::MAX as u128 - 1) as u64
+    }
+
+    fn touch(&self) {
+        self.last.store(self.nanos(Instant::now()), Ordering::Relaxed);
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.done.load(Ordering::Relaxed) != 0
+    }
+
+    /// Whether the body is stuck because the upstream does not read it.
+    pub fn upstream_blocked(&self) -> bool {
+        self.upstream_blocked.load(Ordering::Relaxed)
+    }
+
+    /// When the request runs out of time: `upstream_timeout` after the body's end, or
+    /// `stream_idle_timeout` after the body last moved while it goes on.
+    pub fn deadline(&self, upstream_timeout: Duration, stream_idle_timeout: Duration) -> Instant {
+        match self.done.load(Ordering::Relaxed) {
+            0 => self.start + Duration::from_nanos(self.last.load(Ordering::Relaxed)) + stream_idle_timeout,
+            done => self.start + Duration::from_nanos(done - 1) + upstream_timeout,
+        }
+    }
+
+    /// The pump wrote bytes upstream (`false`) or found the upstream's window full (`true`).
+    pub fn note_upstream(&self, blocked: bool) {
+        if !blocked {
+            self.touch();
+        }
+        if self.upstream_blocked.load(Ordering::Relaxed) != blocked {
+            self.upstream_blocked.store(blocked, Ordering::Relaxed);
+        }
+    }
 }
 
 impl RequestBody {
-    /// Wraps `inner`; a counter is only allocated when the body has bytes to count.
-    pub fn new(inner: Incoming) -> (Self, Option<Arc<AtomicU64>>) {
-        let counted = (!inner.is_end_stream()).then(|| Arc::new(AtomicU64::new(0)));
-        (RequestBody { inner, counted: counted.clone() }, counted)
+    /// Wraps `inner`; progress is only tracked when the body has bytes to come.
+    pub fn new(inner: Incoming, start: Instant) -> (Self, Option<Arc<BodyProgress>>) {
+        let progress = (!inner.is_end_stream()).then(|| {
+            Arc::new(BodyProgress {
+                start,
+                bytes: AtomicU64::new(0),
+                last: AtomicU64::new(0),
+                done: AtomicU64::new(0),
+                upstream_blocked: AtomicBool::new(false),
+            })
+        });
+        (RequestBody { inner, progress: progress.clone() }, progress)
+    }
+
+    pub fn progress(&self) -> Option<&Arc<BodyProgress>> {
+        self.progress.as_ref()
     }
 }
 
@@ -33,9 +102,20 @@ impl Body for RequestBody {
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let (Poll::Ready(Some(Ok(frame))), Some(counter)) = (&polled, &self.counted) {
-            if let Some(data) = frame.data_ref() {
-                counter.fetch_add(data.len() as u64, Ordering::Relaxed);
+        if let Some(p) = &self.progress {
+            match &polled {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(data) = frame.data_ref() {
+                        p.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
+                    }
+                    p.upstream_blocked.store(false, Ordering::Relaxed);
+                    p.touch();
+                }
+                Poll::Ready(None) => {
+                    p.done.store(p.nanos(Instant::now()) + 1, Ordering::Relaxed);
+                }
+                Poll::Pending => p.upstream_blocked.store(false, Ordering::Relaxed),
+                Poll::Ready(Some(Err(_))) => {}
             }
         }
         polled
@@ -50,10 +130,26 @@ impl Body for RequestBody {
     }
 }
 
-/// Called once with the response body bytes sent, whether the upstream body broke, and the
-/// upstream connection when its body was read to its end and it can carry another request.
+/// How a response body ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyEnd {
+    /// Sent to its end.
+    Complete,
+    /// The upstream broke it (reset, cut, malformed chunk).
+    UpstreamFailed,
+    /// The upstream sent nothing for `stream_idle_timeout`.
+    UpstreamStalled,
+    /// Dropped before its end: the client went away, or redline cut the connection.
+    Abandoned,
+}
+
+/// Called once with the response body bytes sent, how the body ended, and the upstream
+/// connection when its body was read to its end and it can carry another request.
 pub trait OnComplete: Send + 'static {
-    fn complete(self, response_bytes: u64, upstream_body_failed: bool, reusable: Option<UpstreamConn>);
+    fn complete(self, response_bytes: u64, end: BodyEnd, reusable: Option<UpstreamConn>);
+
+    /// Where to wait, and how long, for an upstream body that stops sending.
+    fn stall_limit(&self) -> Option<(&Deadlines, Duration)>;
 }
 
 /// A response body from the upstream, or a small one the proxy made itself.
@@ -63,21 +159,35 @@ pub struct ObservedBody<C: OnComplete> {
     inner: InnerBody,
     bytes: u64,
     on_complete: Option<C>,
+    /// Since when the upstream body has had nothing to give, while it does.
+    waiting_since: Option<Instant>,
+    timer: Timer,
 }
 
 impl<C: OnComplete> ObservedBody<C> {
     pub fn new(inner: InnerBody, on_complete: C) -> Self {
-        ObservedBody { inner, bytes: 0, on_complete: Some(on_complete) }
+        ObservedBody { inner, bytes: 0, on_complete: Some(on_complete), waiting_since: None, timer: Timer::default() }
     }
 
-    fn complete(&mut self, failed: bool) {
+    fn complete(&mut self, end: BodyEnd) {
         if let Some(c) = self.on_complete.take() {
+            if let Some((deadlines, _)) = c.stall_limit() {
+                deadlines.release(&mut self.timer);
+            }
             let reusable = match &mut self.inner {
-                Either::Left(upstream) if !failed => upstream.take_reusable(),
+                Either::Left(upstream) if end == BodyEnd::Complete => upstream.take_reusable(),
                 _ => None,
             };
-            c.complete(self.bytes, failed, reusable);
+            c.complete(self.bytes, end, reusable);
         }
+    }
+
+    /// Whether an upstream body that keeps the client waiting has waited too long.
+    fn stalled(&mut self, cx: &mut Context<'_>) -> bool {
+        let (Some(c), Either::Left(_)) = (&self.on_complete, &self.inner) else { return false };
+        let Some((deadlines, limit)) = c.stall_limit() else { return false };
+        let since = *self.waiting_since.get_or_insert_with(Instant::now);
+        deadlines.poll_timer(&mut self.timer, since + limit, cx).is_ready()
     }
 }
 
@@ -92,15 +202,20 @@ impl<C: OnComplete + Unpin> Body for ObservedBody<C> {
                 if let Some(data) = frame.data_ref() {
                     this.bytes += data.len() as u64;
                 }
+                this.waiting_since = None;
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(e))) => {
-                this.complete(true);
+                this.complete(BodyEnd::UpstreamFailed);
                 Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(None) => {
-                this.complete(false);
+                this.complete(BodyEnd::Complete);
                 Poll::Ready(None)
+            }
+            Poll::Pending if this.stalled(cx) => {
+                this.complete(BodyEnd::UpstreamStalled);
+                Poll::Ready(Some(Err("the upstream sent nothing for stream_idle_timeout".into())))
             }
             Poll::Pending => Poll::Pending,
         }
@@ -117,8 +232,10 @@ impl<C: OnComplete + Unpin> Body for ObservedBody<C> {
 
 impl<C: OnComplete> Drop for ObservedBody<C> {
     fn drop(&mut self) {
-        // Bodies that end without a final poll (HEAD, client gone) still count once; the
-        // upstream connection is only reused if its body had been read to the end.
-        self.complete(false);
+        // Bodies that end without a final poll (HEAD, sized bodies) still count once; one
+        // dropped before its end was abandoned. The upstream connection is only reused if its
+        // body had been read to the end.
+        let end = if self.inner.is_end_stream() { BodyEnd::Complete } else { BodyEnd::Abandoned };
+        self.complete(end);
     }
 }

@@ -1,5 +1,6 @@
-//! Upstream response deadlines of one proxy worker: a waiting request registers its deadline in
-//! a slab that one periodic sweep checks, instead of arming a runtime timer per request.
+//! Request deadlines of one proxy worker (the upstream's answer, a stalled body): a waiting
+//! request registers its deadline in a slab that one periodic sweep checks, instead of arming a
+//! runtime timer per request.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -42,8 +43,14 @@ impl Deadlines {
     }
 
     /// Runs `fut` until it finishes or `deadline` passes (noticed by the next sweep).
-    pub fn limit<F: Future>(&self, deadline: Instant, fut: F) -> Limited<'_, F> {
-        Limited { fut, deadlines: self, deadline, slot: None }
+    pub fn limit<F: Future>(&self, deadline: Instant, fut: F) -> Limited<'_, F, impl Fn() -> Instant> {
+        self.watch(move || deadline, fut)
+    }
+
+    /// Runs `fut` until it finishes or the deadline `deadline()` gives passes; the deadline may
+    /// move as the request goes on (it is asked again on every wake-up).
+    pub fn watch<F: Future, D: Fn() -> Instant>(&self, deadline: D, fut: F) -> Limited<'_, F, D> {
+        Limited { fut, deadlines: self, deadline, timer: Timer::default() }
     }
 
     /// Marks every passed deadline and wakes its request.
@@ -57,81 +64,86 @@ impl Deadlines {
         }
     }
 
-    fn register(&self, deadline: Instant, waker: &Waker) -> Option<usize> {
-        let mut slots = self.slots.lock().ok()?;
-        let slot = Slot { deadline, waker: Some(waker.clone()), expired: false };
-        Some(match slots.free.pop() {
-            Some(i) => {
-                slots.entries[i] = slot;
-                i
-            }
-            None => {
-                slots.entries.push(slot);
-                slots.entries.len() - 1
-            }
-        })
-    }
-
-    /// Whether the slot's deadline passed; otherwise keeps `waker` for the sweep.
-    fn expired(&self, i: usize, waker: &Waker) -> bool {
-        let Ok(mut slots) = self.slots.lock() else { return false };
+    /// Ready once `deadline` has passed, as seen by a sweep. Pending keeps `cx`'s waker for the
+    /// sweep. A deadline that moved later since the sweep marked it is waited for anew.
+    pub fn poll_timer(&self, timer: &mut Timer, deadline: Instant, cx: &mut Context<'_>) -> Poll<()> {
+        let Ok(mut slots) = self.slots.lock() else { return Poll::Pending };
+        let Some(i) = timer.slot else {
+            let slot = Slot { deadline, waker: Some(cx.waker().clone()), expired: false };
+            timer.slot = Some(match slots.free.pop() {
+                Some(i) => {
+                    slots.entries[i] = slot;
+                    i
+                }
+                None => {
+                    slots.entries.push(slot);
+                    slots.entries.len() - 1
+                }
+            });
+            return Poll::Pending;
+        };
         let slot = &mut slots.entries[i];
         if slot.expired {
-            return true;
+            if deadline > slot.deadline && deadline > Instant::now() {
+                slot.expired = false;
+            } else {
+                return Poll::Ready(());
+            }
         }
+        slot.deadline = deadline;
         match &slot.waker {
-            Some(w) if w.will_wake(waker) => {}
-            _ => slot.waker = Some(waker.clone()),
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => slot.waker = Some(cx.waker().clone()),
         }
-        false
+        Poll::Pending
     }
 
-    fn release(&self, i: usize) {
-        if let Ok(mut slots) = self.slots.lock() {
+    /// Gives the timer's slot back; owners call it when they are dropped.
+    pub fn release(&self, timer: &mut Timer) {
+        if let Some(i) = timer.slot.take()
+            && let Ok(mut slots) = self.slots.lock()
+        {
             slots.entries[i].waker = None;
             slots.free.push(i);
         }
     }
 }
 
+/// A place in [`Deadlines`], taken on the first wait; give it back with [`Deadlines::release`].
+#[derive(Debug, Default)]
+pub struct Timer {
+    slot: Option<usize>,
+}
+
 pin_project_lite::pin_project! {
     /// A future limited by a deadline; it only takes a slot once it has to wait.
-    pub struct Limited<'a, F> {
+    pub struct Limited<'a, F, D> {
         #[pin]
         fut: F,
         deadlines: &'a Deadlines,
-        deadline: Instant,
-        slot: Option<usize>,
+        deadline: D,
+        timer: Timer,
     }
 
-    impl<F> PinnedDrop for Limited<'_, F> {
+    impl<F, D> PinnedDrop for Limited<'_, F, D> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            if let Some(i) = this.slot.take() {
-                this.deadlines.release(i);
-            }
+            this.deadlines.release(this.timer);
         }
     }
 }
 
-impl<F: Future> Future for Limited<'_, F> {
+impl<F: Future, D: Fn() -> Instant> Future for Limited<'_, F, D> {
     type Output = Result<F::Output, Elapsed>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        if let Some(i) = *this.slot
-            && this.deadlines.expired(i, cx.waker())
-        {
-            return Poll::Ready(Err(Elapsed));
+        if let Poll::Ready(v) = this.fut.poll(cx) {
+            return Poll::Ready(Ok(v));
         }
-        match this.fut.poll(cx) {
-            Poll::Ready(v) => Poll::Ready(Ok(v)),
-            Poll::Pending => {
-                if this.slot.is_none() {
-                    *this.slot = this.deadlines.register(*this.deadline, cx.waker());
-                }
-                Poll::Pending
-            }
+        match this.deadlines.poll_timer(this.timer, (this.deadline)(), cx) {
+            Poll::Ready(()) => Poll::Ready(Err(Elapsed)),
+            Poll::Pending => Poll::Pending,
         }
     }
 }

@@ -1,23 +1,24 @@
-//! One proxied exchange: route and trace the request, rewrite headers, forward it upstream,
-//! map failures to 502/504 JSON, and record metrics and the access line when it ends.
+//! One proxied exchange: check and route the request, trace it, rewrite headers, forward it
+//! upstream, map failures to JSON errors, and record metrics and the access line exactly once
+//! when it ends, however it ends (completed, failed, abandoned by the client, cut by redline).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::{Request, Response, StatusCode, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use tokio::sync::OwnedSemaphorePermit;
 
-use super::body::{ObservedBody, OnComplete, RequestBody};
+use super::body::{BodyEnd, BodyProgress, ObservedBody, OnComplete, RequestBody};
+pub use super::conn::ClientInfo;
+use super::conn::{ConnCounters, ConnEnd, CutReason};
 use super::deadline::Deadlines;
 use super::route::{Route, RouteTable};
-use super::upstream::{InUse, UpstreamConn, UpstreamError, UpstreamGauges, UpstreamPool};
+use super::upstream::{ExchangeError, InUse, UpstreamConn, UpstreamError, UpstreamGauges, UpstreamPool};
 use crate::config::Propagator;
 use crate::telemetry::access_log::{AccessLine, AccessLog};
 use crate::telemetry::red::{ActiveRequest, ErrorType, MethodLabel, RedMetrics, RequestOutcome};
@@ -28,7 +29,10 @@ pub type ProxyBody = ObservedBody<Completion>;
 
 pub struct ProxySettings {
     pub upstream_authority: String,
+    /// From the end of the request body to the upstream's response head.
     pub upstream_timeout: Duration,
+    /// The longest pause in a request or response body.
+    pub stream_idle_timeout: Duration,
     pub sampler_ratio: f64,
     /// Where finished sampled spans go; None exports nothing (context is still propagated).
     pub spans: Option<Arc<SpanSink>>,
@@ -48,9 +52,13 @@ pub struct Proxy {
     gauges: Arc<UpstreamGauges>,
     access_log: Arc<AccessLog>,
     upstream_timeout: Duration,
+    stream_idle_timeout: Duration,
     sampler_ratio: f64,
     spans: Option<Arc<SpanSink>>,
     propagators: Vec<Propagator>,
+    connections: Arc<ConnCounters>,
+    /// Set when the drain ran out of time: requests dropped from then on were cut by it.
+    shutting_down: AtomicBool,
 }
 
 impl Proxy {
@@ -59,22 +67,28 @@ impl Proxy {
         routes: Arc<RouteTable>,
         red: Arc<RedMetrics>,
         gauges: Arc<UpstreamGauges>,
+        connections: Arc<ConnCounters>,
     ) -> Result<Self, String> {
         let upstream_host = HeaderValue::from_str(&s.upstream_authority)
             .map_err(|e| format!("upstream: bad host:port {:?}: {e}", s.upstream_authority))?;
         Ok(Proxy {
             pool: UpstreamPool::new(s.upstream_authority.clone(), gauges.clone(), s.upstream_timeout),
             // A 504 may come up to a tenth of the timeout (at most 50ms) late.
-            deadlines: Deadlines::new((s.upstream_timeout / 10).min(Duration::from_millis(50))),
+            deadlines: Deadlines::new(
+                (s.upstream_timeout.min(s.stream_idle_timeout) / 10).min(Duration::from_millis(50)),
+            ),
             upstream_host,
             routes,
             red,
             gauges,
             access_log: s.access_log.clone(),
             upstream_timeout: s.upstream_timeout,
+            stream_idle_timeout: s.stream_idle_timeout,
             sampler_ratio: s.sampler_ratio,
             spans: s.spans.clone(),
             propagators: s.propagators.clone(),
+            connections,
+            shutting_down: AtomicBool::new(false),
         })
     }
 
@@ -89,8 +103,71 @@ impl Proxy {
         self.pool.sweep(now);
     }
 
+    /// Marks the worker's drain as run out: requests dropped from now on were cut by it.
+    pub fn shutting_down(&self) {
+        self.shutting_down.store(true, Ordering::Relaxed);
+    }
+
+    /// Reports how a client connection ended where no request of it could: a request head
+    /// hyper refused (it answered 400, 414 or 431 itself) or one cut at `header_read_timeout`.
+    pub fn connection_ended(self: &Arc<Self>, client: &Arc<ClientInfo>, end: &ConnEnd) {
+        match end {
+            ConnEnd::Closed(Err(e)) => {
+                let Some(e) = e.downcast_ref::<hyper::Error>() else { return };
+                if !e.is_parse() || e.is_parse_version_h2() {
+                    return;
+                }
+                // The status hyper wrote (its `on_error`): 431 or 414 for heads over the limits.
+                let status = if !e.is_parse_too_large() {
+                    StatusCode::BAD_REQUEST
+                } else if e.to_string().starts_with("URI too long") {
+                    StatusCode::URI_TOO_LONG
+                } else {
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+                };
+                self.record_unread(client, status.as_u16(), ErrorType::ClientInvalidRequest);
+            }
+            ConnEnd::Cut(reason) => {
+                self.connections.closed(*reason);
+                if *reason == CutReason::HeaderTimeout && client.clock.had_partial_head() {
+                    // Closed without an answer (as hyper and nginx do): no status.
+                    self.record_unread(client, 0, ErrorType::ClientTimeout);
+                }
+            }
+            ConnEnd::Closed(Ok(())) => {}
+        }
+    }
+
+    /// One access line and one count for a request whose head was never read whole.
+    fn record_unread(self: &Arc<Self>, client: &Arc<ClientInfo>, status: u16, error: ErrorType) {
+        let method = http::Method::from_bytes(b"_OTHER").unwrap_or_default();
+        let method_label = MethodLabel::of(&method);
+        Completion {
+            proxy: self.clone(),
+            _active: self.red.start(method_label),
+            _in_use: None,
+            start: client.clock.phase_start(),
+            method,
+            method_label,
+            route: self.routes.unmatched().clone(),
+            path: None,
+            status,
+            error: Some(error),
+            upstream_answered: false,
+            request_bytes: None,
+            client: client.clone(),
+            on_connection: false,
+            user_agent: None,
+            trace: TraceContext::from_headers(&HeaderMap::new(), 0.0),
+            span: None,
+            reported: false,
+        }
+        .complete(0, BodyEnd::Complete, None);
+    }
+
     pub async fn handle(self: Arc<Self>, mut req: Request<Incoming>, client: &Arc<ClientInfo>) -> Response<ProxyBody> {
         let start = Instant::now();
+        client.clock.request_started();
         let method = req.method().clone();
         let method_label = MethodLabel::of(&method);
         let active = self.red.start(method_label);
@@ -101,16 +178,13 @@ impl Proxy {
         // otherwise keep alive whole.
         let user_agent = req.headers().get(header::USER_AGENT).map(detach_value);
         let path = req.uri().path_and_query().map(detach_path);
+        let host = checked_host(&req);
         let span = match (&self.spans, trace.sampled) {
             (Some(sink), true) => Some(SpanStart {
                 sink: sink.clone(),
                 wall: SystemTime::now(),
                 version: req.version(),
-                host: req
-                    .headers()
-                    .get(header::HOST)
-                    .map(detach_value)
-                    .or_else(|| req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok())),
+                host: host.as_ref().ok().and_then(Option::as_ref).map(detach_value),
             }),
             _ => None,
         };
@@ -119,19 +193,11 @@ impl Proxy {
         let client_upgraded = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
 
         let (mut parts, body) = req.into_parts();
-        let (body, request_bytes) = RequestBody::new(body);
-        prepare_upstream_headers(&mut parts.headers, &parts.uri, client, &self.upstream_host);
-        trace.inject(&mut parts.headers, &self.propagators);
-        if let Some(protocol) = &upgrade {
-            // Upgrade is hop-by-hop: redline asks the upstream itself, on this request's connection.
-            parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-            parts.headers.insert(header::UPGRADE, protocol.clone());
-        }
-
+        let (body, progress) = RequestBody::new(body, start);
         let mut done = Completion {
             proxy: self.clone(),
             _active: active,
-            _in_use: Some(self.gauges.exchange()),
+            _in_use: None,
             start,
             method,
             method_label,
@@ -139,25 +205,58 @@ impl Proxy {
             path,
             status: 0,
             error: None,
-            request_bytes,
-            client_ip: client.ip.clone(),
+            upstream_answered: false,
+            request_bytes: progress.clone(),
+            client: client.clone(),
+            on_connection: true,
             user_agent,
             trace,
             span,
+            reported: false,
         };
+        // Nothing the upstream should not see goes to it: a Host that is missing, repeated or
+        // malformed (RFC 9112 section 3.2), or a forward-proxy tunnel request.
+        if done.method == http::Method::CONNECT {
+            let mut resp = error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                ErrorType::ClientInvalidRequest,
+                "CONNECT is not served: this is a reverse proxy",
+                done,
+            );
+            resp.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE"));
+            return resp;
+        }
+        let host = match host {
+            Ok(host) => host,
+            Err(why) => return error_response(StatusCode::BAD_REQUEST, ErrorType::ClientInvalidRequest, why, done),
+        };
+        prepare_upstream_headers(&mut parts.headers, host, client, &self.upstream_host);
+        done.trace.inject(&mut parts.headers, &self.propagators);
+        if let Some(protocol) = &upgrade {
+            // Upgrade is hop-by-hop: redline asks the upstream itself, on this request's connection.
+            parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            parts.headers.insert(header::UPGRADE, protocol.clone());
+        }
+        done._in_use = Some(self.gauges.exchange());
 
         // The upstream connection takes the origin form (`/path?query`); HTTP/2 requests carry
         // the absolute form.
         let target = done.path.as_ref().map_or("/", |p| p.as_str());
-        let sent = self
-            .deadlines
-            .limit(start + self.upstream_timeout, self.pool.send(parts, target, body, start, upgrade.is_some()))
-            .await;
+        // The upstream has `upstream_timeout` from the end of the request body (from the start
+        // without one); while the body goes on, it may pause for `stream_idle_timeout` at most.
+        let (upstream_timeout, idle) = (self.upstream_timeout, self.stream_idle_timeout);
+        let deadline = || match &progress {
+            Some(p) => p.deadline(upstream_timeout, idle),
+            None => start + upstream_timeout,
+        };
+        let sent = self.deadlines.watch(deadline, self.pool.send(parts, target, body, start, upgrade.is_some())).await;
         match sent {
             Ok(Ok(resp)) => {
                 // The upstream's hop-by-hop fields were left behind when its head was parsed.
                 let (parts, body) = resp.into_parts();
                 done.status = parts.status.as_u16();
+                done.upstream_answered = true;
                 if parts.status.is_server_error() {
                     done.error = Some(ErrorType::Status);
                 }
@@ -179,9 +278,73 @@ impl Proxy {
             }
             Err(_elapsed) => {
                 done._in_use = None;
-                error_response(StatusCode::GATEWAY_TIMEOUT, ErrorType::Timeout, "upstream timed out", done)
+                match &progress {
+                    // The client stopped sending its body: its fault, and it is told so.
+                    Some(p) if !p.is_done() && !p.upstream_blocked() => error_response(
+                        StatusCode::REQUEST_TIMEOUT,
+                        ErrorType::ClientTimeout,
+                        "the request body stalled",
+                        done,
+                    ),
+                    _ => error_response(StatusCode::GATEWAY_TIMEOUT, ErrorType::Timeout, "upstream timed out", done),
+                }
             }
         }
+    }
+}
+
+/// The request's `Host`, checked as RFC 9112 section 3.2 asks: exactly one on HTTP/1.1 (none is
+/// fine on HTTP/1.0), a valid `host[:port]` without user info, and replaced by the target's
+/// authority when the request line has the absolute form (3.2.2). On HTTP/2, `:authority` is
+/// the authority, and a `Host` that names another is refused (RFC 9113 section 8.3.1).
+fn checked_host(req: &Request<Incoming>) -> Result<Option<HeaderValue>, &'static str> {
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err("more than one Host header");
+    }
+    if let Some(h) = host
+        && !valid_authority(h.as_bytes())
+    {
+        return Err("invalid Host header");
+    }
+    let authority = req.uri().authority();
+    match req.version() {
+        Version::HTTP_2 => match (authority, host) {
+            (Some(a), Some(h)) if !a.as_str().eq_ignore_ascii_case(h.to_str().unwrap_or("")) => {
+                Err("Host and :authority disagree")
+            }
+            (Some(a), _) => Ok(HeaderValue::from_str(a.as_str()).ok()),
+            (None, h) => Ok(h.cloned()),
+        },
+        version => {
+            if host.is_none() && version == Version::HTTP_11 {
+                return Err("HTTP/1.1 request without a Host header");
+            }
+            match authority {
+                Some(a) if valid_authority(a.as_str().as_bytes()) => Ok(HeaderValue::from_str(a.as_str()).ok()),
+                Some(_) => Err("invalid authority in the request target"),
+                None => Ok(host.cloned()),
+            }
+        }
+    }
+}
+
+/// `uri-host [ ":" port ]` (RFC 9110 section 7.2): no user info, no path, a numeric port.
+fn valid_authority(bytes: &[u8]) -> bool {
+    if bytes.is_empty() || bytes.contains(&b'@') {
+        return false;
+    }
+    let Ok(authority) = http::uri::Authority::try_from(bytes) else { return false };
+    let text = authority.as_str();
+    if authority.host().is_empty() || text.len() != bytes.len() {
+        return false;
+    }
+    // `Authority` lets `host:` (no port) and ports past 65535 through.
+    let host_end = if text.starts_with('[') { text.find(']').map(|i| i + 1) } else { text.find(':') };
+    match host_end.map(|i| &text[i..]) {
+        None | Some("") => true,
+        Some(rest) => rest.strip_prefix(':').is_some_and(|port| !port.is_empty() && port.parse::<u16>().is_ok()),
     }
 }
 
@@ -212,12 +375,35 @@ fn classify(e: &UpstreamError) -> (StatusCode, ErrorType, &'static str) {
         }
         UpstreamError::ConnectTimeout => (StatusCode::GATEWAY_TIMEOUT, ErrorType::Timeout, "upstream timed out"),
         UpstreamError::Connect(_) => (StatusCode::BAD_GATEWAY, ErrorType::ConnectError, "cannot connect to upstream"),
+        // The client's own body failed on its way: its fault, never the service's.
+        UpstreamError::Exchange(ExchangeError::ClientBody(e)) => match client_body_fault(e) {
+            ErrorType::ClientInvalidRequest => {
+                (StatusCode::BAD_REQUEST, ErrorType::ClientInvalidRequest, "malformed request body")
+            }
+            _ => (StatusCode::BAD_REQUEST, ErrorType::ClientClosed, "the request body ended early"),
+        },
         UpstreamError::Exchange(_) => (
             StatusCode::BAD_GATEWAY,
             ErrorType::UpstreamError,
             "upstream closed the connection or sent an invalid response",
         ),
     }
+}
+
+/// A request body that failed to arrive: cut short (the client closed or reset, or sent less
+/// than its `Content-Length`) or malformed (bad chunk framing).
+fn client_body_fault(e: &hyper::Error) -> ErrorType {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return match io.kind() {
+                std::io::ErrorKind::InvalidData | std::io::ErrorKind::InvalidInput => ErrorType::ClientInvalidRequest,
+                _ => ErrorType::ClientClosed,
+            };
+        }
+        source = cause.source();
+    }
+    if e.is_parse() { ErrorType::ClientInvalidRequest } else { ErrorType::ClientClosed }
 }
 
 fn error_response(status: StatusCode, error: ErrorType, message: &str, mut done: Completion) -> Response<ProxyBody> {
@@ -281,40 +467,19 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// The downstream connection a request arrived on, prepared once per connection.
-pub struct ClientInfo {
-    pub addr: SocketAddr,
-    /// The client IP as a header value, for `X-Forwarded-For` and the access log.
-    pub ip: HeaderValue,
-    /// The connection's place under `max_connections`, held until the connection and any
-    /// tunnel made of it are gone.
-    _slot: Option<OwnedSemaphorePermit>,
-}
-
-impl ClientInfo {
-    pub fn new(addr: SocketAddr) -> Self {
-        let ip = HeaderValue::from_str(&addr.ip().to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        ClientInfo { addr, ip, _slot: None }
-    }
-
-    /// Holds `slot` for as long as this connection (or a tunnel made of it) lives.
-    pub fn holding(mut self, slot: OwnedSemaphorePermit) -> Self {
-        self._slot = Some(slot);
-        self
-    }
-}
-
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
-fn prepare_upstream_headers(headers: &mut HeaderMap, uri: &Uri, client: &ClientInfo, upstream_host: &HeaderValue) {
+/// `host` is the checked authority of the request (see [`checked_host`]); without one (an
+/// HTTP/1.0 client may send none) the upstream's own, as HTTP/1.1 to the upstream needs a Host.
+fn prepare_upstream_headers(
+    headers: &mut HeaderMap,
+    host: Option<HeaderValue>,
+    client: &ClientInfo,
+    upstream_host: &HeaderValue,
+) {
     remove_hop_by_hop(headers);
-    if !headers.contains_key(header::HOST) {
-        // HTTP/2 clients send :authority instead of Host, HTTP/1.0 clients may send neither;
-        // the upstream speaks HTTP/1.1, which requires one.
-        let host = uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok());
-        headers.insert(header::HOST, host.unwrap_or_else(|| upstream_host.clone()));
-    }
+    headers.insert(header::HOST, host.unwrap_or_else(|| upstream_host.clone()));
     match headers.entry(X_FORWARDED_FOR) {
         header::Entry::Occupied(mut prior) => {
             let prior = prior.get_mut();
@@ -341,15 +506,32 @@ pub struct Completion {
     start: Instant,
     method: http::Method,
     method_label: MethodLabel,
+    /// Provisional for a path not seen before: settled when the answer shows it is a route.
     route: Route,
     path: Option<PathAndQuery>,
+    /// 0 until a response is sent.
     status: u16,
     error: Option<ErrorType>,
-    request_bytes: Option<Arc<AtomicU64>>,
-    client_ip: HeaderValue,
+    /// The status came from the upstream, not from redline.
+    upstream_answered: bool,
+    request_bytes: Option<Arc<BodyProgress>>,
+    client: Arc<ClientInfo>,
+    /// The request counts in its connection's clock (`request_started`).
+    on_connection: bool,
     user_agent: Option<HeaderValue>,
     trace: TraceContext,
     span: Option<SpanStart>,
+    reported: bool,
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        // Dropped before a response body took it over: the client went away while the request
+        // waited, or redline cut the connection. Reported like any other end, once.
+        if !self.reported {
+            self.report(0, BodyEnd::Abandoned);
+        }
+    }
 }
 
 /// What a sampled request's span needs beyond the access-log fields.
@@ -361,20 +543,58 @@ pub struct SpanStart {
 }
 
 impl OnComplete for Completion {
-    fn complete(self, response_bytes: u64, upstream_body_failed: bool, reusable: Option<UpstreamConn>) {
+    fn complete(mut self, response_bytes: u64, end: BodyEnd, reusable: Option<UpstreamConn>) {
+        if let Some(conn) = reusable {
+            self.proxy.pool.put_back(conn, Instant::now());
+        }
+        self.report(response_bytes, end);
+    }
+
+    fn stall_limit(&self) -> Option<(&Deadlines, Duration)> {
+        Some((&self.proxy.deadlines, self.proxy.stream_idle_timeout))
+    }
+}
+
+impl Completion {
+    /// Why a request dropped before its end ended: redline cut it, or else the client left.
+    fn abandoned_because(&self) -> ErrorType {
+        if self.proxy.shutting_down.load(Ordering::Relaxed) {
+            return ErrorType::Shutdown;
+        }
+        match self.client.clock.cut_reason() {
+            Some(CutReason::Shutdown) => ErrorType::Shutdown,
+            Some(CutReason::ClientStalled | CutReason::HeaderTimeout) => ErrorType::ClientTimeout,
+            Some(CutReason::IdleTimeout) | None => ErrorType::ClientClosed,
+        }
+    }
+
+    /// Records the request's metrics, access line and span: exactly once, from `complete` or
+    /// from the drop of a request that never got that far.
+    fn report(&mut self, response_bytes: u64, end: BodyEnd) {
+        if std::mem::replace(&mut self.reported, true) {
+            return;
+        }
         let now = Instant::now();
         let elapsed = now.saturating_duration_since(self.start);
-        if let Some(conn) = reusable {
-            self.proxy.pool.put_back(conn, now);
+        if self.on_connection {
+            self.client.clock.request_ended(now);
         }
-        let error = match (self.error, upstream_body_failed) {
-            (None, true) => Some(ErrorType::UpstreamError),
-            (e, _) => e,
-        };
-        let request_bytes = self.request_bytes.as_ref().map_or(0, |c| c.load(Ordering::Relaxed));
+        // A failure already known (the service's) stays the reason; the rest is how the body ended.
+        let error = self.error.or(match end {
+            BodyEnd::Complete => None,
+            BodyEnd::UpstreamFailed => Some(ErrorType::UpstreamError),
+            BodyEnd::UpstreamStalled => Some(ErrorType::Timeout),
+            BodyEnd::Abandoned => Some(self.abandoned_because()),
+        });
+        // A path not seen before becomes a route once the upstream answers it as one; scans of
+        // unknown paths share one label instead of filling the table.
+        // The service's own failures (502, 504) name a path it should have served, too.
+        let judged = self.upstream_answered || error.is_some_and(ErrorType::is_service_error);
+        let route = self.proxy.routes.settle(&self.route, judged.then_some(self.status));
+        let request_bytes = self.request_bytes.as_ref().map_or(0, |p| p.bytes());
         self.proxy.red.record(&RequestOutcome {
-            route_id: self.route.id,
-            route: &self.route.name,
+            route_id: route.id,
+            route: &route.name,
             method: self.method_label,
             status: self.status,
             error,
@@ -387,19 +607,19 @@ impl OnComplete for Completion {
         let error_label = error.map(|e| e.label(self.status, &mut status_buf));
         self.proxy.access_log.write(&AccessLine {
             method: self.method.as_str(),
-            path: self.path.as_ref().map_or("/", |p| p.path()),
-            route: &self.route.name,
+            path: self.path.as_ref().map(|p| p.path()),
+            route: &route.name,
             status: self.status,
             duration_micros: elapsed.as_micros() as u64,
             response_body_size: response_bytes,
             request_body_size: request_bytes,
-            client_address: self.client_ip.as_bytes(),
+            client_address: self.client.ip.as_bytes(),
             user_agent: self.user_agent.as_ref().map(|v| v.as_bytes()),
             trace_id: &self.trace.trace_id,
             span_id: &self.trace.span_id,
             error_type: error_label,
         });
-        if let Some(span) = self.span {
+        if let Some(span) = self.span.take() {
             let error_type = error.map(|e| match e {
                 ErrorType::Status => std::borrow::Cow::Owned(self.status.to_string()),
                 other => std::borrow::Cow::Borrowed(other.as_str()),
@@ -408,17 +628,18 @@ impl OnComplete for Completion {
                 trace_id: self.trace.trace_id,
                 span_id: self.trace.span_id,
                 parent_span_id: self.trace.parent_span_id,
-                method: self.method,
-                route: self.route.name,
-                path: self.path,
+                method: self.method.clone(),
+                route: route.name,
+                path: self.path.take(),
                 version: span.version,
                 host: span.host,
                 status: self.status,
                 error_type,
+                service_error: error.is_some_and(ErrorType::is_service_error),
                 start: span.wall,
                 duration: elapsed,
-                client_ip: self.client_ip,
-                user_agent: self.user_agent,
+                client_ip: self.client.ip.clone(),
+                user_agent: self.user_agent.take(),
                 request_body_size: request_bytes,
                 response_body_size: response_bytes,
             });
@@ -461,11 +682,24 @@ mod tests {
     fn forwarded_headers_are_appended() {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.7"));
-        let uri: Uri = "http://svc.local/x".parse().expect("uri");
         let upstream = HeaderValue::from_static("app:8080");
-        prepare_upstream_headers(&mut h, &uri, &ClientInfo::new("10.1.2.3:5555".parse().expect("addr")), &upstream);
+        let client = ClientInfo::new("10.1.2.3:5555".parse().expect("addr"));
+        prepare_upstream_headers(&mut h, Some(HeaderValue::from_static("svc.local")), &client, &upstream);
         assert_eq!(h["x-forwarded-for"], "203.0.113.7, 10.1.2.3");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["host"], "svc.local");
+        let mut h = HeaderMap::new();
+        prepare_upstream_headers(&mut h, None, &client, &upstream);
+        assert_eq!(h["host"], "app:8080", "an HTTP/1.0 request without Host gets the upstream's");
+    }
+
+    #[test]
+    fn host_values_are_checked_as_rfc_9110_authorities() {
+        for good in ["svc.local", "svc.local:8080", "10.0.0.1:80", "[::1]", "[::1]:8080", "xn--bcher-kva.example"] {
+            assert!(valid_authority(good.as_bytes()), "{good}");
+        }
+        for bad in ["", "user@svc", "svc:", "svc:99999", "svc:8x", "svc/path", "a b", "svc:80:81", "[::1", "\u{1}"] {
+            assert!(!valid_authority(bad.as_bytes()), "{bad:?}");
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! (SO_REUSEPORT) and upstream pool, serve HTTP/1.1 and h2c within limits and drain on shutdown.
 
 pub mod body;
+pub mod conn;
 pub mod deadline;
 pub mod forward;
 pub mod route;
@@ -15,6 +16,8 @@ use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+
+use conn::{ClientInfo, ClientIo, ConnLimits};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -55,6 +58,7 @@ pub fn spawn_workers(
     for (i, listener) in listeners.into_iter().enumerate() {
         let slots = ConnectionSlots::new(share);
         let proxy = Arc::new(make_proxy()?);
+        let cutting = proxy.clone();
         let mut stop = stop.clone();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -90,6 +94,11 @@ pub fn spawn_workers(
                     };
                     serve(listener, proxy, slots, limits, stopped, drain_timeout).await
                 });
+                // Requests still in flight are cut by dropping their tasks with the runtime, here
+                // on this thread, so that each still leaves its access line (as `shutdown`) in
+                // this thread's batch before the last flush.
+                cutting.shutting_down();
+                drop(runtime);
                 crate::telemetry::logging::flush_thread();
                 drain
             })
@@ -127,7 +136,7 @@ impl ConnectionSlots {
 pub struct Limits {
     pub max_connections: usize,
     pub max_header_bytes: usize,
-    pub header_read_timeout: Duration,
+    pub deadlines: ConnLimits,
 }
 
 /// How the drain after a shutdown signal ended.
@@ -151,8 +160,8 @@ pub async fn serve(
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+        // The connection's own clock (conn.rs) times request heads, from the accept on.
+        .header_read_timeout(None)
         .max_buf_size(limits.max_header_bytes)
         // One buffer per write: hyper then calls send(2) instead of writev(2), which spares the
         // kernel importing an iovec and the file layer on every response.
@@ -183,30 +192,27 @@ pub async fn serve(
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let proxy = proxy.clone();
-        let client = Arc::new(forward::ClientInfo::new(client).holding(permit));
-        let service = service_fn(move |req| {
+        let client = Arc::new(ClientInfo::new(client).holding(permit));
+        let service = {
             let proxy = proxy.clone();
             let client = client.clone();
-            async move { Ok::<_, Infallible>(proxy.handle(req, &client).await) }
-        });
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-        let mut drain = drain_rx.clone();
+            service_fn(move |req| {
+                let proxy = proxy.clone();
+                let client = client.clone();
+                async move { Ok::<_, Infallible>(proxy.handle(req, &client).await) }
+            })
+        };
+        let io = TokioIo::new(ClientIo::new(stream, client.clone()));
+        let conn = builder.serve_connection_with_upgrades(io, service).into_owned();
+        let drain = drain_rx.clone();
+        let proxy = proxy.clone();
         tokio::spawn(async move {
-            // Client-side errors (resets, bad requests, header timeouts) end only that connection.
             tokio::pin!(conn);
-            let draining = async move {
-                let _ = drain.wait_for(|d| *d).await;
-            };
-            tokio::select! {
-                biased;
-                _ = conn.as_mut() => {}
-                _ = draining => {
-                    // Idle connections close now; busy ones after their response.
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
+            let end = conn::run(conn.as_mut(), |c| c.graceful_shutdown(), &client, limits.deadlines, drain).await;
+            // Client-side errors (resets, bad requests) end only that connection; what hyper
+            // answered itself and what redline cut are reported once, here.
+            // A cut connection is dropped with this task: its requests then report themselves.
+            proxy.connection_ended(&client, &end);
         });
     }
     drop(listener);

@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 
 use crate::admin::{self, AdminState};
 use crate::config::Config;
+use crate::proxy::conn::{ConnCounters, ConnLimits};
 use crate::proxy::route::RouteTable;
 use crate::proxy::upstream::UpstreamGauges;
 use crate::proxy::{self, Drain, Limits, Proxy, ProxySettings};
@@ -55,11 +56,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         span_counters.clone(),
     )
     .map_err(anyhow::Error::msg)?;
+    let connections = Arc::new(ConnCounters::default());
     let settings = ProxySettings {
         spans: Some(Arc::new(span_sink)),
         propagators: config.tracing.propagators.clone(),
         upstream_authority: config.upstream.authority.clone(),
         upstream_timeout: config.upstream_timeout,
+        stream_idle_timeout: config.stream_idle_timeout,
         sampler_ratio: config.tracing.sampler_ratio,
         access_log: Arc::new(logs.access_log(&config.service)),
     };
@@ -71,6 +74,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let admin_state = Arc::new(AdminState {
         red: red.clone(),
         upstream_gauges: gauges.clone(),
+        connections: connections.clone(),
         usage: UsageCollector::new(config.cgroup_path.clone(), app),
         log_drops: Some(logs.counter()),
         spans: Some(span_counters),
@@ -113,12 +117,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let limits = Limits {
         max_connections: config.max_connections,
         max_header_bytes: config.max_header_bytes,
-        header_read_timeout: config.header_read_timeout,
+        deadlines: ConnLimits {
+            header_read_timeout: config.header_read_timeout,
+            idle_timeout: config.idle_timeout,
+            stream_idle_timeout: config.stream_idle_timeout,
+        },
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let workers = proxy::spawn_workers(
         listeners,
-        || Proxy::new(&settings, routes.clone(), red.clone(), gauges.clone()),
+        || Proxy::new(&settings, routes.clone(), red.clone(), gauges.clone(), connections.clone()),
         limits,
         stop_rx,
         config.drain_timeout,

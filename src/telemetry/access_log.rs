@@ -10,9 +10,10 @@ use super::logging::ACCESS_TARGET;
 /// One finished request, as the access line reports it.
 pub struct AccessLine<'a> {
     pub method: &'a str,
-    /// The path without the query string.
-    pub path: &'a str,
+    /// The path without the query string; None when the request head could not be read.
+    pub path: Option<&'a str>,
     pub route: &'a str,
+    /// 0 when no response was sent.
     pub status: u16,
     pub duration_micros: u64,
     pub response_body_size: u64,
@@ -54,12 +55,17 @@ impl AccessLog {
         let mut num = itoa::Buffer::new();
         out.extend_from_slice(b",\"http.request.method\":");
         escape_json(out, l.method.as_bytes());
-        out.extend_from_slice(b",\"url.path\":");
-        escape_json(out, l.path.as_bytes());
+        if let Some(path) = l.path {
+            out.extend_from_slice(b",\"url.path\":");
+            escape_json(out, path.as_bytes());
+        }
         out.extend_from_slice(b",\"http.route\":");
         escape_json(out, l.route.as_bytes());
-        out.extend_from_slice(b",\"http.response.status_code\":");
-        out.extend_from_slice(num.format(l.status).as_bytes());
+        // No response, no status: the field is left out, as OpenTelemetry leaves the attribute.
+        if l.status != 0 {
+            out.extend_from_slice(b",\"http.response.status_code\":");
+            out.extend_from_slice(num.format(l.status).as_bytes());
+        }
         out.extend_from_slice(b",\"duration_ms\":");
         write_millis(out, l.duration_micros);
         out.extend_from_slice(b",\"http.response.body.size\":");
@@ -220,7 +226,7 @@ mod tests {
     fn line<'a>(ua: Option<&'a [u8]>, error: Option<&'a str>) -> AccessLine<'a> {
         AccessLine {
             method: "GET",
-            path: "/users/7",
+            path: Some("/users/7"),
             route: "/users/{id}",
             status: 503,
             duration_micros: 12_340,

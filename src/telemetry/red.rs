@@ -70,6 +70,11 @@ impl MethodLabel {
 }
 
 /// Why a request failed, as the `error_type` label (OpenTelemetry `error.type`).
+///
+/// The service's own failures are a 5xx status or a broken exchange with it. The client's
+/// (`client_*`) and the sidecar's shutdown are counted under their own names, so that the error
+/// ratio the rules, SLOs and canary judge read (`error_type!~"|client_.+|shutdown"`) holds the
+/// service's failures only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum ErrorType {
@@ -83,6 +88,15 @@ pub enum ErrorType {
     ConnectError,
     /// The upstream broke the exchange after connecting: reset, bad response, aborted body.
     UpstreamError,
+    /// The client went away before its response was complete (no status when none was sent).
+    ClientClosed,
+    /// The client stalled: a request head or body not sent in time, or a response not read (408).
+    ClientTimeout,
+    /// The request could not be forwarded as sent: a malformed head or body, a bad `Host`,
+    /// `CONNECT` (400, 405, 414, 431).
+    ClientInvalidRequest,
+    /// The sidecar's drain after a shutdown signal ran out of time and cut the request.
+    Shutdown,
 }
 
 impl ErrorType {
@@ -93,7 +107,19 @@ impl ErrorType {
             ErrorType::ConnectionRefused => "connection_refused",
             ErrorType::ConnectError => "connect_error",
             ErrorType::UpstreamError => "upstream_error",
+            ErrorType::ClientClosed => "client_closed",
+            ErrorType::ClientTimeout => "client_timeout",
+            ErrorType::ClientInvalidRequest => "client_invalid_request",
+            ErrorType::Shutdown => "shutdown",
         }
+    }
+
+    /// Whether the service is to blame: what error ratios, SLOs and span status count.
+    pub fn is_service_error(self) -> bool {
+        !matches!(
+            self,
+            ErrorType::ClientClosed | ErrorType::ClientTimeout | ErrorType::ClientInvalidRequest | ErrorType::Shutdown
+        )
     }
 
     /// The label value for a request that ended with `status`.
@@ -217,30 +243,21 @@ impl RedMetrics {
             let mut status_buf = itoa::Buffer::new();
             let mut error_buf = itoa::Buffer::new();
             for s in &all {
-                let status = status_buf.format(s.status);
                 let snapshot = pick(s).snapshot();
-                match s.error {
-                    Some(e) => {
-                        let error = e.label(s.status, &mut error_buf);
-                        w.histogram(
-                            &[
-                                ("http_request_method", s.method.as_str()),
-                                ("http_route", &s.route),
-                                ("http_response_status_code", status),
-                                ("error_type", error),
-                            ],
-                            &snapshot,
-                        )
-                    }
-                    None => w.histogram(
-                        &[
-                            ("http_request_method", s.method.as_str()),
-                            ("http_route", &s.route),
-                            ("http_response_status_code", status),
-                        ],
-                        &snapshot,
-                    ),
+                let mut labels =
+                    [("http_request_method", s.method.as_str()), ("http_route", &s.route), ("", ""), ("", "")];
+                let mut n = 2;
+                // Status 0: no response was sent. OpenTelemetry leaves the attribute out then, and
+                // so does the series (an absent label is the empty value in Prometheus).
+                if s.status != 0 {
+                    labels[n] = ("http_response_status_code", status_buf.format(s.status));
+                    n += 1;
                 }
+                if let Some(e) = s.error {
+                    labels[n] = ("error_type", e.label(s.status, &mut error_buf));
+                    n += 1;
+                }
+                w.histogram(&labels[..n], &snapshot);
             }
         }
         let seen = self.methods_seen.load(Ordering::Relaxed);
@@ -308,6 +325,21 @@ mod tests {
         assert!(text.contains("http_server_request_duration_seconds_count{http_request_method=\"GET\",http_route=\"/users/{id}\",http_response_status_code=\"200\"} 2\n"), "{text}");
         assert!(text.contains("http_response_status_code=\"503\",error_type=\"503\"} 1\n"), "{text}");
         assert!(text.contains("http_response_status_code=\"504\",error_type=\"timeout\",le=\"1\"} 0\n"), "{text}");
+    }
+
+    #[test]
+    fn a_request_without_response_has_no_status_label() {
+        let m = Arc::new(RedMetrics::new(&[1.0]));
+        let route: Arc<str> = "/a".into();
+        m.record(&outcome(&route, 0, Some(ErrorType::ClientClosed), 0.5));
+        let mut w = ExpositionWriter::new(Format::Prometheus);
+        m.write(&mut w);
+        let text = w.finish();
+        assert!(
+            text.contains("http_server_request_duration_seconds_count{http_request_method=\"GET\",http_route=\"/a\",error_type=\"client_closed\"} 1\n"),
+            "{text}"
+        );
+        assert!(!ErrorType::ClientClosed.is_service_error() && ErrorType::UpstreamError.is_service_error());
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub struct FinishedSpan {
     pub status: u16,
     /// `error.type` when the request failed (5xx status code or a proxy error name).
     pub error_type: Option<Cow<'static, str>>,
+    /// The failure is the service's (span status Error), not the client's or the shutdown's.
+    pub service_error: bool,
     pub start: SystemTime,
     pub duration: Duration,
     pub client_ip: HeaderValue,

@@ -259,7 +259,7 @@ async fn chunked_and_close_delimited_bodies_reach_the_client_intact() {
 }
 
 #[tokio::test]
-async fn bodiless_and_interim_responses_leave_the_connection_usable() {
+async fn bodiless_responses_spend_their_connection_and_interim_ones_do_not() {
     let up = RawUpstream::start(|seen, _| {
         Then::Answer(match seen.path() {
             "/head" => b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n".to_vec(),
@@ -270,8 +270,14 @@ async fn bodiless_and_interim_responses_leave_the_connection_usable() {
         })
     })
     .await;
-    let sc = Sidecar::start(&up.url, &[]).await;
+    let sc = Sidecar::start(&up.url, &["--workers", "1"]).await;
     let c = client();
+    for _ in 0..2 {
+        let r = c.post(sc.url("/interim")).body("x").send().await.expect("interim");
+        assert_eq!(r.status(), 201);
+        assert_eq!(r.text().await.expect("body"), "done");
+    }
+    assert_eq!(up.accepted(), 1, "1xx before the answer leave the connection usable");
     for _ in 0..2 {
         let r = c.head(sc.url("/head")).send().await.expect("HEAD");
         assert_eq!(r.status(), 200);
@@ -279,11 +285,10 @@ async fn bodiless_and_interim_responses_leave_the_connection_usable() {
         assert_eq!(c.get(sc.url("/204")).send().await.expect("204").status(), 204);
         let r = c.get(sc.url("/304")).send().await.expect("304");
         assert_eq!((r.status().as_u16(), r.headers()["etag"].to_str().ok()), (304, Some("\"v1\"")));
-        let r = c.post(sc.url("/interim")).body("x").send().await.expect("interim");
-        assert_eq!(r.status(), 201);
-        assert_eq!(r.text().await.expect("body"), "done");
     }
-    assert_eq!(up.accepted(), 1, "eight exchanges on one upstream connection");
+    // A body sent anyway after HEAD, 204 or 304 would be read as the next request's answer, so
+    // such a connection is closed rather than pooled (data_path.rs sends one).
+    assert_eq!(up.accepted(), 6, "each of the six bodiless answers spent its connection");
 }
 
 #[tokio::test]

@@ -191,7 +191,15 @@ pub async fn exchange(
             BodyFraming::UntilClose => BodyState::UntilClose,
         },
         pump: if body_sent { None } else { body },
-        reusable: keep_alive && head_done && write_error.is_none(),
+        // After a response that has no body by rule (HEAD, 204, 304), an upstream that sends one
+        // anyway would have it read as the next request's response, another client's: such a
+        // connection is never pooled. The same goes for one whose request was not sent whole.
+        reusable: keep_alive
+            && head_done
+            && write_error.is_none()
+            && *method != Method::HEAD
+            && status != http::StatusCode::NO_CONTENT
+            && status != http::StatusCode::NOT_MODIFIED,
         conn: Some(conn),
     };
     let mut resp = Response::new(body);
@@ -249,8 +257,11 @@ impl RequestPump {
                 for (slice, bytes) in slices.iter_mut().zip(self.queued.iter()) {
                     *slice = IoSlice::new(bytes);
                 }
-                let mut written = ready!(Pin::new(&mut *stream).poll_write_vectored(cx, &slices[..count]))
-                    .map_err(PumpError::Upstream)?;
+                let polled = Pin::new(&mut *stream).poll_write_vectored(cx, &slices[..count]);
+                if let Some(progress) = self.body.progress() {
+                    progress.note_upstream(polled.is_pending());
+                }
+                let mut written = ready!(polled).map_err(PumpError::Upstream)?;
                 if written == 0 {
                     return Poll::Ready(Err(PumpError::Upstream(io::ErrorKind::WriteZero.into())));
                 }

@@ -176,7 +176,10 @@ fn put_span(buf: &mut Vec<u8>, s: &FinishedSpan) {
     attr("http.route", utf8(&s.route));
     attr("url.scheme", utf8("http"));
     attr("url.path", utf8(s.path.as_ref().map_or("/", |p| p.path())));
-    attr("http.response.status_code", AnyValue::Int(i64::from(s.status)));
+    // 0: no response was sent, and the conventions then leave the attribute out.
+    if s.status != 0 {
+        attr("http.response.status_code", AnyValue::Int(i64::from(s.status)));
+    }
     let protocol_version = match s.version {
         http::Version::HTTP_2 => "2",
         http::Version::HTTP_10 => "1.0",
@@ -207,7 +210,8 @@ fn put_span(buf: &mut Vec<u8>, s: &FinishedSpan) {
         attr("error.type", utf8(error));
     }
 
-    put_status(buf, s.error_type.as_deref());
+    // A SERVER span is in error only for the service's failures, not for what the client did.
+    put_status(buf, s.error_type.as_deref().filter(|_| s.service_error));
     let mut flags = TRACE_FLAGS_SAMPLED | SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK;
     // The parent, when there is one, is always the caller's: it came in a request header.
     if s.parent_span_id.is_some() {
@@ -399,6 +403,7 @@ mod tests {
             host: Some(HeaderValue::from_static("shop.local:8443")),
             status,
             error_type: error_type.map(Into::into),
+            service_error: error_type.is_some(),
             start: SystemTime::UNIX_EPOCH + Duration::from_secs(START_SECS),
             duration: Duration::from_millis(12),
             client_ip: HeaderValue::from_static("10.0.0.9"),

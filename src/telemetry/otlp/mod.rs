@@ -87,6 +87,7 @@ mod tests {
             host: None,
             status: 201,
             error_type: None,
+            service_error: false,
             start: std::time::SystemTime::now(),
             duration: Duration::from_micros(250),
             client_ip: http::HeaderValue::from_static("::1"),
