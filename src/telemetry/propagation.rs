@@ -1,5 +1,35 @@
-//! Trace context on the wire: extracted from incoming W3C, B3 (single and multi) or Jaeger
-//! headers, and injected into the upstream request in the configured formats.
+//! Trace context on the wire: which incoming headers continue a trace, and which trace headers
+//! the upstream receives. The W3C Trace Context (level 1) processing model and the rule that
+//! the upstream never sees two different parent contexts both live here.
+//!
+//! Extraction (`extract`), first valid format wins, in this order:
+//! 1. W3C `traceparent`;
+//! 2. B3 single `b3`;
+//! 3. B3 multi `X-B3-TraceId` + `X-B3-SpanId` (+ `X-B3-Sampled`, `X-B3-Flags`);
+//! 4. Jaeger `uber-trace-id`.
+//!
+//! A malformed or repeated header makes its format absent (never an error), and the next format
+//! is tried; with none valid the request starts a new trace. The order on the wire does not
+//! matter. Formats are read whatever `tracing.propagators` says: that setting only chooses what
+//! is written upstream.
+//!
+//! Injection (`inject`) replaces every incoming trace header:
+//! - `traceparent` is always written, once: version 00, the request's trace, the sidecar's span
+//!   as parent-id, the sampling decision as the only flag.
+//! - `tracestate` is forwarded only when the context was continued from a valid `traceparent`
+//!   (W3C: without a valid traceparent the tracestate is discarded and the trace restarts, even
+//!   when a B3 or Jaeger context is continued instead), and only when it is itself valid
+//!   (`tracestate_members`); an invalid one is discarded whole, which the spec allows and its
+//!   test suite expects. Repeated `tracestate` fields are combined into one, in order; a lone
+//!   valid field is forwarded byte for byte; an empty one is not sent.
+//! - `b3`, `X-B3-*` and `uber-trace-id` are rewritten to the sidecar's span when their format is
+//!   in `tracing.propagators`, and removed otherwise, whichever format the context came from.
+//!   So every propagation header the upstream sees names the same trace and the sidecar's
+//!   span. `X-B3-ParentSpanId` is the caller's span (the parent of the sidecar's) or absent;
+//!   `X-B3-Flags` is always removed (a caller's debug flag would contradict `X-B3-Sampled`).
+//!
+//! Headers of formats the sidecar does not read (baggage, vendor formats such as Datadog's) are
+//! left alone.
 
 use http::HeaderMap;
 use http::header::{HeaderName, HeaderValue};
@@ -9,6 +39,7 @@ use crate::config::Propagator;
 // Statics rather than `&str` keys so that each lookup hashes a prebuilt name instead of
 // re-validating the string, and so that inserting clones a static (allocation-free) name.
 static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 static B3: HeaderName = HeaderName::from_static("b3");
 static B3_TRACE_ID: HeaderName = HeaderName::from_static("x-b3-traceid");
 static B3_SPAN_ID: HeaderName = HeaderName::from_static("x-b3-spanid");
@@ -16,6 +47,22 @@ static B3_PARENT_SPAN_ID: HeaderName = HeaderName::from_static("x-b3-parentspani
 static B3_SAMPLED: HeaderName = HeaderName::from_static("x-b3-sampled");
 static B3_FLAGS: HeaderName = HeaderName::from_static("x-b3-flags");
 static UBER_TRACE_ID: HeaderName = HeaderName::from_static("uber-trace-id");
+
+/// Every header `inject` may remove besides the `traceparent` it always replaces.
+static REPLACED: [&HeaderName; 8] =
+    [&TRACESTATE, &B3, &B3_TRACE_ID, &B3_SPAN_ID, &B3_PARENT_SPAN_ID, &B3_SAMPLED, &B3_FLAGS, &UBER_TRACE_ID];
+
+/// The most `key=value` members a valid `tracestate` holds (W3C Trace Context, "list").
+pub const TRACESTATE_MAX_MEMBERS: usize = 32;
+
+/// The wire format an incoming context was read from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Tracecontext,
+    B3Single,
+    B3Multi,
+    Jaeger,
+}
 
 /// A trace context found on an incoming request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,9 +72,10 @@ pub struct Extracted {
     pub parent_span_id: [u8; 8],
     /// The caller's sampling decision; None when the format defers it (B3 without a sampled flag).
     pub sampled: Option<bool>,
+    pub format: Format,
 }
 
-/// Tries, in this order, W3C `traceparent`, B3 single `b3`, B3 multi `X-B3-TraceId`/`X-B3-SpanId`/`X-B3-Sampled`/`X-B3-Flags`, Jaeger `uber-trace-id`. The first VALID one wins; malformed headers are skipped (never an error); returns None when none is valid.
+/// The first valid context in the module's order, or None.
 ///
 /// A header that appears more than once makes its format invalid: the W3C test suite
 /// (`test_traceparent_duplicated`) requires that for `traceparent`, and picking one of two
@@ -53,10 +101,38 @@ pub struct Outgoing {
     pub span_id: [u8; 8],
     pub parent_span_id: Option<[u8; 8]>,
     pub sampled: bool,
+    /// Where the caller's context came from; None for a new trace. Only a context continued
+    /// from `traceparent` keeps the incoming `tracestate`.
+    pub continued_from: Option<Format>,
 }
 
-/// Writes `traceparent` always, plus each format in `formats` (Tracecontext is a no-op extra since traceparent is always written). Removes any incoming headers of the formats it writes so the upstream never sees two contradicting contexts. Leaves `tracestate` untouched.
+/// Rewrites the request's trace headers for the upstream, as the module doc lays out: one
+/// context, the sidecar's span, in `traceparent` plus each format in `formats`
+/// (`Tracecontext` there adds nothing: `traceparent` is always written).
 pub fn inject(headers: &mut HeaderMap, ctx: &Outgoing, formats: &[Propagator]) {
+    // Nothing to remove on most requests: one pass over the names instead of a hashed lookup
+    // per header that might need removing.
+    if headers.keys().any(|name| REPLACED.contains(&name)) {
+        if ctx.continued_from == Some(Format::Tracecontext) {
+            forward_tracestate(headers);
+        } else {
+            headers.remove(&TRACESTATE);
+        }
+        for (format, names) in [
+            (Propagator::B3, &[&B3][..]),
+            (Propagator::B3multi, &[&B3_TRACE_ID, &B3_SPAN_ID, &B3_PARENT_SPAN_ID, &B3_SAMPLED, &B3_FLAGS][..]),
+            (Propagator::Jaeger, &[&UBER_TRACE_ID][..]),
+        ] {
+            // Written formats are replaced below; the others must not reach the upstream, where
+            // they would name the caller's span (or another trace) next to ours.
+            if !formats.contains(&format) {
+                for name in names {
+                    headers.remove(*name);
+                }
+            }
+        }
+    }
+
     let mut trace = [0u8; 32];
     hex_into(&ctx.trace_id, &mut trace);
     let mut span = [0u8; 16];
@@ -112,6 +188,95 @@ pub fn inject(headers: &mut HeaderMap, ctx: &Outgoing, formats: &[Propagator]) {
             }
         }
     }
+}
+
+/// Leaves the request's `tracestate` as one valid, non-empty field, or removes it.
+fn forward_tracestate(headers: &mut HeaderMap) {
+    let mut fields = headers.get_all(&TRACESTATE).iter();
+    let Some(first) = fields.next() else {
+        return;
+    };
+    if fields.next().is_none() {
+        // The common case: forwarded byte for byte, without allocating.
+        if !matches!(tracestate_members(first.as_bytes()), Some(1..)) {
+            headers.remove(&TRACESTATE);
+        }
+        return;
+    }
+    // Several fields are one list (RFC 9110 section 5.3: joined by commas, in order); the W3C
+    // spec asks for them to be sent on as a single field. Empty fields add nothing.
+    let mut combined = Vec::new();
+    for field in headers.get_all(&TRACESTATE) {
+        let field = trim_ows(field.as_bytes());
+        if field.is_empty() {
+            continue;
+        }
+        if !combined.is_empty() {
+            combined.push(b',');
+        }
+        combined.extend_from_slice(field);
+    }
+    let valid = matches!(tracestate_members(&combined), Some(1..));
+    match HeaderValue::from_bytes(&combined) {
+        Ok(v) if valid => {
+            headers.insert(TRACESTATE.clone(), v);
+        }
+        _ => {
+            headers.remove(&TRACESTATE);
+        }
+    }
+}
+
+/// The number of `key=value` members in a valid W3C Trace Context (level 1) `tracestate`
+/// value, or None when it is invalid: a member that is not `key=value`, a bad key or value, a
+/// key given twice, or more than `TRACESTATE_MAX_MEMBERS` members.
+///
+/// Empty and whitespace-only members are allowed and not counted (they appear when fields are
+/// combined). Keys are `simple-key` (a lower-case letter, then up to 255 of `a-z0-9_-*/`) or
+/// `tenant@system` (tenant: a letter or digit, then up to 240 more; system: a letter, then up
+/// to 13 more). Values are 1 to 256 printable ASCII characters except `,` and `=`, not ending
+/// in a space.
+pub fn tracestate_members(v: &[u8]) -> Option<usize> {
+    let mut keys: [&[u8]; TRACESTATE_MAX_MEMBERS] = [&[]; TRACESTATE_MAX_MEMBERS];
+    let mut count = 0;
+    for member in v.split(|&c| c == b',') {
+        let member = trim_ows(member);
+        if member.is_empty() {
+            continue;
+        }
+        let eq = member.iter().position(|&c| c == b'=')?;
+        let (key, value) = (&member[..eq], &member[eq + 1..]);
+        if !tracestate_key(key) || !tracestate_value(value) {
+            return None;
+        }
+        // Only one entry per key: which of two was meant cannot be told.
+        if count == TRACESTATE_MAX_MEMBERS || keys[..count].contains(&key) {
+            return None;
+        }
+        keys[count] = key;
+        count += 1;
+    }
+    Some(count)
+}
+
+fn tracestate_key(key: &[u8]) -> bool {
+    let rest = |s: &[u8], max: usize| {
+        s.len() <= max && s.iter().all(|&c| matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'*' | b'/'))
+    };
+    match key.iter().position(|&c| c == b'@') {
+        None => matches!(key, [b'a'..=b'z', tail @ ..] if rest(tail, 255)),
+        Some(at) => {
+            let (tenant, system) = (&key[..at], &key[at + 1..]);
+            matches!(tenant, [b'a'..=b'z' | b'0'..=b'9', tail @ ..] if rest(tail, 240))
+                && matches!(system, [b'a'..=b'z', tail @ ..] if rest(tail, 13))
+        }
+    }
+}
+
+fn tracestate_value(value: &[u8]) -> bool {
+    (1..=256).contains(&value.len())
+        && value.iter().all(|&c| matches!(c, b' '..=b'~') && c != b',' && c != b'=')
+        && value.last() != Some(&b' ')
 }
 
 /// Replaces every incoming value of `name`; `HeaderMap::insert` already drops duplicates.
@@ -171,7 +336,7 @@ fn parse_traceparent(v: &[u8]) -> Option<Extracted> {
     let trace_id = hex_exact::<16>(&v[3..35], Case::Lower)?;
     let parent_span_id = hex_exact::<8>(&v[36..52], Case::Lower)?;
     let [flags] = hex_exact::<1>(&v[53..55], Case::Lower)?;
-    valid(trace_id, parent_span_id, Some(flags & 1 == 1))
+    valid(Format::Tracecontext, trace_id, parent_span_id, Some(flags & 1 == 1))
 }
 
 /// `{trace-id}-{span-id}[-{sampling-state}[-{parent-span-id}]]`.
@@ -195,7 +360,7 @@ fn parse_b3_single(v: &[u8]) -> Option<Extracted> {
     if parts.next().is_some() {
         return None;
     }
-    valid(trace_id, span_id, sampled)
+    valid(Format::B3Single, trace_id, span_id, sampled)
 }
 
 fn parse_b3_multi(headers: &HeaderMap) -> Option<Extracted> {
@@ -214,7 +379,7 @@ fn parse_b3_multi(headers: &HeaderMap) -> Option<Extracted> {
             _ => return None,
         }
     };
-    valid(trace_id, span_id, sampled)
+    valid(Format::B3Multi, trace_id, span_id, sampled)
 }
 
 /// B3 trace ids are 64 or 128 bits; a 64-bit one is the low half of the 128-bit id.
@@ -242,7 +407,7 @@ fn parse_jaeger(v: &[u8]) -> Option<Extracted> {
     let span_id = hex_right_aligned::<8>(span, Case::Any)?;
     let [flags] = hex_right_aligned::<1>(flags, Case::Any)?;
     // Bit 0x2 is debug, which forces sampling.
-    valid(trace_id, span_id, Some(flags & 0b11 != 0))
+    valid(Format::Jaeger, trace_id, span_id, Some(flags & 0b11 != 0))
 }
 
 /// Splits at the first `:` or URL-encoded `%3A` (either hex case, per RFC 3986).
@@ -259,11 +424,11 @@ fn split_jaeger(v: &[u8]) -> Option<(&[u8], &[u8])> {
 }
 
 /// All-zero ids mean "no id" in every format.
-fn valid(trace_id: [u8; 16], parent_span_id: [u8; 8], sampled: Option<bool>) -> Option<Extracted> {
+fn valid(format: Format, trace_id: [u8; 16], parent_span_id: [u8; 8], sampled: Option<bool>) -> Option<Extracted> {
     if trace_id == [0; 16] || parent_span_id == [0; 8] {
         return None;
     }
-    Some(Extracted { trace_id, parent_span_id, sampled })
+    Some(Extracted { trace_id, parent_span_id, sampled, format })
 }
 
 #[derive(Clone, Copy)]
@@ -670,12 +835,237 @@ mod tests {
         assert_eq!(ours(&[j]), d);
     }
 
+    #[test]
+    fn extract_names_the_format() {
+        let tp = format!("00-{TRACE}-{SPAN}-01");
+        let b3 = format!("{TRACE}-{SPAN}-1");
+        let jaeger = format!("{TRACE}:{SPAN}:0:1");
+        let cases: [(Vec<(&str, &str)>, Format); 4] = [
+            (vec![("traceparent", &tp), ("b3", &b3)], Format::Tracecontext),
+            (vec![("traceparent", "garbage"), ("b3", &b3)], Format::B3Single),
+            (vec![("x-b3-traceid", TRACE), ("x-b3-spanid", SPAN), ("uber-trace-id", &jaeger)], Format::B3Multi),
+            (vec![("b3", "0"), ("uber-trace-id", &jaeger)], Format::Jaeger),
+        ];
+        for (set, format) in cases {
+            assert_eq!(extract(&headers(&set)).map(|e| e.format), Some(format), "{set:?}");
+        }
+    }
+
+    /// The `tracestate` fields the upstream gets for these incoming ones.
+    fn tracestate_after(from: Option<Format>, fields: &[&str]) -> Vec<String> {
+        let pairs: Vec<(&str, &str)> = fields.iter().map(|f| ("tracestate", *f)).collect();
+        let mut map = headers(&pairs);
+        let ctx = Outgoing { continued_from: from, ..outgoing(TRACE_BYTES, true, Some([0xcd; 8])) };
+        inject(&mut map, &ctx, &[]);
+        map.get_all("tracestate").iter().map(|v| v.to_str().expect("ascii").to_string()).collect()
+    }
+
+    const NONE: Vec<String> = Vec::new();
+
+    #[test]
+    fn tracestate_is_forwarded_only_with_the_traceparent_it_came_with() {
+        let state = "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7";
+        assert_eq!(tracestate_after(Some(Format::Tracecontext), &[state]), vec![state]);
+        // A new trace, or one continued from another format: W3C says discard.
+        for from in [None, Some(Format::B3Single), Some(Format::B3Multi), Some(Format::Jaeger)] {
+            assert_eq!(tracestate_after(from, &[state]), NONE, "{from:?}");
+        }
+    }
+
+    #[test]
+    fn tracestate_fields_are_combined_in_order() {
+        let w3c = Some(Format::Tracecontext);
+        // W3C test suite: test_tracestate_multiple_headers_different_keys.
+        assert_eq!(
+            tracestate_after(w3c, &["foo=1,bar=2", "rojo=1,congo=2", "baz=3"]),
+            vec!["foo=1,bar=2,rojo=1,congo=2,baz=3"]
+        );
+        // test_tracestate_empty_header: an empty field adds nothing; nothing is not sent.
+        assert_eq!(tracestate_after(w3c, &["foo=1", ""]), vec!["foo=1"]);
+        assert_eq!(tracestate_after(w3c, &["", "foo=1"]), vec!["foo=1"]);
+        assert_eq!(tracestate_after(w3c, &[""]), NONE);
+        assert_eq!(tracestate_after(w3c, &["", " , "]), NONE);
+        // A lone valid field goes on byte for byte, optional whitespace and empty members included.
+        assert_eq!(tracestate_after(w3c, &["foo=1 \t , \t bar=2,,"]), vec!["foo=1 \t , \t bar=2,,"]);
+        // Duplicates and the member limit apply to the combined list.
+        assert_eq!(tracestate_after(w3c, &["foo=1", "foo=1"]), NONE);
+        let sixteen = |p: &str| (1..=16).map(|i| format!("{p}{i}=v")).collect::<Vec<_>>().join(",");
+        let (a, b) = (sixteen("a"), sixteen("b"));
+        assert_eq!(tracestate_after(w3c, &[&a, &b]), vec![format!("{a},{b}")]);
+        assert_eq!(tracestate_after(w3c, &[&a, &b, "c=1"]), NONE);
+        assert_eq!(tracestate_after(w3c, &[&a, "B=1"]), NONE);
+    }
+
+    fn members(n: usize) -> String {
+        (1..=n).map(|i| format!("bar{i:02}={i:02}")).collect::<Vec<_>>().join(",")
+    }
+
+    /// Every character the grammar allows in a value, in order (it starts with a space).
+    fn every_value_char() -> String {
+        (0x20u8..=0x7e).filter(|c| *c != b',' && *c != b'=').map(char::from).collect()
+    }
+
+    const EVERY_KEY_CHAR: &str = "abcdefghijklmnopqrstuvwxyz0123456789_-*/";
+
+    #[test]
+    fn tracestate_valid() {
+        let value = every_value_char();
+        let cases: Vec<(String, usize)> = vec![
+            ("foo=1".into(), 1),
+            ("congo=t61rcWkgMzE,rojo=00f067aa0ba902b7".into(), 2),
+            // Optional whitespace around members, empty members (test_tracestate_ows_handling).
+            ("foo=1 \t , \t bar=2, \t baz=3".into(), 3),
+            ("\t foo=1 \t".into(), 1),
+            ("a=1,,b=2, ,".into(), 2),
+            (String::new(), 0),
+            (" \t ".into(), 0),
+            (",,".into(), 0),
+            // test_tracestate_all_allowed_characters.
+            (format!("{EVERY_KEY_CHAR}={value}"), 1),
+            (format!("{EVERY_KEY_CHAR}@a-z0-9_-*/={value}"), 1),
+            ("0tenant@vendor=1".into(), 1),
+            ("foo= leading spaces are part of the value".into(), 1),
+            // test_tracestate_key_length_limit and the value limit.
+            (format!("{}=1", "z".repeat(256)), 1),
+            (format!("{}@{}=1", "t".repeat(241), "v".repeat(14)), 1),
+            (format!("k={}", "v".repeat(256)), 1),
+            // test_tracestate_member_count_limit.
+            (members(32), 32),
+        ];
+        for (value, count) in cases {
+            assert_eq!(tracestate_members(value.as_bytes()), Some(count), "{value:?}");
+        }
+    }
+
+    #[test]
+    fn tracestate_invalid() {
+        let cases: Vec<Vec<u8>> = [
+            "foo",
+            "foo=1,bar",
+            "=1",
+            "foo=",
+            "foo=,bar=3",
+            "foo=bar=baz",
+            "FOO=1",
+            "Foo=1",
+            "foo =1",
+            "foo.bar=1",
+            "1foo=1",
+            "_foo=1",
+            "foo@=1,bar=2",
+            "@foo=1,bar=2",
+            "foo@@bar=1,bar=2",
+            "foo@bar@baz=1,bar=2",
+            "t@1v=1",
+            "t@V=1",
+            "_t@v=1",
+            "foo=1,foo=1",
+            "foo=1,foo=2",
+            "foo=1,bar=2,foo=3",
+            "foo=a\tb",
+            "foo=\x7f",
+            "foo=1;bar=2",
+        ]
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .chain([
+            b"foo=\xc3\xa9".to_vec(),
+            b"foo=\xff".to_vec(),
+            b"f\xffo=1".to_vec(),
+            format!("{}=1", "z".repeat(257)).into_bytes(),
+            format!("{}@v=1", "t".repeat(242)).into_bytes(),
+            format!("t@{}=1", "v".repeat(15)).into_bytes(),
+            format!("k={}", "v".repeat(257)).into_bytes(),
+            members(33).into_bytes(),
+            format!("{},bar01=again", members(31)).into_bytes(),
+        ])
+        .collect();
+        for value in &cases {
+            assert_eq!(tracestate_members(value), None, "{:?}", String::from_utf8_lossy(value));
+        }
+    }
+
+    /// Whether the SDK's `TraceState` parser accepts `value` and keeps at least one member
+    /// (its `TraceContextPropagator` drops a tracestate it cannot parse).
+    fn sdk_keeps_tracestate(value: &str) -> bool {
+        use std::str::FromStr;
+        opentelemetry::trace::TraceState::from_str(value).is_ok_and(|s| !s.header().is_empty())
+    }
+
+    fn we_keep_tracestate(value: &str) -> bool {
+        matches!(tracestate_members(value.as_bytes()), Some(1..))
+    }
+
+    #[test]
+    fn tracestate_agrees_with_opentelemetry_sdk() {
+        let value = every_value_char();
+        for value in [
+            "foo=1".to_string(),
+            "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7".into(),
+            "foo=1 \t , \t bar=2, \t baz=3".into(),
+            "a=1,,b=2, ,".into(),
+            String::new(),
+            ",,".into(),
+            format!("{EVERY_KEY_CHAR}={value}"),
+            "0tenant@vendor=1".into(),
+            format!("{}=1", "z".repeat(256)),
+            format!("k={}", "v".repeat(256)),
+            members(32),
+            "foo".into(),
+            "foo=1,bar".into(),
+            "foo=bar=baz".into(),
+            "FOO=1".into(),
+            "foo =1".into(),
+            "foo.bar=1".into(),
+            "_foo=1".into(),
+            "@foo=1,bar=2".into(),
+            "foo@@bar=1,bar=2".into(),
+            "foo@bar@baz=1,bar=2".into(),
+            format!("{}=1", "z".repeat(257)),
+            format!("t@{}=1", "v".repeat(15)),
+            format!("k={}", "v".repeat(257)),
+        ] {
+            assert_eq!(we_keep_tracestate(&value), sdk_keeps_tracestate(&value), "{value:?}");
+        }
+    }
+
+    /// Each tracestate where we knowingly disagree with the SDK, asserting both sides so that
+    /// the list stays true when either implementation changes.
+    #[test]
+    fn tracestate_documented_differences() {
+        // The SDK checks a value only for `,` and `=` and its length, allows a digit to start
+        // the system id (as later drafts do) and an empty one, does not bound the tenant id,
+        // keeps duplicated keys, and keeps the first 32 members of a longer list. Level 1 of
+        // the spec (and its test suite) rejects each; we discard the whole header.
+        for value in [
+            "foo=1,foo=2".to_string(),
+            "foo=".into(),
+            "foo=,bar=3".into(),
+            "foo=a\tb".into(),
+            "foo=\u{7f}".into(),
+            "foo=\u{e9}".into(),
+            "foo@=1,bar=2".into(),
+            "t@1v=1".into(),
+            format!("{}@v=1", "t".repeat(242)),
+            members(33),
+        ] {
+            assert!(!we_keep_tracestate(&value), "{value:?}");
+            assert!(sdk_keeps_tracestate(&value), "SDK keeps {value:?}");
+        }
+        // The spec allows a system id of 14 characters; the SDK stops at 13.
+        let value = format!("{}@{}=1", "t".repeat(241), "v".repeat(14));
+        assert!(we_keep_tracestate(&value));
+        assert!(!sdk_keeps_tracestate(&value));
+    }
+
     fn outgoing(trace: [u8; 16], sampled: bool, parent: Option<[u8; 8]>) -> Outgoing {
         Outgoing {
             trace_id: trace,
             span_id: [0x00, 0xf0, 0x67, 0xaa, 0x0b, 0xa9, 0x02, 0xb7],
             parent_span_id: parent,
             sampled,
+            // A new trace unless a test says otherwise: no incoming tracestate is kept.
+            continued_from: None,
         }
     }
 
@@ -739,16 +1129,46 @@ mod tests {
         // A stale debug flag would flip the upstream to sampled, a stale parent would lie.
         assert_eq!(header_str(&map, "x-b3-flags"), None);
         assert_eq!(header_str(&map, "x-b3-parentspanid"), None);
-        assert_eq!(header_str(&map, "tracestate"), Some("vendor=opaque"));
+        // A new trace (`continued_from: None`): the caller's tracestate belongs to another one.
+        assert_eq!(header_str(&map, "tracestate"), None);
         assert_eq!(extract(&map).map(|e| e.sampled), Some(Some(false)));
     }
 
     #[test]
-    fn inject_leaves_unwritten_formats_alone() {
-        let b3 = "12345678901234567890123456789012-1234567890123456-1";
-        let mut map = headers(&[("b3", b3)]);
-        inject(&mut map, &outgoing(TRACE_BYTES, true, None), &[Propagator::Tracecontext]);
-        assert_eq!(header_str(&map, "b3"), Some(b3));
+    fn inject_removes_the_formats_it_does_not_write() {
+        // Left in place, each would name the caller's span next to the sidecar's traceparent.
+        let stale = [
+            ("b3", "12345678901234567890123456789012-1234567890123456-1"),
+            ("x-b3-traceid", "12345678901234567890123456789012"),
+            ("x-b3-spanid", "1234567890123456"),
+            ("x-b3-parentspanid", "6543210987654321"),
+            ("x-b3-sampled", "1"),
+            ("x-b3-flags", "1"),
+            ("uber-trace-id", "12345678901234567890123456789012:1234567890123456:0:1"),
+            ("uberctx-user", "baggage is not a context"),
+            ("baggage", "k=v"),
+        ];
+        let only = |format: Option<Propagator>, names: &[&str]| {
+            let mut map = headers(&stale);
+            let formats: Vec<Propagator> = format.into_iter().collect();
+            inject(&mut map, &outgoing(TRACE_BYTES, true, Some([0xcd; 8])), &formats);
+            let mut left: Vec<&str> = map.keys().map(|k| k.as_str()).filter(|k| *k != "traceparent").collect();
+            left.sort_unstable();
+            let mut want = names.to_vec();
+            want.extend(["baggage", "uberctx-user"]);
+            want.sort_unstable();
+            assert_eq!(left, want, "{format:?}");
+            // What is left was written for the sidecar's span: no stale id survives.
+            for name in names {
+                let v = header_str(&map, name).expect("written");
+                assert!(!v.contains("123456789012") && !v.contains("654321"), "{name}: {v}");
+            }
+        };
+        only(None, &[]);
+        only(Some(Propagator::Tracecontext), &[]);
+        only(Some(Propagator::B3), &["b3"]);
+        only(Some(Propagator::B3multi), &["x-b3-traceid", "x-b3-spanid", "x-b3-sampled", "x-b3-parentspanid"]);
+        only(Some(Propagator::Jaeger), &["uber-trace-id"]);
     }
 
     #[test]
@@ -756,12 +1176,16 @@ mod tests {
         // A 64-bit-style id (high half zero) checks that padding survives the trip.
         let short = [0, 0, 0, 0, 0, 0, 0, 0, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36];
         let formats = [
-            (Propagator::Tracecontext, &["traceparent"][..]),
-            (Propagator::B3, &["b3"][..]),
-            (Propagator::B3multi, &["x-b3-traceid", "x-b3-spanid", "x-b3-sampled", "x-b3-parentspanid"][..]),
-            (Propagator::Jaeger, &["uber-trace-id"][..]),
+            (Propagator::Tracecontext, Format::Tracecontext, &["traceparent"][..]),
+            (Propagator::B3, Format::B3Single, &["b3"][..]),
+            (
+                Propagator::B3multi,
+                Format::B3Multi,
+                &["x-b3-traceid", "x-b3-spanid", "x-b3-sampled", "x-b3-parentspanid"][..],
+            ),
+            (Propagator::Jaeger, Format::Jaeger, &["uber-trace-id"][..]),
         ];
-        for (format, names) in formats {
+        for (format, read_as, names) in formats {
             for trace in [TRACE_BYTES, short] {
                 for sampled in [true, false] {
                     let sent = outgoing(trace, sampled, Some([7; 8]));
@@ -777,7 +1201,12 @@ mod tests {
                     let got = extract(&only).expect("round trip extracts");
                     assert_eq!(
                         got,
-                        Extracted { trace_id: trace, parent_span_id: sent.span_id, sampled: Some(sampled) },
+                        Extracted {
+                            trace_id: trace,
+                            parent_span_id: sent.span_id,
+                            sampled: Some(sampled),
+                            format: read_as
+                        },
                         "{format:?}"
                     );
                 }
