@@ -212,4 +212,25 @@ mod tests {
         assert!(poll_once(next.as_mut(), &waker).is_pending());
         assert_eq!(d.slots.lock().expect("lock").entries.len(), 2, "the freed slot was taken again");
     }
+    #[test]
+    fn a_deadline_that_moved_later_is_waited_for_anew_and_one_that_did_not_expires() {
+        let d = Deadlines::new(Duration::from_millis(10));
+        let counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
+        let waker = Waker::from(counter.clone());
+        let mut cx = Context::from_waker(&waker);
+        let start = Instant::now();
+        let mut timer = Timer::default();
+        assert!(d.poll_timer(&mut timer, start + Duration::from_millis(5), &mut cx).is_pending());
+        d.sweep(start + Duration::from_millis(5));
+        assert_eq!(counter.0.load(Ordering::SeqCst), 1, "woken at the first deadline");
+        // The body moved meanwhile: the deadline is an hour later now.
+        let later = Instant::now() + Duration::from_secs(3600);
+        assert!(d.poll_timer(&mut timer, later, &mut cx).is_pending(), "re-armed, not expired");
+        d.sweep(Instant::now());
+        assert_eq!(counter.0.load(Ordering::SeqCst), 1, "not woken before the new deadline");
+        d.sweep(later);
+        assert!(d.poll_timer(&mut timer, later, &mut cx).is_ready(), "expired at the new deadline");
+        d.release(&mut timer);
+        assert_eq!(d.slots.lock().expect("lock").free.len(), 1);
+    }
 }

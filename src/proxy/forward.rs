@@ -184,7 +184,11 @@ impl Proxy {
                 sink: sink.clone(),
                 wall: SystemTime::now(),
                 version: req.version(),
-                host: host.as_ref().ok().and_then(Option::as_ref).map(detach_value),
+                host: match &host {
+                    Ok(Host::AsSent) => req.headers().get(header::HOST).map(detach_value),
+                    Ok(Host::Replace(v)) => Some(v.clone()),
+                    _ => None,
+                },
             }),
             _ => None,
         };
@@ -293,11 +297,21 @@ impl Proxy {
     }
 }
 
+/// What the upstream's `Host` is to be.
+enum Host {
+    /// The request's own, as sent.
+    AsSent,
+    /// The authority of the request target (absolute form, HTTP/2 `:authority`).
+    Replace(HeaderValue),
+    /// None was sent (HTTP/1.0): the upstream's own.
+    Missing,
+}
+
 /// The request's `Host`, checked as RFC 9112 section 3.2 asks: exactly one on HTTP/1.1 (none is
 /// fine on HTTP/1.0), a valid `host[:port]` without user info, and replaced by the target's
 /// authority when the request line has the absolute form (3.2.2). On HTTP/2, `:authority` is
 /// the authority, and a `Host` that names another is refused (RFC 9113 section 8.3.1).
-fn checked_host(req: &Request<Incoming>) -> Result<Option<HeaderValue>, &'static str> {
+fn checked_host(req: &Request<Incoming>) -> Result<Host, &'static str> {
     let mut hosts = req.headers().get_all(header::HOST).iter();
     let host = hosts.next();
     if hosts.next().is_some() {
@@ -308,43 +322,52 @@ fn checked_host(req: &Request<Incoming>) -> Result<Option<HeaderValue>, &'static
     {
         return Err("invalid Host header");
     }
-    let authority = req.uri().authority();
-    match req.version() {
-        Version::HTTP_2 => match (authority, host) {
-            (Some(a), Some(h)) if !a.as_str().eq_ignore_ascii_case(h.to_str().unwrap_or("")) => {
-                Err("Host and :authority disagree")
-            }
-            (Some(a), _) => Ok(HeaderValue::from_str(a.as_str()).ok()),
-            (None, h) => Ok(h.cloned()),
-        },
-        version => {
-            if host.is_none() && version == Version::HTTP_11 {
-                return Err("HTTP/1.1 request without a Host header");
-            }
-            match authority {
-                Some(a) if valid_authority(a.as_str().as_bytes()) => Ok(HeaderValue::from_str(a.as_str()).ok()),
-                Some(_) => Err("invalid authority in the request target"),
-                None => Ok(host.cloned()),
-            }
+    let authority = req.uri().authority().map(|a| a.as_str());
+    match (req.version(), authority, host) {
+        (Version::HTTP_2, Some(a), Some(h)) if !a.as_bytes().eq_ignore_ascii_case(h.as_bytes()) => {
+            Err("Host and :authority disagree")
         }
+        (_, Some(a), _) if !valid_authority(a.as_bytes()) => Err("invalid authority in the request target"),
+        (_, Some(a), Some(h)) if a.as_bytes() == h.as_bytes() => Ok(Host::AsSent),
+        (_, Some(a), _) => {
+            HeaderValue::from_str(a).map(Host::Replace).map_err(|_| "invalid authority in the request target")
+        }
+        (Version::HTTP_11, None, None) => Err("HTTP/1.1 request without a Host header"),
+        (_, None, None) => Ok(Host::Missing),
+        (_, None, Some(_)) => Ok(Host::AsSent),
     }
 }
 
-/// `uri-host [ ":" port ]` (RFC 9110 section 7.2): no user info, no path, a numeric port.
-fn valid_authority(bytes: &[u8]) -> bool {
-    if bytes.is_empty() || bytes.contains(&b'@') {
-        return false;
-    }
-    let Ok(authority) = http::uri::Authority::try_from(bytes) else { return false };
-    let text = authority.as_str();
-    if authority.host().is_empty() || text.len() != bytes.len() {
-        return false;
-    }
-    // `Authority` lets `host:` (no port) and ports past 65535 through.
-    let host_end = if text.starts_with('[') { text.find(']').map(|i| i + 1) } else { text.find(':') };
-    match host_end.map(|i| &text[i..]) {
-        None | Some("") => true,
-        Some(rest) => rest.strip_prefix(':').is_some_and(|port| !port.is_empty() && port.parse::<u16>().is_ok()),
+/// `uri-host [ ":" port ]` (RFC 3986 section 3.2.2, RFC 9110 section 7.2): a reg-name or IP
+/// literal, no user info or path, and a port of 0-65535 when a colon is written. Checked in
+/// place: this runs on every request.
+fn valid_authority(b: &[u8]) -> bool {
+    let (host, port) = if b.first() == Some(&b'[') {
+        let Some(end) = b.iter().position(|&c| c == b']') else { return false };
+        let literal = &b[1..end];
+        if literal.is_empty() || !literal.iter().all(|c| c.is_ascii_hexdigit() || matches!(c, b':' | b'.')) {
+            return false;
+        }
+        (&b[..=end], &b[end + 1..])
+    } else {
+        let split = b.iter().position(|&c| c == b':').unwrap_or(b.len());
+        let host = &b[..split];
+        let reg_name = |c: &u8| c.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(c);
+        if host.is_empty() || !host.iter().all(reg_name) {
+            return false;
+        }
+        (host, &b[split..])
+    };
+    debug_assert!(!host.is_empty());
+    match port {
+        [] => true,
+        [b':', digits @ ..] => {
+            !digits.is_empty()
+                && digits.len() <= 5
+                && digits.iter().all(u8::is_ascii_digit)
+                && digits.iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0')) <= 65535
+        }
+        _ => false,
     }
 }
 
@@ -470,16 +493,19 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
-/// `host` is the checked authority of the request (see [`checked_host`]); without one (an
-/// HTTP/1.0 client may send none) the upstream's own, as HTTP/1.1 to the upstream needs a Host.
-fn prepare_upstream_headers(
-    headers: &mut HeaderMap,
-    host: Option<HeaderValue>,
-    client: &ClientInfo,
-    upstream_host: &HeaderValue,
-) {
+/// `host` is what the checked request says of its authority (see [`checked_host`]); without
+/// one (an HTTP/1.0 client may send none) the upstream's own, as HTTP/1.1 needs a Host.
+fn prepare_upstream_headers(headers: &mut HeaderMap, host: Host, client: &ClientInfo, upstream_host: &HeaderValue) {
     remove_hop_by_hop(headers);
-    headers.insert(header::HOST, host.unwrap_or_else(|| upstream_host.clone()));
+    match host {
+        Host::AsSent => {}
+        Host::Replace(authority) => {
+            headers.insert(header::HOST, authority);
+        }
+        Host::Missing => {
+            headers.insert(header::HOST, upstream_host.clone());
+        }
+    }
     match headers.entry(X_FORWARDED_FOR) {
         header::Entry::Occupied(mut prior) => {
             let prior = prior.get_mut();
@@ -684,21 +710,38 @@ mod tests {
         h.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.7"));
         let upstream = HeaderValue::from_static("app:8080");
         let client = ClientInfo::new("10.1.2.3:5555".parse().expect("addr"));
-        prepare_upstream_headers(&mut h, Some(HeaderValue::from_static("svc.local")), &client, &upstream);
+        prepare_upstream_headers(&mut h, Host::Replace(HeaderValue::from_static("svc.local")), &client, &upstream);
         assert_eq!(h["x-forwarded-for"], "203.0.113.7, 10.1.2.3");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["host"], "svc.local");
         let mut h = HeaderMap::new();
-        prepare_upstream_headers(&mut h, None, &client, &upstream);
+        prepare_upstream_headers(&mut h, Host::Missing, &client, &upstream);
         assert_eq!(h["host"], "app:8080", "an HTTP/1.0 request without Host gets the upstream's");
     }
 
     #[test]
     fn host_values_are_checked_as_rfc_9110_authorities() {
-        for good in ["svc.local", "svc.local:8080", "10.0.0.1:80", "[::1]", "[::1]:8080", "xn--bcher-kva.example"] {
+        for good in
+            ["svc.local", "svc.local:8080", "10.0.0.1:80", "[::1]", "[::1]:8080", "xn--bcher-kva.example", "a:0"]
+        {
             assert!(valid_authority(good.as_bytes()), "{good}");
         }
-        for bad in ["", "user@svc", "svc:", "svc:99999", "svc:8x", "svc/path", "a b", "svc:80:81", "[::1", "\u{1}"] {
+        for bad in [
+            "",
+            "user@svc",
+            "svc:",
+            "svc:99999",
+            "svc:8x",
+            "svc/path",
+            "a b",
+            "svc:80:81",
+            "[::1",
+            "\u{1}",
+            ":80",
+            "[]",
+            "[::1]x",
+            "svc:123456",
+        ] {
             assert!(!valid_authority(bad.as_bytes()), "{bad:?}");
         }
     }
