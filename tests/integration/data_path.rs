@@ -405,3 +405,122 @@ async fn a_404_scan_takes_no_route_places_and_a_later_real_route_keeps_its_label
         "{m}"
     );
 }
+
+#[tokio::test]
+async fn stalled_bodies_are_cut_after_the_stream_idle_timeout_and_blamed_on_who_stalled() {
+    // The upstream announces 100 bytes, sends 10, then nothing.
+    let up = Scripted::start(|_| (b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n0123456789".to_vec(), None)).await;
+    let sc = Sidecar::start(&up.url, &["--stream-idle-timeout", "1s"]).await;
+    let mut conn = TcpStream::connect(sc.proxy).await.expect("connect");
+    conn.write_all(b"GET /stalls HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("send");
+    let asked = Instant::now();
+    let got = read_to_close(&mut conn, Duration::from_secs(5)).await;
+    assert!(asked.elapsed() >= Duration::from_millis(900), "cut after {:?}", asked.elapsed());
+    assert!(String::from_utf8_lossy(&got).ends_with("0123456789"), "{}", String::from_utf8_lossy(&got));
+    let line = access_line(&sc, "the stalled response", |l| l["url.path"] == "/stalls").await;
+    assert_eq!((line["http.response.status_code"].as_u64(), line["error.type"].as_str()), (Some(200), Some("timeout")));
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_after_the_stream_idle_timeout() {
+    let up = Upstream::start().await;
+    let sc = Sidecar::start(&up.url(), &["--stream-idle-timeout", "1s", "--workers", "1"]).await;
+    let mut conn = TcpStream::connect(sc.proxy).await.expect("connect");
+    // Far more than the socket buffers hold, and never read.
+    conn.write_all(b"GET /bytes/200000000 HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("send");
+    let line = access_line(&sc, "the reader that stopped", |l| l["url.path"] == "/bytes/200000000").await;
+    assert_eq!(
+        (line["http.response.status_code"].as_u64(), line["error.type"].as_str()),
+        (Some(200), Some("client_timeout"))
+    );
+    let sent = line["http.response.body.size"].as_u64().expect("body size");
+    assert!(sent < 200_000_000, "only what the buffers took was sent: {sent}");
+    let m = sc.metrics().await;
+    assert_eq!(sample(&m, "redline_client_connections_closed_total{reason=\"stream_idle_timeout\"}"), Some(1.0), "{m}");
+}
+
+#[tokio::test]
+async fn an_http2_stream_the_client_resets_is_logged_as_client_closed() {
+    let up = Upstream::start().await;
+    let sc = Sidecar::start(&up.url(), &[]).await;
+    let tcp = TcpStream::connect(sc.proxy).await.expect("connect");
+    let (mut send, conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .expect("h2 handshake");
+    tokio::spawn(conn);
+    let req =
+        http::Request::get(sc.url("/delay/3000")).body(http_body_util::Empty::<bytes::Bytes>::new()).expect("request");
+    // Dropping the response future resets the stream (RST_STREAM CANCEL); the connection stays.
+    let _ = tokio::time::timeout(Duration::from_millis(200), send.send_request(req)).await;
+    let line = access_line(&sc, "the reset stream", |l| l["url.path"] == "/delay/3000").await;
+    assert_eq!(line["error.type"], "client_closed", "{line}");
+    assert!(line.get("http.response.status_code").is_none(), "{line}");
+    let req = http::Request::get(sc.url("/")).body(http_body_util::Empty::<bytes::Bytes>::new()).expect("request");
+    assert_eq!(send.send_request(req).await.expect("the connection still serves").status(), 200);
+}
+
+/// Resident memory of the sidecar process (VmRSS), in bytes.
+fn rss_bytes(sc: &Sidecar) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", sc.child.id())).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmRSS line")
+        * 1024
+}
+
+#[tokio::test]
+async fn hostile_connections_leave_no_memory_behind() {
+    let up = Upstream::start().await;
+    let sc = Sidecar::start(&up.url(), &["--workers", "1", "--header-read-timeout", "300ms"]).await;
+    // One round: 100 silent sockets and 100 partial heads (both cut by the header timeout), 100
+    // requests abandoned while the upstream works, 100 malformed heads.
+    let rounds = std::sync::atomic::AtomicU32::new(0);
+    let round = || async {
+        let k = f64::from(rounds.fetch_add(1, Ordering::SeqCst) + 1);
+        let mut held = Vec::new();
+        for i in 0..400 {
+            let mut conn = TcpStream::connect(sc.proxy).await.expect("connect");
+            let bytes: &[u8] = match i % 4 {
+                0 => b"",
+                1 => b"GET /partial HTTP/1.1\r\nHost: x\r\n",
+                2 => b"GET /delay/5000 HTTP/1.1\r\nHost: x\r\n\r\n",
+                _ => b"GET / HTTP/1.1\r\nBad Header\r\n\r\n",
+            };
+            conn.write_all(bytes).await.expect("send");
+            held.push(conn);
+        }
+        sc.metrics_until("the cut heads and the waiting requests", |m| {
+            sample(m, "redline_client_connections_closed_total{reason=\"header_timeout\"}") == Some(200.0 * k)
+                && sample(m, "http_server_active_requests{http_request_method=\"GET\"}") == Some(100.0)
+        })
+        .await;
+        drop(held);
+        sc.metrics_until("every connection gone", |m| {
+            sample(m, "http_server_active_requests{http_request_method=\"GET\"}") == Some(0.0)
+        })
+        .await;
+    };
+    round().await;
+    let after_one = rss_bytes(&sc);
+    for _ in 0..4 {
+        round().await;
+    }
+    let after_five = rss_bytes(&sc);
+    assert!(
+        after_five < after_one + 4 * 1024 * 1024,
+        "RSS grew from {after_one} to {after_five} bytes over 1600 more hostile connections"
+    );
+    sc.stdout_until("every line", |l| l.matches("\"target\":\"access\"").count() >= 5 * 300).await;
+    let lines = access_lines(&sc);
+    assert_eq!(lines.len(), 5 * 300, "one line per request (silent sockets have none)");
+    for (error, status) in [("client_timeout", None), ("client_closed", None), ("client_invalid_request", Some(400))] {
+        let n = lines
+            .iter()
+            .filter(|l| l["error.type"] == error && l["http.response.status_code"].as_u64() == status)
+            .count();
+        assert_eq!(n, 500, "{error}");
+    }
+}
