@@ -57,6 +57,12 @@ fn valid_label_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// The matcher of the service's failures: `error_type` set and none of `client_*` (the
+/// client's fault) and `shutdown` (the sidecar's drain). The regex is fully anchored, so the
+/// empty value (no `error_type`) is left out too. A canary must not fail because its clients
+/// went away, stalled or sent garbage, nor because a rollout drained its pods.
+pub const SERVICE_FAILED: &str = r#"error_type!~"|client_.+|shutdown""#;
+
 /// Prometheus duration syntax for a range, in whole seconds (at least 1s).
 fn range(d: Duration) -> String {
     format!("{}s", d.as_secs().max(1))
@@ -64,8 +70,9 @@ fn range(d: Duration) -> String {
 
 /// The three judged metrics and their PromQL for one side, `rate()` over `rate_window`.
 ///
-/// - error ratio: failed (`error_type` set) over all requests; `or vector(0)` so that a version
-///   without a single error gives 0 rather than no sample;
+/// - error ratio: the service's failures ([`SERVICE_FAILED`]: a 5xx or a proxy error, never a
+///   client's failure or a drain cut) over all requests; `or vector(0)` so that a version
+///   without a single failure gives 0 rather than no sample;
 /// - p99 latency: `histogram_quantile(0.99, …)` of the duration histogram;
 /// - CPU per request: the app process's CPU (`redline_app_cpu_seconds_total`), else the pod's
 ///   cgroup CPU, per request. Steps without requests give NaN and are dropped by the judge.
@@ -83,7 +90,7 @@ pub fn queries(side: &Side, rate_window: Duration) -> Result<Vec<(MetricSpec, St
         (
             MetricSpec::error_ratio(),
             format!(
-                "(sum(rate(http_server_request_duration_seconds_count{{{sel},error_type!=\"\"}}[{r}])) or vector(0)) / {requests}"
+                "(sum(rate(http_server_request_duration_seconds_count{{{sel},{SERVICE_FAILED}}}[{r}])) or vector(0)) / {requests}"
             ),
         ),
         (
@@ -209,8 +216,41 @@ mod tests {
             assert!(q.contains(r#"service="checkout",version="2.3.1""#), "{q}");
             assert!(q.contains("[60s]"), "{q}");
         }
-        assert!(qs[0].1.contains(r#"error_type!="""#));
+        assert!(qs[0].1.contains(r#",error_type!~"|client_.+|shutdown"}"#), "{}", qs[0].1);
+        assert!(!qs[0].1.contains(r#"error_type!="""#), "{}", qs[0].1);
         assert!(qs[1].1.starts_with("histogram_quantile(0.99"));
+    }
+
+    /// The error ratio's numerator selects exactly the error types the telemetry calls the
+    /// service's: no client failure or drain cut can fail a canary.
+    #[test]
+    fn the_error_ratio_counts_the_services_failures_only() {
+        use crate::telemetry::red::ErrorType;
+        let qs = queries(&side("2.3.1"), Duration::from_secs(60)).unwrap();
+        let e = promql_parser::parser::parse(&qs[0].1).unwrap();
+        let u = crate::readiness::checks::ExprUse::of(&e);
+        let matchers: Vec<&(String, promql_parser::label::MatchOp, String)> =
+            u.selectors.iter().flat_map(|s| &s.matchers).filter(|(l, _, _)| l == "error_type").collect();
+        assert_eq!(matchers.len(), 1, "{}", qs[0].1);
+        let (_, op, _) = matchers[0];
+        let promql_parser::label::MatchOp::NotRe(re) = op else { panic!("{op:?}") };
+        let mut buf = itoa::Buffer::new();
+        for (e, status) in [
+            (ErrorType::Status, 500),
+            (ErrorType::Status, 503),
+            (ErrorType::Timeout, 504),
+            (ErrorType::ConnectionRefused, 502),
+            (ErrorType::ConnectError, 502),
+            (ErrorType::UpstreamError, 502),
+            (ErrorType::ClientClosed, 400),
+            (ErrorType::ClientTimeout, 408),
+            (ErrorType::ClientInvalidRequest, 431),
+            (ErrorType::Shutdown, 0),
+        ] {
+            let label = e.label(status, &mut buf).to_string();
+            assert_eq!(!re.is_match(&label), e.is_service_error(), "error_type={label}");
+        }
+        assert!(re.is_match(""), "a request without error_type is no failure");
     }
 
     #[test]

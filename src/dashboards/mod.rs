@@ -16,6 +16,12 @@ use serde_json::{Map, Value};
 /// The request histogram every RED query and the SLO rules read.
 pub(crate) const DURATION: &str = "http_server_request_duration_seconds";
 
+/// The matcher of the service's failures: `error_type` set and none of the client's
+/// (`client_*`) or the drain's (`shutdown`). PromQL regexes are fully anchored, so the empty
+/// value (no `error_type`: a success) is left out too. The same matcher as the shipped rules,
+/// the canary judge and [`crate::telemetry::red::ErrorType::is_service_error`].
+pub(crate) const SERVICE_FAILED: &str = r#"error_type!~"|client_.+|shutdown""#;
+
 /// Matchers of the `$service` (and `$namespace`) picked on the dashboard.
 pub(crate) const SERVICE: &str = r#"service="$service",namespace=~"$namespace""#;
 /// … and the `$version`s picked.
@@ -146,6 +152,8 @@ pub fn generate_command(out_dir: &Path, check: bool, stdout: &mut dyn Write, std
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
+
+    use promql_parser::label::MatchOp;
 
     use super::*;
     use crate::readiness::checks::dashboard;
@@ -296,6 +304,77 @@ mod tests {
             .unwrap_or_default();
         let exemplars = duration["targets"].as_array().into_iter().flatten().filter(|t| t["exemplar"] == true).count();
         assert_eq!(exemplars, 1, "{duration:#}");
+    }
+
+    /// Every `ErrorType` as its label (a 5xx as its code) and whether it is the service's, and
+    /// the empty value (no `error_type`: a success).
+    fn error_type_labels() -> Vec<(String, bool)> {
+        use crate::telemetry::red::ErrorType;
+        let mut buf = itoa::Buffer::new();
+        let mut out: Vec<(String, bool)> = [
+            ErrorType::Status,
+            ErrorType::Timeout,
+            ErrorType::ConnectionRefused,
+            ErrorType::ConnectError,
+            ErrorType::UpstreamError,
+            ErrorType::ClientClosed,
+            ErrorType::ClientTimeout,
+            ErrorType::ClientInvalidRequest,
+            ErrorType::Shutdown,
+        ]
+        .into_iter()
+        .map(|e| (e.label(503, &mut buf).to_string(), e.is_service_error()))
+        .collect();
+        out.push((String::new(), false));
+        out
+    }
+
+    #[test]
+    fn the_service_failed_matcher_selects_exactly_the_services_error_types() {
+        let e = promql_parser::parser::parse(&format!("m{{{SERVICE_FAILED}}}")).expect("promql");
+        let promql_parser::parser::Expr::VectorSelector(vs) = e else { panic!("{e:?}") };
+        let m = vs.matchers.matchers.iter().find(|m| m.name == "error_type").expect("error_type matcher");
+        for (label, service) in error_type_labels() {
+            assert_eq!(m.is_match(&label), service, "error_type={label:?}");
+        }
+        assert!(m.is_match("500") && m.is_match("599") && !m.is_match("client_whatever"));
+    }
+
+    #[test]
+    fn error_ratios_and_the_availability_sli_count_the_services_failures_only() {
+        let mut ratios = 0;
+        for (name, model) in all() {
+            for p in dashboard::panels(&model) {
+                let title = p["title"].as_str().unwrap_or("");
+                for q in dashboard::queries(p) {
+                    let filled = grafana::interpolate(&q.expr, &example_values());
+                    let e = promql_parser::parser::parse(&filled).unwrap_or_else(|e| panic!("{filled}: {e}"));
+                    let u = crate::readiness::checks::ExprUse::of(&e);
+                    let failed: Vec<&String> = u
+                        .selectors
+                        .iter()
+                        .flat_map(|s| &s.matchers)
+                        .filter(|(l, op, v)| l == "error_type" && !(matches!(op, MatchOp::Equal) && v.is_empty()))
+                        .map(|(_, _, v)| v)
+                        .collect();
+                    if failed.is_empty() {
+                        continue;
+                    }
+                    if title == "Errors by type and route" {
+                        // The breakdown shows every error_type, the clients' too (its
+                        // description says which are the service's); it divides nothing.
+                        assert!(q.expr.starts_with("sum by (error_type, http_route)") && !u.divides, "{}", q.expr);
+                        continue;
+                    }
+                    assert!(u.divides, "{name}: {title}: {}", q.expr);
+                    assert!(q.expr.contains(SERVICE_FAILED), "{name}: {title}: {}", q.expr);
+                    assert!(failed.iter().all(|v| *v == "|client_.+|shutdown"), "{name}: {title}: {}", q.expr);
+                    ratios += 1;
+                }
+            }
+        }
+        // RED: error ratio by version; SLO: availability and its error budget remaining.
+        assert_eq!(ratios, 3);
     }
 
     #[test]

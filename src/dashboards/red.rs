@@ -2,7 +2,7 @@
 //! request histogram (with trace exemplars), and the proxy's saturation.
 
 use super::grafana::{Dashboard, Item, Kind, Panel, query_variable, target};
-use super::{DURATION, ROUTE, VERSION, firing_alerts_annotation, service_variables, version_variable};
+use super::{DURATION, ROUTE, SERVICE_FAILED, VERSION, firing_alerts_annotation, service_variables, version_variable};
 
 fn count(extra: &str) -> String {
     format!("{DURATION}_count{{{ROUTE}{extra}}}")
@@ -12,9 +12,9 @@ fn rate(selector: &str) -> String {
     format!("rate({selector}[$__rate_interval])")
 }
 
-/// The error ratio by `by`: 0 (not absent) while requests succeed.
+/// The service's error ratio by `by`: 0 (not absent) while the service fails nothing.
 fn error_ratio(by: &str) -> String {
-    let failed = rate(&count(r#",error_type!="""#));
+    let failed = rate(&count(&format!(",{SERVICE_FAILED}")));
     let all = rate(&count(""));
     format!("(sum by ({by}) ({failed}) or 0 * sum by ({by}) ({all})) / sum by ({by}) ({all})")
 }
@@ -42,7 +42,7 @@ pub fn dashboard() -> Dashboard {
         ),
         Item::Panel(
             Panel::timeseries("Request rate by route", "reqps")
-                .describe("Requests per second per route template (`http_route`); unmatched paths are normalised, past `max_routes` they count as `__other__`.")
+                .describe("Requests per second per route template (`http_route`). A path no template matches is normalised (ids become `{id}`) and gets its own route once the upstream answers it with anything but 404/405/410 (or fails it with 502/504); paths answered 404/405/410, refused by redline or abandoned before an answer share `__unmatched__`, and new routes past `max_routes` count as `__other__`.")
                 .target(target(format!("sum by (http_route) ({})", rate(&count(""))), "{{http_route}}")),
         ),
         Item::Panel(
@@ -60,13 +60,13 @@ pub fn dashboard() -> Dashboard {
         Item::Row("Errors"),
         Item::Panel(
             Panel::timeseries("Error ratio by version", "percentunit")
-                .describe("Share of requests that failed: a 5xx from the service or a proxy error (`error_type` set). 4xx are successes. The dashed line is the RedlineHighErrorRatio threshold (5%).")
+                .describe("Share of requests the service failed: a 5xx from it or a proxy error (`error_type!~\"|client_.+|shutdown\"`). 4xx are successes; client failures (client_closed, client_timeout, client_invalid_request) and drain cuts (shutdown) are not the service's failures and count only in the total. The dashed line is the RedlineHighErrorRatio threshold (5%).")
                 .thresholds("green", &[(0.05, "red")])
                 .target(target(error_ratio("version"), "{{version}}")),
         ),
         Item::Panel(
             Panel::timeseries("Errors by type and route", "reqps")
-                .describe("Failed requests per second: `error_type` is the status code of a 5xx, or timeout, connection_refused, connect_error, upstream_error.")
+                .describe("Requests per second that ended with an `error_type`, by type and route. The service's failures, counted in the error ratio, the alerts, the SLO and the canary judge: the status code of a 5xx, timeout, connection_refused, connect_error, upstream_error. Shown here but not the service's failures and never counted: client_closed (the client went away), client_timeout (the client stalled), client_invalid_request (a request that could not be forwarded: 400, 405, 414, 431) and shutdown (the sidecar's drain cut the request).")
                 .target(target(
                     format!("sum by (error_type, http_route) ({})", rate(&count(r#",error_type!="""#))),
                     "{{error_type}} {{http_route}}",
@@ -74,7 +74,7 @@ pub fn dashboard() -> Dashboard {
         ),
         Item::Panel(
             Panel::timeseries("Responses by status code", "reqps")
-                .describe("Responses per second by HTTP status code (proxy errors answer 502 or 504).")
+                .describe("Responses per second by HTTP status code (proxy errors answer 502 or 504; client failures 400, 405, 408, 414 or 431). Requests that got no response (the client went away, a drain cut) have no status code.")
                 .target(target(
                     format!("sum by (http_response_status_code) ({})", rate(&count(""))),
                     "{{http_response_status_code}}",

@@ -2,7 +2,7 @@
 //! multi-window pairs the shipped `rules/redline-slo.yml` alerts on.
 
 use super::grafana::{Dashboard, Item, Kind, Panel, target, textbox_variable};
-use super::{DURATION, SERVICE, firing_alerts_annotation, service_variables};
+use super::{DURATION, SERVICE, SERVICE_FAILED, firing_alerts_annotation, service_variables};
 
 /// One SLO: the recording rules of its bad-request ratio and its target variable.
 struct Slo {
@@ -104,7 +104,7 @@ pub fn dashboard() -> Dashboard {
     let all = increase(&format!("{DURATION}_count{{{SERVICE}}}"));
     let success = format!(
         r#"1 - ({failed} or vector(0)) / {all}"#,
-        failed = increase(&format!(r#"{DURATION}_count{{{SERVICE},error_type!=""}}"#))
+        failed = increase(&format!("{DURATION}_count{{{SERVICE},{SERVICE_FAILED}}}"))
     );
     let fast = format!("{} / {all}", increase(&format!(r#"{DURATION}_bucket{{{SERVICE},le="0.25"}}"#)));
     let mut items = vec![Item::Row("Error budget over 30 days")];
@@ -112,7 +112,7 @@ pub fn dashboard() -> Dashboard {
         &AVAILABILITY,
         "Availability",
         &success,
-        "Share of requests over the last 30 days that did not fail (no 5xx, no proxy error).",
+        "Share of requests over the last 30 days that the service did not fail (no 5xx, no proxy error; client failures and drain cuts, `client_*` and `shutdown`, are not the service's failures).",
     ));
     items.extend(stats(
         &LATENCY,

@@ -41,17 +41,46 @@ fn resolve(mut u: ExprUse, records: &HashMap<&str, ExprUse>) -> ExprUse {
     u
 }
 
+/// `error_type` values of the service's failures: a matcher that keeps one of them and leaves
+/// out the empty value selects failed requests.
+const SERVICE_ERRORS: [&str; 7] =
+    ["500", "503", "504", "timeout", "connection_refused", "connect_error", "upstream_error"];
+
+/// Whether a label matcher (`op`, its value `v`) keeps the label value `value`; an absent
+/// label is the empty value. Regexes are fully anchored, as PromQL's.
+fn keeps(op: &MatchOp, v: &str, value: &str) -> bool {
+    match op {
+        MatchOp::Equal => v == value,
+        MatchOp::NotEqual => v != value,
+        MatchOp::Re(r) => r.is_match(value),
+        MatchOp::NotRe(r) => !r.is_match(value),
+    }
+}
+
+/// An `error_type` matcher that selects failed requests: it leaves out the requests without
+/// `error_type` and keeps some of the service's failures. Both `error_type!=""` (every
+/// failure) and `error_type!~"|client_.+|shutdown"` (the service's only, the matcher the
+/// shipped rules use) are; `error_type=~"client_.+"` (the clients' only) is not.
+pub fn selects_failures(op: &MatchOp, v: &str) -> bool {
+    !keeps(op, v, "") && SERVICE_ERRORS.iter().any(|e| keeps(op, v, e))
+}
+
+/// An `error_type` matcher that selects requests the service did not fail: it keeps those
+/// without `error_type` and none of the service's failures: `error_type=""`, or
+/// `error_type=~"|client_.+|shutdown"` (successes, client failures and drain cuts).
+pub fn selects_successes(op: &MatchOp, v: &str) -> bool {
+    keeps(op, v, "") && !SERVICE_ERRORS.iter().any(|e| keeps(op, v, e))
+}
+
 fn symptoms_of(u: &ExprUse) -> Vec<&'static str> {
     let failed = u.selectors.iter().any(|s| {
         s.matchers.iter().any(|(l, op, v)| {
-            (l == "error_type" && !(matches!(op, MatchOp::Equal) && v.is_empty()))
+            (l == "error_type" && selects_failures(op, v))
                 || (l.contains("status") && matches!(op, MatchOp::Re(_)) && v.starts_with('5'))
         })
     });
-    let succeeded = u
-        .selectors
-        .iter()
-        .any(|s| s.matchers.iter().any(|(l, op, v)| l == "error_type" && matches!(op, MatchOp::Equal) && v.is_empty()));
+    let succeeded =
+        u.selectors.iter().any(|s| s.matchers.iter().any(|(l, op, v)| l == "error_type" && selects_successes(op, v)));
     let mut out = Vec::new();
     if failed && u.divides {
         out.push("error ratio");
@@ -186,6 +215,64 @@ mod tests {
     }
 
     #[test]
+    fn the_service_failure_matcher_and_the_old_one_are_error_selectors() {
+        // The shipped rules' matcher: the service's failures only.
+        assert_eq!(
+            sym(r#"sum(rate(m_count{error_type!~"|client_.+|shutdown"}[5m])) / sum(rate(m_count[5m])) > 0.05"#),
+            ["error ratio"]
+        );
+        // The old one (every request with an error_type) still is.
+        assert_eq!(sym(r#"sum(rate(m_count{error_type!=""}[5m])) / sum(rate(m_count[5m])) > 0.05"#), ["error ratio"]);
+        assert_eq!(sym(r#"sum(rate(m_count{error_type=~".+"}[5m])) / sum(rate(m_count[5m])) > 0.05"#), ["error ratio"]);
+        assert_eq!(sym(r#"sum(rate(m_count{error_type="503"}[5m])) / sum(rate(m_count[5m])) > 0.05"#), ["error ratio"]);
+        // The shipped RedlineNoSuccessfulTraffic: failures, no successes, nothing divided.
+        assert_eq!(
+            sym(
+                r#"sum(increase(m_count{error_type!~"|client_.+|shutdown"}[5m])) > 0 unless sum(increase(m_count{error_type=""}[5m])) > 0"#
+            ),
+            ["availability"]
+        );
+        // The requests the service did not fail are successes, not failures.
+        assert_eq!(
+            sym(r#"sum(rate(m_count{error_type=~"|client_.+|shutdown"}[5m])) / sum(rate(m_count[5m])) < 0.95"#),
+            ["availability"]
+        );
+        // Client failures alone are not the service's error ratio, nor its successes.
+        assert!(sym(r#"sum(rate(m_count{error_type=~"client_.+"}[5m])) / sum(rate(m_count[5m])) > 0.05"#).is_empty());
+        assert!(sym(r#"sum(rate(m_count{error_type="shutdown"}[5m])) / sum(rate(m_count[5m])) > 0.05"#).is_empty());
+    }
+
+    #[test]
+    fn error_type_matchers_are_judged_by_the_values_they_keep() {
+        let m = |e: &str| -> (MatchOp, String) {
+            let promql_parser::parser::Expr::VectorSelector(vs) = promql_parser::parser::parse(e).expect("promql")
+            else {
+                panic!("{e}")
+            };
+            let m = vs.matchers.matchers.into_iter().find(|m| m.name == "error_type").expect("error_type");
+            (m.op, m.value)
+        };
+        for (e, failures, successes) in [
+            (r#"m{error_type!~"|client_.+|shutdown"}"#, true, false),
+            (r#"m{error_type!=""}"#, true, false),
+            (r#"m{error_type=~".+"}"#, true, false),
+            (r#"m{error_type!~""}"#, true, false),
+            (r#"m{error_type=~"5.."}"#, true, false),
+            (r#"m{error_type="timeout"}"#, true, false),
+            (r#"m{error_type=""}"#, false, true),
+            (r#"m{error_type!~".+"}"#, false, true),
+            (r#"m{error_type=~"|client_.+|shutdown"}"#, false, true),
+            (r#"m{error_type=~"client_.+"}"#, false, false),
+            (r#"m{error_type="client_closed"}"#, false, false),
+            (r#"m{error_type=~"client_.+|shutdown"}"#, false, false),
+            (r#"m{error_type!="503"}"#, false, false),
+        ] {
+            let (op, v) = m(e);
+            assert_eq!((selects_failures(&op, &v), selects_successes(&op, &v)), (failures, successes), "{e}");
+        }
+    }
+
+    #[test]
     fn alerts_over_recording_rules_count_by_what_the_records_read() {
         let parse = |e: &str| promql_parser::parser::parse(e).expect("promql");
         let mut records = HashMap::new();
@@ -193,6 +280,14 @@ mod tests {
             "slo:errors:ratio_rate1h",
             ExprUse::of(&parse(r#"sum(rate(m_count{error_type!=""}[1h])) / sum(rate(m_count[1h]))"#)),
         );
+        records.insert(
+            "slo:service_errors:ratio_rate1h",
+            ExprUse::of(&parse(
+                r#"sum(rate(m_count{error_type!~"|client_.+|shutdown"}[1h])) / sum(rate(m_count[1h]))"#,
+            )),
+        );
+        let u = resolve(ExprUse::of(&parse("slo:service_errors:ratio_rate1h > 14.4 * 0.001")), &records);
+        assert_eq!(symptoms_of(&u), ["error ratio"]);
         records.insert("loop:a", ExprUse::of(&parse("loop:a + 1")));
         let u = resolve(ExprUse::of(&parse("slo:errors:ratio_rate1h > 14.4 * 0.001")), &records);
         assert_eq!(symptoms_of(&u), ["error ratio"]);

@@ -108,7 +108,7 @@ pub fn aspects(panel_title: &str, exprs: &[promql_parser::parser::Expr]) -> Vec<
     let has_error_matcher = uses.iter().any(|u| {
         u.selectors.iter().any(|s| {
             s.matchers.iter().any(|(l, op, v)| {
-                (l == "error_type" && !(matches!(op, promql_parser::label::MatchOp::Equal) && v.is_empty()))
+                (l == "error_type" && super::alerts::selects_failures(op, v))
                     || (l.contains("status") && v.starts_with('5'))
             })
         })
@@ -237,6 +237,28 @@ mod tests {
         let e = substitute(r#"increase(x[${__range_s}s]) / $__interval_ms / ${__range_ms}"#);
         assert_eq!(e, "increase(x[300s]) / 300000 / 300000");
         assert!(promql_parser::parser::parse(&e).is_ok(), "{e}");
+    }
+
+    fn aspects_of(title: &str, expr: &str) -> Vec<&'static str> {
+        aspects(title, &[promql_parser::parser::parse(expr).expect("promql")])
+    }
+
+    #[test]
+    fn error_panels_are_recognised_by_their_error_type_matcher_old_and_new() {
+        let m = "http_server_request_duration_seconds_count";
+        // Titles that say nothing: the matcher alone makes it an errors panel.
+        for matcher in [r#"error_type!~"|client_.+|shutdown""#, r#"error_type!="""#, r#"error_type=~"5..""#] {
+            let ratio = format!("sum(rate({m}{{{matcher}}}[5m])) / sum(rate({m}[5m]))");
+            assert_eq!(aspects_of("Ratio", &ratio), ["errors"], "{ratio}");
+            let by_type =
+                format!(r#"sum by (error_type) (rate({m}{{service="$service",{matcher}}}[$__rate_interval]))"#);
+            assert_eq!(aspects_of("By type", &substitute(&by_type)), ["errors"], "{by_type}");
+        }
+        // Successes, the clients' failures or drain cuts alone are request rates, not errors.
+        for matcher in [r#"error_type="""#, r#"error_type=~"client_.+""#, r#"error_type="shutdown""#] {
+            let q = format!("sum(rate({m}{{{matcher}}}[5m]))");
+            assert_eq!(aspects_of("Panel", &q), ["rate"], "{q}");
+        }
     }
 
     #[test]
