@@ -300,37 +300,49 @@ where
 {
     let clock = &info.clock;
     let mut conn = conn;
-    let first = clock.deadline(Instant::now(), &limits).unwrap_or_else(|_| Instant::now());
-    let sleep = tokio::time::sleep_until(first.into());
+    let mut armed = clock.deadline(Instant::now(), &limits).unwrap_or_else(|_| Instant::now());
+    let sleep = tokio::time::sleep_until(armed.into());
     tokio::pin!(sleep);
-    let mut draining = false;
-    loop {
-        // The state changed inside hyper's poll (a read or a blocked write) in a way that moves
-        // the deadline earlier; polled right after the connection so the timer follows at once.
-        let rearmed =
-            poll_fn(|_| if clock.rearm.swap(false, Ordering::Relaxed) { Poll::Ready(()) } else { Poll::Pending });
-        tokio::select! {
-            biased;
-            result = conn.as_mut() => return ConnEnd::Closed(result),
-            () = rearmed => {
-                match clock.deadline(Instant::now(), &limits) {
-                    Ok(next) => sleep.as_mut().reset(next.into()),
-                    Err(reason) => return cut(clock, reason),
+    let draining = drain.wait_for(|d| *d);
+    tokio::pin!(draining);
+    let mut drained = false;
+    // Hand-polled rather than a select!: this runs on every wake-up of every connection.
+    poll_fn(|cx| {
+        if let Poll::Ready(result) = conn.as_mut().poll(cx) {
+            return Poll::Ready(ConnEnd::Closed(result));
+        }
+        // hyper's poll changed the state (a head began, a write blocked, a response ended). The
+        // timer only moves when the new deadline is earlier than the armed one: a later one is
+        // found when the armed one fires, so a busy connection costs no timer work per request.
+        if clock.rearm.load(Ordering::Relaxed) {
+            clock.rearm.store(false, Ordering::Relaxed);
+            match clock.deadline(Instant::now(), &limits) {
+                Ok(next) if next < armed => {
+                    armed = next;
+                    sleep.as_mut().reset(next.into());
                 }
-            }
-            () = sleep.as_mut() => {
-                match clock.deadline(Instant::now(), &limits) {
-                    Ok(next) => sleep.as_mut().reset(next.into()),
-                    Err(reason) => return cut(clock, reason),
-                }
-            }
-            _ = drain.wait_for(|d| *d), if !draining => {
-                // Idle connections close now; busy ones after their response.
-                draining = true;
-                graceful(conn.as_mut());
+                Ok(_) => {}
+                Err(reason) => return Poll::Ready(cut(clock, reason)),
             }
         }
-    }
+        while sleep.as_mut().poll(cx).is_ready() {
+            match clock.deadline(Instant::now(), &limits) {
+                Ok(next) => {
+                    armed = next;
+                    sleep.as_mut().reset(next.into());
+                }
+                Err(reason) => return Poll::Ready(cut(clock, reason)),
+            }
+        }
+        if !drained && draining.as_mut().poll(cx).is_ready() {
+            // Idle connections close now; busy ones after their response.
+            drained = true;
+            graceful(conn.as_mut());
+            cx.waker().wake_by_ref();
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 fn cut(clock: &ConnClock, reason: CutReason) -> ConnEnd {
