@@ -1,0 +1,77 @@
+//! Fuzzes the proxy's parser of upstream response heads (`parse_response_head`), followed by
+//! the chunked decoder when the head says the body is chunked. Input: a control byte (method,
+//! upgrade flag), a byte placing the split between two reads, then the bytes the upstream sent.
+//! Nothing may panic, the codec may only consume from the front of the buffer, and an input
+//! too short to meet a buffering limit must read the same way however it is split.
+//! CI runs the stable equivalent: src/proxy/upstream/codec_props.rs (proptest).
+#![no_main]
+
+use bytes::BytesMut;
+use http::{HeaderMap, Method, StatusCode, header};
+use libfuzzer_sys::fuzz_target;
+use redline::proxy::upstream::codec::{BodyFraming, Chunk, ChunkedDecoder, ProtocolError, parse_response_head};
+
+/// The chunked decoder's line limit (private in the codec): below it, splits cannot matter.
+const SPLIT_INVARIANT_BELOW: usize = 4 * 1024;
+
+/// What reading one response gave, comparable across splits.
+type Outcome = Result<Option<(StatusCode, HeaderMap, BodyFraming, bool, Vec<u8>, Vec<u8>)>, ProtocolError>;
+
+fn read(wire: &[u8], at: usize, method: &Method, upgrading: bool) -> Outcome {
+    let mut buf = BytesMut::from(&wire[..at]);
+    let mut more = Some(&wire[at..]);
+    let head = loop {
+        if let Some(head) = parse_response_head(&mut buf, method, upgrading)? {
+            break head;
+        }
+        match more.take() {
+            Some(m) => buf.extend_from_slice(m),
+            None => return Ok(None),
+        }
+    };
+    assert!(!head.headers.contains_key(header::TRANSFER_ENCODING), "transfer-encoding is hop-by-hop");
+    if method == Method::HEAD || head.status == StatusCode::NO_CONTENT || head.status == StatusCode::NOT_MODIFIED {
+        assert_eq!(head.framing, BodyFraming::Empty);
+    }
+    if head.status == StatusCode::SWITCHING_PROTOCOLS {
+        assert!(upgrading && !head.keep_alive, "a 101 is final only for an upgrade, and never reused");
+    }
+    let mut body = Vec::new();
+    if head.framing == BodyFraming::Chunked {
+        let mut decoder = ChunkedDecoder::default();
+        loop {
+            match decoder.decode(&mut buf)? {
+                Chunk::Data(d) => {
+                    assert!(!d.is_empty(), "empty data would make a reader spin");
+                    body.extend_from_slice(&d);
+                }
+                Chunk::End => break,
+                Chunk::NeedMore => match more.take() {
+                    Some(m) => buf.extend_from_slice(m),
+                    None => return Ok(None),
+                },
+            }
+        }
+    }
+    if let Some(m) = more.take() {
+        buf.extend_from_slice(m);
+    }
+    assert!(wire.ends_with(&buf), "the buffer lost bytes other than from its front");
+    Ok(Some((head.status, head.headers, head.framing, head.keep_alive, body, buf.to_vec())))
+}
+
+fuzz_target!(|data: &[u8]| {
+    let [control, split, wire @ ..] = data else { return };
+    let method = match control % 3 {
+        0 => Method::GET,
+        1 => Method::HEAD,
+        _ => Method::POST,
+    };
+    let upgrading = control & 0x80 != 0;
+    let at = usize::from(*split) * wire.len() / 255;
+    let whole = read(wire, wire.len(), &method, upgrading);
+    let split = read(wire, at, &method, upgrading);
+    if wire.len() < SPLIT_INVARIANT_BELOW {
+        assert_eq!(split, whole, "split at {at}");
+    }
+});
