@@ -196,7 +196,11 @@ pub fn parse_response_head(
             return Ok(Some(ResponseHead { status, version, headers, framing: BodyFraming::Empty, keep_alive: false }));
         }
         let (framing, framing_reusable) = hop.framing(method, status);
-        let keep_alive = framing_reusable && !hop.close && (version == Version::HTTP_11 || hop.keep_alive);
+        // Transfer-Encoding in an HTTP/1.0 response: the connection must close after it
+        // (RFC 9112 section 6.1), whatever `Connection` says.
+        let keep_alive = framing_reusable
+            && !hop.close
+            && (version == Version::HTTP_11 || (hop.keep_alive && !hop.transfer_encoding));
         return Ok(Some(ResponseHead { status, version, headers, framing, keep_alive }));
     }
 }
@@ -511,6 +515,8 @@ mod tests {
         assert!(!head("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n").keep_alive);
         let h = head("HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n");
         assert_eq!((h.version, h.keep_alive), (Version::HTTP_10, true));
+        let h = head("HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert!(!h.keep_alive, "chunked in HTTP/1.0 closes the connection");
     }
 
     fn decode_all(decoder: &mut ChunkedDecoder, buf: &mut BytesMut) -> (Vec<u8>, bool) {

@@ -202,7 +202,9 @@ impl Response {
             headers.append(http::header::CONTENT_LENGTH, HeaderValue::from(self.body.len()));
         }
         let tokens = self.connection.as_deref().unwrap_or(&[]);
-        let keep_alive = !tokens.contains(&"close") && (self.minor == 1 || tokens.contains(&"keep-alive"));
+        // HTTP/1.0 with Transfer-Encoding closes, whatever `Connection` says (RFC 9112 6.1).
+        let keep_alive = !tokens.contains(&"close")
+            && (self.minor == 1 || (tokens.contains(&"keep-alive") && self.chunked.is_none()));
         Read {
             status: StatusCode::from_u16(self.status).expect("generated statuses are valid"),
             version: if self.minor == 0 { Version::HTTP_10 } else { Version::HTTP_11 },
@@ -492,7 +494,8 @@ proptest! {
             prop_assert!(!head.keep_alive, "Transfer-Encoding beside Content-Length: the connection must go");
         }
         let close = f.connection == Some("close");
-        let alive = f.minor == 1 || f.connection.is_some_and(|c| c.to_ascii_lowercase().contains("keep-alive"));
+        let alive = f.minor == 1
+            || (f.connection.is_some_and(|c| c.to_ascii_lowercase().contains("keep-alive")) && f.transfer_encoding.is_none());
         prop_assert_eq!(head.keep_alive, reusable && !close && alive);
         // The framing fields concern this connection: Transfer-Encoding never goes on, nor a
         // Content-Length beside it; a lone Content-Length does.
