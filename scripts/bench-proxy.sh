@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Proxy throughput side by side: direct, nginx, HAProxy, Caddy and redline with all telemetry
 # on (metrics, JSON access log written to a file, traces sampled at ratio 1.0 and exported over
-# OTLP/HTTP to a local sink) in one run of ../shared/bench/proxy-peers.sh.
+# OTLP/HTTP to a local sink) in one run of the peers harness named by $PROXY_PEERS.
 #   scripts/bench-proxy.sh [proxy-peers.sh options, e.g. -r 5 -d 10]
 set -euo pipefail
 cd "$(dirname "$0")/.."

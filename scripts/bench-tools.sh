@@ -9,10 +9,11 @@ need_tools() {
   $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${pkgs[@]}" >/dev/null
 }
 
-# `peers_script`: the path of ../shared/bench/proxy-peers.sh (or $PROXY_PEERS), or exit 2.
+# `peers_script`: the interleaved peers harness named by $PROXY_PEERS (not in this repository
+# yet), or exit 2.
 peers_script() {
-  local peers=${PROXY_PEERS:-../shared/bench/proxy-peers.sh}
-  [ -f "$peers" ] || { echo "cannot find $peers (set PROXY_PEERS)" >&2; exit 2; }
+  local peers=${PROXY_PEERS:-}
+  [ -n "$peers" ] && [ -f "$peers" ] || { echo "set PROXY_PEERS to the peers harness script" >&2; exit 2; }
   echo "$peers"
 }
 

@@ -1,4 +1,4 @@
-//! The canary's samples from Prometheus: PromQL over the sidecar's metric names (DESIGN.md) for
+//! The canary's samples from Prometheus: PromQL over the sidecar's metric names (README metrics reference) for
 //! one service version, and `/api/v1/query_range` to fetch them.
 //!
 //! The sidecar's series carry no service/version labels of their own; Prometheus attaches them

@@ -168,7 +168,7 @@ mod tests {
         out
     }
 
-    /// Metric families the sidecar exports (DESIGN.md "Metric names") and series Prometheus
+    /// Metric families the sidecar exports (the README's metrics reference) and series Prometheus
     /// derives from the shipped rules.
     fn known(name: &str) -> bool {
         const EXPORTED: &[&str] = &[

@@ -1,4 +1,4 @@
-//! The per-request access line: the JSON object DESIGN.md "Logs" defines, formatted straight
+//! The per-request access line: the JSON object the README's log reference defines, formatted straight
 //! into the worker's log batch (no tracing event, no intermediate string) on the hot path.
 
 use std::cell::RefCell;

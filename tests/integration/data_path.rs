@@ -295,7 +295,10 @@ async fn abandoned_and_rejected_requests_leave_one_line_and_one_count() {
     // The client gives up while the upstream is still working.
     let mut conn = TcpStream::connect(sc.proxy).await.expect("connect");
     conn.write_all(b"GET /delay/3000 HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("send");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    sc.metrics_until("the request in flight", |m| {
+        sample(m, "http_server_active_requests{http_request_method=\"GET\"}") == Some(1.0)
+    })
+    .await;
     drop(conn);
     let line = access_line(&sc, "the abandoned request", |l| l["url.path"] == "/delay/3000").await;
     assert_eq!(line["error.type"], "client_closed", "{line}");
