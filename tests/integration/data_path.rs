@@ -506,24 +506,26 @@ async fn hostile_connections_leave_no_memory_behind() {
         })
         .await;
     };
+    // Two rounds first: the allocator's and the worker's tables (deadline slots, series, log
+    // batches) reach their working size, which is not growth per connection.
     round().await;
-    let after_one = rss_bytes(&sc);
+    round().await;
+    let warm = rss_bytes(&sc);
     for _ in 0..4 {
         round().await;
     }
-    let after_five = rss_bytes(&sc);
-    assert!(
-        after_five < after_one + 4 * 1024 * 1024,
-        "RSS grew from {after_one} to {after_five} bytes over 1600 more hostile connections"
-    );
-    sc.stdout_until("every line", |l| l.matches("\"target\":\"access\"").count() >= 5 * 300).await;
+    let after = rss_bytes(&sc);
+    // Keeping one 8 KiB read buffer per connection would add 12.5 MiB over these 1,600; the
+    // bound is half of that, well above the allocator's noise (up to about 4 MiB seen).
+    assert!(after < warm + 1600 * 4 * 1024, "RSS grew from {warm} to {after} bytes over 1600 more hostile connections");
+    sc.stdout_until("every line", |l| l.matches("\"target\":\"access\"").count() >= 6 * 300).await;
     let lines = access_lines(&sc);
-    assert_eq!(lines.len(), 5 * 300, "one line per request (silent sockets have none)");
+    assert_eq!(lines.len(), 6 * 300, "one line per request (silent sockets have none)");
     for (error, status) in [("client_timeout", None), ("client_closed", None), ("client_invalid_request", Some(400))] {
         let n = lines
             .iter()
             .filter(|l| l["error.type"] == error && l["http.response.status_code"].as_u64() == status)
             .count();
-        assert_eq!(n, 500, "{error}");
+        assert_eq!(n, 600, "{error}");
     }
 }
