@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use redline::demo::upstream::{self, Faults};
 
 pub mod alertmanager;
+pub mod grpc;
 pub mod node;
 pub mod otlp;
 pub mod prometheus;

@@ -54,8 +54,8 @@ fn has_packages(python: &Path, check: &str) -> bool {
 }
 
 /// A venv named `name` under the target dir with `packages` installed, built once (its
-/// python is returned when `check` runs there).
-fn venv(name: &str, packages: &[&str], check: &str) -> PathBuf {
+/// python is returned when `check` runs there). grpc.rs makes its grpcio venv with it too.
+pub(super) fn venv(name: &str, packages: &[&str], check: &str) -> PathBuf {
     let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     let stamp = venv.join("redline-packages.txt");
     let python = venv.join("bin").join("python");
