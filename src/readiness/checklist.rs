@@ -299,7 +299,7 @@ async fn metrics_check(
         },
         MetricsSource::Prometheus(base) => {
             let query = format!(
-                "count by (__name__) ({{service={:?},__name__=~\"http_server_.*|redline_.*|process_.*\"}})",
+                "count by (__name__) ({{service={:?},__name__=~\"http_server_.*|rpc_server_.*|redline_.*|process_.*\"}})",
                 plan.service
             );
             let url = format!("{}/api/v1/query", base.trim_end_matches('/'));

@@ -24,13 +24,22 @@ pub const RED_SAMPLES: [(&str, &str); 3] = [
     ("http_server_active_requests", "in-flight requests"),
 ];
 
+/// The RPC histogram (OpenTelemetry `rpc.server.call.duration`) the sidecar records for every
+/// gRPC call, besides the HTTP families: present only once gRPC calls went through.
+pub const RPC_SAMPLE: &str = "rpc_server_call_duration_seconds_count";
+
+/// A gRPC service passes on the HTTP families like any other (each call is also an HTTP/2
+/// request there); the RPC histogram, when it has samples, is named in the summary as evidence
+/// that the calls are seen per method too. Its absence is no failure: an HTTP service has none.
 pub fn red(names: &BTreeSet<String>) -> Outcome {
     let missing: Vec<String> =
         RED_SAMPLES.iter().filter(|(n, _)| !names.contains(*n)).map(|(n, what)| format!("{n} ({what})")).collect();
     if missing.is_empty() {
-        Outcome::pass(
-            "RED families have samples: request rate, errors and duration (http_server_request_duration_seconds), active requests",
-        )
+        let mut summary = "RED families have samples: request rate, errors and duration (http_server_request_duration_seconds), active requests".to_string();
+        if names.contains(RPC_SAMPLE) {
+            summary.push_str("; gRPC calls per method (rpc_server_call_duration_seconds)");
+        }
+        Outcome::pass(summary)
     } else if !names.contains(RED_SAMPLES[0].0) && names.contains(RED_SAMPLES[2].0) {
         Outcome::fail(format!(
             "no samples of {}: the duration histogram appears after the first request; send traffic through the sidecar",
@@ -99,6 +108,38 @@ mod tests {
              http_server_active_requests 0\nredline_cgroup_cpu_usage_seconds_total 3\n",
         );
         assert_eq!(red(&names).status, crate::readiness::report::Status::Pass);
+        assert!(!red(&names).summary.contains("gRPC"), "{}", red(&names).summary);
         assert_eq!(use_(&names).status, crate::readiness::report::Status::Pass);
+    }
+
+    #[test]
+    fn a_grpc_service_passes_on_the_http_families_and_its_rpc_histogram_is_named() {
+        use crate::readiness::report::Status;
+        // Every gRPC call is also an HTTP/2 request in the HTTP families.
+        let names = sample_names(
+            "http_server_request_duration_seconds_count{http_request_method=\"POST\",http_route=\"/shop.Checkout/PlaceOrder\",http_response_status_code=\"200\",error_type=\"UNAVAILABLE\"} 3\n\
+             http_server_request_duration_seconds_bucket{http_request_method=\"POST\",http_route=\"/shop.Checkout/PlaceOrder\",http_response_status_code=\"200\",error_type=\"UNAVAILABLE\",le=\"+Inf\"} 3\n\
+             http_server_active_requests{http_request_method=\"POST\"} 1\n\
+             # TYPE rpc_server_call_duration_seconds histogram\n\
+             rpc_server_call_duration_seconds_bucket{rpc_system_name=\"grpc\",rpc_method=\"shop.Checkout/PlaceOrder\",rpc_response_status_code=\"UNAVAILABLE\",error_type=\"UNAVAILABLE\",le=\"+Inf\"} 3\n\
+             rpc_server_call_duration_seconds_sum{rpc_system_name=\"grpc\",rpc_method=\"shop.Checkout/PlaceOrder\",rpc_response_status_code=\"UNAVAILABLE\",error_type=\"UNAVAILABLE\"} 0.2\n\
+             rpc_server_call_duration_seconds_count{rpc_system_name=\"grpc\",rpc_method=\"shop.Checkout/PlaceOrder\",rpc_response_status_code=\"UNAVAILABLE\",error_type=\"UNAVAILABLE\"} 3\n",
+        );
+        assert!(names.contains(RPC_SAMPLE), "{names:?}");
+        let r = red(&names);
+        assert_eq!(r.status, Status::Pass, "{}", r.summary);
+        assert_eq!(
+            r.summary,
+            "RED families have samples: request rate, errors and duration (http_server_request_duration_seconds), active requests; gRPC calls per method (rpc_server_call_duration_seconds)"
+        );
+        // The RPC histogram alone is no RED: the HTTP families must be there too.
+        let only_rpc: BTreeSet<String> = names.iter().filter(|n| n.starts_with("rpc_server_")).cloned().collect();
+        let r = red(&only_rpc);
+        assert_eq!(r.status, Status::Fail, "{}", r.summary);
+        assert!(
+            r.summary.starts_with("missing RED samples: http_server_request_duration_seconds_count"),
+            "{}",
+            r.summary
+        );
     }
 }
