@@ -8,6 +8,7 @@ pub mod config;
 pub mod dashboards;
 pub mod demo;
 pub mod errors;
+pub mod grpc;
 pub mod proxy;
 pub mod readiness;
 pub mod receiver;

@@ -25,6 +25,7 @@ fn decode(wire: &[u8], at: usize) -> Result<(Vec<u8>, bool, Vec<u8>), ProtocolEr
                 assert!(!d.is_empty(), "empty data would make a reader spin");
                 body.extend_from_slice(&d);
             }
+            Chunk::Trailers(t) => assert!(t.keys().all(redline::proxy::upstream::codec::allowed_in_trailers), "forbidden trailer field: {t:?}"),
             Chunk::End => break true,
             Chunk::NeedMore => match more.take() {
                 Some(m) => buf.extend_from_slice(m),

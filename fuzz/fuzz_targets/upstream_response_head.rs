@@ -45,6 +45,7 @@ fn read(wire: &[u8], at: usize, method: &Method, upgrading: bool) -> Outcome {
                     assert!(!d.is_empty(), "empty data would make a reader spin");
                     body.extend_from_slice(&d);
                 }
+                Chunk::Trailers(t) => assert!(t.keys().all(redline::proxy::upstream::codec::allowed_in_trailers), "forbidden trailer field: {t:?}"),
                 Chunk::End => break,
                 Chunk::NeedMore => match more.take() {
                     Some(m) => buf.extend_from_slice(m),

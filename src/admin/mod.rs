@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
+use crate::config::HealthCheck;
 use crate::proxy::upstream::UpstreamGauges;
 use crate::rules::file::RuleKind;
 use crate::rules::service::RuleService;
@@ -30,6 +31,8 @@ pub struct AdminState {
     pub log_drops: Option<crate::telemetry::log_writer::DropCounter>,
     pub spans: Option<Arc<SpanCounters>>,
     pub upstream_authority: String,
+    /// How `/readyz` checks the upstream.
+    pub health_check: HealthCheck,
     /// The rule engine, when rule files are configured.
     pub rules: Option<Arc<RuleService>>,
     /// Set once shutdown begins so `/readyz` turns traffic away while the proxy drains.
@@ -138,10 +141,12 @@ async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
     if state.draining.load(Ordering::Relaxed) {
         return (StatusCode::SERVICE_UNAVAILABLE, "not ready: draining for shutdown\n").into_response();
     }
-    let probe =
-        tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(&state.upstream_authority)).await;
+    let probe = match &state.health_check {
+        HealthCheck::Tcp => tcp_probe(&state.upstream_authority).await,
+        HealthCheck::Grpc { service } => grpc_probe(&state.upstream_authority, service).await,
+    };
     match probe {
-        Ok(Ok(_)) => {
+        Ok(()) => {
             let rules = match &state.rules {
                 Some(r) => {
                     let engine = r.engine();
@@ -152,15 +157,67 @@ async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
             };
             (StatusCode::OK, format!("ready{rules}\n")).into_response()
         }
-        Ok(Err(e)) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: upstream {} unreachable: {e}\n", state.upstream_authority),
-        )
-            .into_response(),
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: upstream {} did not accept a connection within 1s\n", state.upstream_authority),
-        )
-            .into_response(),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")).into_response(),
     }
+}
+
+/// How long a readiness probe of the upstream may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Ready when the upstream accepts a TCP connection.
+async fn tcp_probe(authority: &str) -> Result<(), String> {
+    match tokio::time::timeout(PROBE_TIMEOUT, tokio::net::TcpStream::connect(authority)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(format!("upstream {authority} unreachable: {e}")),
+        Err(_) => Err(format!("upstream {authority} did not accept a connection within 1s")),
+    }
+}
+
+/// Ready when the upstream's standard gRPC health service (`grpc.health.v1.Health/Check`, over
+/// h2c) says SERVING for `service` ("" is the whole server).
+async fn grpc_probe(authority: &str, service: &str) -> Result<(), String> {
+    let what = if service.is_empty() { String::new() } else { format!(" for {service}") };
+    match tokio::time::timeout(PROBE_TIMEOUT, grpc_health_check(authority, service)).await {
+        Ok(Ok(1)) => Ok(()),
+        Ok(Ok(status)) => {
+            Err(format!("upstream {authority} gRPC health check{what}: {}", crate::grpc::serving_status_name(status)))
+        }
+        Ok(Err(e)) => Err(format!("upstream {authority} gRPC health check{what} failed: {e}")),
+        Err(_) => Err(format!("upstream {authority} gRPC health check{what} got no answer within 1s")),
+    }
+}
+
+async fn grpc_health_check(authority: &str, service: &str) -> Result<u64, String> {
+    use http_body_util::{BodyExt, Full, Limited};
+    let stream = tokio::net::TcpStream::connect(authority).await.map_err(|e| format!("cannot connect: {e}"))?;
+    let (mut send, conn) = hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+        .handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("HTTP/2 handshake: {e}"))?;
+    let conn = tokio::spawn(conn);
+    let req = http::Request::post(format!("http://{authority}/grpc.health.v1.Health/Check"))
+        .header(header::CONTENT_TYPE, "application/grpc")
+        .header(header::TE, "trailers")
+        .header(crate::grpc::GRPC_TIMEOUT, "1S")
+        .body(Full::new(crate::grpc::health_check_request(service)))
+        .map_err(|e| e.to_string())?;
+    let result = async {
+        let resp = send.send_request(req).await.map_err(|e| format!("HTTP/2: {e}"))?;
+        let (parts, body) = resp.into_parts();
+        if let Some(code) = crate::grpc::status_of_head(parts.status.as_u16(), &parts.headers) {
+            return Err(format!("grpc-status {} (HTTP {})", code.name(), parts.status.as_u16()));
+        }
+        // A health answer is a few bytes; anything much larger is not one.
+        let collected =
+            Limited::new(body, 64 * 1024).collect().await.map_err(|e| format!("reading the answer: {e}"))?;
+        if let Some(code) = collected.trailers().and_then(crate::grpc::status_of_trailers)
+            && code != crate::grpc::Code::Ok
+        {
+            return Err(format!("grpc-status {}", code.name()));
+        }
+        crate::grpc::parse_health_response(&collected.to_bytes())
+    }
+    .await;
+    conn.abort();
+    result
 }

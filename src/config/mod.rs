@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use values::{Dur, HttpUrl, Percent, Ratio, Upstream};
+pub use values::{Dur, HealthCheck, HttpUrl, Percent, Ratio, Upstream};
 
 use crate::telemetry::metrics::OTEL_DURATION_BUCKETS;
 use crate::tls::{ClientTlsFiles, Identity};
@@ -24,6 +24,8 @@ pub struct FileConfig {
     pub pod: Option<String>,
     pub listen: Option<SocketAddr>,
     pub upstream: Option<Upstream>,
+    pub upstream_protocol: Option<UpstreamProtocol>,
+    pub upstream_health_check: Option<HealthCheck>,
     pub admin: Option<SocketAddr>,
     pub routes: Option<Vec<String>>,
     pub max_routes: Option<usize>,
@@ -82,6 +84,19 @@ pub enum OtlpProtocol {
     Http,
     /// OTLP over gRPC (port 4317).
     Grpc,
+}
+
+/// Which HTTP version requests go upstream in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamProtocol {
+    /// The client's: HTTP/2 requests over HTTP/2 (h2c), HTTP/1.x over HTTP/1.1.
+    Auto,
+    /// Everything over HTTP/1.1.
+    Http1,
+    /// Everything over HTTP/2 with prior knowledge (h2c), e.g. for a gRPC-only app; protocol
+    /// upgrades (WebSocket) still go over HTTP/1.1.
+    Http2,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -234,6 +249,13 @@ pub struct Overrides {
     /// Upstream the proxy forwards to [default: http://127.0.0.1:8080].
     #[arg(long, env = "REDLINE_UPSTREAM")]
     pub upstream: Option<Upstream>,
+    /// HTTP version to the upstream: auto (the client's), http1, or http2 (h2c) [default: auto].
+    #[arg(long, env = "REDLINE_UPSTREAM_PROTOCOL")]
+    pub upstream_protocol: Option<UpstreamProtocol>,
+    /// How /readyz checks the upstream: tcp (a connection is accepted), grpc (the standard
+    /// grpc.health.v1.Health/Check answers SERVING), or grpc:SERVICE for one service [default: tcp].
+    #[arg(long, env = "REDLINE_UPSTREAM_HEALTH_CHECK")]
+    pub upstream_health_check: Option<HealthCheck>,
     /// Admin listen address for /metrics, /healthz, /readyz [default: 0.0.0.0:15090].
     #[arg(long, env = "REDLINE_ADMIN")]
     pub admin: Option<SocketAddr>,
@@ -339,6 +361,8 @@ pub struct Config {
     pub pod: Option<String>,
     pub listen: SocketAddr,
     pub upstream: Upstream,
+    pub upstream_protocol: UpstreamProtocol,
+    pub upstream_health_check: HealthCheck,
     pub admin: SocketAddr,
     pub routes: Vec<String>,
     pub max_routes: usize,
@@ -501,6 +525,12 @@ pub fn resolve(file: FileConfig, o: &Overrides, otel: &OtelEnv) -> Result<Config
             Some(u) => u,
             None => "http://127.0.0.1:8080".parse().map_err(ConfigError)?,
         },
+        upstream_protocol: o.upstream_protocol.or(file.upstream_protocol).unwrap_or(UpstreamProtocol::Auto),
+        upstream_health_check: o
+            .upstream_health_check
+            .clone()
+            .or(file.upstream_health_check)
+            .unwrap_or(HealthCheck::Tcp),
         admin: o.admin.or(file.admin).unwrap_or(SocketAddr::from(([0, 0, 0, 0], 15090))),
         routes: o.routes.clone().or(file.routes).unwrap_or_default(),
         max_routes: o.max_routes.or(file.max_routes).unwrap_or(500),

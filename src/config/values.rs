@@ -146,6 +146,40 @@ impl<'de> Deserialize<'de> for HttpUrl {
     }
 }
 
+/// How `/readyz` checks the upstream: a TCP connect, or the standard gRPC health check
+/// (`grpc.health.v1.Health/Check`) of the whole server (`grpc`) or one service (`grpc:NAME`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HealthCheck {
+    Tcp,
+    Grpc { service: String },
+}
+
+impl FromStr for HealthCheck {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "tcp" => Ok(HealthCheck::Tcp),
+            "grpc" => Ok(HealthCheck::Grpc { service: String::new() }),
+            other => match other.strip_prefix("grpc:") {
+                Some(service)
+                    if !service.is_empty()
+                        && service.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_') =>
+                {
+                    Ok(HealthCheck::Grpc { service: service.to_string() })
+                }
+                _ => Err(format!("expected tcp, grpc or grpc:SERVICE (e.g. grpc:shop.Checkout), got {s:?}")),
+            },
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for HealthCheck {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,5 +210,18 @@ mod tests {
         assert!("jaeger:4318".parse::<HttpUrl>().unwrap_err().contains("expected an http(s) URL"));
         assert!("http://app:80/base".parse::<Upstream>().unwrap_err().contains("no path"));
         assert!("127.0.0.1:8080".parse::<Upstream>().is_err());
+    }
+
+    #[test]
+    fn health_checks_parse() {
+        assert_eq!("tcp".parse::<HealthCheck>(), Ok(HealthCheck::Tcp));
+        assert_eq!("grpc".parse::<HealthCheck>(), Ok(HealthCheck::Grpc { service: String::new() }));
+        assert_eq!(
+            "grpc:shop.Checkout".parse::<HealthCheck>(),
+            Ok(HealthCheck::Grpc { service: "shop.Checkout".into() })
+        );
+        for bad in ["", "http", "grpc:", "grpc:a b", "grpc:/x"] {
+            assert!(bad.parse::<HealthCheck>().is_err(), "{bad:?}");
+        }
     }
 }

@@ -9,11 +9,13 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::{Either, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 
 use super::deadline::{Deadlines, Timer};
+use super::upstream::h2::H2Body;
 use super::upstream::{UpstreamBody, UpstreamConn};
 
 /// The request body sent upstream, counting what the client sent and when.
@@ -32,6 +34,8 @@ pub struct BodyProgress {
     done: AtomicU64,
     /// The last wait was for the upstream to take bytes, not for the client to send them.
     upstream_blocked: AtomicBool,
+    /// Reading the body from the client failed (reset, cut short, malformed).
+    client_failed: AtomicBool,
 }
 
 impl BodyProgress {
@@ -49,6 +53,11 @@ impl BodyProgress {
 
     pub fn is_done(&self) -> bool {
         self.done.load(Ordering::Relaxed) != 0
+    }
+
+    /// Whether reading the body from the client failed: then a failed exchange is the client's.
+    pub fn client_failed(&self) -> bool {
+        self.client_failed.load(Ordering::Relaxed)
     }
 
     /// Whether the body is stuck because the upstream does not read it.
@@ -86,6 +95,7 @@ impl RequestBody {
                 last: AtomicU64::new(0),
                 done: AtomicU64::new(0),
                 upstream_blocked: AtomicBool::new(false),
+                client_failed: AtomicBool::new(false),
             })
         });
         (RequestBody { inner, progress: progress.clone() }, progress)
@@ -115,7 +125,7 @@ impl Body for RequestBody {
                     p.done.store(p.nanos(Instant::now()) + 1, Ordering::Relaxed);
                 }
                 Poll::Pending => p.upstream_blocked.store(false, Ordering::Relaxed),
-                Poll::Ready(Some(Err(_))) => {}
+                Poll::Ready(Some(Err(_))) => p.client_failed.store(true, Ordering::Relaxed),
             }
         }
         polled
@@ -139,6 +149,8 @@ pub enum BodyEnd {
     UpstreamFailed,
     /// The upstream sent nothing for `stream_idle_timeout`.
     UpstreamStalled,
+    /// A gRPC call's deadline (`grpc-timeout`) passed while its response streamed.
+    DeadlineExceeded,
     /// Dropped before its end: the client went away, or redline cut the connection.
     Abandoned,
 }
@@ -150,10 +162,65 @@ pub trait OnComplete: Send + 'static {
 
     /// Where to wait, and how long, for an upstream body that stops sending.
     fn stall_limit(&self) -> Option<(&Deadlines, Duration)>;
+
+    /// When the call must end whatever the upstream does (a gRPC deadline).
+    fn call_deadline(&self) -> Option<Instant> {
+        None
+    }
+
+    /// A trailer section on its way to the client.
+    fn trailers(&mut self, _trailers: &HeaderMap) {}
+
+    /// The trailers that end the response in place of a broken or expired body: a gRPC call's
+    /// client then reads a status instead of a reset stream. None ends the body with an error.
+    fn closing_trailers(&mut self, _end: BodyEnd) -> Option<HeaderMap> {
+        None
+    }
 }
 
-/// A response body from the upstream, or a small one the proxy made itself.
-pub type InnerBody = Either<UpstreamBody, Full<Bytes>>;
+/// A response body from the upstream (HTTP/1.1 or HTTP/2), or a small one the proxy made itself.
+pub enum InnerBody {
+    H1(UpstreamBody),
+    H2(H2Body),
+    Own(Full<Bytes>),
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl InnerBody {
+    fn is_upstream(&self) -> bool {
+        !matches!(self, InnerBody::Own(_))
+    }
+}
+
+impl Body for InnerBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            InnerBody::H1(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            InnerBody::H2(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            InnerBody::Own(b) => Pin::new(b).poll_frame(cx).map_err(|never| match never {}),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            InnerBody::H1(b) => b.is_end_stream(),
+            InnerBody::H2(b) => b.is_end_stream(),
+            InnerBody::Own(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            InnerBody::H1(b) => b.size_hint(),
+            InnerBody::H2(b) => b.size_hint(),
+            InnerBody::Own(b) => b.size_hint(),
+        }
+    }
+}
 
 pub struct ObservedBody<C: OnComplete> {
     inner: InnerBody,
@@ -162,11 +229,24 @@ pub struct ObservedBody<C: OnComplete> {
     /// Since when the upstream body has had nothing to give, while it does.
     waiting_since: Option<Instant>,
     timer: Timer,
+    /// The call's own deadline, when it has one.
+    deadline: Option<Instant>,
+    /// The body was ended with trailers redline made: nothing more follows.
+    closed: bool,
 }
 
 impl<C: OnComplete> ObservedBody<C> {
     pub fn new(inner: InnerBody, on_complete: C) -> Self {
-        ObservedBody { inner, bytes: 0, on_complete: Some(on_complete), waiting_since: None, timer: Timer::default() }
+        let deadline = on_complete.call_deadline();
+        ObservedBody {
+            inner,
+            bytes: 0,
+            on_complete: Some(on_complete),
+            waiting_since: None,
+            timer: Timer::default(),
+            deadline,
+            closed: false,
+        }
     }
 
     fn complete(&mut self, end: BodyEnd) {
@@ -175,54 +255,83 @@ impl<C: OnComplete> ObservedBody<C> {
                 deadlines.release(&mut self.timer);
             }
             let reusable = match &mut self.inner {
-                Either::Left(upstream) if end == BodyEnd::Complete => upstream.take_reusable(),
+                InnerBody::H1(upstream) if end == BodyEnd::Complete => upstream.take_reusable(),
                 _ => None,
             };
             c.complete(self.bytes, end, reusable);
         }
     }
 
-    /// Whether an upstream body that keeps the client waiting has waited too long.
-    fn stalled(&mut self, cx: &mut Context<'_>) -> bool {
-        let (Some(c), Either::Left(_)) = (&self.on_complete, &self.inner) else { return false };
-        let Some((deadlines, limit)) = c.stall_limit() else { return false };
+    /// Ends the body early: with the call's closing trailers where it has them, else an error.
+    fn end_early(&mut self, end: BodyEnd, error: BoxError) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let closing = self.on_complete.as_mut().and_then(|c| c.closing_trailers(end));
+        self.complete(end);
+        match closing {
+            Some(trailers) => {
+                self.closed = true;
+                Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+            }
+            None => Poll::Ready(Some(Err(error))),
+        }
+    }
+
+    /// Whether an upstream body that keeps the client waiting has waited too long, or the
+    /// call's deadline passed while it waited.
+    fn expired(&mut self, cx: &mut Context<'_>) -> Option<BodyEnd> {
+        let Some(c) = &self.on_complete else { return None };
+        if !self.inner.is_upstream() {
+            return None;
+        }
+        let (deadlines, limit) = c.stall_limit()?;
         let since = *self.waiting_since.get_or_insert_with(Instant::now);
-        deadlines.poll_timer(&mut self.timer, since + limit, cx).is_ready()
+        let stall_at = since + limit;
+        let (at, end) = match self.deadline {
+            Some(d) if d < stall_at => (d, BodyEnd::DeadlineExceeded),
+            _ => (stall_at, BodyEnd::UpstreamStalled),
+        };
+        deadlines.poll_timer(&mut self.timer, at, cx).is_ready().then_some(end)
     }
 }
 
 impl<C: OnComplete + Unpin> Body for ObservedBody<C> {
     type Data = Bytes;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Error = BoxError;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
+        if this.closed {
+            return Poll::Ready(None);
+        }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.bytes += data.len() as u64;
+                    if this.deadline.is_some_and(|d| Instant::now() >= d) {
+                        return this.end_early(BodyEnd::DeadlineExceeded, "the call's deadline passed".into());
+                    }
+                } else if let (Some(trailers), Some(c)) = (frame.trailers_ref(), this.on_complete.as_mut()) {
+                    c.trailers(trailers);
                 }
                 this.waiting_since = None;
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => {
-                this.complete(BodyEnd::UpstreamFailed);
-                Poll::Ready(Some(Err(e)))
-            }
+            Poll::Ready(Some(Err(e))) => this.end_early(BodyEnd::UpstreamFailed, e),
             Poll::Ready(None) => {
                 this.complete(BodyEnd::Complete);
                 Poll::Ready(None)
             }
-            Poll::Pending if this.stalled(cx) => {
-                this.complete(BodyEnd::UpstreamStalled);
-                Poll::Ready(Some(Err("the upstream sent nothing for stream_idle_timeout".into())))
-            }
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => match this.expired(cx) {
+                Some(BodyEnd::DeadlineExceeded) => {
+                    this.end_early(BodyEnd::DeadlineExceeded, "the call's deadline passed".into())
+                }
+                Some(end) => this.end_early(end, "the upstream sent nothing for stream_idle_timeout".into()),
+                None => Poll::Pending,
+            },
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.closed || self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -1,6 +1,7 @@
 //! One proxied exchange: check and route the request, trace it, rewrite headers, forward it
-//! upstream, map failures to JSON errors, and record metrics and the access line exactly once
-//! when it ends, however it ends (completed, failed, abandoned by the client, cut by redline).
+//! upstream (HTTP/1.1 or HTTP/2), map failures to JSON errors (gRPC statuses for gRPC calls),
+//! and record metrics and the access line exactly once when it ends, however it ends
+//! (completed, failed, abandoned by the client, cut by redline).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,27 +9,30 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::uri::PathAndQuery;
+use http::uri::{Authority, PathAndQuery, Scheme, Uri};
 use http::{Request, Response, StatusCode, Version};
-use http_body_util::{Either, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 
-use super::body::{BodyEnd, BodyProgress, ObservedBody, OnComplete, RequestBody};
+use super::body::{BodyEnd, BodyProgress, InnerBody, ObservedBody, OnComplete, RequestBody};
 pub use super::conn::ClientInfo;
 use super::conn::{ConnCounters, ConnEnd, CutReason};
 use super::deadline::Deadlines;
 use super::route::{Route, RouteTable};
+use super::upstream::h2::H2Pool;
 use super::upstream::{ExchangeError, InUse, UpstreamConn, UpstreamError, UpstreamGauges, UpstreamPool};
-use crate::config::Propagator;
-use crate::telemetry::access_log::{AccessLine, AccessLog};
-use crate::telemetry::red::{ActiveRequest, ErrorType, MethodLabel, RedMetrics, RequestOutcome};
-use crate::telemetry::spans::{FinishedSpan, SpanSink};
+use crate::config::{Propagator, UpstreamProtocol};
+use crate::grpc::{self, Code};
+use crate::telemetry::access_log::{AccessLine, AccessLog, RpcFields};
+use crate::telemetry::red::{ActiveRequest, ErrorType, MethodLabel, RedMetrics, RequestOutcome, RpcOutcome};
+use crate::telemetry::spans::{FinishedSpan, SpanRpc, SpanSink};
 use crate::telemetry::trace_context::TraceContext;
 
 pub type ProxyBody = ObservedBody<Completion>;
 
 pub struct ProxySettings {
     pub upstream_authority: String,
+    pub upstream_protocol: UpstreamProtocol,
     /// From the end of the request body to the upstream's response head.
     pub upstream_timeout: Duration,
     /// The longest pause in a request or response body.
@@ -44,6 +48,10 @@ pub struct ProxySettings {
 /// One worker's proxy: its own upstream pool; routes, metrics and logs are shared.
 pub struct Proxy {
     pool: UpstreamPool,
+    h2: H2Pool,
+    protocol: UpstreamProtocol,
+    /// The upstream's authority, for HTTP/2 requests that name none.
+    upstream_authority: Authority,
     deadlines: Deadlines,
     /// The `Host` sent upstream when the client sent none (HTTP/1.0).
     upstream_host: HeaderValue,
@@ -71,8 +79,13 @@ impl Proxy {
     ) -> Result<Self, String> {
         let upstream_host = HeaderValue::from_str(&s.upstream_authority)
             .map_err(|e| format!("upstream: bad host:port {:?}: {e}", s.upstream_authority))?;
+        let upstream_authority = Authority::try_from(s.upstream_authority.as_str())
+            .map_err(|e| format!("upstream: bad host:port {:?}: {e}", s.upstream_authority))?;
         Ok(Proxy {
             pool: UpstreamPool::new(s.upstream_authority.clone(), gauges.clone(), s.upstream_timeout),
+            h2: H2Pool::new(s.upstream_authority.clone(), gauges.clone(), s.upstream_timeout),
+            protocol: s.upstream_protocol,
+            upstream_authority,
             // A 504 may come up to a tenth of the timeout (at most 50ms) late.
             deadlines: Deadlines::new(
                 (s.upstream_timeout.min(s.stream_idle_timeout) / 10).min(Duration::from_millis(50)),
@@ -101,6 +114,7 @@ impl Proxy {
     pub fn sweep(&self, now: Instant) {
         self.deadlines.sweep(now);
         self.pool.sweep(now);
+        self.h2.sweep(now);
     }
 
     /// Marks the worker's drain as run out: requests dropped from now on were cut by it.
@@ -160,6 +174,7 @@ impl Proxy {
             user_agent: None,
             trace: TraceContext::from_headers(&HeaderMap::new(), 0.0),
             span: None,
+            grpc: None,
             reported: false,
         }
         .complete(0, BodyEnd::Complete, None);
@@ -195,6 +210,21 @@ impl Proxy {
 
         let upgrade = requested_upgrade(&req);
         let client_upgraded = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
+        let grpc = grpc::is_grpc(req.headers()).then(|| GrpcCall {
+            deadline: req
+                .headers()
+                .get(grpc::GRPC_TIMEOUT)
+                .and_then(|v| grpc::parse_timeout(v.as_bytes()))
+                .map(|t| start + t),
+            code: None,
+        });
+        // Protocol upgrades (WebSocket) exist in HTTP/1.1 only.
+        let over_h2 = upgrade.is_none()
+            && match self.protocol {
+                UpstreamProtocol::Auto => req.version() == Version::HTTP_2,
+                UpstreamProtocol::Http2 => true,
+                UpstreamProtocol::Http1 => false,
+            };
 
         let (mut parts, body) = req.into_parts();
         let (body, progress) = RequestBody::new(body, start);
@@ -216,6 +246,7 @@ impl Proxy {
             user_agent,
             trace,
             span,
+            grpc,
             reported: false,
         };
         // Nothing the upstream should not see goes to it: a Host that is missing, repeated or
@@ -242,19 +273,31 @@ impl Proxy {
             parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             parts.headers.insert(header::UPGRADE, protocol.clone());
         }
-        done._in_use = Some(self.gauges.exchange());
 
-        // The upstream connection takes the origin form (`/path?query`); HTTP/2 requests carry
-        // the absolute form.
-        let target = done.path.as_ref().map_or("/", |p| p.as_str());
         // The upstream has `upstream_timeout` from the end of the request body (from the start
         // without one); while the body goes on, it may pause for `stream_idle_timeout` at most.
-        let (upstream_timeout, idle) = (self.upstream_timeout, self.stream_idle_timeout);
-        let deadline = || match &progress {
-            Some(p) => p.deadline(upstream_timeout, idle),
-            None => start + upstream_timeout,
+        // A gRPC call may be a long stream: it is bounded by its own deadline and by pauses of
+        // `stream_idle_timeout`, never by `upstream_timeout`.
+        let call_deadline = done.grpc.as_ref().and_then(|g| g.deadline);
+        let idle = self.stream_idle_timeout;
+        let upstream_timeout = if done.grpc.is_some() { idle } else { self.upstream_timeout };
+        let deadline = || {
+            let at = match &progress {
+                Some(p) => p.deadline(upstream_timeout, idle),
+                None => start + upstream_timeout,
+            };
+            call_deadline.map_or(at, |d| d.min(at))
         };
-        let sent = self.deadlines.watch(deadline, self.pool.send(parts, target, body, start, upgrade.is_some())).await;
+        let sent = if over_h2 {
+            let req = into_h2_request(parts, body, done.path.as_ref(), &self.upstream_authority);
+            self.deadlines.watch(deadline, self.h2.send(req)).await.map(|r| r.map(|r| r.map(InnerBody::H2)))
+        } else {
+            done._in_use = Some(self.gauges.exchange());
+            // The upstream connection takes the origin form (`/path?query`).
+            let target = done.path.as_ref().map_or("/", |p| p.as_str());
+            let send = self.pool.send(parts, target, body, start, upgrade.is_some());
+            self.deadlines.watch(deadline, send).await.map(|r| r.map(|r| r.map(InnerBody::H1)))
+        };
         match sent {
             Ok(Ok(resp)) => {
                 // The upstream's hop-by-hop fields were left behind when its head was parsed.
@@ -264,25 +307,36 @@ impl Proxy {
                 if parts.status.is_server_error() {
                     done.error = Some(ErrorType::Status);
                 }
+                if let Some(call) = &mut done.grpc {
+                    call.code = grpc::status_of_head(done.status, &parts.headers);
+                }
                 if parts.status == StatusCode::SWITCHING_PROTOCOLS {
                     // Only an upgrade request gets here (the codec refuses other 101s). The
                     // exchange is over for metrics and logs; the tunnel keeps the upstream
                     // connection counted as active until it closes.
-                    if let (Some(client_upgraded), Some(conn)) = (client_upgraded, body.into_upgraded()) {
+                    if let (Some(client_upgraded), InnerBody::H1(body)) = (client_upgraded, body)
+                        && let Some(conn) = body.into_upgraded()
+                    {
                         tokio::spawn(super::tunnel::carry(client_upgraded, conn, done._in_use.take(), client.clone()));
                     }
-                    return Response::from_parts(parts, ObservedBody::new(Either::Right(Full::default()), done));
+                    return Response::from_parts(parts, ObservedBody::new(InnerBody::Own(Full::default()), done));
                 }
-                Response::from_parts(parts, ObservedBody::new(Either::Left(body), done))
+                Response::from_parts(parts, ObservedBody::new(body, done))
             }
             Ok(Err(e)) => {
-                let (status, error, message) = classify(&e);
+                let (status, error, message) = classify(&e, progress.as_deref());
                 done._in_use = None;
                 error_response(status, error, message, done)
             }
             Err(_elapsed) => {
                 done._in_use = None;
                 match &progress {
+                    _ if call_deadline.is_some_and(|d| Instant::now() >= d) => grpc_response(
+                        Code::DeadlineExceeded,
+                        ErrorType::GrpcDeadlineExceeded,
+                        "the call's deadline (grpc-timeout) passed",
+                        done,
+                    ),
                     // The client stopped sending its body: its fault, and it is told so.
                     Some(p) if !p.is_done() && !p.upstream_blocked() => error_response(
                         StatusCode::REQUEST_TIMEOUT,
@@ -295,6 +349,37 @@ impl Proxy {
             }
         }
     }
+}
+
+/// What an HTTP/2 upstream is sent: the absolute target, its authority the request's `Host`
+/// (now `:authority`), the client's `TE: trailers` kept as HTTP/2 allows.
+fn into_h2_request(
+    mut parts: http::request::Parts,
+    body: RequestBody,
+    path: Option<&PathAndQuery>,
+    upstream: &Authority,
+) -> Request<RequestBody> {
+    let authority = parts
+        .headers
+        .remove(header::HOST)
+        .and_then(|h| Authority::try_from(h.as_bytes()).ok())
+        .unwrap_or_else(|| upstream.clone());
+    let mut uri = http::uri::Parts::default();
+    uri.scheme = Some(Scheme::HTTP);
+    uri.authority = Some(authority);
+    uri.path_and_query = Some(path.cloned().unwrap_or_else(|| PathAndQuery::from_static("/")));
+    parts.uri = Uri::from_parts(uri).unwrap_or_else(|_| Uri::from_static("/"));
+    parts.version = Version::HTTP_2;
+    Request::from_parts(parts, body)
+}
+
+/// A gRPC call in progress: its deadline and, once known, its status.
+#[derive(Clone, Copy, Debug)]
+pub struct GrpcCall {
+    /// From `grpc-timeout`, counted from the request's arrival.
+    deadline: Option<Instant>,
+    /// From the response head (trailers-only, or a non-200 status), the trailers, or redline.
+    code: Option<Code>,
 }
 
 /// What the upstream's `Host` is to be.
@@ -422,7 +507,7 @@ fn requested_upgrade(req: &Request<Incoming>) -> Option<HeaderValue> {
     (asked && !h2c).then(|| protocol.clone())
 }
 
-fn classify(e: &UpstreamError) -> (StatusCode, ErrorType, &'static str) {
+fn classify(e: &UpstreamError, progress: Option<&BodyProgress>) -> (StatusCode, ErrorType, &'static str) {
     match e {
         UpstreamError::Connect(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
             (StatusCode::BAD_GATEWAY, ErrorType::ConnectionRefused, "upstream refused the connection")
@@ -444,6 +529,15 @@ fn classify(e: &UpstreamError) -> (StatusCode, ErrorType, &'static str) {
             ErrorType::UpstreamError,
             "upstream closed the connection or sent an invalid response",
         ),
+        // hyper's HTTP/2 client ends the stream when the client's body fails on its way.
+        UpstreamError::H2(_) if progress.is_some_and(BodyProgress::client_failed) => {
+            (StatusCode::BAD_REQUEST, ErrorType::ClientClosed, "the request body ended early")
+        }
+        UpstreamError::H2(_) => (
+            StatusCode::BAD_GATEWAY,
+            ErrorType::UpstreamError,
+            "upstream reset the stream, closed the connection or does not speak HTTP/2",
+        ),
     }
 }
 
@@ -464,28 +558,50 @@ fn client_body_fault(e: &hyper::Error) -> ErrorType {
 }
 
 fn error_response(status: StatusCode, error: ErrorType, message: &str, mut done: Completion) -> Response<ProxyBody> {
+    if done.grpc.is_some() {
+        // A gRPC client reads a status, not an HTTP error: the code gRPC maps the status to.
+        let code = match status {
+            StatusCode::REQUEST_TIMEOUT => Code::Cancelled,
+            other => Code::from_http_status(other.as_u16()),
+        };
+        return grpc_response(code, error, message, done);
+    }
     done.status = status.as_u16();
     done.error = Some(error);
     let body = format!("{{\"error\":\"{message}\",\"trace_id\":\"{}\"}}\n", done.trace.trace_id_hex());
-    let mut resp = Response::new(ObservedBody::new(Either::Right(Full::new(Bytes::from(body))), done));
+    let mut resp = Response::new(ObservedBody::new(InnerBody::Own(Full::new(Bytes::from(body))), done));
     *resp.status_mut() = status;
     resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }
 
-static HOP_BY_HOP: [HeaderName; 8] = [
+/// A trailers-only gRPC answer (HTTP 200, `grpc-status`, `grpc-message`) for a call redline
+/// could not forward.
+fn grpc_response(code: Code, error: ErrorType, message: &str, mut done: Completion) -> Response<ProxyBody> {
+    done.status = 200;
+    done.error = Some(error);
+    if let Some(call) = &mut done.grpc {
+        call.code = Some(code);
+    }
+    let mut resp = Response::new(ObservedBody::new(InnerBody::Own(Full::default()), done));
+    *resp.headers_mut() = grpc::status_headers(code, message, true);
+    resp
+}
+
+static HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
     header::TE,
-    header::TRAILER,
     header::UPGRADE,
 ];
 
 /// Removes RFC 9110 hop-by-hop headers from a client's request, including any named in
-/// `Connection`. `Transfer-Encoding` is framing that is redone upstream, so it goes too.
+/// `Connection`. `Transfer-Encoding` is framing that is redone upstream, so it goes too. `TE`
+/// goes but for its `trailers` token: the client takes trailers, which redline carries through
+/// (gRPC requires `te: trailers`).
 pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     // One pass over the names (standard names compare by tag) finds what is there: usually
     // nothing, or a `Connection: keep-alive` answer, which then costs one removal.
@@ -516,8 +632,18 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     for name in &listed {
         headers.remove(name);
     }
+    let te_trailers = present[HOP_BY_HOP.iter().position(|h| h == header::TE).unwrap_or(0)]
+        && headers.get_all(header::TE).iter().any(|v| {
+            v.as_bytes().split(|&b| b == b',').any(|t| {
+                let token = t.split(|&b| b == b';').next().unwrap_or_default();
+                token.trim_ascii().eq_ignore_ascii_case(b"trailers")
+            })
+        });
     for (name, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, p)| *p) {
         headers.remove(name);
+    }
+    if te_trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
     if present[HOP_BY_HOP.len()] {
         headers.remove(header::TRANSFER_ENCODING);
@@ -581,6 +707,8 @@ pub struct Completion {
     user_agent: Option<HeaderValue>,
     trace: TraceContext,
     span: Option<SpanStart>,
+    /// Set for a gRPC call (`content-type: application/grpc*`).
+    grpc: Option<GrpcCall>,
     reported: bool,
 }
 
@@ -613,6 +741,30 @@ impl OnComplete for Completion {
     fn stall_limit(&self) -> Option<(&Deadlines, Duration)> {
         Some((&self.proxy.deadlines, self.proxy.stream_idle_timeout))
     }
+
+    fn call_deadline(&self) -> Option<Instant> {
+        self.grpc.and_then(|g| g.deadline)
+    }
+
+    fn trailers(&mut self, trailers: &HeaderMap) {
+        if let Some(call) = &mut self.grpc
+            && let Some(code) = grpc::status_of_trailers(trailers)
+        {
+            call.code = Some(code);
+        }
+    }
+
+    fn closing_trailers(&mut self, end: BodyEnd) -> Option<HeaderMap> {
+        let call = self.grpc.as_mut()?;
+        let (code, message) = match end {
+            BodyEnd::DeadlineExceeded => (Code::DeadlineExceeded, "the call's deadline (grpc-timeout) passed"),
+            BodyEnd::UpstreamStalled => (Code::Unavailable, "the upstream sent nothing for stream_idle_timeout"),
+            BodyEnd::UpstreamFailed => (Code::Unavailable, "the upstream reset the stream or closed the connection"),
+            BodyEnd::Complete | BodyEnd::Abandoned => return None,
+        };
+        call.code = Some(code);
+        Some(grpc::status_headers(code, message, false))
+    }
 }
 
 impl Completion {
@@ -640,17 +792,39 @@ impl Completion {
             self.client.clock.request_ended(now);
         }
         // A failure already known (the service's) stays the reason; the rest is how the body ended.
-        let error = self.error.or(match end {
+        let mut error = self.error.or(match end {
             BodyEnd::Complete => None,
             BodyEnd::UpstreamFailed => Some(ErrorType::UpstreamError),
             BodyEnd::UpstreamStalled => Some(ErrorType::Timeout),
+            BodyEnd::DeadlineExceeded => Some(ErrorType::GrpcDeadlineExceeded),
             BodyEnd::Abandoned => Some(self.abandoned_because()),
+        });
+        // A gRPC call's status: as it came (head or trailers) or as redline answered; a call
+        // cut short has the status its client sees.
+        let grpc_code = self.grpc.map(|call| {
+            let code = call.code.unwrap_or(match end {
+                _ if self.status == 0 => Code::Cancelled,
+                // A stream that ended without a status: gRPC clients report UNKNOWN.
+                BodyEnd::Complete => Code::Unknown,
+                BodyEnd::Abandoned => Code::Cancelled,
+                BodyEnd::DeadlineExceeded => Code::DeadlineExceeded,
+                BodyEnd::UpstreamFailed | BodyEnd::UpstreamStalled => Code::Unavailable,
+            });
+            if error.is_none() {
+                error = ErrorType::of_grpc(code);
+            }
+            code
         });
         // A path not seen before becomes a route once the upstream answers it as one; scans of
         // unknown paths share one label instead of filling the table.
-        // The service's own failures (502, 504) name a path it should have served, too.
+        // The service's own failures (502, 504) name a path it should have served, too; a gRPC
+        // UNIMPLEMENTED from the upstream is its "no such method", a 404.
         let judged = self.upstream_answered || error.is_some_and(ErrorType::is_service_error);
-        let route = self.proxy.routes.settle(&self.route, judged.then_some(self.status));
+        let settled_status = match grpc_code {
+            Some(Code::Unimplemented) if self.upstream_answered => 404,
+            _ => self.status,
+        };
+        let route = self.proxy.routes.settle(&self.route, judged.then_some(settled_status));
         let request_bytes = self.request_bytes.as_ref().map_or(0, |p| p.bytes());
         self.proxy.red.record(&RequestOutcome {
             route_id: route.id,
@@ -663,6 +837,21 @@ impl Completion {
             response_body_bytes: response_bytes,
             exemplar_trace_id: self.trace.sampled.then_some(self.trace.trace_id),
         });
+        // `package.Service/Method` as the request named it, for logs and spans.
+        let called = self.path.as_ref().and_then(|p| grpc::service_and_method(p.path()));
+        if let Some(code) = grpc_code {
+            // The route is the method once the upstream served it; paths that are no route
+            // share `_OTHER`, as unbounded names must.
+            let method = route.name.strip_prefix('/').filter(|_| grpc::service_and_method(&route.name).is_some());
+            self.proxy.red.record_rpc(&RpcOutcome {
+                route_id: route.id,
+                method: method.unwrap_or("_OTHER"),
+                code,
+                server_error: code.is_server_error() && error.is_none_or(ErrorType::is_service_error),
+                duration_seconds: elapsed.as_secs_f64(),
+                exemplar_trace_id: self.trace.sampled.then_some(self.trace.trace_id),
+            });
+        }
         let mut status_buf = itoa::Buffer::new();
         let error_label = error.map(|e| e.label(self.status, &mut status_buf));
         self.proxy.access_log.write(&AccessLine {
@@ -678,7 +867,13 @@ impl Completion {
             trace_id: &self.trace.trace_id,
             span_id: &self.trace.span_id,
             error_type: error_label,
+            rpc: grpc_code.map(|code| RpcFields {
+                service: called.map(|(service, _)| service),
+                method: self.path.as_ref().map(|p| p.path()).filter(|_| called.is_some()).map(|p| &p[1..]),
+                status_code: code.name(),
+            }),
         });
+        let rpc = grpc_code.map(|code| SpanRpc { method: called.map(|(s, m)| format!("{s}/{m}").into()), code });
         if let Some(span) = self.span.take() {
             let error_type = error.map(|e| match e {
                 ErrorType::Status => std::borrow::Cow::Owned(self.status.to_string()),
@@ -702,6 +897,7 @@ impl Completion {
                 user_agent: self.user_agent.take(),
                 request_body_size: request_bytes,
                 response_body_size: response_bytes,
+                rpc,
             });
         }
     }
@@ -730,12 +926,17 @@ mod tests {
         h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-secret-hop"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert("x-secret-hop", HeaderValue::from_static("1"));
-        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert(header::TE, HeaderValue::from_static("gzip;q=0.5, Trailers"));
         h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
         h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
         remove_hop_by_hop(&mut h);
-        assert_eq!(h.len(), 1, "{h:?}");
+        assert_eq!(h.len(), 2, "{h:?}");
         assert!(h.contains_key(header::ACCEPT));
+        assert_eq!(h[header::TE], "trailers", "only the trailers token of TE goes on (gRPC needs it)");
+        let mut h = HeaderMap::new();
+        h.insert(header::TE, HeaderValue::from_static("gzip"));
+        remove_hop_by_hop(&mut h);
+        assert!(h.is_empty(), "{h:?}");
     }
 
     #[test]

@@ -61,6 +61,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         spans: Some(Arc::new(span_sink)),
         propagators: config.tracing.propagators.clone(),
         upstream_authority: config.upstream.authority.clone(),
+        upstream_protocol: config.upstream_protocol,
         upstream_timeout: config.upstream_timeout,
         stream_idle_timeout: config.stream_idle_timeout,
         sampler_ratio: config.tracing.sampler_ratio,
@@ -79,6 +80,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         log_drops: Some(logs.counter()),
         spans: Some(span_counters),
         upstream_authority: config.upstream.authority.clone(),
+        health_check: config.upstream_health_check.clone(),
         rules: rules.clone(),
         draining: Default::default(),
     });

@@ -23,6 +23,17 @@ pub struct AccessLine<'a> {
     pub trace_id: &'a [u8; 16],
     pub span_id: &'a [u8; 8],
     pub error_type: Option<&'a str>,
+    /// For a gRPC call: its service, method and status.
+    pub rpc: Option<RpcFields<'a>>,
+}
+
+/// What the access line of a gRPC call adds (OpenTelemetry RPC attribute names).
+pub struct RpcFields<'a> {
+    /// `package.Service`, None when the path is not `/package.Service/Method`.
+    pub service: Option<&'a str>,
+    /// `package.Service/Method`, as `rpc.method` is since semantic conventions v1.45.0.
+    pub method: Option<&'a str>,
+    pub status_code: &'a str,
 }
 
 /// Where access lines go: the process's log writer and the service name every line carries.
@@ -86,6 +97,19 @@ impl AccessLog {
         if let Some(e) = l.error_type {
             out.extend_from_slice(b",\"error.type\":");
             escape_json(out, e.as_bytes());
+        }
+        if let Some(rpc) = &l.rpc {
+            out.extend_from_slice(b",\"rpc.system.name\":\"grpc\"");
+            if let Some(service) = rpc.service {
+                out.extend_from_slice(b",\"rpc.service\":");
+                escape_json(out, service.as_bytes());
+            }
+            if let Some(method) = rpc.method {
+                out.extend_from_slice(b",\"rpc.method\":");
+                escape_json(out, method.as_bytes());
+            }
+            out.extend_from_slice(b",\"rpc.response.status_code\":");
+            escape_json(out, rpc.status_code.as_bytes());
         }
         out.extend_from_slice(b"}\n");
     }
@@ -237,6 +261,7 @@ mod tests {
             trace_id: &[0xab; 16],
             span_id: &[0x01; 8],
             error_type: error,
+            rpc: None,
         }
     }
 
@@ -280,6 +305,21 @@ mod tests {
         let text = formatted(&log("s"), &line(None, None), SystemTime::now());
         let v: serde_json::Value = serde_json::from_str(text.trim_end()).expect("one JSON object");
         assert!(v.get("user_agent.original").is_none() && v.get("error.type").is_none(), "{text}");
+    }
+
+    #[test]
+    fn a_grpc_call_carries_its_service_method_and_status() {
+        let mut l = line(None, Some("UNAVAILABLE"));
+        l.rpc =
+            Some(RpcFields { service: Some("shop.Cart"), method: Some("shop.Cart/Add"), status_code: "UNAVAILABLE" });
+        let text = formatted(&log("s"), &l, SystemTime::now());
+        let v: serde_json::Value = serde_json::from_str(text.trim_end()).expect("one JSON object");
+        assert_eq!(v["rpc.system.name"], "grpc");
+        assert_eq!(v["rpc.service"], "shop.Cart");
+        assert_eq!(v["rpc.method"], "shop.Cart/Add");
+        assert_eq!(v["rpc.response.status_code"], "UNAVAILABLE");
+        let text = formatted(&log("s"), &line(None, None), SystemTime::now());
+        assert!(!text.contains("rpc."), "{text}");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! RED metrics of proxied requests (OpenTelemetry HTTP server conventions, Prometheus names).
+//! RED metrics of proxied requests (OpenTelemetry HTTP server conventions, Prometheus names),
+//! and of the gRPC calls among them (OpenTelemetry RPC conventions v1.45.0).
 //! One lock-free series per (route, method, status, error type); lookups hit a sharded map.
 
 use std::sync::Arc;
@@ -7,6 +8,7 @@ use std::sync::atomic::{AtomicI64, AtomicU16, Ordering};
 use dashmap::DashMap;
 
 use super::metrics::{BODY_SIZE_BUCKETS, ExpositionWriter, Histogram, Kind};
+use crate::grpc::Code;
 
 /// `http_request_method` values: the known methods, everything else is `_OTHER`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,6 +99,14 @@ pub enum ErrorType {
     ClientInvalidRequest,
     /// The sidecar's drain after a shutdown signal ran out of time and cut the request.
     Shutdown,
+    /// A gRPC call that ended with one of the codes the OpenTelemetry gRPC conventions count
+    /// as the server's errors; the label is the code's name.
+    GrpcUnknown,
+    GrpcDeadlineExceeded,
+    GrpcUnimplemented,
+    GrpcInternal,
+    GrpcUnavailable,
+    GrpcDataLoss,
 }
 
 impl ErrorType {
@@ -111,6 +121,25 @@ impl ErrorType {
             ErrorType::ClientTimeout => "client_timeout",
             ErrorType::ClientInvalidRequest => "client_invalid_request",
             ErrorType::Shutdown => "shutdown",
+            ErrorType::GrpcUnknown => "UNKNOWN",
+            ErrorType::GrpcDeadlineExceeded => "DEADLINE_EXCEEDED",
+            ErrorType::GrpcUnimplemented => "UNIMPLEMENTED",
+            ErrorType::GrpcInternal => "INTERNAL",
+            ErrorType::GrpcUnavailable => "UNAVAILABLE",
+            ErrorType::GrpcDataLoss => "DATA_LOSS",
+        }
+    }
+
+    /// The error of a gRPC call that ended with `code`: None unless it is a server error.
+    pub fn of_grpc(code: Code) -> Option<ErrorType> {
+        match code {
+            Code::Unknown => Some(ErrorType::GrpcUnknown),
+            Code::DeadlineExceeded => Some(ErrorType::GrpcDeadlineExceeded),
+            Code::Unimplemented => Some(ErrorType::GrpcUnimplemented),
+            Code::Internal => Some(ErrorType::GrpcInternal),
+            Code::Unavailable => Some(ErrorType::GrpcUnavailable),
+            Code::DataLoss => Some(ErrorType::GrpcDataLoss),
+            _ => None,
         }
     }
 
@@ -155,10 +184,30 @@ struct Series {
     response_size: Histogram,
 }
 
+/// One gRPC call's outcome, recorded besides its HTTP outcome.
+pub struct RpcOutcome<'a> {
+    pub route_id: u32,
+    /// `package.Service/Method`, or `_OTHER` for a path that is no route.
+    pub method: &'a str,
+    pub code: Code,
+    /// The call failed and the server is to blame: `error_type` is the code's name.
+    pub server_error: bool,
+    pub duration_seconds: f64,
+    pub exemplar_trace_id: Option<[u8; 16]>,
+}
+
+struct RpcSeries {
+    method: Arc<str>,
+    code: Code,
+    server_error: bool,
+    duration: Histogram,
+}
+
 pub struct RedMetrics {
     duration_bounds: Arc<[f64]>,
     size_bounds: Arc<[f64]>,
     series: DashMap<u64, Arc<Series>>,
+    rpc: DashMap<u64, Arc<RpcSeries>>,
     active: [AtomicI64; METHOD_LABELS.len()],
     methods_seen: AtomicU16,
 }
@@ -174,6 +223,7 @@ impl RedMetrics {
             duration_bounds: duration_buckets.to_vec().into(),
             size_bounds: BODY_SIZE_BUCKETS.to_vec().into(),
             series: DashMap::new(),
+            rpc: DashMap::new(),
             active: Default::default(),
             methods_seen: AtomicU16::new(0),
         }
@@ -212,6 +262,30 @@ impl RedMetrics {
         }
         series.request_size.observe(o.request_body_bytes as f64);
         series.response_size.observe(o.response_body_bytes as f64);
+    }
+
+    /// Records a gRPC call in `rpc_server_call_duration_seconds`.
+    pub fn record_rpc(&self, o: &RpcOutcome<'_>) {
+        let key = (o.route_id as u64) << 32 | (o.code as u64) << 8 | o.server_error as u64;
+        let series = match self.rpc.get(&key) {
+            Some(s) => s.clone(),
+            None => self
+                .rpc
+                .entry(key)
+                .or_insert_with(|| {
+                    Arc::new(RpcSeries {
+                        method: o.method.into(),
+                        code: o.code,
+                        server_error: o.server_error,
+                        duration: Histogram::new(self.duration_bounds.clone()),
+                    })
+                })
+                .clone(),
+        };
+        match o.exemplar_trace_id {
+            Some(trace_id) => series.duration.observe_with_exemplar(o.duration_seconds, trace_id, unix_now()),
+            None => series.duration.observe(o.duration_seconds),
+        }
     }
 
     /// Number of distinct series (route x method x status x error type).
@@ -260,6 +334,7 @@ impl RedMetrics {
                 w.histogram(&labels[..n], &snapshot);
             }
         }
+        self.write_rpc(w);
         let seen = self.methods_seen.load(Ordering::Relaxed);
         if seen != 0 {
             w.family("http_server_active_requests", "Number of active HTTP server requests.", Kind::Gauge);
@@ -271,6 +346,28 @@ impl RedMetrics {
                     );
                 }
             }
+        }
+    }
+}
+
+impl RedMetrics {
+    fn write_rpc(&self, w: &mut ExpositionWriter) {
+        let mut all: Vec<Arc<RpcSeries>> = self.rpc.iter().map(|e| e.value().clone()).collect();
+        if all.is_empty() {
+            return;
+        }
+        all.sort_by(|a, b| (&a.method, a.code as u8, a.server_error).cmp(&(&b.method, b.code as u8, b.server_error)));
+        w.family("rpc_server_call_duration_seconds", "Duration of incoming RPCs (gRPC calls).", Kind::Histogram);
+        for s in &all {
+            let snapshot = s.duration.snapshot();
+            let labels = [
+                ("rpc_system_name", "grpc"),
+                ("rpc_method", &*s.method),
+                ("rpc_response_status_code", s.code.name()),
+                ("error_type", s.code.name()),
+            ];
+            let n = if s.server_error { 4 } else { 3 };
+            w.histogram(&labels[..n], &snapshot);
         }
     }
 }
@@ -359,5 +456,31 @@ mod tests {
         assert_eq!(MethodLabel::of(&http::Method::GET).as_str(), "GET");
         let custom = http::Method::from_bytes(b"PURGE").expect("valid method token");
         assert_eq!(MethodLabel::of(&custom).as_str(), "_OTHER");
+    }
+
+    #[test]
+    fn grpc_calls_have_their_own_family_with_server_errors_labelled() {
+        let m = Arc::new(RedMetrics::new(&[0.1, 1.0]));
+        let call = |code: Code, server_error: bool| RpcOutcome {
+            route_id: 7,
+            method: "shop.Cart/Add",
+            code,
+            server_error,
+            duration_seconds: 0.05,
+            exemplar_trace_id: None,
+        };
+        m.record_rpc(&call(Code::Ok, false));
+        m.record_rpc(&call(Code::Ok, false));
+        m.record_rpc(&call(Code::NotFound, false));
+        m.record_rpc(&call(Code::Unavailable, true));
+        let mut w = ExpositionWriter::new(Format::Prometheus);
+        m.write(&mut w);
+        let text = w.finish();
+        assert!(text.contains("# TYPE rpc_server_call_duration_seconds histogram\n"), "{text}");
+        assert!(text.contains("rpc_server_call_duration_seconds_count{rpc_system_name=\"grpc\",rpc_method=\"shop.Cart/Add\",rpc_response_status_code=\"OK\"} 2\n"), "{text}");
+        assert!(text.contains("rpc_response_status_code=\"NOT_FOUND\"} 1\n"), "{text}");
+        assert!(text.contains("rpc_response_status_code=\"UNAVAILABLE\",error_type=\"UNAVAILABLE\"} 1\n"), "{text}");
+        assert_eq!(ErrorType::of_grpc(Code::NotFound), None);
+        assert_eq!(ErrorType::of_grpc(Code::DataLoss).map(ErrorType::as_str), Some("DATA_LOSS"));
     }
 }

@@ -36,6 +36,15 @@ pub struct FinishedSpan {
     pub user_agent: Option<HeaderValue>,
     pub request_body_size: u64,
     pub response_body_size: u64,
+    /// For a gRPC call: its method and status (the span then follows the RPC conventions).
+    pub rpc: Option<SpanRpc>,
+}
+
+/// The RPC side of a gRPC call's span.
+pub struct SpanRpc {
+    /// `package.Service/Method` from the request path; None when the path is not of that shape.
+    pub method: Option<Box<str>>,
+    pub code: crate::grpc::Code,
 }
 
 /// Where to send spans and how much to buffer.

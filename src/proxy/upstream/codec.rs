@@ -78,6 +78,39 @@ pub fn chunk_header(len: usize) -> Bytes {
 /// The last chunk of a chunked request body, with no trailers.
 pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
+/// The last chunk of a chunked request body with its trailer section; the fields a trailer
+/// must not carry (framing, routing, hop-by-hop: RFC 9110 section 6.5.1) are left out.
+pub fn last_chunk_with_trailers(trailers: &HeaderMap) -> Bytes {
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(b"0\r\n");
+    for (name, value) in trailers {
+        if allowed_in_trailers(name) {
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    out.into()
+}
+
+/// Whether a field may travel in a trailer section: not one that frames the message, routes
+/// it, or concerns one connection only.
+pub fn allowed_in_trailers(name: &HeaderName) -> bool {
+    !(*name == header::TRANSFER_ENCODING
+        || *name == header::CONTENT_LENGTH
+        || *name == header::HOST
+        || *name == header::CONNECTION
+        || *name == header::TE
+        || *name == header::TRAILER
+        || *name == header::UPGRADE
+        || *name == header::CONTENT_TYPE
+        || *name == header::CONTENT_ENCODING
+        || name.as_str() == "keep-alive"
+        || name.as_str() == "proxy-connection")
+}
+
 /// Why a response from the upstream is not HTTP/1.x the proxy can forward.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ProtocolError {
@@ -251,8 +284,8 @@ impl HopByHop {
             self.upgrade = HeaderValue::from_bytes(value).ok();
             return Ok(true);
         }
+        // `Trailer` is end-to-end: it announces the trailer fields to the client.
         Ok(*name == header::TE
-            || *name == header::TRAILER
             || *name == header::PROXY_AUTHENTICATE
             || name.as_str() == "keep-alive"
             || name.as_str() == "proxy-connection")
@@ -297,13 +330,16 @@ impl HopByHop {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Chunk {
     Data(Bytes),
+    /// The trailer section after the last chunk (only when it has fields); `End` follows.
+    Trailers(HeaderMap),
     /// The last chunk and the trailer section were read; the connection is at the next response.
     End,
     /// More bytes are needed.
     NeedMore,
 }
 
-/// Decodes a chunked body incrementally; trailer fields are read and dropped.
+/// Decodes a chunked body incrementally; trailer fields are handed on, but for those a
+/// trailer must not carry.
 #[derive(Debug, Default)]
 pub struct ChunkedDecoder {
     state: ChunkState,
@@ -362,9 +398,22 @@ impl ChunkedDecoder {
                     }
                     let mut fields = [httparse::EMPTY_HEADER; 32];
                     match httparse::parse_headers(buf, &mut fields) {
-                        Ok(httparse::Status::Complete((used, _))) => {
+                        Ok(httparse::Status::Complete((used, parsed))) => {
+                            let mut trailers = HeaderMap::with_capacity(parsed.len());
+                            for field in parsed {
+                                let name = HeaderName::from_bytes(field.name.as_bytes())
+                                    .map_err(|_| ProtocolError::Trailers)?;
+                                let value =
+                                    HeaderValue::from_bytes(field.value).map_err(|_| ProtocolError::Trailers)?;
+                                if allowed_in_trailers(&name) {
+                                    trailers.append(name, value);
+                                }
+                            }
                             buf.advance(used);
                             self.state = ChunkState::Done;
+                            if !trailers.is_empty() {
+                                return Ok(Chunk::Trailers(trailers));
+                            }
                         }
                         Ok(httparse::Status::Partial) if buf.len() < MAX_CHUNK_LINE_BYTES => {
                             return Ok(Chunk::NeedMore);
@@ -506,7 +555,7 @@ mod tests {
              Transfer-Encoding: chunked\r\nContent-Length: 3\r\nTrailer: x-sum\r\nUpgrade: h2c\r\nX-App: kept\r\n\r\n",
         );
         let names: Vec<&str> = h.headers.keys().map(|n| n.as_str()).collect();
-        assert_eq!(names, ["x-app"]);
+        assert_eq!(names, ["x-app", "trailer"], "Trailer is end-to-end: it announces the trailers");
     }
 
     #[test]
@@ -519,11 +568,16 @@ mod tests {
         assert!(!h.keep_alive, "chunked in HTTP/1.0 closes the connection");
     }
 
-    fn decode_all(decoder: &mut ChunkedDecoder, buf: &mut BytesMut) -> (Vec<u8>, bool) {
+    fn decode_with_trailers(
+        decoder: &mut ChunkedDecoder,
+        buf: &mut BytesMut,
+        trailers: &mut HeaderMap,
+    ) -> (Vec<u8>, bool) {
         let mut out = Vec::new();
         loop {
             match decoder.decode(buf).expect("valid chunked body") {
                 Chunk::Data(d) => out.extend_from_slice(&d),
+                Chunk::Trailers(t) => trailers.extend(t),
                 Chunk::End => return (out, true),
                 Chunk::NeedMore => return (out, false),
             }
@@ -531,22 +585,38 @@ mod tests {
     }
 
     #[test]
-    fn chunked_bodies_decode_across_any_split_and_drop_trailers() {
-        let wire = b"5;ext=1\r\nhello\r\n1a\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nx-checksum: 9\r\n\r\nHTTP/1.1";
+    fn chunked_bodies_decode_across_any_split_with_their_trailers() {
+        let wire = b"5;ext=1\r\nhello\r\n1a\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nx-checksum: 9\r\n\
+                     Content-Length: 5\r\ngrpc-status: 0\r\n\r\nHTTP/1.1";
         for split in 0..wire.len() {
             let mut decoder = ChunkedDecoder::default();
+            let mut trailers = HeaderMap::new();
             let mut buf = BytesMut::from(&wire[..split]);
-            let (mut body, mut ended) = decode_all(&mut decoder, &mut buf);
+            let (mut body, mut ended) = decode_with_trailers(&mut decoder, &mut buf, &mut trailers);
             buf.extend_from_slice(&wire[split..]);
             if !ended {
-                let (rest, end) = decode_all(&mut decoder, &mut buf);
+                let (rest, end) = decode_with_trailers(&mut decoder, &mut buf, &mut trailers);
                 body.extend_from_slice(&rest);
                 ended = end;
             }
             assert!(ended, "split at {split}");
             assert_eq!(body, b"helloabcdefghijklmnopqrstuvwxyz", "split at {split}");
             assert_eq!(&buf[..], b"HTTP/1.1", "the next response stays buffered (split at {split})");
+            assert_eq!(trailers.len(), 2, "framing fields never travel as trailers: {trailers:?}");
+            assert_eq!(
+                (&trailers["x-checksum"], &trailers["grpc-status"]),
+                (&"9".parse().expect("v"), &"0".parse().expect("v"))
+            );
         }
+    }
+
+    #[test]
+    fn request_trailers_encode_without_forbidden_fields() {
+        let mut t = HeaderMap::new();
+        t.insert("x-checksum", HeaderValue::from_static("9"));
+        t.insert(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
+        assert_eq!(&last_chunk_with_trailers(&t)[..], b"0\r\nx-checksum: 9\r\n\r\n");
+        assert_eq!(&last_chunk_with_trailers(&HeaderMap::new())[..], LAST_CHUNK);
     }
 
     #[test]

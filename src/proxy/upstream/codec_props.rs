@@ -61,6 +61,7 @@ fn read_split(wire: &[u8], at: usize, method: &Method, upgrading: bool) -> Resul
                         assert!(!d.is_empty(), "empty data would make a reader spin");
                         body.extend_from_slice(&d);
                     }
+                    Chunk::Trailers(t) => assert!(t.keys().all(allowed_in_trailers), "forbidden trailer field: {t:?}"),
                     Chunk::End => break,
                     Chunk::NeedMore => match more.take() {
                         Some(m) => buf.extend_from_slice(m),
@@ -323,6 +324,7 @@ proptest! {
         while let Ok(chunk) = decoder.decode(&mut buf) {
             match chunk {
                 Chunk::Data(d) => prop_assert!(!d.is_empty()),
+                Chunk::Trailers(t) => assert!(t.keys().all(allowed_in_trailers), "forbidden trailer field: {t:?}"),
                 Chunk::End => break,
                 Chunk::NeedMore => match more.take() {
                     Some(m) => buf.extend_from_slice(m),
@@ -617,6 +619,7 @@ proptest! {
             match decoder.decode(&mut buf).expect("valid so far") {
                 Chunk::Data(d) => out.extend_from_slice(&d),
                 Chunk::NeedMore => break,
+                Chunk::Trailers(t) => assert!(t.keys().all(allowed_in_trailers), "forbidden trailer field: {t:?}"),
                 Chunk::End => prop_assert!(false, "ended early"),
             }
         }

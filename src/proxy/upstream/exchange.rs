@@ -237,11 +237,13 @@ pub struct RequestPump {
     chunked: bool,
     queued: VecDeque<Bytes>,
     body_done: bool,
+    /// The last chunk went out with the client's trailers.
+    trailers_sent: bool,
 }
 
 impl RequestPump {
     pub fn new(body: RequestBody, chunked: bool) -> Self {
-        RequestPump { body, chunked, queued: VecDeque::with_capacity(3), body_done: false }
+        RequestPump { body, chunked, queued: VecDeque::with_capacity(3), body_done: false, trailers_sent: false }
     }
 
     fn finished(&self) -> bool {
@@ -281,15 +283,12 @@ impl RequestPump {
             match ready!(Pin::new(&mut self.body).poll_frame(cx)) {
                 None => {
                     self.body_done = true;
-                    if self.chunked {
+                    if self.chunked && !self.trailers_sent {
                         self.queued.push_back(Bytes::from_static(codec::LAST_CHUNK));
                     }
                 }
-                Some(Ok(frame)) => {
-                    // Trailers of the client's body are not forwarded.
-                    if let Ok(data) = frame.into_data()
-                        && !data.is_empty()
-                    {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) if !data.is_empty() && !self.trailers_sent => {
                         if self.chunked {
                             self.queued.push_back(codec::chunk_header(data.len()));
                             self.queued.push_back(data);
@@ -298,7 +297,18 @@ impl RequestPump {
                             self.queued.push_back(data);
                         }
                     }
-                }
+                    Ok(_) => {}
+                    // The client's trailers end a chunked body; a sized one has no room for them.
+                    Err(frame) => {
+                        if let Ok(trailers) = frame.into_trailers()
+                            && self.chunked
+                            && !self.trailers_sent
+                        {
+                            self.trailers_sent = true;
+                            self.queued.push_back(codec::last_chunk_with_trailers(&trailers));
+                        }
+                    }
+                },
                 Some(Err(e)) => return Poll::Ready(Err(PumpError::Client(e))),
             }
         }
@@ -374,6 +384,7 @@ impl Body for UpstreamBody {
                 }
                 BodyState::Chunked(decoder) => match decoder.decode(&mut conn.read_buf) {
                     Ok(Chunk::Data(data)) => return Poll::Ready(Some(Ok(Frame::data(data)))),
+                    Ok(Chunk::Trailers(trailers)) => return Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
                     Ok(Chunk::End) => {
                         this.state = BodyState::Done;
                         return Poll::Ready(None);

@@ -1,8 +1,10 @@
-//! The upstream side of the proxy: a per-worker pool of HTTP/1.1 keep-alive connections,
-//! counted for `redline_upstream_connections{state}`, with failures sorted by cause.
+//! The upstream side of the proxy: a per-worker pool of HTTP/1.1 keep-alive connections
+//! (`codec`, `exchange`) and one of multiplexed HTTP/2 connections (`h2`), counted for
+//! `redline_upstream_connections{state}`, with failures sorted by cause.
 
 pub mod codec;
 pub mod exchange;
+pub mod h2;
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -30,6 +32,16 @@ impl UpstreamGauges {
     pub fn exchange(self: &Arc<Self>) -> InUse {
         self.in_use.fetch_add(1, Ordering::Relaxed);
         InUse(self.clone())
+    }
+
+    /// An HTTP/2 connection started (`true`) or stopped (`false`) carrying streams: it is
+    /// active while it carries any, however many.
+    fn stream_connection_active(&self, active: bool) {
+        if active {
+            self.in_use.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.in_use.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     fn opened(&self) {
@@ -66,6 +78,9 @@ pub enum UpstreamError {
     ConnectTimeout,
     /// The connection broke or the upstream answered with something that is not HTTP.
     Exchange(ExchangeError),
+    /// An HTTP/2 exchange failed: the connection or stream was reset, GOAWAY refused the
+    /// stream, or the upstream does not speak HTTP/2.
+    H2(hyper::Error),
 }
 
 /// Keep-alive connections to one upstream, owned by one worker (the lock is never contended).

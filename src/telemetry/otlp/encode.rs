@@ -153,13 +153,19 @@ fn put_span(buf: &mut Vec<u8>, s: &FinishedSpan) {
     }
     let method = s.method.as_str();
     let known_method = !matches!(MethodLabel::of(&s.method), MethodLabel::Other);
-    // `{method} {route}`; an unknown method is a client's free text, so the name says `HTTP`.
-    let name_prefix = if known_method { method } else { "HTTP" };
-    put_key(SPAN_NAME, WireType::LengthDelimited, buf);
-    put_varint((name_prefix.len() + 1 + s.route.len()) as u64, buf);
-    buf.extend_from_slice(name_prefix.as_bytes());
-    buf.push(b' ');
-    buf.extend_from_slice(s.route.as_bytes());
+    match &s.rpc {
+        // A gRPC call is named `{rpc.method}` (RPC span conventions), or `grpc` without one.
+        Some(rpc) => put_len_delimited(buf, SPAN_NAME, rpc.method.as_deref().unwrap_or("grpc").as_bytes()),
+        None => {
+            // `{method} {route}`; an unknown method is a client's free text, so the name says `HTTP`.
+            let name_prefix = if known_method { method } else { "HTTP" };
+            put_key(SPAN_NAME, WireType::LengthDelimited, buf);
+            put_varint((name_prefix.len() + 1 + s.route.len()) as u64, buf);
+            buf.extend_from_slice(name_prefix.as_bytes());
+            buf.push(b' ');
+            buf.extend_from_slice(s.route.as_bytes());
+        }
+    }
     put_key(SPAN_KIND, WireType::Varint, buf);
     put_varint(SPAN_KIND_SERVER, buf);
     let (start, end) = unix_nanos(s.start, s.duration);
@@ -206,6 +212,18 @@ fn put_span(buf: &mut Vec<u8>, s: &FinishedSpan) {
     // Sizes above i64::MAX wrap as the `as i64` of the SDK path did; no body is that large.
     attr("http.request.body.size", AnyValue::Int(s.request_body_size as i64));
     attr("http.response.body.size", AnyValue::Int(s.response_body_size as i64));
+    if let Some(rpc) = &s.rpc {
+        // The stable RPC attributes (v1.45.0), then the older ones Jaeger queries and
+        // dashboards built on earlier conventions still use (their `rpc/dup` migration).
+        attr("rpc.system.name", utf8("grpc"));
+        attr("rpc.method", utf8(rpc.method.as_deref().unwrap_or("_OTHER")));
+        attr("rpc.response.status_code", utf8(rpc.code.name()));
+        attr("rpc.system", utf8("grpc"));
+        if let Some((service, _)) = rpc.method.as_deref().and_then(|m| m.split_once('/')) {
+            attr("rpc.service", utf8(service));
+        }
+        attr("rpc.grpc.status_code", AnyValue::Int(rpc.code as i64));
+    }
     if let Some(error) = &s.error_type {
         attr("error.type", utf8(error));
     }
@@ -410,6 +428,7 @@ mod tests {
             user_agent: Some(HeaderValue::from_static("curl/8")),
             request_body_size: 0,
             response_body_size: 42,
+            rpc: None,
         }
     }
 
@@ -517,6 +536,32 @@ mod tests {
         assert_eq!(attr(&d, "error.type"), Some(&s("timeout")));
         assert_eq!(d.attributes.last().map(|kv| kv.key.as_str()), Some("error.type"));
         assert_eq!(attr(&d, "http.response.status_code"), Some(&Value::IntValue(504)));
+    }
+
+    #[test]
+    fn a_grpc_call_follows_the_rpc_span_conventions() {
+        let mut sp = span(200, Some("UNAVAILABLE"));
+        sp.method = http::Method::POST;
+        sp.rpc = Some(crate::telemetry::spans::SpanRpc {
+            method: Some("shop.Cart/Add".into()),
+            code: crate::grpc::Code::Unavailable,
+        });
+        let d = one(sp);
+        assert_eq!(d.name, "shop.Cart/Add");
+        assert_eq!(attr(&d, "rpc.system.name"), Some(&s("grpc")));
+        assert_eq!(attr(&d, "rpc.method"), Some(&s("shop.Cart/Add")));
+        assert_eq!(attr(&d, "rpc.response.status_code"), Some(&s("UNAVAILABLE")));
+        assert_eq!(attr(&d, "rpc.system"), Some(&s("grpc")));
+        assert_eq!(attr(&d, "rpc.service"), Some(&s("shop.Cart")));
+        assert_eq!(attr(&d, "rpc.grpc.status_code"), Some(&Value::IntValue(14)));
+        assert_eq!(d.status, Some(Status { message: "UNAVAILABLE".into(), code: 2 }));
+        let mut sp = span(200, None);
+        sp.rpc = Some(crate::telemetry::spans::SpanRpc { method: None, code: crate::grpc::Code::NotFound });
+        let d = one(sp);
+        assert_eq!(d.name, "grpc");
+        assert_eq!(attr(&d, "rpc.method"), Some(&s("_OTHER")));
+        assert!(attr(&d, "rpc.service").is_none());
+        assert_eq!(d.status, Some(Status { message: String::new(), code: 0 }), "NOT_FOUND is not the server's error");
     }
 
     #[test]

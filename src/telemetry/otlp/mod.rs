@@ -94,6 +94,7 @@ mod tests {
             user_agent: None,
             request_body_size: 3,
             response_body_size: 0,
+            rpc: None,
         }
     }
 
