@@ -233,33 +233,56 @@ impl Panel {
 #[derive(Debug, Clone)]
 pub enum Item {
     Row(&'static str),
+    /// A row shown collapsed: the panels up to the next row are inside it (Grafana's row
+    /// `panels`) and appear when the row is expanded. For panels that only some services have
+    /// data for (gRPC).
+    CollapsedRow(&'static str),
     Panel(Panel),
 }
 
 /// Assigns ids (1, 2, … in order) and grid positions: panels fill a line left to right and
-/// wrap at 24 columns; a row starts a new line.
+/// wrap at 24 columns; a row starts a new line. A collapsed row takes one line: its panels
+/// get the positions they have once it is expanded (from the line under it), and the next
+/// row follows right under it.
 pub fn layout(items: &[Item]) -> Vec<Value> {
-    let mut out = Vec::new();
+    let mut out: Vec<Value> = Vec::new();
     let (mut x, mut y, mut line_height) = (0u32, 0u32, 0u32);
+    // The collapsed row the panels go into: its index in `out` and its line.
+    let mut collapsed: Option<(usize, u32)> = None;
     for (id, item) in (1u32..).zip(items) {
         match item {
-            Item::Row(title) => {
-                y += line_height;
+            Item::Row(title) | Item::CollapsedRow(title) => {
+                y = match collapsed.take() {
+                    Some((_, row_y)) => row_y + 1,
+                    None => y + line_height,
+                };
+                let folded = matches!(item, Item::CollapsedRow(_));
                 out.push(json!({
-                    "collapsed": false,
+                    "collapsed": folded,
                     "gridPos": {"h": 1, "w": 24, "x": 0, "y": y},
                     "id": id,
                     "panels": [],
                     "title": title,
                     "type": "row",
                 }));
+                if folded {
+                    collapsed = Some((out.len() - 1, y));
+                }
                 (x, y, line_height) = (0, y + 1, 0);
             }
             Item::Panel(p) => {
                 if x + p.width > 24 {
                     (x, y, line_height) = (0, y + line_height, 0);
                 }
-                out.push(p.model(id, x, y));
+                let model = p.model(id, x, y);
+                match collapsed {
+                    Some((row, _)) => {
+                        if let Some(children) = out[row]["panels"].as_array_mut() {
+                            children.push(model);
+                        }
+                    }
+                    None => out.push(model),
+                }
                 x += p.width;
                 line_height = line_height.max(p.height);
             }
@@ -490,6 +513,31 @@ mod tests {
             })
             .collect();
         assert_eq!(pos, vec![(0, 0, 1), (0, 1, 2), (12, 1, 3), (0, 9, 4), (0, 17, 5), (0, 18, 6)]);
+    }
+
+    #[test]
+    fn a_collapsed_row_holds_its_panels_and_takes_one_line() {
+        let panels = layout(&[
+            Item::Row("a"),
+            panel(24),
+            Item::CollapsedRow("b"),
+            panel(12),
+            panel(12),
+            panel(12),
+            Item::Row("c"),
+            panel(24),
+        ]);
+        let pos = |p: &Value| {
+            let g = &p["gridPos"];
+            (g["x"].as_u64().unwrap_or(99), g["y"].as_u64().unwrap_or(99), p["id"].as_u64().unwrap_or(0))
+        };
+        let top: Vec<(u64, u64, u64)> = panels.iter().map(pos).collect();
+        // a at 0, its panel 1-8, b (collapsed) at 9, c right under it at 10, c's panel at 11.
+        assert_eq!(top, vec![(0, 0, 1), (0, 1, 2), (0, 9, 3), (0, 10, 7), (0, 11, 8)]);
+        assert_eq!((panels[0]["collapsed"].as_bool(), panels[2]["collapsed"].as_bool()), (Some(false), Some(true)));
+        let inside: Vec<(u64, u64, u64)> = panels[2]["panels"].as_array().into_iter().flatten().map(pos).collect();
+        assert_eq!(inside, vec![(0, 10, 4), (12, 10, 5), (0, 18, 6)]);
+        assert_eq!(panels[0]["panels"], json!([]));
     }
 
     #[test]

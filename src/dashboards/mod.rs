@@ -16,6 +16,17 @@ use serde_json::{Map, Value};
 /// The request histogram every RED query and the SLO rules read.
 pub(crate) const DURATION: &str = "http_server_request_duration_seconds";
 
+/// The histogram the sidecar records every gRPC call in, besides the HTTP family
+/// (OpenTelemetry `rpc.server.call.duration`): `rpc_method`, `rpc_response_status_code`, and
+/// `error_type` for the server-error codes.
+pub(crate) const RPC: &str = "rpc_server_call_duration_seconds";
+
+/// The `rpc_method`s left out of gRPC latency, as in `RedlineGrpcHighLatency` and the canary
+/// judge's `--protocol grpc`: `_OTHER` (no method) and streaming methods by the naming
+/// convention of rules/README.md (their duration is the whole stream's).
+pub(crate) const RPC_NOT_LATENCY: &str =
+    r#"rpc_method!~"_OTHER|.+/(Stream|Watch|Subscribe).*|.+/ServerReflectionInfo""#;
+
 /// The matcher of the service's failures: `error_type` set and none of the client's
 /// (`client_*`) or the drain's (`shutdown`). PromQL regexes are fully anchored, so the empty
 /// value (no `error_type`: a success) is left out too. The same matcher as the shipped rules,
@@ -28,6 +39,9 @@ pub(crate) const SERVICE: &str = r#"service="$service",namespace=~"$namespace""#
 pub(crate) const VERSION: &str = r#"service="$service",namespace=~"$namespace",version=~"$version""#;
 /// … and the `$route`s picked.
 pub(crate) const ROUTE: &str = r#"service="$service",namespace=~"$namespace",version=~"$version",http_route=~"$route""#;
+/// … or the gRPC `$rpc_method`s picked.
+pub(crate) const RPC_METHOD: &str =
+    r#"service="$service",namespace=~"$namespace",version=~"$version",rpc_method=~"$rpc_method""#;
 
 /// The `$service` variable (one service at a time) and `$namespace` (any of its namespaces).
 pub(crate) fn service_variables() -> Vec<Value> {
@@ -191,6 +205,8 @@ mod tests {
             "process_cpu_seconds_total",
             "process_resident_memory_bytes",
             "redline_upstream_connections",
+            "rpc_server_call_duration_seconds_bucket",
+            "rpc_server_call_duration_seconds_count",
             "redline_build_info",
             "redline_spans_dropped_total",
             "redline_log_lines_dropped_total",
@@ -214,6 +230,7 @@ mod tests {
             ("namespace", Raw(".*".into())),
             ("version", Picked(vec!["1.2.3".into()])),
             ("route", Picked(vec!["/users/{id}".into(), "/orders/{id}/items".into()])),
+            ("rpc_method", Picked(vec!["shop.Checkout/PlaceOrder".into()])),
             ("availability", Single("99.9".into())),
             ("latency_target", Single("99".into())),
             ("__rate_interval", Raw("1m".into())),
@@ -296,7 +313,7 @@ mod tests {
         let model = red::dashboard().model();
         let vars: Vec<&str> =
             model["templating"]["list"].as_array().into_iter().flatten().filter_map(|v| v["name"].as_str()).collect();
-        assert_eq!(vars, ["datasource", "service", "namespace", "version", "route"]);
+        assert_eq!(vars, ["datasource", "service", "namespace", "version", "route", "rpc_method"]);
         let duration = dashboard::panels(&model)
             .into_iter()
             .find(|p| p["title"].as_str().is_some_and(|t| t.starts_with("Duration p50")))
@@ -373,8 +390,67 @@ mod tests {
                 }
             }
         }
-        // RED: error ratio by version; SLO: availability and its error budget remaining.
-        assert_eq!(ratios, 3);
+        // RED: error ratio by version and the gRPC error ratio by method; SLO: availability
+        // and its error budget remaining.
+        assert_eq!(ratios, 4);
+    }
+
+    /// The gRPC row: collapsed (only gRPC services have data for it), last, every query over
+    /// the RPC histogram scoped to the picked methods; latency leaves out what the shipped
+    /// RedlineGrpcHighLatency leaves out.
+    #[test]
+    fn red_has_a_collapsed_grpc_row_over_the_rpc_histogram() {
+        let model = red::dashboard().model();
+        let top = model["panels"].as_array().cloned().unwrap_or_default();
+        let row = top.last().cloned().unwrap_or_default();
+        assert_eq!((row["type"].as_str(), row["collapsed"].as_bool()), (Some("row"), Some(true)), "{row:#}");
+        assert!(row["title"].as_str().is_some_and(|t| t.starts_with("gRPC")), "{row:#}");
+        let panels = row["panels"].as_array().cloned().unwrap_or_default();
+        let titles: Vec<&str> = panels.iter().filter_map(|p| p["title"].as_str()).collect();
+        assert_eq!(
+            titles,
+            [
+                "gRPC calls by method",
+                "gRPC server-error ratio by method",
+                "gRPC duration p50 / p99 by method",
+                "gRPC calls by status code"
+            ]
+        );
+        let mut legends = Vec::new();
+        for p in &panels {
+            for q in dashboard::queries(p) {
+                assert!(q.expr.contains(RPC_METHOD), "{}: {}", q.panel, q.expr);
+                let filled = grafana::interpolate(&q.expr, &example_values());
+                let e = promql_parser::parser::parse(&filled).unwrap_or_else(|e| panic!("{filled}: {e}"));
+                let u = crate::readiness::checks::ExprUse::of(&e);
+                assert!(u.names().all(|n| n.starts_with(RPC)), "{}: {}", q.panel, q.expr);
+                if u.names().any(|n| n.ends_with("_bucket")) {
+                    assert!(q.expr.contains(RPC_NOT_LATENCY), "{}: {}", q.panel, q.expr);
+                }
+            }
+            legends.extend(p["targets"].as_array().into_iter().flatten().filter_map(|t| t["legendFormat"].as_str()));
+        }
+        assert_eq!(
+            legends,
+            [
+                "{{rpc_method}}",
+                "{{rpc_method}}",
+                "p50 {{rpc_method}}",
+                "p99 {{rpc_method}}",
+                "{{rpc_response_status_code}}"
+            ]
+        );
+        let vars = model["templating"]["list"].as_array().cloned().unwrap_or_default();
+        let method = vars.iter().find(|v| v["name"] == "rpc_method").cloned().unwrap_or_default();
+        assert_eq!(method["query"], format!("label_values({RPC}_count{{{VERSION}}}, rpc_method)"));
+        assert_eq!(method["includeAll"], true);
+    }
+
+    /// The latency exclusion is the shipped rule's, character for character.
+    #[test]
+    fn grpc_latency_leaves_out_what_the_shipped_rule_leaves_out() {
+        let rules = include_str!("../../rules/redline-symptoms.yml");
+        assert!(rules.contains(&format!("{RPC}_bucket{{{RPC_NOT_LATENCY}}}")), "{RPC_NOT_LATENCY}");
     }
 
     #[test]

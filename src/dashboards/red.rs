@@ -2,7 +2,10 @@
 //! request histogram (with trace exemplars), and the proxy's saturation.
 
 use super::grafana::{Dashboard, Item, Kind, Panel, query_variable, target};
-use super::{DURATION, ROUTE, SERVICE_FAILED, VERSION, firing_alerts_annotation, service_variables, version_variable};
+use super::{
+    DURATION, ROUTE, RPC, RPC_METHOD, RPC_NOT_LATENCY, SERVICE_FAILED, VERSION, firing_alerts_annotation,
+    service_variables, version_variable,
+};
 
 fn count(extra: &str) -> String {
     format!("{DURATION}_count{{{ROUTE}{extra}}}")
@@ -19,6 +22,26 @@ fn error_ratio(by: &str) -> String {
     format!("(sum by ({by}) ({failed}) or 0 * sum by ({by}) ({all})) / sum by ({by}) ({all})")
 }
 
+/// gRPC calls of the picked methods, from the RPC histogram's `_count`.
+fn rpc_count(extra: &str) -> String {
+    format!("{RPC}_count{{{RPC_METHOD}{extra}}}")
+}
+
+/// The gRPC server-error ratio by `rpc_method`: 0 (not absent) while a method fails nothing.
+fn rpc_error_ratio() -> String {
+    let failed = rate(&rpc_count(&format!(",{SERVICE_FAILED}")));
+    let all = rate(&rpc_count(""));
+    format!("(sum by (rpc_method) ({failed}) or 0 * sum by (rpc_method) ({all})) / sum by (rpc_method) ({all})")
+}
+
+/// A quantile of the gRPC call duration by `rpc_method`, streaming methods and `_OTHER` left out.
+fn rpc_quantile(q: &str) -> String {
+    format!(
+        "histogram_quantile({q}, sum by (rpc_method, le) ({}))",
+        rate(&format!("{RPC}_bucket{{{RPC_METHOD},{RPC_NOT_LATENCY}}}"))
+    )
+}
+
 fn quantile(q: &str, by: &str) -> String {
     let by = if by.is_empty() { "le".to_string() } else { format!("{by}, le") };
     format!("histogram_quantile({q}, sum by ({by}) ({}))", rate(&format!("{DURATION}_bucket{{{ROUTE}}}")))
@@ -31,6 +54,12 @@ pub fn dashboard() -> Dashboard {
         "route",
         "Route",
         &format!("label_values({DURATION}_count{{{VERSION}}}, http_route)"),
+        true,
+    ));
+    variables.push(query_variable(
+        "rpc_method",
+        "gRPC method",
+        &format!("label_values({RPC}_count{{{VERSION}}}, rpc_method)"),
         true,
     ));
     let items = vec![
@@ -137,6 +166,39 @@ pub fn dashboard() -> Dashboard {
                 .describe("Connections from the sidecar to the service: active (a request in flight) and idle in the keep-alive pool.")
                 .width(12)
                 .target(target(format!("sum by (state) (redline_upstream_connections{{{VERSION}}})"), "{{state}}")),
+        ),
+        // Collapsed: only gRPC services have data here. The rows above count their calls too
+        // (each is an HTTP/2 request, a server-error code its error_type).
+        Item::CollapsedRow("gRPC (per method)"),
+        Item::Panel(
+            Panel::timeseries("gRPC calls by method", "reqps")
+                .describe("gRPC calls per second per method (`rpc_method` of `rpc_server_call_duration_seconds`, the OpenTelemetry rpc.server.call.duration histogram the sidecar records besides the HTTP families); `_OTHER` holds calls to methods the service does not serve and methods past the label's limit. Pick methods with `$rpc_method`.")
+                .width(12)
+                .target(target(format!("sum by (rpc_method) ({})", rate(&rpc_count(""))), "{{rpc_method}}")),
+        ),
+        Item::Panel(
+            Panel::timeseries("gRPC server-error ratio by method", "percentunit")
+                .describe("Share of each method's calls that ended with a server error: `error_type` is set only for UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE and DATA_LOSS (OpenTelemetry's gRPC server errors); CANCELLED, NOT_FOUND, INVALID_ARGUMENT and the other codes are answers or the client's doing and count only in the total. The dashed line is the RedlineGrpcHighErrorRatio threshold (5%).")
+                .width(12)
+                .thresholds("green", &[(0.05, "red")])
+                .target(target(rpc_error_ratio(), "{{rpc_method}}")),
+        ),
+        Item::Panel(
+            Panel::timeseries("gRPC duration p50 / p99 by method", "s")
+                .describe("Call duration quantiles per method from the RPC histogram (interpolated inside a bucket), failed calls included. A streaming call lasts as long as its stream, so streaming methods are left out as in RedlineGrpcHighLatency: `_OTHER` and the methods named `Stream*`, `Watch*`, `Subscribe*` or `ServerReflectionInfo` (rules/README.md). The dashed line is the RedlineGrpcHighLatency threshold (p99 > 1s).")
+                .width(12)
+                .thresholds("green", &[(1.0, "red")])
+                .target(target(rpc_quantile("0.5"), "p50 {{rpc_method}}"))
+                .target(target(rpc_quantile("0.99"), "p99 {{rpc_method}}")),
+        ),
+        Item::Panel(
+            Panel::timeseries("gRPC calls by status code", "reqps")
+                .describe("gRPC calls per second by status code (`rpc_response_status_code`: OK, CANCELLED, NOT_FOUND, UNAVAILABLE, ...), for the picked methods. The HTTP status of these calls is mostly 200: the gRPC code is in the trailers.")
+                .width(12)
+                .target(target(
+                    format!("sum by (rpc_response_status_code) ({})", rate(&rpc_count(""))),
+                    "{{rpc_response_status_code}}",
+                )),
         ),
     ];
     Dashboard {

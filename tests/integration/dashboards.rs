@@ -179,6 +179,16 @@ async fn variables(p: &Prometheus, model: &Value) -> Vec<(String, VarValue)> {
                 let borrowed: Vec<(&str, VarValue)> = vars.iter().map(|(n, v)| (n.as_str(), v.clone())).collect();
                 let query = interpolate(var["query"].as_str().expect("variable query"), &borrowed);
                 let offered = label_values(p, &query).await;
+                if name == "rpc_method" {
+                    // gRPC methods exist only once gRPC calls went through the sidecar: the
+                    // first one offered, else "All" as Grafana shows an empty variable.
+                    let value = match offered.first() {
+                        Some(m) => VarValue::Picked(vec![m.clone()]),
+                        None => VarValue::Raw(".*".into()),
+                    };
+                    vars.push((name, value));
+                    continue;
+                }
                 let want = match name.as_str() {
                     "service" => "checkout",
                     "namespace" => "shop",
@@ -317,6 +327,8 @@ async fn every_query_runs_on_a_real_prometheus_scraping_a_real_sidecar() {
 
     let sidecar_metrics = sidecar.metrics().await;
     let has_cgroup = sidecar_metrics.lines().any(|l| l.starts_with("redline_cgroup_"));
+    // The RPC histogram exists once gRPC calls went through; this traffic is HTTP/1.1.
+    let has_grpc = sidecar_metrics.lines().any(|l| l.starts_with("rpc_server_call_duration_seconds"));
     let names_v = api(&prometheus, "/api/v1/label/__name__/values", &[]).await;
     let stored: BTreeSet<String> =
         names_v["data"].as_array().into_iter().flatten().filter_map(|n| n.as_str().map(str::to_string)).collect();
@@ -353,14 +365,18 @@ async fn every_query_runs_on_a_real_prometheus_scraping_a_real_sidecar() {
             let empty = v["data"]["result"].as_array().is_none_or(|r| r.is_empty());
             let read = names(&expr);
             for n in &read {
-                let absent_here = n.starts_with("redline_cgroup_") && !has_cgroup;
+                let absent_here =
+                    (n.starts_with("redline_cgroup_") && !has_cgroup) || (n.starts_with("rpc_server_") && !has_grpc);
                 if !stored.contains(n) && !absent_here {
                     failures.push(format!("{file}: {panel}: reads {n}, which the sidecar and rules never produced"));
                 }
             }
-            // RED panels always have data here; elsewhere a query has data whenever the
-            // series it reads exist (firing-alert annotations aside: the alerts only pend).
-            let must_have_data = !annotation && (file == "redline-red.json" || read.iter().all(|n| stored.contains(n)));
+            // RED panels always have data here (the gRPC row's once the sidecar served gRPC);
+            // elsewhere a query has data whenever the series it reads exist (firing-alert
+            // annotations aside: the alerts only pend).
+            let grpc_without_calls = !has_grpc && read.iter().any(|n| n.starts_with("rpc_server_"));
+            let must_have_data = !annotation
+                && ((file == "redline-red.json" && !grpc_without_calls) || read.iter().all(|n| stored.contains(n)));
             if empty && must_have_data {
                 failures.push(format!("{file}: {panel}: no data: {expr}"));
             }
