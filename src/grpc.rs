@@ -70,6 +70,12 @@ impl Code {
         CODES.get(n).copied().unwrap_or(Code::Unknown)
     }
 
+    /// The code of a well-formed `grpc-status` value; None for anything else.
+    pub fn parse_strict(value: &[u8]) -> Option<Code> {
+        let code = Code::parse(value);
+        (code.header_value().as_bytes() == value).then_some(code)
+    }
+
     pub fn from_u8(n: u8) -> Option<Code> {
         CODES.get(n as usize).copied()
     }
@@ -157,6 +163,22 @@ pub fn status_of_head(status: u16, headers: &HeaderMap) -> Option<Code> {
 /// The status of a trailer section, if it has one.
 pub fn status_of_trailers(trailers: &HeaderMap) -> Option<Code> {
     trailers.get(GRPC_STATUS).map(|v| Code::parse(v.as_bytes()))
+}
+
+/// The status a section that ends a call (trailers, or a trailers-only head) carries, made
+/// well-formed in place: a missing or malformed `grpc-status` becomes UNKNOWN with a
+/// `grpc-message` saying why, so that the client reads the status redline counts.
+pub fn checked_status(section: &mut HeaderMap) -> Code {
+    let why = match section.get(GRPC_STATUS) {
+        Some(v) => match Code::parse_strict(v.as_bytes()) {
+            Some(code) => return code,
+            None => "the upstream sent a grpc-status that is not a status code",
+        },
+        None => "the upstream ended the call without a grpc-status",
+    };
+    section.insert(GRPC_STATUS, Code::Unknown.header_value());
+    section.insert(GRPC_MESSAGE, HeaderValue::from_static(why));
+    Code::Unknown
 }
 
 /// Most hours a `grpc-timeout` may say (8 digits of hours is over 11,000 years: the parser
@@ -309,6 +331,27 @@ mod tests {
     fn only_the_server_error_codes_are_errors() {
         let errors: Vec<&str> = CODES.iter().filter(|c| c.is_server_error()).map(|c| c.name()).collect();
         assert_eq!(errors, ["UNKNOWN", "DEADLINE_EXCEEDED", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS"]);
+    }
+
+    #[test]
+    fn ending_sections_are_made_well_formed() {
+        let mut h = HeaderMap::new();
+        h.insert(GRPC_STATUS, HeaderValue::from_static("5"));
+        assert_eq!(checked_status(&mut h), Code::NotFound);
+        assert_eq!(h[GRPC_STATUS], "5");
+        for bad in ["abc", "05", "17", ""] {
+            let mut h = HeaderMap::new();
+            h.insert(GRPC_STATUS, HeaderValue::from_static(bad));
+            assert_eq!(checked_status(&mut h), Code::Unknown);
+            assert_eq!(
+                (&h[GRPC_STATUS], h.contains_key(GRPC_MESSAGE)),
+                (&HeaderValue::from_static("2"), true),
+                "{bad:?}"
+            );
+        }
+        let mut h = HeaderMap::new();
+        assert_eq!(checked_status(&mut h), Code::Unknown);
+        assert_eq!(h[GRPC_STATUS], "2");
     }
 
     #[test]

@@ -120,6 +120,11 @@ impl Body for RequestBody {
                     }
                     p.upstream_blocked.store(false, Ordering::Relaxed);
                     p.touch();
+                    // HTTP/2 senders stop at the frame that ends the stream, never polling for
+                    // the end: the body is done now.
+                    if self.inner.is_end_stream() && p.done.load(Ordering::Relaxed) == 0 {
+                        p.done.store(p.nanos(Instant::now()) + 1, Ordering::Relaxed);
+                    }
                 }
                 Poll::Ready(None) => {
                     p.done.store(p.nanos(Instant::now()) + 1, Ordering::Relaxed);
@@ -168,8 +173,9 @@ pub trait OnComplete: Send + 'static {
         None
     }
 
-    /// A trailer section on its way to the client.
-    fn trailers(&mut self, _trailers: &HeaderMap) {}
+    /// A trailer section on its way to the client, which the call may correct (a gRPC status
+    /// that is no status).
+    fn trailers(&mut self, _trailers: &mut HeaderMap) {}
 
     /// The trailers that end the response in place of a broken or expired body: a gRPC call's
     /// client then reads a status instead of a reset stream. None ends the body with an error.
@@ -309,14 +315,27 @@ impl<C: OnComplete + Unpin> Body for ObservedBody<C> {
                     if this.deadline.is_some_and(|d| Instant::now() >= d) {
                         return this.end_early(BodyEnd::DeadlineExceeded, "the call's deadline passed".into());
                     }
-                } else if let (Some(trailers), Some(c)) = (frame.trailers_ref(), this.on_complete.as_mut()) {
-                    c.trailers(trailers);
+                    this.waiting_since = None;
+                    return Poll::Ready(Some(Ok(frame)));
                 }
                 this.waiting_since = None;
-                Poll::Ready(Some(Ok(frame)))
+                match (frame.into_trailers(), this.on_complete.as_mut()) {
+                    (Ok(mut trailers), Some(c)) => {
+                        c.trailers(&mut trailers);
+                        Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+                    }
+                    (Ok(trailers), None) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
+                    (Err(frame), _) => Poll::Ready(Some(Ok(frame))),
+                }
             }
             Poll::Ready(Some(Err(e))) => this.end_early(BodyEnd::UpstreamFailed, e),
             Poll::Ready(None) => {
+                // A call whose status never came gets one, so that its client reads what is counted.
+                if let Some(trailers) = this.on_complete.as_mut().and_then(|c| c.closing_trailers(BodyEnd::Complete)) {
+                    this.complete(BodyEnd::Complete);
+                    this.closed = true;
+                    return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+                }
                 this.complete(BodyEnd::Complete);
                 Poll::Ready(None)
             }

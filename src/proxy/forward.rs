@@ -301,14 +301,18 @@ impl Proxy {
         match sent {
             Ok(Ok(resp)) => {
                 // The upstream's hop-by-hop fields were left behind when its head was parsed.
-                let (parts, body) = resp.into_parts();
+                let (mut parts, body) = resp.into_parts();
                 done.status = parts.status.as_u16();
                 done.upstream_answered = true;
                 if parts.status.is_server_error() {
                     done.error = Some(ErrorType::Status);
                 }
                 if let Some(call) = &mut done.grpc {
-                    call.code = grpc::status_of_head(done.status, &parts.headers);
+                    call.code = match parts.headers.contains_key(grpc::GRPC_STATUS) {
+                        // Trailers-only: the head is the end of the call.
+                        true => Some(grpc::checked_status(&mut parts.headers)),
+                        false => grpc::status_of_head(done.status, &parts.headers),
+                    };
                 }
                 if parts.status == StatusCode::SWITCHING_PROTOCOLS {
                     // Only an upgrade request gets here (the codec refuses other 101s). The
@@ -560,9 +564,9 @@ fn client_body_fault(e: &hyper::Error) -> ErrorType {
 fn error_response(status: StatusCode, error: ErrorType, message: &str, mut done: Completion) -> Response<ProxyBody> {
     if done.grpc.is_some() {
         // A gRPC client reads a status, not an HTTP error: the code gRPC maps the status to.
-        let code = match status {
-            StatusCode::REQUEST_TIMEOUT => Code::Cancelled,
-            other => Code::from_http_status(other.as_u16()),
+        let code = match error {
+            ErrorType::ClientClosed | ErrorType::ClientTimeout => Code::Cancelled,
+            _ => Code::from_http_status(status.as_u16()),
         };
         return grpc_response(code, error, message, done);
     }
@@ -746,17 +750,20 @@ impl OnComplete for Completion {
         self.grpc.and_then(|g| g.deadline)
     }
 
-    fn trailers(&mut self, trailers: &HeaderMap) {
-        if let Some(call) = &mut self.grpc
-            && let Some(code) = grpc::status_of_trailers(trailers)
-        {
-            call.code = Some(code);
+    fn trailers(&mut self, trailers: &mut HeaderMap) {
+        if let Some(call) = &mut self.grpc {
+            call.code = Some(grpc::checked_status(trailers));
         }
     }
 
     fn closing_trailers(&mut self, end: BodyEnd) -> Option<HeaderMap> {
         let call = self.grpc.as_mut()?;
         let (code, message) = match end {
+            BodyEnd::Complete if call.code.is_none() => {
+                let mut trailers = HeaderMap::new();
+                call.code = Some(grpc::checked_status(&mut trailers));
+                return Some(trailers);
+            }
             BodyEnd::DeadlineExceeded => (Code::DeadlineExceeded, "the call's deadline (grpc-timeout) passed"),
             BodyEnd::UpstreamStalled => (Code::Unavailable, "the upstream sent nothing for stream_idle_timeout"),
             BodyEnd::UpstreamFailed => (Code::Unavailable, "the upstream reset the stream or closed the connection"),

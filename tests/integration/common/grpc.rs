@@ -43,7 +43,11 @@ impl GrpcServer {
     /// Starts server.py on a free port with extra `args` (e.g. `["--health", "NOT_SERVING"]`)
     /// and waits for its `READY <port>` line.
     pub fn start(args: &[&str]) -> GrpcServer {
-        let port = free_port();
+        GrpcServer::start_on(free_port(), args)
+    }
+
+    /// As `start`, on `port` (e.g. a stopped server's, to stand in for it).
+    pub fn start_on(port: u16, args: &[&str]) -> GrpcServer {
         let mut child = Command::new(python())
             .arg(script("server.py"))
             .args(["--port", &port.to_string(), "--exit-on-eof"])
@@ -86,6 +90,19 @@ impl GrpcServer {
         drop(stdin);
         let stderr = stderr.join().unwrap_or_default();
         panic!("grpc server on port {port} did not get ready: {why} ({status:?}):\n{stderr}");
+    }
+
+    /// Asks for a graceful stop (SIGTERM: GOAWAY, calls in flight finish) and waits for the exit.
+    pub fn terminate(mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("signal the grpc server");
+        let _ = self.child.wait();
+    }
+
+    /// Kills the server at once (SIGKILL): its connections break mid-call.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// `127.0.0.1:PORT`: the target for `call` when a test talks to the server directly.

@@ -26,6 +26,7 @@ Methods (all under /redline.test.Echo/):
 """
 
 import argparse
+import signal
 import sys
 import threading
 import time
@@ -135,6 +136,10 @@ def main():
         sys.exit(1)
     server.start()
     print(f"READY {bound}", flush=True)
+
+    # SIGTERM: a graceful stop, as an orchestrator asks for one: the server sends GOAWAY, takes
+    # no new calls and lets the calls in flight finish (within 10 s).
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.stop, args=(10,), daemon=True).start())
 
     if args.exit_on_eof:
         def watch_stdin():
