@@ -845,7 +845,7 @@ impl Completion {
             exemplar_trace_id: self.trace.sampled.then_some(self.trace.trace_id),
         });
         // `package.Service/Method` as the request named it, for logs and spans.
-        let called = self.path.as_ref().and_then(|p| grpc::service_and_method(p.path()));
+        let called = self.grpc.and(self.path.as_ref()).and_then(|p| grpc::service_and_method(p.path()));
         if let Some(code) = grpc_code {
             // The route is the method once the upstream served it; paths that are no route
             // share `_OTHER`, as unbounded names must.

@@ -346,6 +346,18 @@ async fn an_upstream_that_does_not_speak_http2_gets_clean_errors() {
         sidecar.metrics_until("both", |m| rpc_count(m, "redline.test.Echo/Unary", "UNAVAILABLE", true) == 1.0).await;
     assert!(m.contains("http_response_status_code=\"502\",error_type=\"upstream_error\""), "{m}");
 
+    // No service listening at all.
+    let closed = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let nobody = closed.local_addr().expect("addr");
+    drop(closed);
+    let sidecar = Sidecar::start(&format!("http://{nobody}"), &[]).await;
+    let refused = call_async(sidecar.proxy.to_string(), args(&["unary", "x"])).await;
+    assert_eq!(refused["code"], "UNAVAILABLE", "{refused}");
+    let m = sidecar
+        .metrics_until("the call", |m| rpc_count(m, "redline.test.Echo/Unary", "UNAVAILABLE", true) == 1.0)
+        .await;
+    assert!(m.contains("http_response_status_code=\"200\",error_type=\"connection_refused\""), "{m}");
+
     // An upstream that answers the HTTP/2 preface with garbage frames.
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -365,7 +377,8 @@ async fn an_upstream_that_does_not_speak_http2_gets_clean_errors() {
     assert_eq!(failed["code"], "UNAVAILABLE", "{failed}");
 }
 
-/// An HTTP/2 upstream made by hand: every call answers one message, then `trailers`.
+/// An HTTP/2 upstream made by hand: every call answers one message, then `trailers` (or, with
+/// none, resets the stream: hyper sends RST_STREAM for a body that fails).
 async fn h2_upstream(trailers: &'static [(&'static str, &'static str)]) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -376,8 +389,12 @@ async fn h2_upstream(trailers: &'static [(&'static str, &'static str)]) -> Socke
                 for (k, v) in trailers {
                     t.insert(*k, v.parse().expect("value"));
                 }
-                let frames: Vec<Result<Frame<Bytes>, std::convert::Infallible>> =
-                    vec![Ok(Frame::data(grpc_frame(b"partial"))), Ok(Frame::trailers(t))];
+                let end = match t.is_empty() {
+                    true => Err(std::io::Error::other("reset")),
+                    false => Ok(Frame::trailers(t)),
+                };
+                let frames: Vec<Result<Frame<Bytes>, std::io::Error>> =
+                    vec![Ok(Frame::data(grpc_frame(b"partial"))), end];
                 let body = StreamBody::new(futures_util::stream::iter(frames));
                 Ok::<_, std::convert::Infallible>(
                     Response::builder().header("content-type", "application/grpc").body(body).expect("response"),
@@ -411,6 +428,14 @@ async fn a_grpc_status_that_is_not_a_number_is_unknown_and_a_missing_one_is_coun
     let missing = call_async(sidecar.proxy.to_string(), args(&["raw", "/shop.Cart/Add", "x"])).await;
     assert_eq!(missing["code"], "UNKNOWN", "{missing}");
     sidecar.metrics_until("the call", |m| rpc_count(m, "shop.Cart/Add", "UNKNOWN", true) == 1.0).await;
+
+    // A stream the upstream resets after a message: the client reads UNAVAILABLE.
+    let addr = h2_upstream(&[]).await;
+    let sidecar = Sidecar::start(&format!("http://{addr}"), &[]).await;
+    let reset = call_async(sidecar.proxy.to_string(), args(&["raw", "/shop.Cart/Add", "x"])).await;
+    assert_eq!(reset["code"], "UNAVAILABLE", "{reset}");
+    let m = sidecar.metrics_until("the call", |m| rpc_count(m, "shop.Cart/Add", "UNAVAILABLE", true) == 1.0).await;
+    assert!(m.contains("error_type=\"upstream_error\""), "{m}");
 }
 
 #[tokio::test]
