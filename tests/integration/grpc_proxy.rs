@@ -590,3 +590,39 @@ async fn http1_chunked_trailers_pass_both_ways_and_to_http2_clients() {
     assert_eq!((a.status, &a.body[..]), (200, &b"hello"[..]));
     assert_eq!(a.trailers.expect("trailers")["x-sum"], "42");
 }
+
+#[tokio::test]
+async fn concurrent_calls_share_one_multiplexed_upstream_connection() {
+    let server = GrpcServer::start(&[]);
+    let sidecar = sidecar_for(&server, &["--workers", "1"]).await;
+    // 40 calls at once on one client connection, each held 300ms by the service.
+    let stream = TcpStream::connect(sidecar.proxy).await.expect("connect");
+    let (send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .handshake(TokioIo::new(stream))
+        .await
+        .expect("h2");
+    let conn = tokio::spawn(conn);
+    let calls: Vec<_> = (0..40)
+        .map(|_| {
+            let mut send = send.clone();
+            let mut req = Request::post(format!("http://{}/redline.test.Echo/Sleep", sidecar.proxy));
+            for (k, v) in GRPC_HEADERS {
+                req = req.header(k, v);
+            }
+            let req = req.body(Full::new(grpc_frame(b"300"))).expect("request");
+            tokio::spawn(async move {
+                let resp = send.send_request(req).await.expect("head");
+                let body = resp.into_body().collect().await.expect("body");
+                body.trailers().and_then(|t| t.get("grpc-status")).map(|v| v.as_bytes().to_vec())
+            })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.expect("call").as_deref(), Some(&b"0"[..]), "every call is OK");
+    }
+    conn.abort();
+    let m = sidecar.metrics_until("40 calls", |m| rpc_count(m, "redline.test.Echo/Sleep", "OK", false) == 40.0).await;
+    let open = sample(&m, "redline_upstream_connections{state=\"active\"}").unwrap_or(0.0)
+        + sample(&m, "redline_upstream_connections{state=\"idle\"}").unwrap_or(0.0);
+    assert_eq!(open, 1.0, "40 concurrent calls are streams of one upstream connection: {m}");
+}

@@ -44,6 +44,9 @@ pub struct H2Pool {
     connect_timeout: Duration,
     gauges: Arc<UpstreamGauges>,
     conns: Mutex<Vec<H2Conn>>,
+    /// Held while a connection is being made, so that a burst of first calls shares one
+    /// instead of each opening its own.
+    connecting: tokio::sync::Mutex<()>,
     builder: http2::Builder<TokioExecutor>,
 }
 
@@ -97,7 +100,14 @@ impl H2Pool {
             .initial_connection_window_size(CONNECTION_WINDOW)
             .keep_alive_interval(KEEP_ALIVE_INTERVAL)
             .keep_alive_timeout(KEEP_ALIVE_TIMEOUT);
-        H2Pool { target, connect_timeout, gauges, conns: Mutex::new(Vec::new()), builder }
+        H2Pool {
+            target,
+            connect_timeout,
+            gauges,
+            conns: Mutex::new(Vec::new()),
+            connecting: tokio::sync::Mutex::new(()),
+            builder,
+        }
     }
 
     /// Sends `req` (absolute URI, HTTP/2) on a chosen connection and returns once the response
@@ -106,7 +116,7 @@ impl H2Pool {
     pub async fn send(&self, req: Request<RequestBody>) -> Result<Response<H2Body>, UpstreamError> {
         let (mut send, shared) = match self.pick() {
             Some(c) => c,
-            None => Box::pin(self.connect()).await?,
+            None => Box::pin(self.pick_or_connect()).await?,
         };
         let guard = shared.stream_started();
         let sent = send.try_send_request(req).await;
@@ -146,6 +156,15 @@ impl H2Pool {
             return None;
         }
         Some((best.send.clone(), best.shared.clone()))
+    }
+
+    /// One connection at a time: a call that waited for another's connect takes that one.
+    async fn pick_or_connect(&self) -> Result<(http2::SendRequest<RequestBody>, Arc<ConnShared>), UpstreamError> {
+        let _one_at_a_time = self.connecting.lock().await;
+        match self.pick() {
+            Some(c) => Ok(c),
+            None => self.connect().await,
+        }
     }
 
     async fn connect(&self) -> Result<(http2::SendRequest<RequestBody>, Arc<ConnShared>), UpstreamError> {
