@@ -103,6 +103,8 @@ pub struct CanaryJudgeArgs {
     pub canary: String,
     #[command(flatten)]
     pub timing: CanaryTiming,
+    #[command(flatten)]
+    pub traffic: CanaryTraffic,
     /// Target label holding the service name.
     #[arg(long, default_value = "service")]
     pub service_label: String,
@@ -220,6 +222,25 @@ pub struct CanaryTiming {
     pub rate_window: std::time::Duration,
 }
 
+/// Which traffic the canary judge compares (`canary judge`, and `readiness-check`'s `canary` check).
+#[derive(Debug, Clone, clap::Args)]
+pub struct CanaryTraffic {
+    /// `http`: every request (http_server_request_duration_seconds); `grpc`: gRPC calls
+    /// (rpc_server_call_duration_seconds), p99 without streaming methods (rules/README.md).
+    #[arg(long, value_enum, default_value = "http")]
+    pub protocol: crate::canary::prometheus::Protocol,
+    /// With --protocol grpc: judge only the calls whose rpc_method matches this regex (fully
+    /// anchored), e.g. 'shop\.Checkout/.*'.
+    #[arg(long, value_name = "REGEX")]
+    pub rpc_method: Option<String>,
+}
+
+impl CanaryTraffic {
+    pub fn traffic(&self) -> crate::canary::prometheus::Traffic {
+        crate::canary::prometheus::Traffic { protocol: self.protocol, rpc_method: self.rpc_method.clone() }
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub struct ReadinessCheckArgs {
     /// The service to check (value of the `service` label, Jaeger service name).
@@ -244,6 +265,8 @@ pub struct ReadinessCheckArgs {
     pub canary: Option<String>,
     #[command(flatten)]
     pub timing: CanaryTiming,
+    #[command(flatten)]
+    pub traffic: CanaryTraffic,
     /// Time each HTTP request of a check may take.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub timeout: std::time::Duration,
@@ -257,5 +280,45 @@ mod tests {
     fn the_command_line_definition_is_consistent() {
         use clap::CommandFactory;
         super::Cli::command().debug_assert();
+    }
+
+    /// `--protocol` and `--rpc-method` reach the canary judge from both commands; HTTP by default.
+    #[test]
+    fn the_canary_traffic_flags_parse_in_the_judge_and_the_readiness_check() {
+        use clap::Parser;
+
+        use crate::canary::prometheus::Traffic;
+        let judge = ["redline", "canary", "judge", "--prometheus", "http://p:9090", "--service", "s"];
+        let judge = |extra: &[&str]| {
+            let cli = super::Cli::try_parse_from(
+                judge.iter().chain(["--baseline", "a", "--canary", "b"].iter()).chain(extra),
+            )
+            .expect("parses");
+            match cli.command {
+                super::Command::Canary(super::CanaryCommand::Judge(a)) => a.traffic.traffic(),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(judge(&[]), Traffic::http());
+        assert_eq!(judge(&["--protocol", "grpc"]), Traffic::grpc(None));
+        assert_eq!(judge(&["--protocol", "grpc", "--rpc-method", "shop.Cart/.*"]), Traffic::grpc(Some("shop.Cart/.*")));
+        let cli = super::Cli::try_parse_from([
+            "redline",
+            "readiness-check",
+            "--service",
+            "s",
+            "--baseline",
+            "a",
+            "--canary",
+            "b",
+            "--protocol",
+            "grpc",
+        ])
+        .expect("parses");
+        match cli.command {
+            super::Command::ReadinessCheck(a) => assert_eq!(a.traffic.traffic(), Traffic::grpc(None)),
+            other => panic!("{other:?}"),
+        }
+        assert!(super::Cli::try_parse_from(["redline", "canary", "judge", "--protocol", "thrift"]).is_err());
     }
 }

@@ -53,8 +53,9 @@ fn run(args: &CanaryJudgeArgs) -> anyhow::Result<super::JudgeReport> {
         version_label: args.version_label.clone(),
         version: version.to_owned(),
     };
-    let baseline = queries(&side(&args.baseline), args.timing.rate_window)?;
-    let canary = queries(&side(&args.canary), args.timing.rate_window)?;
+    let traffic = args.traffic.traffic();
+    let baseline = queries(&side(&args.baseline), args.timing.rate_window, &traffic)?;
+    let canary = queries(&side(&args.canary), args.timing.rate_window, &traffic)?;
 
     let end = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs_f64();
     let start = end - args.timing.window.as_secs_f64();

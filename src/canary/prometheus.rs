@@ -1,5 +1,6 @@
 //! The canary's samples from Prometheus: PromQL over the sidecar's metric names (README metrics reference) for
-//! one service version, and `/api/v1/query_range` to fetch them.
+//! one service version, and `/api/v1/query_range` to fetch them. HTTP services are judged on the
+//! request histogram, gRPC services (`--protocol grpc`) on the RPC histogram, per call.
 //!
 //! The sidecar's series carry no service/version labels of their own; Prometheus attaches them
 //! as target labels (scrape config `labels`, or relabelling from pod labels such as
@@ -21,10 +22,57 @@ pub struct Side {
     pub version: String,
 }
 
+/// Which of the sidecar's histograms the error ratio and the latency come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Protocol {
+    /// Every request: `http_server_request_duration_seconds` (gRPC calls included, as the
+    /// HTTP/2 requests they are).
+    #[default]
+    Http,
+    /// gRPC calls: `rpc_server_call_duration_seconds`, by `rpc_method`; the latency leaves
+    /// streaming methods out.
+    Grpc,
+}
+
+/// The traffic a canary is judged on: the protocol's histogram, and for gRPC optionally only
+/// the methods an `rpc_method` regex matches.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub protocol: Protocol,
+    /// A regex over `rpc_method` (fully anchored, as PromQL's); `--protocol grpc` only.
+    pub rpc_method: Option<String>,
+}
+
+impl Traffic {
+    /// The HTTP request histogram: what the judge used before it knew gRPC.
+    pub fn http() -> Traffic {
+        Traffic::default()
+    }
+
+    pub fn grpc(rpc_method: Option<&str>) -> Traffic {
+        Traffic { protocol: Protocol::Grpc, rpc_method: rpc_method.map(str::to_string) }
+    }
+
+    /// What the report's evidence says about the traffic judged.
+    pub fn describe(&self) -> String {
+        match (&self.protocol, &self.rpc_method) {
+            (Protocol::Http, _) => "HTTP requests (http_server_request_duration_seconds)".to_string(),
+            (Protocol::Grpc, None) => "gRPC calls (rpc_server_call_duration_seconds)".to_string(),
+            (Protocol::Grpc, Some(m)) => {
+                format!("gRPC calls of rpc_method=~{} (rpc_server_call_duration_seconds)", quote(m))
+            }
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PrometheusError {
     #[error("label name {0:?} is not a valid Prometheus label name")]
     LabelName(String),
+    #[error("--rpc-method selects gRPC methods: it needs --protocol grpc")]
+    RpcMethodWithoutGrpc,
+    #[error("--rpc-method {0:?} is not a valid regular expression: {1}")]
+    RpcMethodRegex(String, String),
     #[error("{url}: {source}")]
     Http { url: String, source: reqwest::Error },
     #[error("{url}: HTTP {status}: {body}")]
@@ -63,6 +111,12 @@ fn valid_label_name(name: &str) -> bool {
 /// went away, stalled or sent garbage, nor because a rollout drained its pods.
 pub const SERVICE_FAILED: &str = r#"error_type!~"|client_.+|shutdown""#;
 
+/// The `rpc_method`s left out of the gRPC latency: `_OTHER` (no method: calls to methods the
+/// service does not serve and the methods past the label's limit) and streaming methods by the
+/// naming convention of rules/README.md (a stream's duration is the whole stream's), the same
+/// matcher as the shipped `RedlineGrpcHighLatency`.
+pub const GRPC_NOT_LATENCY: &str = r#"rpc_method!~"_OTHER|.+/(Stream|Watch|Subscribe).*|.+/ServerReflectionInfo""#;
+
 /// Prometheus duration syntax for a range, in whole seconds (at least 1s).
 fn range(d: Duration) -> String {
     format!("{}s", d.as_secs().max(1))
@@ -71,12 +125,22 @@ fn range(d: Duration) -> String {
 /// The three judged metrics and their PromQL for one side, `rate()` over `rate_window`.
 ///
 /// - error ratio: the service's failures ([`SERVICE_FAILED`]: a 5xx or a proxy error, never a
-///   client's failure or a drain cut) over all requests; `or vector(0)` so that a version
-///   without a single failure gives 0 rather than no sample;
-/// - p99 latency: `histogram_quantile(0.99, …)` of the duration histogram;
+///   client's failure or a drain cut; for gRPC a server-error code, the only codes with an
+///   `error_type`) over all requests or calls; `or vector(0)` so that a version without a
+///   single failure gives 0 rather than no sample;
+/// - p99 latency: `histogram_quantile(0.99, …)` of the duration histogram (for gRPC without
+///   [`GRPC_NOT_LATENCY`]);
 /// - CPU per request: the app process's CPU (`redline_app_cpu_seconds_total`), else the pod's
-///   cgroup CPU, per request. Steps without requests give NaN and are dropped by the judge.
-pub fn queries(side: &Side, rate_window: Duration) -> Result<Vec<(MetricSpec, String)>, PrometheusError> {
+///   cgroup CPU, per request (every request, gRPC calls included, whatever the protocol: the
+///   CPU is the whole pod's). Steps without requests give NaN and are dropped by the judge.
+///
+/// With [`Protocol::Grpc`] the first two read `rpc_server_call_duration_seconds`, restricted
+/// to `rpc_method=~M` when the traffic names methods.
+pub fn queries(
+    side: &Side,
+    rate_window: Duration,
+    traffic: &Traffic,
+) -> Result<Vec<(MetricSpec, String)>, PrometheusError> {
     for name in [&side.service_label, &side.version_label] {
         if !valid_label_name(name) {
             return Err(PrometheusError::LabelName(name.clone()));
@@ -86,18 +150,36 @@ pub fn queries(side: &Side, rate_window: Duration) -> Result<Vec<(MetricSpec, St
         format!("{}={},{}={}", side.service_label, quote(&side.service), side.version_label, quote(&side.version));
     let r = range(rate_window);
     let requests = format!("sum(rate(http_server_request_duration_seconds_count{{{sel}}}[{r}]))");
+    let (family, calls, latency) = match traffic.protocol {
+        Protocol::Http => {
+            if traffic.rpc_method.is_some() {
+                return Err(PrometheusError::RpcMethodWithoutGrpc);
+            }
+            ("http_server_request_duration_seconds", sel.clone(), sel.clone())
+        }
+        Protocol::Grpc => {
+            let calls = match &traffic.rpc_method {
+                Some(m) => {
+                    regex::Regex::new(&format!("^(?:{m})$"))
+                        .map_err(|e| PrometheusError::RpcMethodRegex(m.clone(), e.to_string()))?;
+                    format!("{sel},rpc_method=~{}", quote(m))
+                }
+                None => sel.clone(),
+            };
+            let latency = format!("{calls},{GRPC_NOT_LATENCY}");
+            ("rpc_server_call_duration_seconds", calls, latency)
+        }
+    };
     Ok(vec![
         (
             MetricSpec::error_ratio(),
             format!(
-                "(sum(rate(http_server_request_duration_seconds_count{{{sel},{SERVICE_FAILED}}}[{r}])) or vector(0)) / {requests}"
+                "(sum(rate({family}_count{{{calls},{SERVICE_FAILED}}}[{r}])) or vector(0)) / sum(rate({family}_count{{{calls}}}[{r}]))"
             ),
         ),
         (
             MetricSpec::p99_latency(),
-            format!(
-                "histogram_quantile(0.99, sum by (le) (rate(http_server_request_duration_seconds_bucket{{{sel}}}[{r}])))"
-            ),
+            format!("histogram_quantile(0.99, sum by (le) (rate({family}_bucket{{{latency}}}[{r}])))"),
         ),
         (
             MetricSpec::cpu_per_request(),
@@ -209,7 +291,7 @@ mod tests {
 
     #[test]
     fn queries_are_valid_promql_over_the_sidecars_metrics() {
-        let qs = queries(&side("2.3.1"), Duration::from_secs(60)).unwrap();
+        let qs = queries(&side("2.3.1"), Duration::from_secs(60), &Traffic::http()).unwrap();
         assert_eq!(qs.len(), 3);
         for (spec, q) in &qs {
             promql_parser::parser::parse(q).unwrap_or_else(|e| panic!("{}: {q}: {e}", spec.name));
@@ -226,7 +308,7 @@ mod tests {
     #[test]
     fn the_error_ratio_counts_the_services_failures_only() {
         use crate::telemetry::red::ErrorType;
-        let qs = queries(&side("2.3.1"), Duration::from_secs(60)).unwrap();
+        let qs = queries(&side("2.3.1"), Duration::from_secs(60), &Traffic::http()).unwrap();
         let e = promql_parser::parser::parse(&qs[0].1).unwrap();
         let u = crate::readiness::checks::ExprUse::of(&e);
         let matchers: Vec<&(String, promql_parser::label::MatchOp, String)> =
@@ -246,6 +328,13 @@ mod tests {
             (ErrorType::ClientTimeout, 408),
             (ErrorType::ClientInvalidRequest, 431),
             (ErrorType::Shutdown, 0),
+            // gRPC server errors, at HTTP status 200 (the code is in the trailers)
+            (ErrorType::GrpcUnknown, 200),
+            (ErrorType::GrpcDeadlineExceeded, 200),
+            (ErrorType::GrpcUnimplemented, 200),
+            (ErrorType::GrpcInternal, 200),
+            (ErrorType::GrpcUnavailable, 200),
+            (ErrorType::GrpcDataLoss, 200),
         ] {
             let label = e.label(status, &mut buf).to_string();
             assert_eq!(!re.is_match(&label), e.is_service_error(), "error_type={label}");
@@ -253,13 +342,124 @@ mod tests {
         assert!(re.is_match(""), "a request without error_type is no failure");
     }
 
+    /// The HTTP queries as they were before the judge knew gRPC: the same text for
+    /// `--protocol http`.
+    #[test]
+    fn http_queries_are_unchanged() {
+        let qs = queries(&side("2.3.1"), Duration::from_secs(60), &Traffic::http()).unwrap();
+        let l = r#"service="checkout",version="2.3.1""#;
+        assert_eq!(
+            qs[0].1,
+            format!(
+                r#"(sum(rate(http_server_request_duration_seconds_count{{{l},error_type!~"|client_.+|shutdown"}}[60s])) or vector(0)) / sum(rate(http_server_request_duration_seconds_count{{{l}}}[60s]))"#
+            )
+        );
+        assert_eq!(
+            qs[1].1,
+            format!(
+                "histogram_quantile(0.99, sum by (le) (rate(http_server_request_duration_seconds_bucket{{{l}}}[60s])))"
+            )
+        );
+    }
+
+    #[test]
+    fn grpc_queries_read_the_rpc_histogram_and_leave_streams_out_of_the_latency() {
+        let l = r#"service="checkout",version="2.3.1""#;
+        let qs = queries(&side("2.3.1"), Duration::from_secs(60), &Traffic::grpc(None)).unwrap();
+        assert_eq!(qs.len(), 3);
+        assert_eq!(
+            qs[0].1,
+            format!(
+                r#"(sum(rate(rpc_server_call_duration_seconds_count{{{l},error_type!~"|client_.+|shutdown"}}[60s])) or vector(0)) / sum(rate(rpc_server_call_duration_seconds_count{{{l}}}[60s]))"#
+            )
+        );
+        assert_eq!(
+            qs[1].1,
+            format!(
+                r#"histogram_quantile(0.99, sum by (le) (rate(rpc_server_call_duration_seconds_bucket{{{l},rpc_method!~"_OTHER|.+/(Stream|Watch|Subscribe).*|.+/ServerReflectionInfo"}}[60s])))"#
+            )
+        );
+        // CPU per request over every request of the pod, as for HTTP.
+        let http = queries(&side("2.3.1"), Duration::from_secs(60), &Traffic::http()).unwrap();
+        assert_eq!(qs[2], http[2]);
+        assert_eq!(
+            qs.iter().map(|(s, _)| s.name.as_str()).collect::<Vec<_>>(),
+            ["error_ratio", "p99_latency_seconds", "cpu_seconds_per_request"]
+        );
+
+        // Only some methods: both the error ratio's numerator and denominator, and the latency.
+        let qs =
+            queries(&side("2.3.1"), Duration::from_secs(60), &Traffic::grpc(Some(r#"shop\.Checkout/.*"#))).unwrap();
+        let m = r#"rpc_method=~"shop\\.Checkout/.*""#;
+        assert_eq!(
+            qs[0].1,
+            format!(
+                r#"(sum(rate(rpc_server_call_duration_seconds_count{{{l},{m},error_type!~"|client_.+|shutdown"}}[60s])) or vector(0)) / sum(rate(rpc_server_call_duration_seconds_count{{{l},{m}}}[60s]))"#
+            )
+        );
+        assert!(qs[1].1.contains(&format!("{{{l},{m},{GRPC_NOT_LATENCY}}}")), "{}", qs[1].1);
+        for (spec, q) in &qs {
+            let e = promql_parser::parser::parse(q).unwrap_or_else(|e| panic!("{}: {q}: {e}", spec.name));
+            let u = crate::readiness::checks::ExprUse::of(&e);
+            // The method matcher survives PromQL's unescaping as the regex given.
+            if spec.name != "cpu_seconds_per_request" {
+                let methods: Vec<&String> = u
+                    .selectors
+                    .iter()
+                    .flat_map(|s| &s.matchers)
+                    .filter(|(l, op, _)| l == "rpc_method" && matches!(op, promql_parser::label::MatchOp::Re(_)))
+                    .map(|(_, _, v)| v)
+                    .collect();
+                assert!(!methods.is_empty() && methods.iter().all(|v| *v == r#"shop\.Checkout/.*"#), "{q}");
+            }
+        }
+    }
+
+    /// What the latency leaves out: `_OTHER` and streams by name, never a unary method.
+    #[test]
+    fn grpc_latency_leaves_out_other_and_streaming_methods_as_the_shipped_rule_does() {
+        let rules = include_str!("../../rules/redline-symptoms.yml");
+        assert!(rules.contains(&format!("rpc_server_call_duration_seconds_bucket{{{GRPC_NOT_LATENCY}}}")));
+        let e = promql_parser::parser::parse(&format!("m{{{GRPC_NOT_LATENCY}}}")).expect("promql");
+        let promql_parser::parser::Expr::VectorSelector(vs) = e else { panic!("{e:?}") };
+        let m = vs.matchers.matchers.iter().find(|m| m.name == "rpc_method").expect("rpc_method matcher");
+        for left_out in [
+            "_OTHER",
+            "shop.Inventory/WatchStock",
+            "shop.Prices/StreamQuotes",
+            "shop.Events/SubscribeOrders",
+            "grpc.health.v1.Health/Watch",
+            "grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            "grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        ] {
+            assert!(!m.is_match(left_out), "{left_out}");
+        }
+        for kept in ["shop.Checkout/PlaceOrder", "grpc.health.v1.Health/Check", "shop.Streams/List", "shop.Watcher/Get"]
+        {
+            assert!(m.is_match(kept), "{kept}");
+        }
+    }
+
+    #[test]
+    fn a_method_regex_needs_grpc_and_must_compile() {
+        let http_with_method = Traffic { protocol: Protocol::Http, rpc_method: Some("a/b".into()) };
+        let e = queries(&side("1"), Duration::from_secs(60), &http_with_method).unwrap_err();
+        assert_eq!(e.to_string(), "--rpc-method selects gRPC methods: it needs --protocol grpc");
+        let e = queries(&side("1"), Duration::from_secs(60), &Traffic::grpc(Some("shop.(Checkout"))).unwrap_err();
+        assert!(e.to_string().starts_with(r#"--rpc-method "shop.(Checkout" is not a valid regular expression"#), "{e}");
+        // A quote or backslash in the regex is escaped into the PromQL string.
+        let qs = queries(&side("1"), Duration::from_secs(60), &Traffic::grpc(Some(r#"a"b\d"#))).unwrap();
+        assert!(qs[0].1.contains(r#"rpc_method=~"a\"b\\d""#), "{}", qs[0].1);
+        promql_parser::parser::parse(&qs[0].1).unwrap();
+    }
+
     #[test]
     fn label_values_are_escaped_and_names_checked() {
         let mut s = side(r#"a"b\c"#);
-        let qs = queries(&s, Duration::from_secs(30)).unwrap();
+        let qs = queries(&s, Duration::from_secs(30), &Traffic::http()).unwrap();
         assert!(qs[1].1.contains(r#"version="a\"b\\c""#), "{}", qs[1].1);
         promql_parser::parser::parse(&qs[1].1).unwrap();
         s.version_label = "app.kubernetes.io/version".into();
-        assert!(matches!(queries(&s, Duration::from_secs(30)), Err(PrometheusError::LabelName(_))));
+        assert!(matches!(queries(&s, Duration::from_secs(30), &Traffic::http()), Err(PrometheusError::LabelName(_))));
     }
 }

@@ -338,6 +338,12 @@ mod tests {
             ErrorType::ClientTimeout,
             ErrorType::ClientInvalidRequest,
             ErrorType::Shutdown,
+            ErrorType::GrpcUnknown,
+            ErrorType::GrpcDeadlineExceeded,
+            ErrorType::GrpcUnimplemented,
+            ErrorType::GrpcInternal,
+            ErrorType::GrpcUnavailable,
+            ErrorType::GrpcDataLoss,
         ]
         .into_iter()
         .map(|e| (e.label(503, &mut buf).to_string(), e.is_service_error()))

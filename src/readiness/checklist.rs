@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::canary::judge::{JudgeConfig, MetricSamples, Verdict, judge};
-use crate::canary::prometheus::{Side, queries, range_query};
+use crate::canary::prometheus::{Side, Traffic, queries, range_query};
 use crate::config::{FileConfig, ReadinessConfig};
 use crate::readiness::checks::{alerts, dashboard, firing, logs, metrics, tracing};
 use crate::readiness::coverage::{self, CoverageUnit};
@@ -36,6 +36,8 @@ pub struct Options {
     pub window: Duration,
     pub step: Duration,
     pub rate_window: Duration,
+    /// What the canary judge compares: HTTP requests, or gRPC calls (of some methods).
+    pub traffic: Traffic,
     /// Time each HTTP request of a check may take.
     pub timeout: Duration,
 }
@@ -48,6 +50,7 @@ impl Default for Options {
             window: Duration::from_secs(30 * 60),
             step: Duration::from_secs(30),
             rate_window: Duration::from_secs(60),
+            traffic: Traffic::http(),
             timeout: Duration::from_secs(10),
         }
     }
@@ -92,6 +95,7 @@ pub struct Plan {
     window: Duration,
     step: Duration,
     rate_window: Duration,
+    traffic: Traffic,
     timeout: Duration,
 }
 
@@ -132,6 +136,7 @@ impl Plan {
             window: options.window,
             step: options.step,
             rate_window: options.rate_window,
+            traffic: options.traffic,
             timeout: options.timeout,
         })
     }
@@ -682,17 +687,19 @@ async fn canary_check(plan: &Plan, client: &reqwest::Client) -> Outcome {
         version: version.to_string(),
     };
     let rate_window = plan.rate_window;
-    let (b, c) = match (queries(&side(baseline), rate_window), queries(&side(canary), rate_window)) {
+    let traffic = &plan.traffic;
+    let (b, c) = match (queries(&side(baseline), rate_window, traffic), queries(&side(canary), rate_window, traffic)) {
         (Ok(b), Ok(c)) => (b, c),
         (Err(e), _) | (_, Err(e)) => return Outcome::error(e.to_string()),
     };
     let end = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs_f64();
     let start = end - plan.window.as_secs_f64();
     let evidence = format!(
-        "{}/api/v1/query_range ({} window, step {:?})",
+        "{}/api/v1/query_range ({} window, step {:?}, {})",
         prom.0.trim_end_matches('/'),
         humantime::format_duration(plan.window),
-        plan.step
+        plan.step,
+        traffic.describe()
     );
     let mut samples = Vec::new();
     for ((spec, bq), (_, cq)) in b.into_iter().zip(c) {

@@ -49,6 +49,7 @@ pub fn run(args: &ReadinessCheckArgs) -> Result<Report, UsageError> {
         window: args.timing.window,
         step: args.timing.step,
         rate_window: args.timing.rate_window,
+        traffic: args.traffic.traffic(),
         timeout: args.timeout,
     };
     let plan = Plan::new(&args.service, file, &origin, options)?;

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::gates::{self, CanarySelector};
 use super::store::Store;
+use crate::canary::prometheus::{Protocol, Traffic};
 use crate::config::FileConfig;
 use crate::readiness::checklist::{self, Options, Plan, Selection, UsageError};
 use crate::readiness::report::{Outcome, Report, Status};
@@ -108,12 +109,22 @@ impl GateRequest {
         };
         let list = |k: &str| get(k).map(|v| v.split(',').map(|s| s.trim().to_string()).collect()).unwrap_or_default();
         let defaults = Options::default();
+        let protocol = match get("protocol") {
+            None | Some("http") => Protocol::Http,
+            Some("grpc") => Protocol::Grpc,
+            Some(other) => return Err(format!("protocol: expected http or grpc, got {other:?}")),
+        };
+        let rpc_method = get("rpc_method").map(str::to_string);
+        if rpc_method.is_some() && protocol != Protocol::Grpc {
+            return Err("rpc_method: selects gRPC methods, it needs protocol=grpc".to_string());
+        }
         let options = Options {
             baseline: get("baseline").map(str::to_string),
             canary: get("canary").map(str::to_string),
             window: duration("window", defaults.window)?,
             step: duration("step", defaults.step)?,
             rate_window: duration("rate_window", defaults.rate_window)?,
+            traffic: Traffic { protocol, rpc_method },
             timeout,
         };
         let selection = Selection::new(list("only"), list("skip")).map_err(|e| e.to_string())?;
@@ -220,6 +231,26 @@ mod tests {
         assert!(e.starts_with("window: expected a duration"), "{e}");
         let e = GateRequest::from_params("c".into(), None, &params(&[("only", "coverage")]), t).expect_err("bad");
         assert!(e.contains("unknown check \"coverage\""), "{e}");
+        assert_eq!(r.options.traffic, Traffic::http());
+    }
+
+    #[test]
+    fn a_grpc_canary_is_judged_on_the_rpc_histogram_of_the_methods_asked_for() {
+        let t = Duration::from_secs(5);
+        let p = params(&[
+            ("baseline", "1.0"),
+            ("canary", "1.1"),
+            ("protocol", "grpc"),
+            ("rpc_method", "shop\\.Checkout/.*"),
+        ]);
+        let r = GateRequest::from_params("checkout".into(), None, &p, t).expect("valid");
+        assert_eq!(r.options.traffic, Traffic::grpc(Some("shop\\.Checkout/.*")));
+        let r = GateRequest::from_params("checkout".into(), None, &params(&[("protocol", "grpc")]), t).expect("valid");
+        assert_eq!(r.options.traffic, Traffic::grpc(None));
+        let e = GateRequest::from_params("c".into(), None, &params(&[("protocol", "thrift")]), t).expect_err("bad");
+        assert_eq!(e, "protocol: expected http or grpc, got \"thrift\"");
+        let e = GateRequest::from_params("c".into(), None, &params(&[("rpc_method", "a/b")]), t).expect_err("bad");
+        assert!(e.starts_with("rpc_method:"), "{e}");
     }
 
     #[test]

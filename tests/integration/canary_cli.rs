@@ -1,12 +1,17 @@
 //! `redline canary judge` against a real Prometheus (Debian `prometheus`) scraping real sidecars:
 //! a baseline, a healthy canary and a faulty canary (errors and latency injected upstream), all
 //! under the same load. The healthy canary passes, the faulty one fails on its error ratio.
+//! The same for gRPC services (grpcio's server and a steady grpcio client, PyPI) with
+//! `--protocol grpc`: the RPC histogram, server-error codes only, methods picked by regex.
 
 use crate::common;
 
-use std::process::Command;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
+use common::grpc::GrpcServer;
 use common::prometheus::{Prometheus, SteadyLoad};
 use common::{Sidecar, Upstream, free_port, redline_bin, require_tool};
 
@@ -19,7 +24,12 @@ fn scrape_job(version: &str, sidecar: &Sidecar) -> String {
 
 /// Runs `redline canary judge` and returns (exit code, parsed JSON report).
 async fn judge(prometheus: &str, canary: &str) -> (i32, serde_json::Value) {
-    let args: Vec<String> = [
+    judge_with(prometheus, canary, &[]).await
+}
+
+/// As [`judge`], with `extra` flags (e.g. `--protocol grpc`).
+async fn judge_with(prometheus: &str, canary: &str, extra: &[&str]) -> (i32, serde_json::Value) {
+    let mut args: Vec<String> = [
         "canary",
         "judge",
         "--prometheus",
@@ -40,6 +50,7 @@ async fn judge(prometheus: &str, canary: &str) -> (i32, serde_json::Value) {
     .iter()
     .map(|s| s.to_string())
     .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
     let out = tokio::task::spawn_blocking(move || Command::new(redline_bin()).args(&args).output())
         .await
         .expect("join")
@@ -121,4 +132,141 @@ fn judge_reports_an_unreachable_prometheus_with_exit_2() {
         .expect("run redline");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("confidence must be between 0 and 1"));
+}
+
+/// tests/integration/grpc_peers/load.py: one call every 20 ms to `target` from `mix`, until
+/// dropped (its stdin closes).
+struct GrpcLoad {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl GrpcLoad {
+    fn start(target: &str, mix: &[&str]) -> GrpcLoad {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/integration/grpc_peers/load.py");
+        let mut child = Command::new(common::grpc::python())
+            .arg(script)
+            .args(["--target", target, "--interval-ms", "20", "--seconds", "150"])
+            .args(mix)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn grpc_peers/load.py");
+        let stdin = child.stdin.take();
+        let mut stdout = BufReader::new(child.stdout.take().expect("load stdout"));
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("read load.py");
+        assert_eq!(line.trim(), "READY", "load.py on {target} did not connect");
+        GrpcLoad { child, stdin, stdout }
+    }
+
+    /// Stops the load and returns the calls made per status code name.
+    fn stop(mut self) -> serde_json::Value {
+        drop(self.stdin.take());
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("read load.py");
+        let _ = self.child.wait();
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("load.py summary {line:?}: {e}"))
+    }
+}
+
+impl Drop for GrpcLoad {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// gRPC services, each version behind its own sidecar under the same steady load of unary
+/// calls, a fifth of them answered NOT_FOUND (an answer: no server error). The healthy canary
+/// also serves a slow method (300 ms), the faulty one fails 30% of its calls UNAVAILABLE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn judge_grpc_services_on_the_rpc_histogram() {
+    require_tool("prometheus", "prometheus");
+    let mut sides = Vec::new();
+    for version in ["v1", "v2", "v3"] {
+        let server = GrpcServer::start(&[]);
+        let sidecar = Sidecar::start(&format!("http://{}", server.target()), &[]).await;
+        sides.push((version, server, sidecar));
+    }
+    let mut config = "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n".to_owned();
+    for (version, _, sidecar) in &sides {
+        config.push_str(&scrape_job(version, sidecar));
+    }
+    let prometheus = Prometheus::start(&config).await;
+
+    let mixes: [&[&str]; 3] = [
+        &["4:unary", "1:fail:NOT_FOUND"],
+        &["4:unary", "1:fail:NOT_FOUND", "1:sleep:300"],
+        &["7:unary", "3:fail:UNAVAILABLE"],
+    ];
+    let loads: Vec<GrpcLoad> = sides
+        .iter()
+        .zip(mixes)
+        .map(|((_, _, sidecar), mix)| GrpcLoad::start(&sidecar.proxy.to_string(), mix))
+        .collect();
+    let versions: Vec<&str> = sides.iter().map(|(v, _, _)| *v).collect();
+    // Every call is an HTTP/2 request too: the HTTP family shows the traffic first.
+    prometheus.wait_for_traffic(&versions).await;
+
+    let grpc = ["--protocol", "grpc"];
+    let (_, slow) = judge_with(&prometheus.url(), "v2", &grpc).await;
+    let unary = ["--protocol", "grpc", "--rpc-method", r"redline\.test\.Echo/(Unary|Fail)"];
+    let (code, healthy) = judge_with(&prometheus.url(), "v2", &unary).await;
+    let (bad_code, faulty) = judge_with(&prometheus.url(), "v3", &grpc).await;
+    let (http_code, faulty_http) = judge(&prometheus.url(), "v3").await;
+    let calls: Vec<serde_json::Value> = loads.into_iter().map(GrpcLoad::stop).collect();
+    assert!(calls[0]["NOT_FOUND"].as_u64().unwrap_or(0) > 100, "{calls:?}");
+    assert!(calls[2]["UNAVAILABLE"].as_u64().unwrap_or(0) > 100, "{calls:?}");
+
+    // All methods: the slow method's 300 ms calls make v2's p99; NOT_FOUND fails nothing.
+    let errors = metric(&slow, "error_ratio");
+    assert_eq!(errors["classification"], "pass", "{slow:#}");
+    assert_eq!(errors["baseline"]["mean"], 0.0, "NOT_FOUND is no server error: {errors:#}");
+    assert_eq!(metric(&slow, "p99_latency_seconds")["classification"], "high", "{slow:#}");
+    assert_eq!(slow["verdict"], "fail", "{slow:#}");
+
+    // Only the unary methods the canary shares with the baseline: a pass.
+    assert_eq!(healthy["verdict"], "pass", "{healthy:#}");
+    assert_eq!((code, &healthy["pass"]), (0, &serde_json::json!(true)), "{healthy:#}");
+    let errors = metric(&healthy, "error_ratio");
+    assert!(errors["baseline"]["count"].as_u64().unwrap() >= 10, "{errors:#}");
+    assert_eq!(errors["canary"]["mean"], 0.0, "{errors:#}");
+
+    // UNAVAILABLE is a server error: in the RPC histogram ...
+    assert_eq!((bad_code, &faulty["verdict"]), (1, &serde_json::json!("fail")), "{faulty:#}");
+    assert_eq!(faulty["critical_failure"], true, "{faulty:#}");
+    let errors = metric(&faulty, "error_ratio");
+    assert_eq!(errors["classification"], "high", "{errors:#}");
+    let canary_mean = errors["canary"]["mean"].as_f64().unwrap();
+    assert!((0.15..0.45).contains(&canary_mean), "30% UNAVAILABLE, measured {canary_mean}");
+    // ... and in the HTTP family, at status 200 (error_type="UNAVAILABLE").
+    assert_eq!((http_code, &faulty_http["critical_failure"]), (1, &serde_json::json!(true)), "{faulty_http:#}");
+    let errors = metric(&faulty_http, "error_ratio");
+    assert_eq!(errors["classification"], "high", "{errors:#}");
+    let canary_mean = errors["canary"]["mean"].as_f64().unwrap();
+    assert!((0.15..0.45).contains(&canary_mean), "30% UNAVAILABLE over HTTP/2, measured {canary_mean}");
+}
+
+#[test]
+fn judge_refuses_a_method_regex_without_grpc_and_a_bad_one() {
+    let run = |extra: &[&str]| {
+        Command::new(redline_bin())
+            .args(["canary", "judge", "--prometheus", "http://127.0.0.1:1", "--service", "s"])
+            .args(["--baseline", "a", "--canary", "b"])
+            .args(extra)
+            .output()
+            .expect("run redline")
+    };
+    let out = run(&["--rpc-method", "shop.Cart/.*"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--rpc-method selects gRPC methods: it needs --protocol grpc")
+    );
+    let out = run(&["--protocol", "grpc", "--rpc-method", "shop.(Cart"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a valid regular expression"));
+    let out = run(&["--protocol", "thrift"]);
+    assert_eq!(out.status.code(), Some(2));
 }

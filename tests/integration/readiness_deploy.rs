@@ -111,7 +111,8 @@ async fn argo_analysis_template_and_flagger_canary_gate_on_the_real_receiver() {
 fn flagger_metric_templates_are_valid_promql() {
     let docs = yaml_docs("deploy/flagger/canary.yaml");
     let templates: Vec<&Value> = docs.iter().filter(|d| d["kind"] == "MetricTemplate").collect();
-    assert_eq!(templates.len(), 2);
+    // HTTP error ratio and p99, and the same for gRPC services.
+    assert_eq!(templates.len(), 4);
     let canary = &docs[0];
     for m in canary["spec"]["analysis"]["metrics"].as_array().expect("metrics") {
         assert!(
@@ -126,6 +127,18 @@ fn flagger_metric_templates_are_valid_promql() {
             .replace("{{ namespace }}", "shop")
             .replace("{{ target }}", "checkout")
             .replace("{{ interval }}", "1m");
-        promql_parser::parser::parse(&q).unwrap_or_else(|e| panic!("{}: {e}\n{q}", t["metadata"]["name"]));
+        let e = promql_parser::parser::parse(&q).unwrap_or_else(|e| panic!("{}: {e}\n{q}", t["metadata"]["name"]));
+        let name = t["metadata"]["name"].as_str().unwrap_or_default();
+        let read: Vec<String> = redline::readiness::checks::ExprUse::of(&e).names().map(str::to_string).collect();
+        let family = if name.starts_with("redline-grpc-") {
+            "rpc_server_call_duration_seconds_"
+        } else {
+            "http_server_request_duration_seconds_"
+        };
+        assert!(!read.is_empty() && read.iter().all(|n| n.starts_with(family)), "{name} reads {read:?}");
+        // gRPC latency leaves out what the shipped RedlineGrpcHighLatency leaves out.
+        if name == "redline-grpc-latency-p99" {
+            assert!(q.contains(r#"rpc_method!~"_OTHER|.+/(Stream|Watch|Subscribe).*|.+/ServerReflectionInfo""#), "{q}");
+        }
     }
 }

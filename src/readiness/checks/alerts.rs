@@ -42,9 +42,23 @@ fn resolve(mut u: ExprUse, records: &HashMap<&str, ExprUse>) -> ExprUse {
 }
 
 /// `error_type` values of the service's failures: a matcher that keeps one of them and leaves
-/// out the empty value selects failed requests.
-const SERVICE_ERRORS: [&str; 7] =
-    ["500", "503", "504", "timeout", "connection_refused", "connect_error", "upstream_error"];
+/// out the empty value selects failed requests. gRPC server errors carry the code's name, in
+/// the HTTP family and in `rpc_server_call_duration_seconds` alike.
+const SERVICE_ERRORS: [&str; 13] = [
+    "500",
+    "503",
+    "504",
+    "timeout",
+    "connection_refused",
+    "connect_error",
+    "upstream_error",
+    "UNKNOWN",
+    "DEADLINE_EXCEEDED",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+];
 
 /// Whether a label matcher (`op`, its value `v`) keeps the label value `value`; an absent
 /// label is the empty value. Regexes are fully anchored, as PromQL's.
@@ -242,6 +256,26 @@ mod tests {
         assert!(sym(r#"sum(rate(m_count{error_type="shutdown"}[5m])) / sum(rate(m_count[5m])) > 0.05"#).is_empty());
     }
 
+    /// The shipped gRPC alerts: the per-method error ratio over the RPC histogram and its p99.
+    #[test]
+    fn the_grpc_alerts_are_an_error_ratio_and_a_latency() {
+        let checks =
+            crate::rules::file::Checks { expr: &crate::rules::promql::check, template: &crate::rules::template::check };
+        let shipped: Vec<Group> = crate::rules::file::parse(
+            include_str!("../../../rules/redline-symptoms.yml"),
+            "rules/redline-symptoms.yml",
+            &checks,
+        )
+        .expect("shipped rules parse");
+        let grpc = shipped.iter().find(|g| g.name == "redline-symptoms-grpc").expect("the gRPC group");
+        let found: Vec<(&str, Vec<&str>)> = grpc.rules.iter().map(|r| (r.name.as_str(), symptoms(&r.expr))).collect();
+        assert_eq!(
+            found,
+            [("RedlineGrpcHighErrorRatio", vec!["error ratio"]), ("RedlineGrpcHighLatency", vec!["latency"])]
+        );
+        assert!(grpc.rules.iter().all(|r| lacks(r).is_empty()));
+    }
+
     #[test]
     fn error_type_matchers_are_judged_by_the_values_they_keep() {
         let m = |e: &str| -> (MatchOp, String) {
@@ -266,6 +300,10 @@ mod tests {
             (r#"m{error_type="client_closed"}"#, false, false),
             (r#"m{error_type=~"client_.+|shutdown"}"#, false, false),
             (r#"m{error_type!="503"}"#, false, false),
+            // gRPC server errors by their code names
+            (r#"m{error_type=~"UNAVAILABLE|INTERNAL"}"#, true, false),
+            (r#"m{error_type="DEADLINE_EXCEEDED"}"#, true, false),
+            (r#"m{error_type!~"|client_.+|shutdown|UNAVAILABLE"}"#, true, false),
         ] {
             let (op, v) = m(e);
             assert_eq!((selects_failures(&op, &v), selects_successes(&op, &v)), (failures, successes), "{e}");
