@@ -6,12 +6,11 @@
 
 use crate::common;
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::grpc::GrpcServer;
+use common::grpc_load::GrpcLoad;
 use common::prometheus::{Prometheus, SteadyLoad};
 use common::{Sidecar, Upstream, free_port, redline_bin, require_tool};
 
@@ -132,50 +131,6 @@ fn judge_reports_an_unreachable_prometheus_with_exit_2() {
         .expect("run redline");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("confidence must be between 0 and 1"));
-}
-
-/// tests/integration/grpc_peers/load.py: one call every 20 ms to `target` from `mix`, until
-/// dropped (its stdin closes).
-struct GrpcLoad {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl GrpcLoad {
-    fn start(target: &str, mix: &[&str]) -> GrpcLoad {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/integration/grpc_peers/load.py");
-        let mut child = Command::new(common::grpc::python())
-            .arg(script)
-            .args(["--target", target, "--interval-ms", "20", "--seconds", "150"])
-            .args(mix)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn grpc_peers/load.py");
-        let stdin = child.stdin.take();
-        let mut stdout = BufReader::new(child.stdout.take().expect("load stdout"));
-        let mut line = String::new();
-        stdout.read_line(&mut line).expect("read load.py");
-        assert_eq!(line.trim(), "READY", "load.py on {target} did not connect");
-        GrpcLoad { child, stdin, stdout }
-    }
-
-    /// Stops the load and returns the calls made per status code name.
-    fn stop(mut self) -> serde_json::Value {
-        drop(self.stdin.take());
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).expect("read load.py");
-        let _ = self.child.wait();
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("load.py summary {line:?}: {e}"))
-    }
-}
-
-impl Drop for GrpcLoad {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// gRPC services, each version behind its own sidecar under the same steady load of unary

@@ -1,8 +1,9 @@
 //! `redline dashboards generate`: the checked-in `dashboards/` are exactly what the command
 //! writes, `--check` notices a changed or missing file, the readiness `dashboard` check passes
 //! on them, and every query of every dashboard, with its variables filled from a real
-//! Prometheus (Debian `prometheus`) scraping a real sidecar that served traffic with 5xx, is
-//! valid PromQL over series that exist; the duration panel's exemplars lead to the trace.
+//! Prometheus (Debian `prometheus`) scraping a real sidecar that served traffic with 5xx (and a
+//! second one of the same service serving gRPC calls), is valid PromQL over series that exist;
+//! the duration panel's exemplars lead to the trace.
 
 use crate::common;
 
@@ -13,6 +14,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::grpc::GrpcServer;
+use common::grpc_load::GrpcLoad;
 use common::otlp::OtlpReceiver;
 use common::prometheus::Prometheus;
 use common::{Sidecar, Upstream, client, free_port, redline_bin, require_tool};
@@ -179,21 +182,12 @@ async fn variables(p: &Prometheus, model: &Value) -> Vec<(String, VarValue)> {
                 let borrowed: Vec<(&str, VarValue)> = vars.iter().map(|(n, v)| (n.as_str(), v.clone())).collect();
                 let query = interpolate(var["query"].as_str().expect("variable query"), &borrowed);
                 let offered = label_values(p, &query).await;
-                if name == "rpc_method" {
-                    // gRPC methods exist only once gRPC calls went through the sidecar: the
-                    // first one offered, else "All" as Grafana shows an empty variable.
-                    let value = match offered.first() {
-                        Some(m) => VarValue::Picked(vec![m.clone()]),
-                        None => VarValue::Raw(".*".into()),
-                    };
-                    vars.push((name, value));
-                    continue;
-                }
                 let want = match name.as_str() {
                     "service" => "checkout",
                     "namespace" => "shop",
                     "version" => "1.2.3",
                     "route" => "/users/{id}",
+                    "rpc_method" => "redline.test.Echo/Unary",
                     other => panic!("unexpected variable {other}"),
                 };
                 assert!(offered.iter().any(|o| o == want), "${name} ({query}) offers {offered:?}, not {want:?}");
@@ -258,6 +252,12 @@ async fn every_query_runs_on_a_real_prometheus_scraping_a_real_sidecar() {
     let closed_alertmanager = format!("http://127.0.0.1:{}", free_port());
     let symptoms = format!("{RULES}/redline-symptoms.yml");
     let pid = std::process::id().to_string();
+    let grpc_server = GrpcServer::start(&[]);
+    let grpc_sidecar = Sidecar::start(
+        &format!("http://{}", grpc_server.target()),
+        &["--tracing-endpoint", &otlp.endpoint(), "--sample-interval", "1s"],
+    )
+    .await;
     let sidecar = Sidecar::start(
         &upstream.url(),
         &[
@@ -279,10 +279,16 @@ async fn every_query_runs_on_a_real_prometheus_scraping_a_real_sidecar() {
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
          rule_files: ['{RULES}/redline-symptoms.yml', '{RULES}/redline-slo.yml']\n\
          scrape_configs:\n  - job_name: checkout\n    static_configs:\n      - targets: ['{}']\n\
-         \x20       labels: {{service: checkout, namespace: shop, version: '1.2.3', pod: checkout-0}}\n",
-        sidecar.admin
+         \x20       labels: {{service: checkout, namespace: shop, version: '1.2.3', pod: checkout-0}}\n\
+         \x20     - targets: ['{}']\n\
+         \x20       labels: {{service: checkout, namespace: shop, version: '1.2.3', pod: checkout-1}}\n",
+        sidecar.admin, grpc_sidecar.admin
     );
     let prometheus = Prometheus::start_with_flags(&config, &["--enable-feature=exemplar-storage"]).await;
+
+    // gRPC calls through a second pod of the service: 1 in 10 NOT_FOUND, 1 in 10 UNAVAILABLE.
+    let grpc_load =
+        GrpcLoad::start(&grpc_sidecar.proxy.to_string(), &["8:unary", "1:fail:NOT_FOUND", "1:fail:UNAVAILABLE"]);
 
     // Traffic on two routes, 20% of it answered 500 by the service.
     let stop = Arc::new(AtomicBool::new(false));
@@ -321,14 +327,20 @@ async fn every_query_runs_on_a_real_prometheus_scraping_a_real_sidecar() {
         ("the latency SLO recording rules", format!("redline:slo_slow:ratio_rate3d{{{sel}}}")),
         ("an alert of the shipped rules", format!("ALERTS{{{sel}}}")),
         ("the sidecar's own pending alert", format!("redline_alerts{{{sel}}}")),
+        (
+            "gRPC calls in the last 10s",
+            format!(r#"rate(rpc_server_call_duration_seconds_count{{{sel},rpc_response_status_code="OK"}}[10s]) > 0"#),
+        ),
+        (
+            "gRPC server errors in the last 10s",
+            format!(r#"rate(rpc_server_call_duration_seconds_count{{{sel},error_type="UNAVAILABLE"}}[10s]) > 0"#),
+        ),
     ] {
         wait_for_series(&prometheus, what, &q, deadline).await;
     }
 
     let sidecar_metrics = sidecar.metrics().await;
     let has_cgroup = sidecar_metrics.lines().any(|l| l.starts_with("redline_cgroup_"));
-    // The RPC histogram exists once gRPC calls went through; this traffic is HTTP/1.1.
-    let has_grpc = sidecar_metrics.lines().any(|l| l.starts_with("rpc_server_call_duration_seconds"));
     let names_v = api(&prometheus, "/api/v1/label/__name__/values", &[]).await;
     let stored: BTreeSet<String> =
         names_v["data"].as_array().into_iter().flatten().filter_map(|n| n.as_str().map(str::to_string)).collect();
@@ -365,18 +377,15 @@ async fn every_query_runs_on_a_real_prometheus_scraping_a_real_sidecar() {
             let empty = v["data"]["result"].as_array().is_none_or(|r| r.is_empty());
             let read = names(&expr);
             for n in &read {
-                let absent_here =
-                    (n.starts_with("redline_cgroup_") && !has_cgroup) || (n.starts_with("rpc_server_") && !has_grpc);
+                let absent_here = n.starts_with("redline_cgroup_") && !has_cgroup;
                 if !stored.contains(n) && !absent_here {
                     failures.push(format!("{file}: {panel}: reads {n}, which the sidecar and rules never produced"));
                 }
             }
-            // RED panels always have data here (the gRPC row's once the sidecar served gRPC);
-            // elsewhere a query has data whenever the series it reads exist (firing-alert
-            // annotations aside: the alerts only pend).
-            let grpc_without_calls = !has_grpc && read.iter().any(|n| n.starts_with("rpc_server_"));
-            let must_have_data = !annotation
-                && ((file == "redline-red.json" && !grpc_without_calls) || read.iter().all(|n| stored.contains(n)));
+            // RED panels always have data here (the gRPC row's too); elsewhere a query has data
+            // whenever the series it reads exist (firing-alert annotations aside: the alerts
+            // only pend).
+            let must_have_data = !annotation && (file == "redline-red.json" || read.iter().all(|n| stored.contains(n)));
             if empty && must_have_data {
                 failures.push(format!("{file}: {panel}: no data: {expr}"));
             }
@@ -408,4 +417,6 @@ async fn every_query_runs_on_a_real_prometheus_scraping_a_real_sidecar() {
 
     stop.store(true, Ordering::Relaxed);
     let _ = load.await;
+    let calls = grpc_load.stop();
+    assert!(calls["UNAVAILABLE"].as_u64().unwrap_or(0) > 0, "{calls}");
 }

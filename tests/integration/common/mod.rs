@@ -12,6 +12,7 @@ use redline::demo::upstream::{self, Faults};
 
 pub mod alertmanager;
 pub mod grpc;
+pub mod grpc_load;
 pub mod node;
 pub mod otlp;
 pub mod prometheus;
