@@ -1,11 +1,14 @@
 //! `redline readiness-check` reading a real Prometheus (Debian `prometheus`) that scrapes real
 //! sidecars: `metrics.red`/`metrics.use` from Prometheus' series of the service, and the
-//! `canary` check judging a healthy canary (pass, exit 0) and a faulty one (fail, exit 1).
+//! `canary` check judging a healthy canary (pass, exit 0) and a faulty one (fail, exit 1); the
+//! same for a gRPC service (grpcio, PyPI) with `--protocol grpc`.
 
 use crate::common;
 
 use std::time::Duration;
 
+use common::grpc::GrpcServer;
+use common::grpc_load::GrpcLoad;
 use common::prometheus::{Prometheus, SteadyLoad};
 use common::{Sidecar, Upstream, readiness_json, report_check, require_tool};
 use serde_json::Value;
@@ -72,6 +75,79 @@ async fn metrics_and_canary_from_a_real_prometheus() {
     let canary = report_check(&faulty, "canary");
     assert_eq!(canary["status"], "fail", "{faulty:#}");
     assert!(canary["summary"].as_str().expect("summary").contains("fail (score 0)"), "{canary:#}");
+    assert!(
+        canary["details"]
+            .as_array()
+            .expect("details")
+            .iter()
+            .any(|d| d.as_str().is_some_and(|d| d.starts_with("error_ratio: high"))),
+        "{canary:#}"
+    );
+    assert_eq!((bad_code, &faulty["blocking_failures"]), (1, &serde_json::json!(["canary"])));
+}
+
+/// A gRPC service: `metrics.red` passes on the HTTP families and names the RPC histogram; the
+/// `canary` check with `--protocol grpc` judges the calls, 30% UNAVAILABLE failing the canary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_service_from_a_real_prometheus() {
+    require_tool("prometheus", "prometheus");
+    let mut sides = Vec::new();
+    let mut config = "global:\n  scrape_interval: 1s\nscrape_configs:\n".to_owned();
+    for version in ["v1", "v2", "v3"] {
+        let server = GrpcServer::start(&[]);
+        let sidecar = Sidecar::start(&format!("http://{}", server.target()), &[]).await;
+        config.push_str(&format!(
+            "  - job_name: checkout-{version}\n    static_configs:\n      - targets: ['{}']\n        labels: {{service: checkout, version: '{version}'}}\n",
+            sidecar.admin
+        ));
+        sides.push((version, server, sidecar));
+    }
+    let prometheus = Prometheus::start(&config).await;
+    let mixes: [&[&str]; 3] =
+        [&["4:unary", "1:fail:NOT_FOUND"], &["4:unary", "1:fail:NOT_FOUND"], &["7:unary", "3:fail:UNAVAILABLE"]];
+    let loads: Vec<GrpcLoad> = sides
+        .iter()
+        .zip(mixes)
+        .map(|((_, _, sidecar), mix)| GrpcLoad::start(&sidecar.proxy.to_string(), mix))
+        .collect();
+    let versions: Vec<&str> = sides.iter().map(|(v, _, _)| *v).collect();
+    prometheus.wait_for_traffic(&versions).await;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("redline.yaml");
+    std::fs::write(&config, format!("service: checkout\nreadiness:\n  prometheus_url: {}\n", prometheus.url()))
+        .expect("write config");
+    let grpc = |canary: &str| {
+        ["--service", "checkout", "--config", config.to_str().expect("utf-8")]
+            .into_iter()
+            .chain(["--only", "metrics.red,canary", "--baseline", "v1", "--canary", canary])
+            .chain(["--window", "15s", "--step", "1s", "--rate-window", "4s", "--protocol", "grpc"])
+            .map(String::from)
+            .collect::<Vec<String>>()
+    };
+    let (code, healthy) = readiness_json(grpc("v2")).await;
+    let (bad_code, faulty) = readiness_json(grpc("v3")).await;
+    drop(loads);
+
+    let red = report_check(&healthy, "metrics.red");
+    assert_eq!(red["status"], "pass", "{healthy:#}");
+    assert!(
+        red["summary"]
+            .as_str()
+            .expect("summary")
+            .ends_with("; gRPC calls per method (rpc_server_call_duration_seconds)"),
+        "{red:#}"
+    );
+    let canary = report_check(&healthy, "canary");
+    assert_eq!(canary["status"], "pass", "{healthy:#}");
+    assert!(
+        canary["evidence"][0].as_str().expect("evidence").ends_with(", gRPC calls (rpc_server_call_duration_seconds))"),
+        "{canary:#}"
+    );
+    assert_eq!((code, &healthy["ready"]), (0, &Value::Bool(true)), "{healthy:#}");
+
+    let canary = report_check(&faulty, "canary");
+    assert_eq!(canary["status"], "fail", "{faulty:#}");
     assert!(
         canary["details"]
             .as_array()
