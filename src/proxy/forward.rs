@@ -832,6 +832,15 @@ impl Completion {
             _ => self.status,
         };
         let route = self.proxy.routes.settle(&self.route, judged.then_some(settled_status));
+        // UNIMPLEMENTED for a method the service never served is the caller's mistake, as a 404
+        // is: it must not page anyone. For a method it served, it is a failure (a deploy that
+        // dropped it), and counts.
+        if grpc_code == Some(Code::Unimplemented)
+            && error == Some(ErrorType::GrpcUnimplemented)
+            && route.id == self.proxy.routes.unmatched().id
+        {
+            error = None;
+        }
         let request_bytes = self.request_bytes.as_ref().map_or(0, |p| p.bytes());
         self.proxy.red.record(&RequestOutcome {
             route_id: route.id,
@@ -854,6 +863,7 @@ impl Completion {
                 route_id: route.id,
                 method: method.unwrap_or("_OTHER"),
                 code,
+                // `_OTHER` calls are recorded as the conventions say; no alert reads them.
                 server_error: code.is_server_error() && error.is_none_or(ErrorType::is_service_error),
                 duration_seconds: elapsed.as_secs_f64(),
                 exemplar_trace_id: self.trace.sampled.then_some(self.trace.trace_id),

@@ -187,6 +187,14 @@ async fn grpc_errors_reach_the_client_with_details_and_only_server_errors_count(
     assert_eq!(unknown["code"], "UNIMPLEMENTED", "{unknown}");
     let m = sidecar.metrics_until("the unknown method", |m| rpc_count(m, "_OTHER", "UNIMPLEMENTED", true) == 1.0).await;
     assert!(!m.contains("NoSuchMethod"), "unknown methods share _OTHER: {m}");
+    assert_eq!(
+        sample(
+            &m,
+            "http_server_request_duration_seconds_count{http_request_method=\"POST\",http_route=\"__unmatched__\",http_response_status_code=\"200\"}"
+        ),
+        Some(1.0),
+        "a client calling a method that does not exist cannot raise the service's error ratio, as with a 404: {m}"
+    );
 }
 
 #[tokio::test]
