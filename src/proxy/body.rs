@@ -235,22 +235,18 @@ pub struct ObservedBody<C: OnComplete> {
     /// Since when the upstream body has had nothing to give, while it does.
     waiting_since: Option<Instant>,
     timer: Timer,
-    /// The call's own deadline, when it has one.
-    deadline: Option<Instant>,
     /// The body was ended with trailers redline made: nothing more follows.
     closed: bool,
 }
 
 impl<C: OnComplete> ObservedBody<C> {
     pub fn new(inner: InnerBody, on_complete: C) -> Self {
-        let deadline = on_complete.call_deadline();
         ObservedBody {
             inner,
             bytes: 0,
             on_complete: Some(on_complete),
             waiting_since: None,
             timer: Timer::default(),
-            deadline,
             closed: false,
         }
     }
@@ -269,6 +265,7 @@ impl<C: OnComplete> ObservedBody<C> {
     }
 
     /// Ends the body early: with the call's closing trailers where it has them, else an error.
+    #[cold]
     fn end_early(&mut self, end: BodyEnd, error: BoxError) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let closing = self.on_complete.as_mut().and_then(|c| c.closing_trailers(end));
         self.complete(end);
@@ -278,6 +275,28 @@ impl<C: OnComplete> ObservedBody<C> {
                 Poll::Ready(Some(Ok(Frame::trailers(trailers))))
             }
             None => Poll::Ready(Some(Err(error))),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn close_with(&mut self, trailers: HeaderMap) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.complete(BodyEnd::Complete);
+        self.closed = true;
+        Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+    }
+
+    /// A trailer section on its way: the call may correct it (rare: kept off the data path).
+    #[cold]
+    #[inline(never)]
+    fn pass_trailers(&mut self, frame: Frame<Bytes>) -> Frame<Bytes> {
+        match (frame.into_trailers(), self.on_complete.as_mut()) {
+            (Ok(mut trailers), Some(c)) => {
+                c.trailers(&mut trailers);
+                Frame::trailers(trailers)
+            }
+            (Ok(trailers), None) => Frame::trailers(trailers),
+            (Err(frame), _) => frame,
         }
     }
 
@@ -291,7 +310,7 @@ impl<C: OnComplete> ObservedBody<C> {
         let (deadlines, limit) = c.stall_limit()?;
         let since = *self.waiting_since.get_or_insert_with(Instant::now);
         let stall_at = since + limit;
-        let (at, end) = match self.deadline {
+        let (at, end) = match c.call_deadline() {
             Some(d) if d < stall_at => (d, BodyEnd::DeadlineExceeded),
             _ => (stall_at, BodyEnd::UpstreamStalled),
         };
@@ -312,29 +331,20 @@ impl<C: OnComplete + Unpin> Body for ObservedBody<C> {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
                     this.bytes += data.len() as u64;
-                    if this.deadline.is_some_and(|d| Instant::now() >= d) {
+                    if this.on_complete.as_ref().and_then(C::call_deadline).is_some_and(|d| Instant::now() >= d) {
                         return this.end_early(BodyEnd::DeadlineExceeded, "the call's deadline passed".into());
                     }
                     this.waiting_since = None;
                     return Poll::Ready(Some(Ok(frame)));
                 }
                 this.waiting_since = None;
-                match (frame.into_trailers(), this.on_complete.as_mut()) {
-                    (Ok(mut trailers), Some(c)) => {
-                        c.trailers(&mut trailers);
-                        Poll::Ready(Some(Ok(Frame::trailers(trailers))))
-                    }
-                    (Ok(trailers), None) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
-                    (Err(frame), _) => Poll::Ready(Some(Ok(frame))),
-                }
+                Poll::Ready(Some(Ok(this.pass_trailers(frame))))
             }
             Poll::Ready(Some(Err(e))) => this.end_early(BodyEnd::UpstreamFailed, e),
             Poll::Ready(None) => {
                 // A call whose status never came gets one, so that its client reads what is counted.
                 if let Some(trailers) = this.on_complete.as_mut().and_then(|c| c.closing_trailers(BodyEnd::Complete)) {
-                    this.complete(BodyEnd::Complete);
-                    this.closed = true;
-                    return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+                    return this.close_with(trailers);
                 }
                 this.complete(BodyEnd::Complete);
                 Poll::Ready(None)

@@ -210,13 +210,16 @@ impl Proxy {
 
         let upgrade = requested_upgrade(&req);
         let client_upgraded = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
-        let grpc = grpc::is_grpc(req.headers()).then(|| GrpcCall {
-            deadline: req
-                .headers()
-                .get(grpc::GRPC_TIMEOUT)
-                .and_then(|v| grpc::parse_timeout(v.as_bytes()))
-                .map(|t| start + t),
-            code: None,
+        // gRPC calls are POSTs: other methods are spared the header lookup.
+        let grpc = (req.method() == http::Method::POST && grpc::is_grpc(req.headers())).then(|| {
+            Box::new(GrpcCall {
+                deadline: req
+                    .headers()
+                    .get(grpc::GRPC_TIMEOUT)
+                    .and_then(|v| grpc::parse_timeout(v.as_bytes()))
+                    .map(|t| start + t),
+                code: None,
+            })
         });
         // Protocol upgrades (WebSocket) exist in HTTP/1.1 only.
         let over_h2 = upgrade.is_none()
@@ -290,13 +293,13 @@ impl Proxy {
         };
         let sent = if over_h2 {
             let req = into_h2_request(parts, body, done.path.as_ref(), &self.upstream_authority);
-            self.deadlines.watch(deadline, self.h2.send(req)).await.map(|r| r.map(|r| r.map(InnerBody::H2)))
+            // Boxed: the HTTP/1.1 path's future does not grow by the HTTP/2 client's.
+            self.deadlines.watch(deadline, Box::pin(self.h2.send(req))).await
         } else {
             done._in_use = Some(self.gauges.exchange());
             // The upstream connection takes the origin form (`/path?query`).
             let target = done.path.as_ref().map_or("/", |p| p.as_str());
-            let send = self.pool.send(parts, target, body, start, upgrade.is_some());
-            self.deadlines.watch(deadline, send).await.map(|r| r.map(|r| r.map(InnerBody::H1)))
+            self.deadlines.watch(deadline, self.pool.send(parts, target, body, start, upgrade.is_some())).await
         };
         match sent {
             Ok(Ok(resp)) => {
@@ -308,11 +311,7 @@ impl Proxy {
                     done.error = Some(ErrorType::Status);
                 }
                 if let Some(call) = &mut done.grpc {
-                    call.code = match parts.headers.contains_key(grpc::GRPC_STATUS) {
-                        // Trailers-only: the head is the end of the call.
-                        true => Some(grpc::checked_status(&mut parts.headers)),
-                        false => grpc::status_of_head(done.status, &parts.headers),
-                    };
+                    grpc_head(call, done.status, &mut parts.headers);
                 }
                 if parts.status == StatusCode::SWITCHING_PROTOCOLS {
                     // Only an upgrade request gets here (the codec refuses other 101s). The
@@ -355,8 +354,20 @@ impl Proxy {
     }
 }
 
+/// What a gRPC call's response head says of its status: a trailers-only answer carries it
+/// (made well-formed in place), a non-200 status maps to one, a 200 leaves it to the trailers.
+#[cold]
+#[inline(never)]
+fn grpc_head(call: &mut GrpcCall, status: u16, headers: &mut HeaderMap) {
+    call.code = match headers.contains_key(grpc::GRPC_STATUS) {
+        true => Some(grpc::checked_status(headers)),
+        false => grpc::status_of_head(status, headers),
+    };
+}
+
 /// What an HTTP/2 upstream is sent: the absolute target, its authority the request's `Host`
 /// (now `:authority`), the client's `TE: trailers` kept as HTTP/2 allows.
+#[inline(never)]
 fn into_h2_request(
     mut parts: http::request::Parts,
     body: RequestBody,
@@ -581,6 +592,7 @@ fn error_response(status: StatusCode, error: ErrorType, message: &str, mut done:
 
 /// A trailers-only gRPC answer (HTTP 200, `grpc-status`, `grpc-message`) for a call redline
 /// could not forward.
+#[cold]
 fn grpc_response(code: Code, error: ErrorType, message: &str, mut done: Completion) -> Response<ProxyBody> {
     done.status = 200;
     done.error = Some(error);
@@ -711,8 +723,9 @@ pub struct Completion {
     user_agent: Option<HeaderValue>,
     trace: TraceContext,
     span: Option<SpanStart>,
-    /// Set for a gRPC call (`content-type: application/grpc*`).
-    grpc: Option<GrpcCall>,
+    /// Set for a gRPC call (`content-type: application/grpc*`); boxed, as HTTP requests,
+    /// which carry the completion around, have none.
+    grpc: Option<Box<GrpcCall>>,
     reported: bool,
 }
 
@@ -747,7 +760,7 @@ impl OnComplete for Completion {
     }
 
     fn call_deadline(&self) -> Option<Instant> {
-        self.grpc.and_then(|g| g.deadline)
+        self.grpc.as_ref().and_then(|g| g.deadline)
     }
 
     fn trailers(&mut self, trailers: &mut HeaderMap) {
@@ -757,7 +770,18 @@ impl OnComplete for Completion {
     }
 
     fn closing_trailers(&mut self, end: BodyEnd) -> Option<HeaderMap> {
+        // Inlined into every response's last poll: HTTP requests leave at the first check.
         let call = self.grpc.as_mut()?;
+        closing_trailers(call, end)
+    }
+}
+
+/// The trailers that end a gRPC call's response in place of a broken, expired or status-less
+/// body.
+#[cold]
+#[inline(never)]
+fn closing_trailers(call: &mut GrpcCall, end: BodyEnd) -> Option<HeaderMap> {
+    {
         let (code, message) = match end {
             BodyEnd::Complete if call.code.is_none() => {
                 let mut trailers = HeaderMap::new();
@@ -808,39 +832,19 @@ impl Completion {
         });
         // A gRPC call's status: as it came (head or trailers) or as redline answered; a call
         // cut short has the status its client sees.
-        let grpc_code = self.grpc.map(|call| {
-            let code = call.code.unwrap_or(match end {
-                _ if self.status == 0 => Code::Cancelled,
-                // A stream that ended without a status: gRPC clients report UNKNOWN.
-                BodyEnd::Complete => Code::Unknown,
-                BodyEnd::Abandoned => Code::Cancelled,
-                BodyEnd::DeadlineExceeded => Code::DeadlineExceeded,
-                BodyEnd::UpstreamFailed | BodyEnd::UpstreamStalled => Code::Unavailable,
-            });
-            if error.is_none() {
-                error = ErrorType::of_grpc(code);
-            }
-            code
-        });
+        let grpc_code = match self.grpc.as_deref() {
+            Some(call) => Some(grpc_status(call, self.status, end, &mut error)),
+            None => None,
+        };
         // A path not seen before becomes a route once the upstream answers it as one; scans of
         // unknown paths share one label instead of filling the table.
         // The service's own failures (502, 504) name a path it should have served, too; a gRPC
         // UNIMPLEMENTED from the upstream is its "no such method", a 404.
         let judged = self.upstream_answered || error.is_some_and(ErrorType::is_service_error);
-        let settled_status = match grpc_code {
-            Some(Code::Unimplemented) if self.upstream_answered => 404,
-            _ => self.status,
+        let route = match grpc_code {
+            None => self.proxy.routes.settle(&self.route, judged.then_some(self.status)),
+            Some(code) => self.settle_grpc(code, judged, &mut error),
         };
-        let route = self.proxy.routes.settle(&self.route, judged.then_some(settled_status));
-        // UNIMPLEMENTED for a method the service never served is the caller's mistake, as a 404
-        // is: it must not page anyone. For a method it served, it is a failure (a deploy that
-        // dropped it), and counts.
-        if grpc_code == Some(Code::Unimplemented)
-            && error == Some(ErrorType::GrpcUnimplemented)
-            && route.id == self.proxy.routes.unmatched().id
-        {
-            error = None;
-        }
         let request_bytes = self.request_bytes.as_ref().map_or(0, |p| p.bytes());
         self.proxy.red.record(&RequestOutcome {
             route_id: route.id,
@@ -854,20 +858,9 @@ impl Completion {
             exemplar_trace_id: self.trace.sampled.then_some(self.trace.trace_id),
         });
         // `package.Service/Method` as the request named it, for logs and spans.
-        let called = self.grpc.and(self.path.as_ref()).and_then(|p| grpc::service_and_method(p.path()));
+        let called = self.grpc.as_ref().and(self.path.as_ref()).and_then(|p| grpc::service_and_method(p.path()));
         if let Some(code) = grpc_code {
-            // The route is the method once the upstream served it; paths that are no route
-            // share `_OTHER`, as unbounded names must.
-            let method = route.name.strip_prefix('/').filter(|_| grpc::service_and_method(&route.name).is_some());
-            self.proxy.red.record_rpc(&RpcOutcome {
-                route_id: route.id,
-                method: method.unwrap_or("_OTHER"),
-                code,
-                // `_OTHER` calls are recorded as the conventions say; no alert reads them.
-                server_error: code.is_server_error() && error.is_none_or(ErrorType::is_service_error),
-                duration_seconds: elapsed.as_secs_f64(),
-                exemplar_trace_id: self.trace.sampled.then_some(self.trace.trace_id),
-            });
+            self.record_rpc(&route, code, error, elapsed);
         }
         let mut status_buf = itoa::Buffer::new();
         let error_label = error.map(|e| e.label(self.status, &mut status_buf));
@@ -890,7 +883,8 @@ impl Completion {
                 status_code: code.name(),
             }),
         });
-        let rpc = grpc_code.map(|code| SpanRpc { method: called.map(|(s, m)| format!("{s}/{m}").into()), code });
+        let rpc =
+            grpc_code.map(|code| Box::new(SpanRpc { method: called.map(|(s, m)| format!("{s}/{m}").into()), code }));
         if let Some(span) = self.span.take() {
             let error_type = error.map(|e| match e {
                 ErrorType::Status => std::borrow::Cow::Owned(self.status.to_string()),
@@ -918,6 +912,65 @@ impl Completion {
             });
         }
     }
+}
+
+impl Completion {
+    /// A gRPC call's route: UNIMPLEMENTED from the upstream is its "no such method", a 404,
+    /// and for a method the service never served it is the caller's mistake, which must not
+    /// page anyone. For a method it served, it is a failure (a deploy that dropped it).
+    #[cold]
+    #[inline(never)]
+    fn settle_grpc(&self, code: Code, judged: bool, error: &mut Option<ErrorType>) -> Route {
+        let settled_status = match code {
+            Code::Unimplemented if self.upstream_answered => 404,
+            _ => self.status,
+        };
+        let route = self.proxy.routes.settle(&self.route, judged.then_some(settled_status));
+        if code == Code::Unimplemented
+            && *error == Some(ErrorType::GrpcUnimplemented)
+            && route.id == self.proxy.routes.unmatched().id
+        {
+            *error = None;
+        }
+        route
+    }
+
+    /// Records a gRPC call in the RPC family. The route is the method once the upstream served
+    /// it; paths that are no route share `_OTHER`, as unbounded names must.
+    #[cold]
+    #[inline(never)]
+    fn record_rpc(&self, route: &Route, code: Code, error: Option<ErrorType>, elapsed: Duration) {
+        let method = route.name.strip_prefix('/').filter(|_| grpc::service_and_method(&route.name).is_some());
+        self.proxy.red.record_rpc(&RpcOutcome {
+            route_id: route.id,
+            method: method.unwrap_or("_OTHER"),
+            code,
+            // `_OTHER` calls are recorded as the conventions say; no alert reads them.
+            server_error: code.is_server_error() && error.is_none_or(ErrorType::is_service_error),
+            duration_seconds: elapsed.as_secs_f64(),
+            exemplar_trace_id: self.trace.sampled.then_some(self.trace.trace_id),
+        });
+    }
+}
+
+/// A gRPC call's status: as it came (head or trailers) or as redline answered; a call cut short
+/// has the status its client sees. A server-error code becomes the call's `error` when no
+/// other failure is known.
+#[cold]
+#[inline(never)]
+fn grpc_status(call: &GrpcCall, status: u16, end: BodyEnd, error: &mut Option<ErrorType>) -> Code {
+    let code = call.code.unwrap_or(match end {
+        _ if status == 0 => Code::Cancelled,
+        // A stream that ended without a status: gRPC clients report UNKNOWN.
+        BodyEnd::Complete => Code::Unknown,
+        BodyEnd::Abandoned => Code::Cancelled,
+        BodyEnd::DeadlineExceeded => Code::DeadlineExceeded,
+        BodyEnd::UpstreamFailed | BodyEnd::UpstreamStalled => Code::Unavailable,
+    });
+    if error.is_none() {
+        *error = ErrorType::of_grpc(code);
+    }
+    code
 }
 
 /// A copy that shares no bytes with the client connection's read buffer.

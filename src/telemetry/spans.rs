@@ -37,7 +37,7 @@ pub struct FinishedSpan {
     pub request_body_size: u64,
     pub response_body_size: u64,
     /// For a gRPC call: its method and status (the span then follows the RPC conventions).
-    pub rpc: Option<SpanRpc>,
+    pub rpc: Option<Box<SpanRpc>>,
 }
 
 /// The RPC side of a gRPC call's span.

@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 
 use super::UpstreamGauges;
 use super::codec::{self, BodyFraming, Chunk, ChunkedDecoder, ProtocolError, ResponseHead};
-use crate::proxy::body::RequestBody;
+use crate::proxy::body::{InnerBody, RequestBody};
 
 /// Read buffers grow by this much when less than `MIN_READ` is free.
 const READ_CHUNK: usize = 16 * 1024;
@@ -118,7 +118,7 @@ pub async fn exchange(
     method: &Method,
     mut body: Option<RequestPump>,
     upgrading: bool,
-) -> Result<Response<UpstreamBody>, ExchangeFailure> {
+) -> Result<Response<InnerBody>, ExchangeFailure> {
     let mut head_written = 0;
     let mut write_error: Option<io::Error> = None;
     let mut received = false;
@@ -202,7 +202,8 @@ pub async fn exchange(
             && status != http::StatusCode::NOT_MODIFIED,
         conn: Some(conn),
     };
-    let mut resp = Response::new(body);
+    // Wrapped here, where the response is made, so that the request's path moves it no more.
+    let mut resp = Response::new(InnerBody::H1(body));
     *resp.status_mut() = status;
     *resp.version_mut() = version;
     *resp.headers_mut() = headers;

@@ -23,7 +23,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
 use super::{UpstreamError, UpstreamGauges};
-use crate::proxy::body::RequestBody;
+use crate::proxy::body::{InnerBody, RequestBody};
 
 /// Connections per worker before streams queue on the open ones.
 const MAX_CONNECTIONS: usize = 4;
@@ -113,7 +113,7 @@ impl H2Pool {
     /// Sends `req` (absolute URI, HTTP/2) on a chosen connection and returns once the response
     /// head arrived. A request hyper never put on the wire (the connection closed first) is
     /// sent once more on a new connection.
-    pub async fn send(&self, req: Request<RequestBody>) -> Result<Response<H2Body>, UpstreamError> {
+    pub async fn send(&self, req: Request<RequestBody>) -> Result<Response<InnerBody>, UpstreamError> {
         let (mut send, shared) = match self.pick() {
             Some(c) => c,
             None => Box::pin(self.pick_or_connect()).await?,
@@ -132,7 +132,7 @@ impl H2Pool {
                 None => return Err(UpstreamError::H2(failed.into_error())),
             },
         };
-        Ok(resp.map(|inner| H2Body { inner, _stream: guard }))
+        Ok(resp.map(|inner| InnerBody::H2(H2Body { inner, _stream: guard })))
     }
 
     /// Closes connections the upstream ended and those without streams for too long.
@@ -206,6 +206,8 @@ impl Body for H2Body {
     type Data = Bytes;
     type Error = hyper::Error;
 
+    // Out of line: the HTTP/1.1 path's body polling, which matches on the body kind, stays small.
+    #[inline(never)]
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         Pin::new(&mut self.inner).poll_frame(cx)
     }

@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 pub use exchange::{ExchangeError, UpstreamBody, UpstreamConn};
 use exchange::{RequestPump, exchange};
 
-use super::body::RequestBody;
+use super::body::{InnerBody, RequestBody};
 use crate::telemetry::metrics::{ExpositionWriter, Kind};
 
 /// Upstream connection counts: open sockets and those carrying a request right now.
@@ -121,7 +121,7 @@ impl UpstreamPool {
         body: RequestBody,
         now: Instant,
         upgrading: bool,
-    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+    ) -> Result<Response<InnerBody>, UpstreamError> {
         use http_body::Body as _;
         let has_body = !body.is_end_stream();
         let framing = codec::RequestFraming::of(&head.method, &head.headers, has_body);

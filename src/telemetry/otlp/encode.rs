@@ -542,10 +542,10 @@ mod tests {
     fn a_grpc_call_follows_the_rpc_span_conventions() {
         let mut sp = span(200, Some("UNAVAILABLE"));
         sp.method = http::Method::POST;
-        sp.rpc = Some(crate::telemetry::spans::SpanRpc {
+        sp.rpc = Some(Box::new(crate::telemetry::spans::SpanRpc {
             method: Some("shop.Cart/Add".into()),
             code: crate::grpc::Code::Unavailable,
-        });
+        }));
         let d = one(sp);
         assert_eq!(d.name, "shop.Cart/Add");
         assert_eq!(attr(&d, "rpc.system.name"), Some(&s("grpc")));
@@ -556,7 +556,7 @@ mod tests {
         assert_eq!(attr(&d, "rpc.grpc.status_code"), Some(&Value::IntValue(14)));
         assert_eq!(d.status, Some(Status { message: "UNAVAILABLE".into(), code: 2 }));
         let mut sp = span(200, None);
-        sp.rpc = Some(crate::telemetry::spans::SpanRpc { method: None, code: crate::grpc::Code::NotFound });
+        sp.rpc = Some(Box::new(crate::telemetry::spans::SpanRpc { method: None, code: crate::grpc::Code::NotFound }));
         let d = one(sp);
         assert_eq!(d.name, "grpc");
         assert_eq!(attr(&d, "rpc.method"), Some(&s("_OTHER")));
