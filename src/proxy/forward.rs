@@ -292,9 +292,7 @@ impl Proxy {
             call_deadline.map_or(at, |d| d.min(at))
         };
         let sent = if over_h2 {
-            let req = into_h2_request(parts, body, done.path.as_ref(), &self.upstream_authority);
-            // Boxed: the HTTP/1.1 path's future does not grow by the HTTP/2 client's.
-            self.deadlines.watch(deadline, Box::pin(self.h2.send(req))).await
+            self.send_h2(into_h2_request(parts, body, done.path.as_ref(), &self.upstream_authority), deadline).await
         } else {
             done._in_use = Some(self.gauges.exchange());
             // The upstream connection takes the origin form (`/path?query`).
@@ -351,6 +349,22 @@ impl Proxy {
                 }
             }
         }
+    }
+}
+
+type Sent = Result<Result<Response<InnerBody>, UpstreamError>, super::deadline::Elapsed>;
+
+impl Proxy {
+    /// The exchange over HTTP/2, within the request's deadline. A boxed trait object: the
+    /// HTTP/1.1 path's future and its poll, which hyper inlines into the connection task, do
+    /// not carry the HTTP/2 client's code.
+    #[inline(never)]
+    fn send_h2<'a>(
+        &'a self,
+        req: Request<RequestBody>,
+        deadline: impl Fn() -> Instant + Send + 'a,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Sent> + Send + 'a>> {
+        Box::pin(self.deadlines.watch(deadline, self.h2.send(req)))
     }
 }
 
@@ -734,7 +748,7 @@ impl Drop for Completion {
         // Dropped before a response body took it over: the client went away while the request
         // waited, or redline cut the connection. Reported like any other end, once.
         if !self.reported {
-            self.report(0, BodyEnd::Abandoned);
+            self.report(0, BodyEnd::Abandoned, Instant::now());
         }
     }
 }
@@ -749,10 +763,12 @@ pub struct SpanStart {
 
 impl OnComplete for Completion {
     fn complete(mut self, response_bytes: u64, end: BodyEnd, reusable: Option<UpstreamConn>) {
+        // One clock read for both: the connection's idle time and the request's end.
+        let now = Instant::now();
         if let Some(conn) = reusable {
-            self.proxy.pool.put_back(conn, Instant::now());
+            self.proxy.pool.put_back(conn, now);
         }
-        self.report(response_bytes, end);
+        self.report(response_bytes, end, now);
     }
 
     fn stall_limit(&self) -> Option<(&Deadlines, Duration)> {
@@ -813,11 +829,10 @@ impl Completion {
 
     /// Records the request's metrics, access line and span: exactly once, from `complete` or
     /// from the drop of a request that never got that far.
-    fn report(&mut self, response_bytes: u64, end: BodyEnd) {
+    fn report(&mut self, response_bytes: u64, end: BodyEnd, now: Instant) {
         if std::mem::replace(&mut self.reported, true) {
             return;
         }
-        let now = Instant::now();
         let elapsed = now.saturating_duration_since(self.start);
         if self.on_connection {
             self.client.clock.request_ended(now);
