@@ -385,7 +385,13 @@ impl Body for UpstreamBody {
                 }
                 BodyState::Chunked(decoder) => match decoder.decode(&mut conn.read_buf) {
                     Ok(Chunk::Data(data)) => return Poll::Ready(Some(Ok(Frame::data(data)))),
-                    Ok(Chunk::Trailers(trailers)) => return Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
+                    // The trailer section ends the body: the connection is at the next response
+                    // now, and a body dropped after its trailers (hyper polls no further) was
+                    // read to its end.
+                    Ok(Chunk::Trailers(trailers)) => {
+                        this.state = BodyState::Done;
+                        return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+                    }
                     Ok(Chunk::End) => {
                         this.state = BodyState::Done;
                         return Poll::Ready(None);
