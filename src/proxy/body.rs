@@ -118,7 +118,11 @@ impl Body for RequestBody {
                     if let Some(data) = frame.data_ref() {
                         p.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
                     }
-                    p.upstream_blocked.store(false, Ordering::Relaxed);
+                    // Until the next poll the body waits on whoever sends it on: a sender that
+                    // stops asking (the HTTP/2 client, while the upstream's flow-control window
+                    // is full) is the upstream's wait. The HTTP/1.1 pump says so itself after
+                    // each write.
+                    p.upstream_blocked.store(true, Ordering::Relaxed);
                     p.touch();
                     // HTTP/2 senders stop at the frame that ends the stream, never polling for
                     // the end: the body is done now.

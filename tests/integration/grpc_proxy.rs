@@ -634,3 +634,42 @@ async fn concurrent_calls_share_one_multiplexed_upstream_connection() {
         + sample(&m, "redline_upstream_connections{state=\"idle\"}").unwrap_or(0.0);
     assert_eq!(open, 1.0, "40 concurrent calls are streams of one upstream connection: {m}");
 }
+
+#[tokio::test]
+async fn an_http2_upstream_that_stops_reading_a_body_is_the_upstreams_timeout_not_the_clients() {
+    // An HTTP/2 upstream that takes the request head and never reads the body or answers: its
+    // flow-control window fills and the sidecar's sender stops, which is the upstream's fault.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
+                let _hold = req; // never read
+                std::future::pending::<Result<Response<Full<Bytes>>, std::convert::Infallible>>().await
+            });
+            tokio::spawn(
+                hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .initial_stream_window_size(65_535)
+                    .serve_connection(TokioIo::new(stream), service),
+            );
+        }
+    });
+    let sidecar = Sidecar::start(&format!("http://{addr}"), &["--stream-idle-timeout", "300ms"]).await;
+    let stream = TcpStream::connect(sidecar.proxy).await.expect("connect");
+    let (mut send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .handshake(TokioIo::new(stream))
+        .await
+        .expect("h2");
+    let conn = tokio::spawn(conn);
+    // 4 MB offered at once: far more than the upstream's window and the sidecar's own.
+    let req = Request::post(format!("http://{}/upload", sidecar.proxy))
+        .body(Full::new(Bytes::from(vec![7u8; 4 << 20])))
+        .expect("request");
+    let t = Instant::now();
+    let resp =
+        tokio::time::timeout(Duration::from_secs(10), send.send_request(req)).await.expect("an answer").expect("head");
+    assert_eq!(resp.status(), 504, "the upstream stopped reading: its timeout ({:?})", t.elapsed());
+    conn.abort();
+    let m = sidecar.metrics_until("the timeout", |m| m.contains("error_type=\"timeout\"")).await;
+    assert!(!m.contains("client_timeout"), "the client kept sending: not its fault: {m}");
+}
