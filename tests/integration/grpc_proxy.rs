@@ -673,3 +673,31 @@ async fn an_http2_upstream_that_stops_reading_a_body_is_the_upstreams_timeout_no
     let m = sidecar.metrics_until("the timeout", |m| m.contains("error_type=\"timeout\"")).await;
     assert!(!m.contains("client_timeout"), "the client kept sending: not its fault: {m}");
 }
+
+#[tokio::test]
+async fn an_http_status_other_than_200_on_a_grpc_call_maps_as_grpc_specifies() {
+    // An HTTP/2 upstream (a misconfigured gateway, say) answering 503 with no gRPC status.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = hyper::service::service_fn(|_req: Request<hyper::body::Incoming>| async move {
+                Ok::<_, std::convert::Infallible>(
+                    Response::builder()
+                        .status(503)
+                        .body(Full::new(Bytes::from_static(b"overloaded")))
+                        .expect("response"),
+                )
+            });
+            tokio::spawn(
+                hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service),
+            );
+        }
+    });
+    let sidecar = Sidecar::start(&format!("http://{addr}"), &[]).await;
+    let answer = call_async(sidecar.proxy.to_string(), args(&["raw", "/shop.Cart/Add", "x"])).await;
+    assert_eq!(answer["code"], "UNAVAILABLE", "503 is UNAVAILABLE in gRPC's mapping: {answer}");
+    let m = sidecar.metrics_until("the call", |m| rpc_count(m, "shop.Cart/Add", "UNAVAILABLE", true) == 1.0).await;
+    assert!(m.contains("http_response_status_code=\"503\",error_type=\"503\""), "the HTTP view keeps the 503: {m}");
+}
