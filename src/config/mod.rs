@@ -293,7 +293,8 @@ pub struct Overrides {
     /// Largest request head (request line and headers) in bytes [default: 65536].
     #[arg(long, env = "REDLINE_MAX_HEADER_BYTES")]
     pub max_header_bytes: Option<usize>,
-    /// Proxy worker threads, each with its own listener and upstream pool [default: CPU count].
+    /// Proxy worker threads, each with its own listener and upstream pool [default: the CPUs the
+    /// sidecar may use: affinity and cgroup CPU quota].
     #[arg(long, env = "REDLINE_WORKERS")]
     pub workers: Option<usize>,
     /// Extra header names never to log or trace, comma-separated.

@@ -424,3 +424,47 @@ async fn bad_config_is_refused_at_start_naming_the_key() {
     let err = refused_with("OTEL_EXPORTER_OTLP_ENDPOINT", "ftp://otlp.example.com");
     assert!(err.contains("OTEL_EXPORTER_OTLP_ENDPOINT") && err.contains("expected an http(s) URL"), "{err}");
 }
+
+/// The names of a process's threads.
+fn thread_names(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("tasks")
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|c| c.trim().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_default_worker_count_follows_the_cpus_the_sidecar_may_use() {
+    let up = Upstream::start().await;
+    // Confined to one CPU (as a 1-CPU quota or affinity confines a pod), the sidecar runs one
+    // proxy worker, not one per CPU of the machine.
+    require_tool("taskset", "util-linux");
+    let (proxy, admin) = (free_port(), free_port());
+    let mut child = std::process::Command::new("taskset")
+        .args(["-c", "0", common::redline_bin(), "sidecar", "--service", "one-cpu"])
+        .args(["--listen", &format!("127.0.0.1:{proxy}"), "--admin", &format!("127.0.0.1:{admin}")])
+        .args(["--upstream", &up.url()])
+        .env_remove("REDLINE_CONFIG")
+        .env_remove("REDLINE_WORKERS")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn redline under taskset");
+    let healthz = format!("http://127.0.0.1:{admin}/healthz");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !client().get(&healthz).send().await.is_ok_and(|r| r.status() == 200) {
+        assert!(std::time::Instant::now() < deadline, "redline under taskset did not get healthy");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let workers = thread_names(child.id()).iter().filter(|n| n.starts_with("redline-proxy-")).count();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(workers, 1, "one CPU allowed: one proxy worker");
+
+    // Unconfined: one per CPU the process may use.
+    let sc = Sidecar::start_with_env(&up.url(), &[], &[]).await;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let workers = thread_names(sc.child.id()).iter().filter(|n| n.starts_with("redline-proxy-")).count();
+    assert_eq!(workers, cpus, "one proxy worker per CPU the sidecar may use");
+}
