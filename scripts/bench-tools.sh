@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the bench scripts: `need_tools TOOL...` installs the Debian packages of the tools
 # that are missing (nginx comes from nginx-light).
 need_tools() {
@@ -26,15 +27,26 @@ http { access_log off; server { listen 127.0.0.1:$2; location / { return 200 "he
 C
 }
 
-# `write_haproxy_conf DIR LISTEN_PORT STATS_PORT UPSTREAM_PORT`: DIR/ha.cfg, HAProxy as
-# proxy-peers.sh runs it (one thread, keep-alive to the upstream, Prometheus exporter on).
+# `write_haproxy_conf DIR LISTEN_PORT STATS_PORT UPSTREAM_PORT [log]`: DIR/ha.cfg, HAProxy as
+# proxy-peers.sh runs it (one thread, keep-alive to the upstream, Prometheus exporter on). With
+# `log`, DIR/ha-log.cfg instead: the same plus a JSON access line per request on stdout (HAProxy
+# 2.6 cannot write a file itself: run it in the foreground, `-db`, with stdout to the file).
 write_haproxy_conf() {
-  cat > "$1/ha.cfg" <<C
+  local cfg=$1/ha.cfg log="" fmt
+  if [ "${5:-}" = log ]; then
+    cfg=$1/ha-log.cfg
+    # shellcheck disable=SC2016  # HAProxy's log-format variables, not the shell's
+    fmt='{"time":"%tr","client":"%ci","method":"%HM","path":"%HPO","proto":"%HV","status":%ST,"bytes_in":%U,"bytes_out":%B,"duration_ms":%Ta,"upstream_ms":%Tr,"server":"%s","term":"%ts"}'
+    log="  log stdout format raw local0
+  log-format '$fmt'"
+  fi
+  cat > "$cfg" <<C
 global
   nbthread 1
   maxconn 4096
 defaults
   mode http
+$log
   timeout connect 5s
   timeout client 30s
   timeout server 30s
@@ -47,5 +59,38 @@ frontend stats
   http-request use-service prometheus-exporter if { path /metrics }
 backend app
   server s1 127.0.0.1:$4
+C
+}
+
+# `write_nginx_proxy_conf DIR LISTEN_PORT UPSTREAM_PORT [log]`: DIR/ngx.conf, nginx as a reverse
+# proxy with one worker (pid in DIR/ngx.pid, temp paths under DIR/ngx-tmp): HTTP/1.1 and a
+# keep-alive pool to the upstream, access_log off. With `log`, DIR/ngx-log.conf instead: the same
+# with a JSON access line per request (`escape=json`) written to DIR/ngx-log.out, with nginx's
+# default buffering (none: a write per line) unless NGINX_LOG_BUFFER is set (e.g. 64k). Both
+# allow 100000 requests per connection on each side (nginx's default of 1000 would add
+# reconnections HAProxy and redline do not make).
+write_nginx_proxy_conf() {
+  local conf=$1/ngx.conf log="access_log off;" fmt
+  if [ "${4:-}" = log ]; then
+    conf=$1/ngx-log.conf
+    # shellcheck disable=SC2016  # nginx's variables, not the shell's
+    fmt='{"time":"$time_iso8601","client":"$remote_addr","method":"$request_method","path":"$uri","proto":"$server_protocol","status":$status,"bytes_in":$request_length,"bytes_out":$bytes_sent,"duration_s":$request_time,"upstream_s":"$upstream_response_time","upstream":"$upstream_addr"}'
+    log="log_format json escape=json '$fmt';
+  access_log $1/ngx-log.out json${NGINX_LOG_BUFFER:+ buffer=$NGINX_LOG_BUFFER flush=1s};"
+  fi
+  mkdir -p "$1/ngx-tmp"
+  cat > "$conf" <<C
+worker_processes 1; pid $1/ngx.pid; error_log $1/ngx.err; events { worker_connections 4096; }
+http {
+  client_body_temp_path $1/ngx-tmp/body; proxy_temp_path $1/ngx-tmp/proxy;
+  fastcgi_temp_path $1/ngx-tmp/fastcgi; uwsgi_temp_path $1/ngx-tmp/uwsgi; scgi_temp_path $1/ngx-tmp/scgi;
+  keepalive_requests 100000;
+  $log
+  upstream app { server 127.0.0.1:$3; keepalive 64; keepalive_requests 100000; }
+  server {
+    listen 127.0.0.1:$2;
+    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}
 C
 }
