@@ -520,7 +520,8 @@ async fn readyz_can_ask_the_standard_grpc_health_service() {
 }
 
 /// An HTTP/1.1 upstream made by hand that reads a chunked request with trailers and answers
-/// a chunked body with its own; it reports the request bytes it read.
+/// a chunked body with its own, one request per connection (it says `Connection: close`, so
+/// that no later request finds the connection pooled as it closes); it reports the request bytes it read.
 async fn chunked_trailer_upstream() -> (SocketAddr, tokio::sync::mpsc::Receiver<String>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -549,7 +550,7 @@ async fn chunked_trailer_upstream() -> (SocketAddr, tokio::sync::mpsc::Receiver<
                 let _ = seen_tx.send(String::from_utf8_lossy(&got).into_owned()).await;
                 let _ = s
                     .write_all(
-                        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: x-sum\r\n\r\n\
+                        b"HTTP/1.1 200 OK\r\nConnection: close\r\nTransfer-Encoding: chunked\r\nTrailer: x-sum\r\n\r\n\
                           5\r\nhello\r\n0\r\nx-sum: 42\r\n\r\n",
                     )
                     .await;
