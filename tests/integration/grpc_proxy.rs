@@ -318,7 +318,6 @@ async fn goaway_lets_calls_in_flight_finish_and_new_calls_go_to_the_new_server()
             m.contains("http_server_active_requests{http_request_method=\"POST\"} 1")
         })
         .await;
-    tokio::time::sleep(Duration::from_millis(100)).await; // let some messages through first
     tokio::task::spawn_blocking(move || _second.kill()).await.expect("kill");
     let cut = stream.await.expect("call");
     assert_eq!(cut["code"], "UNAVAILABLE", "{cut}");

@@ -59,13 +59,14 @@ def main():
     grpc.channel_ready_future(channel).result(timeout=30)
     stubs = {m: channel.unary_unary(SERVICE + m) for m in ("Unary", "Fail", "Sleep")}
     codes = {}
-    lock = threading.Lock()
+    lock = threading.Condition()
 
     def done(future):
         code = future.code()
         name = code.name if code is not None else "NONE"
         with lock:
             codes[name] = codes.get(name, 0) + 1
+            lock.notify_all()
 
     stop = threading.Event()
     threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
@@ -80,8 +81,9 @@ def main():
         pause = start + i * a.interval_ms / 1000 - time.monotonic()
         if pause > 0:
             stop.wait(pause)
-    time.sleep(0.5)  # let calls in flight finish
+    # Every call issued has ended (each has a 10 s deadline) before the counts are printed.
     with lock:
+        lock.wait_for(lambda: sum(codes.values()) >= i, timeout=15)
         print(json.dumps(codes), flush=True)
     channel.close()
 
