@@ -17,3 +17,4 @@ pub mod sidecar;
 pub mod telemetry;
 pub mod tls;
 pub mod usage;
+pub mod yaml;

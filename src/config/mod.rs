@@ -269,10 +269,10 @@ pub struct Overrides {
     #[arg(long, env = "REDLINE_DURATION_BUCKETS", value_delimiter = ',')]
     pub duration_buckets: Option<Vec<f64>>,
     /// Time from the end of the request body to the upstream's response headers before
-    /// answering 504 [default: 30s].
+    /// answering 504; at least 10ms, there is no "off" [default: 30s].
     #[arg(long, env = "REDLINE_UPSTREAM_TIMEOUT")]
     pub upstream_timeout: Option<Dur>,
-    /// Time to let in-flight requests finish on SIGTERM/SIGINT [default: 20s].
+    /// Time to let in-flight requests finish on SIGTERM/SIGINT; 0s cuts them at once [default: 20s].
     #[arg(long, env = "REDLINE_DRAIN_TIMEOUT")]
     pub drain_timeout: Option<Dur>,
     /// Time a client has to send a complete request head, counted from the connection's accept
@@ -459,7 +459,7 @@ pub fn parse_file(text: &str, origin: &str) -> Result<FileConfig, ConfigError> {
     if text.trim().is_empty() {
         return Ok(FileConfig::default());
     }
-    serde_saphyr::from_str(text).map_err(|e| ConfigError(format!("config file {origin}: {e}")))
+    crate::yaml::parse(text, origin).map_err(|e| ConfigError(e.to_string()))
 }
 
 pub fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -662,6 +662,9 @@ fn check_label_value(key: &str, v: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// The shortest timeout a timeout key accepts.
+const MIN_TIMEOUT: Duration = Duration::from_millis(10);
+
 fn validate(c: &Config) -> Result<(), ConfigError> {
     for (i, r) in c.routes.iter().enumerate() {
         crate::proxy::route::validate_template(r).map_err(|e| ConfigError(format!("routes[{i}]: {e}")))?;
@@ -688,18 +691,25 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
     if c.tracing.queue_size == 0 {
         return Err(ConfigError("tracing.queue_size: expected at least 1".into()));
     }
+    // None of these has an "off": 0 would time every request (or export) out at once.
+    // drain_timeout may be 0 (cut in-flight requests at once on SIGTERM).
     for (key, value) in [
         ("upstream_timeout", c.upstream_timeout),
         ("header_read_timeout", c.header_read_timeout),
         ("idle_timeout", c.idle_timeout),
         ("stream_idle_timeout", c.stream_idle_timeout),
+        ("tracing.export_timeout", c.tracing.export_timeout),
     ] {
-        if value < Duration::from_millis(10) {
+        if value < MIN_TIMEOUT {
             return Err(ConfigError(format!(
-                "{key}: expected at least 10ms, got {}",
+                "{key}: expected at least {}, got {}; 0 does not turn the timeout off",
+                humantime::format_duration(MIN_TIMEOUT),
                 humantime::format_duration(value)
             )));
         }
+    }
+    if c.slo.latency_threshold.is_zero() {
+        return Err(ConfigError("slo.latency.threshold: expected a duration above 0, such as 300ms".into()));
     }
     if c.max_connections == 0 {
         return Err(ConfigError("max_connections: expected at least 1".into()));
@@ -803,7 +813,7 @@ readiness:
     #[test]
     fn errors_name_the_key_and_position() {
         let err = resolve_text("service: a\nlisten: not-an-address\n", &Overrides::default()).expect_err("bad listen");
-        assert!(err.0.contains("redline.yaml") && err.0.contains("line 2"), "{err}");
+        assert!(err.0.starts_with("redline.yaml:2:9: listen: expected an address and port"), "{err}");
         let err = resolve_text("service: a\nupstrem: http://x:1\n", &Overrides::default()).expect_err("typo");
         assert!(err.0.contains("upstrem"), "{err}");
         let err = resolve_text("service: a\nslo: {availability: 120}\n", &Overrides::default()).expect_err("bad slo");
@@ -815,5 +825,33 @@ readiness:
         let err =
             resolve_text("service: a\nduration_buckets: [1, 0.5]\n", &Overrides::default()).expect_err("bad buckets");
         assert!(err.0.starts_with("duration_buckets:"), "{err}");
+    }
+
+    /// No timeout key has an "off": 0 (or anything under 10ms) is refused, naming the key and
+    /// the minimum; drain_timeout 0 is allowed (cut at once).
+    #[test]
+    fn zero_timeouts_are_refused_naming_the_key_and_the_minimum() {
+        for key in ["upstream_timeout", "header_read_timeout", "idle_timeout", "stream_idle_timeout"] {
+            let err = resolve_text(&format!("service: a\n{key}: 0s\n"), &Overrides::default()).expect_err(key);
+            assert_eq!(err.0, format!("{key}: expected at least 10ms, got 0s; 0 does not turn the timeout off"));
+        }
+        let err =
+            resolve_text("service: a\ntracing: {export_timeout: 1ms}\n", &Overrides::default()).expect_err("export");
+        assert!(err.0.starts_with("tracing.export_timeout: expected at least 10ms, got 1ms"), "{err}");
+        let err =
+            resolve_text("service: a\nslo: {latency: {threshold: 0s}}\n", &Overrides::default()).expect_err("slo");
+        assert!(err.0.starts_with("slo.latency.threshold: expected a duration above 0"), "{err}");
+        let c = resolve_text("service: a\ndrain_timeout: 0s\nupstream_timeout: 10ms\n", &Overrides::default())
+            .expect("drain_timeout 0 cuts at once");
+        assert_eq!((c.drain_timeout, c.upstream_timeout), (Duration::ZERO, Duration::from_millis(10)));
+    }
+
+    #[test]
+    fn yaml_errors_name_the_file_line_and_key_without_parser_internals() {
+        let err = resolve_text("service: a\nlisten: 127.0.0.1:1\nlisten: 127.0.0.1:2\n", &Overrides::default())
+            .expect_err("duplicate");
+        assert_eq!(err.0, "redline.yaml:3:1: duplicate key `listen`");
+        let err = resolve_text("service: a\nmax_routes: abc\n", &Overrides::default()).expect_err("type");
+        assert_eq!(err.0, "redline.yaml:2:13: max_routes: expected a whole number (0 or more), found \"abc\"");
     }
 }

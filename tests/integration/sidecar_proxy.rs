@@ -409,7 +409,7 @@ async fn bad_config_is_refused_at_start_naming_the_key() {
         .expect("run redline");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("redline.yaml") && err.contains("line 3") && err.contains("percentage"), "{err}");
+    assert!(err.contains("redline.yaml:3:17: slo.availability:") && err.contains("percentage"), "{err}");
     // The sidecar's stderr when one environment variable makes it refuse to start (exit 2).
     let refused_with = |key: &str, value: &str| {
         let out = std::process::Command::new(common::redline_bin())
