@@ -12,6 +12,7 @@ mod dashboards;
 mod data_path;
 mod demo;
 mod deploy;
+mod docs;
 mod errors;
 mod grpc_proxy;
 mod promql_conformance;
