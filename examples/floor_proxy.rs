@@ -1,5 +1,6 @@
 //! A measuring instrument, not a product: the least per-request work a tokio reverse proxy can
-//! do, to show where tokio's floor lies next to HAProxy and nginx in `proxy-peers.sh`.
+//! do, to show where tokio's floor lies next to HAProxy and nginx (`scripts/bench-proxy-cpu.sh`,
+//! `scripts/bench-proxy-instructions.sh`, `scripts/bench-proxy-floor.sh`; docs/benchmarks.md).
 //!
 //! Per request it parses the head with httparse, copies it upstream with `X-Forwarded-For`
 //! appended, reads the answer (Content-Length framing only) and writes it back: no telemetry, no

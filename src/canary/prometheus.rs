@@ -1,4 +1,4 @@
-//! The canary's samples from Prometheus: PromQL over the sidecar's metric names (README metrics reference) for
+//! The canary's samples from Prometheus: PromQL over the sidecar's metric names (docs/metrics-and-logs.md) for
 //! one service version, and `/api/v1/query_range` to fetch them. HTTP services are judged on the
 //! request histogram, gRPC services (`--protocol grpc`) on the RPC histogram, per call.
 //!

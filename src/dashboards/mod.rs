@@ -182,7 +182,7 @@ mod tests {
         out
     }
 
-    /// Metric families the sidecar exports (the README's metrics reference) and series Prometheus
+    /// Metric families the sidecar exports (docs/metrics-and-logs.md) and series Prometheus
     /// derives from the shipped rules.
     fn known(name: &str) -> bool {
         const EXPORTED: &[&str] = &[

@@ -1,4 +1,4 @@
-//! `metrics.red` and `metrics.use`: which of the sidecar's metric families (the names in the README's metrics reference)
+//! `metrics.red` and `metrics.use`: which of the sidecar's metric families (the names in docs/metrics-and-logs.md)
 //! have samples, from the Prometheus text exposition or from Prometheus' answer.
 
 use std::collections::BTreeSet;
