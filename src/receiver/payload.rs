@@ -3,8 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::marker::PhantomData;
 
-use serde::de::{self, Deserializer, Visitor};
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
@@ -16,11 +17,33 @@ pub const RESOLVE_TIMEOUT_NANOS: i64 = 5 * 60 * 1_000_000_000;
 
 // Serialised into the idempotency key, which covers parsed timestamps, so the "Z" and
 // "+00:00" spellings of one instant agree.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Firing,
     Resolved,
+}
+
+// By hand rather than derived: serde_json reads a derived enum from a number or a list as a
+// JSON syntax error ("expected value"), where the sender needs to hear the field's values.
+impl<'de> Deserialize<'de> for Status {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct StatusVisitor;
+        impl Visitor<'_> for StatusVisitor {
+            type Value = Status;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("\"firing\" or \"resolved\"")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Status, E> {
+                match s {
+                    "firing" => Ok(Status::Firing),
+                    "resolved" => Ok(Status::Resolved),
+                    other => Err(E::unknown_variant(other, &["firing", "resolved"])),
+                }
+            }
+        }
+        d.deserialize_str(StatusVisitor)
+    }
 }
 
 impl Status {
@@ -104,7 +127,48 @@ struct WebhookWire {
     common_annotations: BTreeMap<String, String>,
     #[serde(rename = "externalURL", default)]
     external_url: String,
-    alerts: Vec<WebhookAlertWire>,
+    alerts: Vec<Object<WebhookAlertWire>>,
+}
+
+/// What the webhook body must be, in Alertmanager's terms.
+const WEBHOOK: &str = "an Alertmanager webhook JSON object (version \"4\")";
+/// What the v2 API body must be.
+const V2_ALERTS: &str = "a JSON array of alerts (Alertmanager API v2 PostableAlerts)";
+
+/// A type's description in Alertmanager's terms, for messages.
+trait Described {
+    const WHAT: &'static str;
+}
+
+impl Described for WebhookAlertWire {
+    const WHAT: &'static str = "an alert object (status, labels, annotations, startsAt, endsAt, ...)";
+}
+
+impl Described for PostableAlertWire {
+    const WHAT: &'static str = "an alert object (labels, annotations, startsAt, endsAt, generatorURL)";
+}
+
+/// A JSON object read as `T`. serde's derive also builds a struct from an array of its
+/// fields in order, which no sender means and whose errors name the Rust type; this takes
+/// objects only and says what was expected in Alertmanager's terms.
+#[derive(Serialize)]
+#[serde(transparent)]
+struct Object<T>(T);
+
+impl<'de, T: Deserialize<'de> + Described> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de> + Described> Visitor<'de> for ObjectVisitor<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(T::WHAT)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_map(ObjectVisitor(PhantomData)).map(Object)
+    }
 }
 
 #[derive(Deserialize, Serialize)]
@@ -150,12 +214,13 @@ impl<'de> Deserialize<'de> for Version {
 
 /// Parses an Alertmanager webhook payload (version 4).
 pub fn parse_webhook(body: &[u8]) -> Result<Delivery, PayloadError> {
+    expect_top_level(body, b'{', WEBHOOK)?;
     let wire: WebhookWire = from_json(body)?;
     if wire.alerts.is_empty() {
         return Err(PayloadError("alerts: expected at least one alert, got an empty list".into()));
     }
     let mut alerts = Vec::with_capacity(wire.alerts.len());
-    for (i, a) in wire.alerts.iter().enumerate() {
+    for (i, Object(a)) in wire.alerts.iter().enumerate() {
         validate_labels(&format!("alerts[{i}]"), &a.labels)?;
         let fingerprint = match &a.fingerprint {
             Some(f) if is_fingerprint(f) => f.clone(),
@@ -207,7 +272,9 @@ pub fn parse_webhook(body: &[u8]) -> Result<Delivery, PayloadError> {
 /// Parses a v2 API alert list (`POST /api/v2/alerts`), filling defaults as Alertmanager does:
 /// no `startsAt` means `endsAt` or now; no `endsAt` means firing for [`RESOLVE_TIMEOUT_NANOS`].
 pub fn parse_v2_alerts(body: &[u8], now: i64) -> Result<Delivery, PayloadError> {
-    let wire: Vec<PostableAlertWire> = from_json(body)?;
+    expect_top_level(body, b'[', V2_ALERTS)?;
+    let wire: Vec<Object<PostableAlertWire>> = from_json(body)?;
+    let wire: Vec<PostableAlertWire> = wire.into_iter().map(|Object(a)| a).collect();
     if wire.is_empty() {
         return Err(PayloadError("[]: expected at least one alert, got an empty list".into()));
     }
@@ -251,10 +318,10 @@ pub fn parse_v2_alerts(body: &[u8], now: i64) -> Result<Delivery, PayloadError> 
 }
 
 fn sorted_by_fingerprint<'a>(
-    wire: &'a [WebhookAlertWire],
+    wire: &'a [Object<WebhookAlertWire>],
     records: &'a [AlertRecord],
 ) -> Vec<(&'a str, &'a WebhookAlertWire)> {
-    let mut v: Vec<_> = records.iter().map(|r| r.fingerprint.as_str()).zip(wire.iter()).collect();
+    let mut v: Vec<_> = records.iter().map(|r| r.fingerprint.as_str()).zip(wire.iter().map(|o| &o.0)).collect();
     v.sort_by(|x, y| x.0.cmp(y.0).then_with(|| x.1.starts_at.cmp(&y.1.starts_at)));
     v
 }
@@ -272,6 +339,35 @@ fn dedup_key(canonical: &impl Serialize) -> String {
     s
 }
 
+/// Refuses a body whose JSON value is not the kind `open` starts (`{` or `[`), saying what
+/// the body must be; a body that is not JSON at all is left to the parser's message.
+fn expect_top_level(body: &[u8], open: u8, what: &str) -> Result<(), PayloadError> {
+    let Some(start) = body.iter().position(|b| !b.is_ascii_whitespace()) else {
+        return Err(PayloadError(format!("body is empty; it must be {what}")));
+    };
+    let value = &body[start..];
+    let found = match value[0] {
+        b if b == open => return Ok(()),
+        b'{' => "an object",
+        b'[' => "an array",
+        b'"' => "a string",
+        b'-' | b'0'..=b'9' => "a number",
+        _ if value.starts_with(b"true") || value.starts_with(b"false") => "a boolean",
+        _ if value.starts_with(b"null") => "null",
+        _ => return Ok(()),
+    };
+    Err(PayloadError(format!("body must be {what}, got {found}")))
+}
+
+/// serde's words for JSON's: a sequence is an array, a map an object.
+fn json_words(message: &str) -> String {
+    message
+        .replace("invalid type: sequence", "invalid type: array")
+        .replace("invalid type: map", "invalid type: object")
+        .replace("expected a sequence", "expected an array")
+        .replace("expected a map", "expected an object")
+}
+
 fn from_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, PayloadError> {
     let mut de = serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
@@ -282,10 +378,11 @@ fn from_json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, PayloadError> 
             | serde_json::error::Category::Io => PayloadError(format!("body is not valid JSON: {inner}")),
             serde_json::error::Category::Data => {
                 let path = e.path().to_string();
+                let message = json_words(&inner.to_string());
                 if path == "." {
-                    PayloadError(format!("body: {inner}"))
+                    PayloadError(format!("body: {message}"))
                 } else {
-                    PayloadError(format!("{path}: {inner}"))
+                    PayloadError(format!("{path}: {message}"))
                 }
             }
         }
@@ -500,10 +597,36 @@ mod tests {
                 "alerts[0]: missing field `startsAt`",
             ),
             (format!("{} x", webhook(ALERT)), "body is not valid JSON: trailing characters"),
+            ("[]".into(), "body must be an Alertmanager webhook JSON object (version \"4\"), got an array"),
+            (" \"4\"".into(), "body must be an Alertmanager webhook JSON object (version \"4\"), got a string"),
+            ("null".into(), "got null"),
+            ("".into(), "body is empty; it must be an Alertmanager webhook JSON object"),
+            (webhook("[]"), "alerts[0]: invalid type: array, expected an alert object (status, labels,"),
+            (webhook("\"x\""), "alerts[0]: invalid type: string \"x\", expected an alert object"),
+            (
+                webhook(ALERT).replace("\"alerts\":[", "\"alerts\":{\"a\":").replace("}]}", "}}}"),
+                "alerts: invalid type: object, expected an array",
+            ),
+            (
+                webhook(ALERT)
+                    .replace("\"truncatedAlerts\":0,\"status\":\"firing\"", "\"truncatedAlerts\":0,\"status\":1"),
+                "status: invalid type: integer `1`, expected \"firing\" or \"resolved\"",
+            ),
+            (
+                webhook(ALERT).replace("\"groupLabels\":{\"alertname\":\"X\"}", "\"groupLabels\":[]"),
+                "groupLabels: invalid type: array, expected an object",
+            ),
+            (
+                webhook(ALERT).replace("\"receiver\":\"redline\"", "\"receiver\":null"),
+                "receiver: invalid type: null, expected a string",
+            ),
         ];
         for (body, want) in cases {
             let err = parse_webhook(body.as_bytes()).expect_err(want).0;
             assert!(err.contains(want), "{body}\n got: {err}\nwant: {want}");
+            for rust in ["Wire", "struct", "elements", "sequence", "a map"] {
+                assert!(!err.contains(rust), "{body}\n got: {err}");
+            }
         }
     }
 
@@ -523,6 +646,10 @@ mod tests {
         assert_eq!(err, "[0].labels: expected at least one label");
         let err = parse_v2_alerts(br#"[{"labels":{"a":"b"},"startsAt":5}]"#, now).expect_err("number").0;
         assert!(err.starts_with("[0].startsAt: invalid type: integer `5`, expected an RFC 3339 timestamp"), "{err}");
+        let err = parse_v2_alerts(br#"{"labels":{"a":"b"}}"#, now).expect_err("object").0;
+        assert_eq!(err, "body must be a JSON array of alerts (Alertmanager API v2 PostableAlerts), got an object");
+        let err = parse_v2_alerts(br#"[["a"]]"#, now).expect_err("array").0;
+        assert!(err.starts_with("[0]: invalid type: array, expected an alert object (labels,"), "{err}");
     }
 
     #[test]

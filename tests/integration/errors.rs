@@ -141,3 +141,77 @@ fn zero_timeouts_are_refused_naming_the_key_and_the_minimum() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("idle_timeout: expected at least 10ms, got 0s"), "{}", r.stderr);
 }
+
+/// Bad webhook bodies get 400 with a message in Alertmanager's terms naming the field, never a
+/// Rust type (`expected struct WebhookWire with 10 elements`), and nothing is stored.
+#[tokio::test]
+async fn receiver_bad_bodies_get_400_in_alertmanager_terms() {
+    use common::receiver::{Receiver, TestStore, ZERO_TIME, webhook, webhook_alert};
+    let store = TestStore::new(common::receiver::Backend::Sqlite);
+    let r = Receiver::start(&store.db, &[]).await;
+    let alert = webhook_alert(
+        "firing",
+        &serde_json::json!({"alertname": "X", "service": "s"}),
+        "2024-05-01T10:00:00Z",
+        ZERO_TIME,
+    );
+    let good = webhook("firing", "{}:{alertname=\"X\"}", vec![alert.clone()]);
+    let with = |key: &str, value: serde_json::Value| {
+        let mut body = good.clone();
+        body[key] = value;
+        body.to_string()
+    };
+    let mut bad_alert = alert.clone();
+    bad_alert["labels"] = serde_json::json!(["alertname", "X"]);
+    let cases = [
+        (
+            "/api/v1/alertmanager",
+            "[]".to_string(),
+            "body must be an Alertmanager webhook JSON object (version \"4\"), got an array",
+        ),
+        (
+            "/api/v1/alertmanager",
+            "\"4\"".to_string(),
+            "body must be an Alertmanager webhook JSON object (version \"4\"), got a string",
+        ),
+        (
+            "/api/v1/alertmanager",
+            with("alerts", serde_json::json!([[]])),
+            "alerts[0]: invalid type: array, expected an alert object",
+        ),
+        (
+            "/api/v1/alertmanager",
+            with("status", serde_json::json!(1)),
+            "status: invalid type: integer `1`, expected \"firing\" or \"resolved\"",
+        ),
+        (
+            "/api/v1/alertmanager",
+            with("truncatedAlerts", serde_json::json!("none")),
+            "truncatedAlerts: invalid type: string \"none\"",
+        ),
+        (
+            "/api/v1/alertmanager",
+            with("alerts", serde_json::json!([bad_alert])),
+            "alerts[0].labels: invalid type: array, expected an object",
+        ),
+        ("/api/v1/alertmanager", with("version", serde_json::json!("3")), "version: expected \"4\", got \"3\""),
+        (
+            "/api/v2/alerts",
+            "{}".to_string(),
+            "body must be a JSON array of alerts (Alertmanager API v2 PostableAlerts), got an object",
+        ),
+        ("/api/v2/alerts", "[[]]".to_string(), "[0]: invalid type: array, expected an alert object"),
+    ];
+    for (path, body, want) in cases {
+        let resp = r.post(path, body.clone()).await;
+        assert_eq!(resp.status(), 400, "{path} {body}");
+        let answer: serde_json::Value = resp.json().await.expect("JSON error answer");
+        let message = answer["error"].as_str().expect("error message").to_string();
+        assert!(message.contains(want), "{path} {body}\n got: {message}\nwant: {want}");
+        assert_no_internals(&message);
+        assert!(!message.contains("elements") && !message.contains("sequence"), "{message}");
+    }
+    assert!(r.alerts("").await.is_empty(), "nothing stored");
+    // The good body is stored.
+    assert_eq!(r.post("/api/v1/alertmanager", good.to_string()).await.status(), 200);
+}
