@@ -91,7 +91,7 @@ pub enum CanaryCommand {
 pub struct CanaryJudgeArgs {
     /// Prometheus base URL, e.g. http://prometheus:9090.
     #[arg(long, env = "REDLINE_PROMETHEUS_URL")]
-    pub prometheus: String,
+    pub prometheus: crate::config::HttpUrl,
     /// Value of the service label of both versions.
     #[arg(long)]
     pub service: String,

@@ -66,7 +66,7 @@ fn run(args: &CanaryJudgeArgs) -> anyhow::Result<super::JudgeReport> {
         for ((spec, baseline_query), (_, canary_query)) in baseline.into_iter().zip(canary) {
             let fetch = |q: String| {
                 let client = client.clone();
-                let url = args.prometheus.clone();
+                let url = args.prometheus.0.clone();
                 async move { range_query(&client, &url, &q, start, end, args.timing.step).await }
             };
             let (b, c) = tokio::try_join!(fetch(baseline_query), fetch(canary_query))?;

@@ -108,7 +108,7 @@ impl Default for JudgeConfig {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("canary judge: {field} {message}")]
+#[error("{field} {message}")]
 pub struct JudgeConfigError {
     pub field: String,
     pub message: String,
@@ -118,23 +118,24 @@ impl JudgeConfig {
     pub fn validate(&self) -> Result<(), JudgeConfigError> {
         let bad = |field: &str, message: String| Err(JudgeConfigError { field: field.into(), message });
         if !(self.confidence > 0.0 && self.confidence < 1.0) {
-            return bad("confidence", format!("must be between 0 and 1 (exclusive), got {}", self.confidence));
+            return bad("--confidence", format!("must be between 0 and 1 (exclusive), got {}", self.confidence));
         }
         if !(self.tolerance.is_finite() && self.tolerance >= 0.0) {
-            return bad("tolerance", format!("must be a non-negative number, got {}", self.tolerance));
+            return bad("--tolerance", format!("must be a non-negative number, got {}", self.tolerance));
         }
         if self.min_samples == 0 {
-            return bad("min_samples", "must be at least 1".into());
+            return bad("--min-samples", "must be at least 1".into());
         }
-        for (field, v) in [("pass_threshold", self.pass_threshold), ("marginal_threshold", self.marginal_threshold)] {
+        for (field, v) in [("--pass-threshold", self.pass_threshold), ("--marginal-threshold", self.marginal_threshold)]
+        {
             if !(0.0..=100.0).contains(&v) {
                 return bad(field, format!("must be between 0 and 100, got {v}"));
             }
         }
         if self.marginal_threshold > self.pass_threshold {
             return bad(
-                "marginal_threshold",
-                format!("({}) must not exceed pass_threshold ({})", self.marginal_threshold, self.pass_threshold),
+                "--marginal-threshold",
+                format!("({}) must not exceed --pass-threshold ({})", self.marginal_threshold, self.pass_threshold),
             );
         }
         Ok(())
@@ -570,11 +571,11 @@ mod tests {
     #[test]
     fn bad_configuration_is_refused_naming_the_field() {
         let e = judge(&JudgeConfig { confidence: 1.0, ..JudgeConfig::default() }, &[]).unwrap_err();
-        assert_eq!(e.to_string(), "canary judge: confidence must be between 0 and 1 (exclusive), got 1");
+        assert_eq!(e.to_string(), "--confidence must be between 0 and 1 (exclusive), got 1");
         let e = judge(&JudgeConfig { marginal_threshold: 96.0, ..JudgeConfig::default() }, &[]).unwrap_err();
-        assert_eq!(e.field, "marginal_threshold");
+        assert_eq!(e.field, "--marginal-threshold");
         let e = judge(&JudgeConfig { min_samples: 0, ..JudgeConfig::default() }, &[]).unwrap_err();
-        assert_eq!(e.field, "min_samples");
+        assert_eq!(e.field, "--min-samples");
         let spec = MetricSpec { tolerance: Some(-0.1), ..MetricSpec::p99_latency() };
         let e = judge(&JudgeConfig::default(), &[samples(spec, vec![], vec![])]).unwrap_err();
         assert_eq!(e.field, "metrics.p99_latency_seconds.tolerance");

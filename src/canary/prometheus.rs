@@ -73,8 +73,9 @@ pub enum PrometheusError {
     RpcMethodWithoutGrpc,
     #[error("--rpc-method {0:?} is not a valid regular expression: {1}")]
     RpcMethodRegex(String, String),
-    #[error("{url}: {source}")]
-    Http { url: String, source: reqwest::Error },
+    /// The request failed; `cause` is [`crate::errors::http_cause`]'s account of it.
+    #[error("{url}: {cause}")]
+    Http { url: String, cause: String },
     #[error("{url}: HTTP {status}: {body}")]
     Status { url: String, status: u16, body: String },
     #[error("{url}: Prometheus answered {error_type}: {error}")]
@@ -238,9 +239,12 @@ pub async fn range_query(
         .body(form.join("&"))
         .send()
         .await
-        .map_err(|source| PrometheusError::Http { url: url.clone(), source })?;
+        .map_err(|e| PrometheusError::Http { url: url.clone(), cause: crate::errors::http_cause(&e) })?;
     let status = response.status();
-    let body = response.bytes().await.map_err(|source| PrometheusError::Http { url: url.clone(), source })?;
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| PrometheusError::Http { url: url.clone(), cause: crate::errors::http_cause(&e) })?;
     let parsed: Result<ApiResponse, _> = serde_json::from_slice(&body);
     let parsed = match parsed {
         Ok(p) => p,

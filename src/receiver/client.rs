@@ -94,10 +94,15 @@ pub fn render_table(alerts: &[Value]) -> String {
     out
 }
 
-async fn fetch(url: &str, auth: Option<String>) -> Result<Value, String> {
-    if !url.starts_with("http://") {
-        return Err(format!("--receiver: only http:// URLs are supported, got {url:?}"));
+/// `--receiver` as given: an http:// URL with a host (the client speaks plain HTTP only).
+fn check_receiver(receiver: &str) -> Result<(), String> {
+    match receiver.parse::<http::Uri>() {
+        Ok(uri) if uri.scheme_str() == Some("http") && uri.authority().is_some() => Ok(()),
+        _ => Err(format!("--receiver: expected an http:// URL such as http://127.0.0.1:9095, got {receiver:?}")),
     }
+}
+
+async fn fetch(url: &str, auth: Option<String>) -> Result<Value, String> {
     let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
     let mut req = http::Request::get(url);
     if let Some(a) = auth {
@@ -107,18 +112,23 @@ async fn fetch(url: &str, auth: Option<String>) -> Result<Value, String> {
     let resp = tokio::time::timeout(std::time::Duration::from_secs(30), client.request(req))
         .await
         .map_err(|_| format!("{url}: no answer within 30s"))?
-        .map_err(|e| format!("{url}: {e}"))?;
+        .map_err(|e| format!("{url}: {}", crate::errors::with_causes(&e)))?;
     let status = resp.status();
-    let body = resp.into_body().collect().await.map_err(|e| format!("{url}: {e}"))?.to_bytes();
+    let body =
+        resp.into_body().collect().await.map_err(|e| format!("{url}: {}", crate::errors::with_causes(&e)))?.to_bytes();
     if !status.is_success() {
         return Err(format!("{url}: {status}: {}", String::from_utf8_lossy(&body).trim()));
     }
     serde_json::from_slice(&body).map_err(|e| format!("{url}: the answer is not JSON: {e}"))
 }
 
-/// Runs `redline alerts list`: exit 0 with the list, 1 when the receiver cannot be queried,
-/// 2 on a usage error.
+/// Runs `redline alerts list`: exit 0 with the list, 2 on a usage error or when the receiver
+/// cannot be queried (there is no verdict to give).
 pub fn list(args: AlertsListArgs, out: &mut impl std::io::Write) -> ExitCode {
+    if let Err(e) = check_receiver(&args.receiver) {
+        eprintln!("redline alerts list: {e}");
+        return ExitCode::from(2);
+    }
     let auth = match authorization(&args) {
         Ok(a) => a,
         Err(e) => {
@@ -131,14 +141,14 @@ pub fn list(args: AlertsListArgs, out: &mut impl std::io::Write) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("redline alerts list: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(2);
         }
     };
     let answer = match runtime.block_on(fetch(&url, auth)) {
         Ok(v) => v,
         Err(e) => {
             eprintln!("redline alerts list: {e}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(2);
         }
     };
     let alerts = answer["alerts"].as_array().cloned().unwrap_or_default();
@@ -150,7 +160,7 @@ pub fn list(args: AlertsListArgs, out: &mut impl std::io::Write) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("redline alerts list: cannot write the output: {e}");
-            ExitCode::FAILURE
+            ExitCode::from(2)
         }
     }
 }
@@ -172,6 +182,15 @@ mod tests {
             basic_auth_file: None,
         };
         assert_eq!(list_url(&args), "http://r:9095/api/v1/alerts?service=a%20b&state=firing");
+    }
+
+    #[test]
+    fn the_receiver_must_be_an_http_url() {
+        assert_eq!(check_receiver("http://127.0.0.1:9095"), Ok(()));
+        for bad in ["https://r:9095", "ftp://r", "r:9095", "http://", ""] {
+            let e = check_receiver(bad).expect_err(bad);
+            assert!(e.starts_with("--receiver: expected an http:// URL"), "{e}");
+        }
     }
 
     #[test]

@@ -58,8 +58,9 @@ pub fn redact_db(db: &str) -> String {
     }
 }
 
-/// Entry point of `redline receiver`: exit 2 on a usage or configuration error, 1 when the
-/// store cannot be opened or the server fails, 0 after a graceful shutdown.
+/// Entry point of `redline receiver`: exit 2 on a usage or configuration error and when it
+/// cannot start (the store cannot be opened, the address cannot be bound), 1 when the server
+/// fails after it started, 0 after a graceful shutdown.
 pub fn main(args: ReceiverArgs) -> ExitCode {
     let credentials = match (&args.bearer_token_file, &args.basic_auth_file) {
         (Some(p), _) => Credentials::bearer_from_file(p),
@@ -99,10 +100,18 @@ pub fn main(args: ReceiverArgs) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("redline receiver: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(2);
         }
     };
-    match runtime.block_on(serve(args, addr, credentials, readiness)) {
+    let started = match runtime.block_on(start(&args, addr)) {
+        Ok(started) => started,
+        Err(e) => {
+            tracing::error!(error = %e, "receiver cannot start");
+            eprintln!("redline receiver: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(serve(args, started, credentials, readiness)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "receiver stopped");
@@ -112,18 +121,33 @@ pub fn main(args: ReceiverArgs) -> ExitCode {
     }
 }
 
+/// What must work for the receiver to start: the store open, the address bound.
+struct Started {
+    store: Store,
+    metrics: Arc<ReceiverMetrics>,
+    listener: tokio::net::TcpListener,
+}
+
+/// Opens the store and binds the listener; the error names the flag at fault.
+async fn start(args: &ReceiverArgs, addr: SocketAddr) -> Result<Started, String> {
+    let metrics = Arc::new(ReceiverMetrics::default());
+    let store = Store::open(&args.db, metrics.clone())
+        .await
+        .map_err(|e| format!("--db {}: cannot open the store: {e}", redact_db(&args.db)))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|error| crate::errors::BindError { key: "--listen", addr, error }.to_string())?;
+    Ok(Started { store, metrics, listener })
+}
+
 async fn serve(
     args: ReceiverArgs,
-    addr: SocketAddr,
+    Started { store, metrics, listener }: Started,
     credentials: Credentials,
     readiness: readiness::ConfigSource,
 ) -> anyhow::Result<()> {
     use anyhow::Context as _;
-    let metrics = Arc::new(ReceiverMetrics::default());
-    let store = Store::open(&args.db, metrics.clone())
-        .await
-        .with_context(|| format!("cannot open the store {}", redact_db(&args.db)))?;
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let addr = listener.local_addr()?;
     let auth = match credentials {
         Credentials::None => "none",
         Credentials::Bearer(_) => "bearer",

@@ -17,12 +17,7 @@ struct Ran {
 }
 
 fn ran(cmd: &mut Command) -> Ran {
-    let out = cmd
-        .env_remove("REDLINE_CONFIG")
-        .env_remove("REDLINE_PROMETHEUS_URL")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run redline");
+    let out = cmd.stdin(Stdio::null()).output().expect("run redline");
     Ran {
         code: out.status.code().expect("exit code (not killed by a signal)"),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -30,15 +25,22 @@ fn ran(cmd: &mut Command) -> Ran {
     }
 }
 
+/// `redline` without the variables that would stand in for flags the tests leave out.
+fn command() -> Command {
+    let mut cmd = Command::new(redline_bin());
+    cmd.env_remove("REDLINE_CONFIG").env_remove("REDLINE_PROMETHEUS_URL");
+    cmd
+}
+
 fn redline(args: &[&str]) -> Ran {
-    ran(Command::new(redline_bin()).args(args))
+    ran(command().args(args))
 }
 
 /// `redline sidecar --config FILE` with `text` in FILE (named `redline.yaml`).
 fn sidecar_with_config(dir: &Path, text: &str) -> Ran {
     let cfg = dir.join("redline.yaml");
     std::fs::write(&cfg, text).expect("write config");
-    ran(Command::new(redline_bin()).arg("sidecar").arg("--config").arg(&cfg))
+    ran(command().arg("sidecar").arg("--config").arg(&cfg))
 }
 
 /// A config that would start: the cases below add one bad line to it.
@@ -113,10 +115,10 @@ fn config_errors_name_the_file_not_input() {
     let cfg = dir.path().join("checkout.yaml");
     std::fs::write(&cfg, "service: checkout\nreadiness:\n  coverage:\n    min: high\n").expect("write config");
     let want = format!("{}:4:10: readiness.coverage.min: expected a number, found \"high\"", cfg.display());
-    let r = ran(Command::new(redline_bin()).arg("sidecar").arg("--config").arg(&cfg));
+    let r = ran(command().arg("sidecar").arg("--config").arg(&cfg));
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains(&want), "{}", r.stderr);
-    let r = ran(Command::new(redline_bin()).args(["readiness-check", "--service", "checkout", "--config"]).arg(&cfg));
+    let r = ran(command().args(["readiness-check", "--service", "checkout", "--config"]).arg(&cfg));
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains(&want), "{}", r.stderr);
     assert_no_internals(&r.stderr);
@@ -214,4 +216,86 @@ async fn receiver_bad_bodies_get_400_in_alertmanager_terms() {
     assert!(r.alerts("").await.is_empty(), "nothing stored");
     // The good body is stored.
     assert_eq!(r.post("/api/v1/alertmanager", good.to_string()).await.status(), 200);
+}
+
+/// A Prometheus URL that is not http(s) is refused as a usage error naming the flag, before
+/// any request (was reqwest's `builder error for url`, exit 2 only by luck of the edge).
+#[test]
+fn non_http_prometheus_url_names_the_flag() {
+    let judge = ["canary", "judge", "--service", "checkout", "--baseline", "1.0", "--canary", "1.1"];
+    for url in ["ftp://prometheus:9090", "prometheus:9090"] {
+        let r = redline(&[&judge[..], &["--prometheus", url]].concat());
+        assert_eq!(r.code, 2, "{}", r.stderr);
+        assert!(r.stderr.contains("--prometheus"), "{}", r.stderr);
+        assert!(
+            r.stderr.contains(&format!("expected an http:// or https:// URL such as http://host:9090, got {url:?}")),
+            "{}",
+            r.stderr
+        );
+        assert_no_internals(&r.stderr);
+    }
+    // The environment variable is checked the same way.
+    let r = ran(command().args(judge).env("REDLINE_PROMETHEUS_URL", "localhost:9090"));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("expected an http:// or https:// URL"), "{}", r.stderr);
+    // readiness-check's key and flag too.
+    let r = redline(&["readiness-check", "--service", "checkout", "--prometheus-url", "prometheus:9090"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("--prometheus-url") && r.stderr.contains("http:// or https://"), "{}", r.stderr);
+}
+
+/// Each layer adds one prefix: no `canary judge: canary judge:`, no reqwest layer repeating
+/// the URL (`error sending request for url (...)` printed twice), no doubled store prefixes.
+#[test]
+fn each_layer_prefixes_once() {
+    let judge = ["canary", "judge", "--service", "checkout", "--baseline", "1.0", "--canary", "1.1"];
+    let unreachable = format!("http://127.0.0.1:{}", common::free_port());
+    let r = redline(&[&judge[..], &["--prometheus", &unreachable, "--confidence", "2"]].concat());
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert_eq!(r.stderr.trim(), "redline canary judge: --confidence must be between 0 and 1 (exclusive), got 2");
+    let r = redline(&[&judge[..], &["--prometheus", &unreachable]].concat());
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert_eq!(
+        r.stderr.trim(),
+        format!("redline canary judge: {unreachable}/api/v1/query_range: Connection refused (os error 111)")
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("missing-dir").join("redline.db");
+    let r =
+        ran(command().args(["receiver", "--listen", &format!("127.0.0.1:{}", common::free_port()), "--db"]).arg(&db));
+    assert_eq!(r.code, 2, "a store that cannot be opened is a start failure: {}", r.stderr);
+    let first = r.stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with(&format!("redline receiver: --db {}: cannot open the store: SQLite", db.display())),
+        "{first}"
+    );
+    assert_eq!(first.matches("cannot open").count(), 1, "{first}");
+    assert_eq!(first.matches("redline receiver:").count(), 1, "{first}");
+    // `alerts list` says why the receiver could not be asked (hyper's "client error (Connect)"
+    // alone said nothing), and that is an error, not a verdict.
+    let r = redline(&["alerts", "list", "--receiver", &unreachable]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("Connection refused"), "{}", r.stderr);
+    let r = redline(&["alerts", "list", "--receiver", "ftp://receiver:9095"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("--receiver: expected an http:// URL"), "{}", r.stderr);
+}
+
+/// PostgreSQL's own report reaches the user: severity, SQLSTATE and message (was `db error`).
+#[tokio::test]
+async fn postgres_failures_carry_the_servers_message_and_code() {
+    let pg = common::receiver::PgCluster::start();
+    let port = pg.port;
+    let start = move |db: String| {
+        let listen = format!("127.0.0.1:{}", common::free_port());
+        tokio::task::spawn_blocking(move || ran(command().args(["receiver", "--listen", &listen, "--db", &db])))
+    };
+    let r = start(format!("postgres://postgres@127.0.0.1:{port}/nosuchdb")).await.expect("join");
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("PostgreSQL FATAL 3D000: database \"nosuchdb\" does not exist"), "{}", r.stderr);
+    assert!(!r.stderr.contains("db error"), "{}", r.stderr);
+    let r = start(format!("postgres://nobody:secret@127.0.0.1:{port}/postgres")).await.expect("join");
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("PostgreSQL FATAL 28000: role \"nobody\" does not exist"), "{}", r.stderr);
+    assert!(!r.stderr.contains("secret"), "the password stays out of the message: {}", r.stderr);
 }

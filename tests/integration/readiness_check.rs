@@ -405,7 +405,7 @@ fn usage_and_config_errors_exit_2_with_a_message() {
         (vec!["--format", "yaml"], "invalid value 'yaml'"),
         (vec!["--baseline", "1"], "--canary"),
         (vec!["--coverage-min", "180"], "expected a percentage from 0 to 100"),
-        (vec!["--metrics-url", "ftp://metrics"], "expected an http(s) URL"),
+        (vec!["--metrics-url", "ftp://metrics"], "expected an http:// or https:// URL"),
         (vec!["--blocking", "tests.coverag"], "--blocking: unknown check"),
     ] {
         let out = Command::new(redline_bin())

@@ -126,7 +126,7 @@ async fn ingest_query_history_and_gates(backend: Backend) {
         .env_remove("REDLINE_RECEIVER_BEARER_TOKEN_FILE")
         .output()
         .expect("run redline alerts list");
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "an error, not a verdict");
     assert!(String::from_utf8_lossy(&out.stderr).contains("401"), "{}", String::from_utf8_lossy(&out.stderr));
 
     // Resolved: the gates open again and the history shows both notifications, oldest first.

@@ -422,7 +422,10 @@ async fn bad_config_is_refused_at_start_naming_the_key() {
     };
     assert!(refused_with("REDLINE_MAX_ROUTES", "lots").contains("max-routes"));
     let err = refused_with("OTEL_EXPORTER_OTLP_ENDPOINT", "ftp://otlp.example.com");
-    assert!(err.contains("OTEL_EXPORTER_OTLP_ENDPOINT") && err.contains("expected an http(s) URL"), "{err}");
+    assert!(
+        err.contains("OTEL_EXPORTER_OTLP_ENDPOINT") && err.contains("expected an http:// or https:// URL"),
+        "{err}"
+    );
 }
 
 /// The names of a process's threads.

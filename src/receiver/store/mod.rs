@@ -35,13 +35,32 @@ pub struct StoreError(pub String);
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError(format!("sqlite: {e}"))
+        StoreError(format!("SQLite: {e}"))
     }
 }
 
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
-        StoreError(format!("postgres: {e}"))
+        StoreError(postgres_message(&e))
+    }
+}
+
+/// A PostgreSQL error as one line: the server's own report (severity, SQLSTATE code, message,
+/// detail and hint) when it sent one, else the client's error with its causes. The driver's
+/// `Display` says only "db error" for the former and drops the cause of the latter.
+pub fn postgres_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => {
+            let mut text = format!("PostgreSQL {} {}: {}", db.severity(), db.code().code(), db.message());
+            if let Some(detail) = db.detail() {
+                text.push_str(&format!(" (detail: {detail})"));
+            }
+            if let Some(hint) = db.hint() {
+                text.push_str(&format!(" (hint: {hint})"));
+            }
+            text
+        }
+        None => format!("PostgreSQL: {}", crate::errors::with_causes(e)),
     }
 }
 
@@ -111,8 +130,7 @@ impl Store {
     pub async fn open(db: &str, metrics: Arc<ReceiverMetrics>) -> Result<Store, StoreError> {
         let (queue, rx) = mpsc::channel(QUEUE);
         if db.starts_with("postgres://") || db.starts_with("postgresql://") {
-            let config: tokio_postgres::Config =
-                db.parse().map_err(|e| StoreError(format!("--db: invalid PostgreSQL URL: {e}")))?;
+            let config: tokio_postgres::Config = db.parse().map_err(|e| StoreError(postgres_message(&e)))?;
             let readers = postgres::open(config, rx, metrics).await?;
             Ok(Store { queue, reader: Reader::Postgres(readers), kind: "postgres" })
         } else {

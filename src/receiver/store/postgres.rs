@@ -29,10 +29,10 @@ pub struct Readers {
 }
 
 async fn connect(config: &Config) -> Result<Client, StoreError> {
-    let (client, connection) = config.connect(NoTls).await.map_err(|e| StoreError(format!("postgres: {e}")))?;
+    let (client, connection) = config.connect(NoTls).await?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
-            tracing::warn!(error = %e, "PostgreSQL connection closed");
+            tracing::warn!(error = %super::postgres_message(&e), "PostgreSQL connection closed");
         }
     });
     Ok(client)

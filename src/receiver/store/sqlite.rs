@@ -25,8 +25,7 @@ pub struct Readers {
 }
 
 pub fn open(path: &str, rx: mpsc::Receiver<Job>, metrics: Arc<ReceiverMetrics>) -> Result<Arc<Readers>, StoreError> {
-    let mut conn =
-        Connection::open(path).map_err(|e| StoreError(format!("cannot open SQLite database {path}: {e}")))?;
+    let mut conn = Connection::open(path).map_err(|e| StoreError(format!("SQLite: {e}")))?;
     // WAL lets readers run beside the writer. synchronous=FULL makes every commit fsync the
     // WAL, so a committed delivery survives a crash of the machine, not only of the process
     // (NORMAL would only survive the latter). Group commit pays for the fsync once per batch.
