@@ -67,7 +67,7 @@ pub enum RulesCommand {
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
     /// How long the demo runs (at least 60s; the fault starts at 20% and stops at 50% of it).
-    #[arg(long, default_value = "90s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "90s", value_parser = crate::demo::run::parse_duration)]
     pub duration: std::time::Duration,
     /// Keep the sidecar log, the demo rules and the receiver database in this directory.
     #[arg(long)]

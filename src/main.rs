@@ -39,18 +39,16 @@ fn main() -> ExitCode {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("redline: cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
+                    return ExitCode::from(2);
                 }
             };
+            // The sidecar has no verdict: its errors are start failures (a port in use, rule
+            // files), exit 2.
             match runtime.block_on(redline::sidecar::run(config)) {
                 Ok(()) => ExitCode::SUCCESS,
-                Err(e) if e.is::<redline::sidecar::StartupRefused>() => {
-                    eprintln!("redline: {e:#}");
-                    ExitCode::from(2)
-                }
                 Err(e) => {
                     eprintln!("redline: {e:#}");
-                    ExitCode::FAILURE
+                    ExitCode::from(2)
                 }
             }
         }
@@ -61,17 +59,19 @@ fn demo(args: redline::cli::DemoArgs) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("redline: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
+            eprintln!("redline demo: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
         }
     };
     let settings = redline::demo::run::DemoSettings { duration: args.duration, keep_dir: args.keep_dir };
     match runtime.block_on(redline::demo::run::run(settings)) {
         Ok(true) => ExitCode::SUCCESS,
+        // The verdict: the alert did not fire and resolve, or a readiness check failed.
         Ok(false) => ExitCode::from(1),
+        // The demo could not run (a process did not start, a file could not be written).
         Err(e) => {
             eprintln!("redline demo: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(2)
         }
     }
 }

@@ -12,6 +12,23 @@ use anyhow::{Context as _, bail};
 
 use super::upstream::{self, Faults};
 
+/// The shortest demo: the alert needs about a minute to fire during the fault and resolve after it.
+pub const MIN_DURATION: Duration = Duration::from_secs(60);
+
+/// `--duration`: a duration of at least [`MIN_DURATION`], which the demo then runs exactly.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d =
+        humantime::parse_duration(s.trim()).map_err(|_| format!("expected a duration such as 90s or 2m, got {s:?}"))?;
+    if d < MIN_DURATION {
+        return Err(format!(
+            "expected at least {}: the alert needs about a minute to fire during the fault and resolve after it, got {}",
+            humantime::format_duration(MIN_DURATION),
+            humantime::format_duration(d)
+        ));
+    }
+    Ok(d)
+}
+
 /// How long the demo runs and where its files go.
 #[derive(Clone, Debug)]
 pub struct DemoSettings {
@@ -195,7 +212,8 @@ pub async fn run(settings: DemoSettings) -> anyhow::Result<bool> {
     };
     wait_ready(&client, &format!("{admin_url}/readyz"), &mut sidecar).await?;
 
-    let total = settings.duration.max(Duration::from_secs(60));
+    // `--duration` was checked against MIN_DURATION when parsed; it is run as given.
+    let total = settings.duration;
     let fault_on = total.mul_f64(0.2);
     let fault_off = total.mul_f64(0.5);
     println!("redline demo: {} seconds, files in {}", total.as_secs(), dir.display());
@@ -298,4 +316,19 @@ pub async fn run(settings: DemoSettings) -> anyhow::Result<bool> {
         let _ = std::fs::remove_dir_all(&dir);
     }
     Ok(ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_under_a_minute_are_refused_and_others_kept() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        let e = parse_duration("30s").expect_err("too short");
+        assert!(e.starts_with("expected at least 1m: the alert needs about a minute"), "{e}");
+        assert!(e.ends_with("got 30s"), "{e}");
+        assert!(parse_duration("soon").expect_err("not a duration").contains("expected a duration"));
+    }
 }

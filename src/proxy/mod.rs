@@ -26,15 +26,32 @@ pub use forward::{Proxy, ProxySettings};
 
 /// Binds one listening socket per worker on the same address (SO_REUSEPORT), so the kernel
 /// spreads connections and each worker serves its own without cross-thread hand-offs.
+///
+/// The first socket binds without SO_REUSEPORT and turns it on only once bound: its bind fails
+/// (EADDRINUSE) while any other socket holds the address, another process's SO_REUSEPORT
+/// listener included, so a second sidecar on a port in use is refused instead of quietly
+/// taking part of the first one's connections. The other workers then join the first.
 pub fn bind_listeners(addr: std::net::SocketAddr, workers: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
     use socket2::{Domain, Socket, Type};
-    (0..workers.max(1))
-        .map(|_| {
-            let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
-            socket.set_reuse_address(true)?;
-            socket.set_reuse_port(true)?;
-            socket.set_nonblocking(true)?;
-            socket.bind(&addr.into())?;
+    let bind = |addr: std::net::SocketAddr, reuse_port: bool| -> std::io::Result<Socket> {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(reuse_port)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        Ok(socket)
+    };
+    let first = bind(addr, false)?;
+    first.set_reuse_port(true)?;
+    // With port 0 the others join the port the first was given.
+    let addr = first.local_addr()?.as_socket().unwrap_or(addr);
+    let mut sockets = vec![first];
+    for _ in 1..workers.max(1) {
+        sockets.push(bind(addr, true)?);
+    }
+    sockets
+        .into_iter()
+        .map(|socket| {
             socket.listen(1024)?;
             Ok(socket.into())
         })

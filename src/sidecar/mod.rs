@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use tokio::net::TcpListener;
 
 use crate::admin::{self, AdminState};
 use crate::config::Config;
+use crate::errors::BindError;
 use crate::proxy::conn::{ConnCounters, ConnLimits};
 use crate::proxy::route::RouteTable;
 use crate::proxy::upstream::UpstreamGauges;
@@ -28,7 +28,9 @@ use crate::usage::{AppTarget, UsageCollector};
 #[error("{0}")]
 pub struct StartupRefused(pub String);
 
-/// Runs the sidecar until SIGTERM or SIGINT, then drains and returns.
+/// Runs the sidecar until SIGTERM or SIGINT, then drains and returns. Its errors are start
+/// failures (rule files, routes, the exporter, a port in use), bar a proxy worker that panicked
+/// while draining: once started, it stops on a signal.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let logs = logging::init(&config.service, &config.log_level);
     let rules = load_rules(&config)?;
@@ -96,10 +98,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tokio::spawn(reload_on_sighup(rules.clone()));
     }
 
-    let listeners = proxy::bind_listeners(config.listen, config.workers)
-        .with_context(|| format!("listen: cannot bind {}", config.listen))?;
+    let listeners = proxy::bind_listeners(config.listen, config.workers).map_err(|error| BindError {
+        key: "listen",
+        addr: config.listen,
+        error,
+    })?;
     let admin_listener =
-        TcpListener::bind(config.admin).await.with_context(|| format!("admin: cannot bind {}", config.admin))?;
+        TcpListener::bind(config.admin).await.map_err(|error| BindError { key: "admin", addr: config.admin, error })?;
     let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let admin_server = tokio::spawn(
         axum::serve(admin_listener, admin::router(admin_state.clone()))

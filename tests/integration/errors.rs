@@ -299,3 +299,120 @@ async fn postgres_failures_carry_the_servers_message_and_code() {
     assert!(r.stderr.contains("PostgreSQL FATAL 28000: role \"nobody\" does not exist"), "{}", r.stderr);
     assert!(!r.stderr.contains("secret"), "the password stays out of the message: {}", r.stderr);
 }
+
+/// Waits for a `redline sidecar` child to exit, failing if it comes up instead (its admin
+/// `/healthz` answers): a second sidecar on a port in use must be refused at start.
+async fn refused_at_start(mut child: std::process::Child, admin: &str) -> Ran {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let url = format!("http://{admin}/healthz");
+    loop {
+        if let Some(status) = child.try_wait().expect("wait sidecar") {
+            let mut stderr = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut stderr);
+            }
+            return Ran { code: status.code().expect("exit code"), stdout: String::new(), stderr };
+        }
+        if common::client().get(&url).send().await.is_ok_and(|r| r.status() == 200) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the second sidecar started (its /healthz answers) instead of being refused");
+        }
+        assert!(std::time::Instant::now() < deadline, "the second sidecar neither started nor exited within 20s");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+fn spawn_sidecar(listen: &str, admin: &str, upstream: &str) -> std::process::Child {
+    command()
+        .args(["sidecar", "--service", "second", "--listen", listen, "--admin", admin, "--upstream", upstream])
+        .args(["--workers", "2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the second sidecar")
+}
+
+/// A second sidecar on a port a first one (SO_REUSEPORT workers) already serves is refused at
+/// start, exit 2, naming the key, instead of joining the first's reuse-port group and taking
+/// about half its connections; the first keeps serving every request. The same for the admin
+/// port, and for a port some other program holds.
+#[tokio::test]
+async fn a_port_in_use_is_refused_at_start_naming_the_key() {
+    let upstream = common::Upstream::start().await;
+    let first = common::Sidecar::start(&upstream.url(), &["--workers", "4"]).await;
+    let listen = first.proxy.to_string();
+    let spare_admin = format!("127.0.0.1:{}", common::free_port());
+
+    let r = refused_at_start(spawn_sidecar(&listen, &spare_admin, &upstream.url()), &spare_admin).await;
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains(&format!("listen {listen}: address already in use")), "{}", r.stderr);
+    // The wildcard address overlaps the first's loopback one.
+    let wildcard = format!("0.0.0.0:{}", first.proxy.port());
+    let r = refused_at_start(spawn_sidecar(&wildcard, &spare_admin, &upstream.url()), &spare_admin).await;
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains(&format!("listen {wildcard}: address already in use")), "{}", r.stderr);
+    // The admin port.
+    let admin = first.admin.to_string();
+    let spare_listen = format!("127.0.0.1:{}", common::free_port());
+    let r = refused_at_start(spawn_sidecar(&spare_listen, &admin, &upstream.url()), &spare_admin).await;
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains(&format!("admin {admin}: address already in use")), "{}", r.stderr);
+
+    // Every request still reaches the first sidecar (the refused ones never held a socket).
+    // No pooled connections: a new one each time, so the kernel picks a listener each time.
+    let client = redline::tls::http_client().expect("TLS roots").pool_max_idle_per_host(0).build().expect("client");
+    for i in 0..40 {
+        let r = client.get(first.url(&format!("/users/{i}"))).send().await.expect("request through the first sidecar");
+        assert_eq!(r.status(), 200);
+    }
+    let m = first.metrics().await;
+    let served: f64 = m
+        .lines()
+        .filter(|l| l.starts_with("http_server_request_duration_seconds_count{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(served >= 40.0, "the first sidecar counted {served} of 40 requests:\n{m}");
+
+    // A port held by some other program (no SO_REUSEPORT) exits 2 too (was 1).
+    let other = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let held = other.local_addr().expect("addr").to_string();
+    let r = refused_at_start(spawn_sidecar(&held, &spare_admin, &upstream.url()), &spare_admin).await;
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains(&format!("listen {held}: address already in use")), "{}", r.stderr);
+}
+
+/// `demo --duration 30s` ran 60 s (the duration was silently raised to the minimum): now a
+/// duration under the minute the alert needs is refused at once as a usage error.
+#[test]
+fn demo_refuses_a_duration_it_cannot_honour() {
+    let started = std::time::Instant::now();
+    let r = redline(&["demo", "--duration", "30s"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("--duration"), "{}", r.stderr);
+    assert!(r.stderr.contains("expected at least 1m: the alert needs about a minute"), "{}", r.stderr);
+    assert!(r.stderr.contains("got 30s"), "{}", r.stderr);
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "refused at once, not after a run");
+}
+
+/// Usage errors exit 2 in every command (clap's own code), like configuration errors.
+#[test]
+fn usage_errors_exit_2_in_every_command() {
+    for args in [
+        &["sidecar", "--no-such-flag"][..],
+        &["sidecar", "--listen", "not-an-address"],
+        &["receiver", "--max-body", "lots"],
+        &["readiness-check"],
+        &["canary", "judge", "--prometheus", "http://p:9090"],
+        &["alerts", "list", "--state", "pending"],
+        &["rules", "check"],
+        &["dashboards", "generate", "--out"],
+        &["demo", "--duration", "soon"],
+        &["no-such-command"],
+    ] {
+        let r = redline(args);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(r.stderr.starts_with("error:"), "{args:?}: {}", r.stderr);
+    }
+}
