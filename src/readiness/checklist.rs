@@ -145,6 +145,37 @@ impl Plan {
         &self.service
     }
 
+    /// Checks that every input file the selected checks read can be opened: a mistyped path is
+    /// a configuration error (exit 2, naming the key, the flag and the path), not a verdict on
+    /// the service. What the files hold is still each check's to judge.
+    pub fn check_inputs(&self, selection: &Selection) -> Result<(), UsageError> {
+        let r = &self.readiness;
+        let inputs = [
+            (
+                "tests.coverage",
+                "readiness.coverage.report",
+                "--coverage-report",
+                r.coverage.as_ref().and_then(|c| c.report.as_ref()),
+            ),
+            ("logging.structured", "readiness.logs.file", "--logs-file", r.logs.as_ref().and_then(|l| l.file.as_ref())),
+            ("dashboard", "readiness.dashboards", "--dashboards", r.dashboards.as_ref()),
+            ("dashboard", "readiness.grafana_token_file", "--grafana-token-file", r.grafana_token_file.as_ref()),
+        ];
+        for (check, key, flag, path) in inputs {
+            let Some(path) = path else { continue };
+            if selection.skipped(check).is_some() {
+                continue;
+            }
+            // A directory (of dashboards) is opened to list it; a file to read it.
+            let opened =
+                if path.is_dir() { std::fs::read_dir(path).map(drop) } else { std::fs::File::open(path).map(drop) };
+            if let Err(e) = opened {
+                return Err(UsageError(format!("{key} ({flag}) {}: cannot read: {e}", path.display())));
+            }
+        }
+        Ok(())
+    }
+
     /// An HTTP client with this plan's per-request timeout.
     pub fn client(&self) -> Result<reqwest::Client, UsageError> {
         crate::tls::http_client()
@@ -733,5 +764,50 @@ fn verdict_name(v: Verdict) -> &'static str {
         Verdict::Pass => "pass",
         Verdict::Marginal => "marginal",
         Verdict::Fail => "fail",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{CoverageConfig, LogsSampleConfig};
+
+    fn plan(readiness: ReadinessConfig) -> Plan {
+        let file = FileConfig { readiness: Some(readiness), ..FileConfig::default() };
+        Plan::new("checkout", file, "redline.yaml", Options::default()).expect("valid plan")
+    }
+
+    #[test]
+    fn input_files_that_cannot_be_opened_are_configuration_errors_naming_key_and_flag() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let report = dir.path().join("lcov.info");
+        std::fs::write(&report, "SF:a.c\nDA:1,1\nend_of_record\n").expect("write");
+        let missing = dir.path().join("lcov.inf");
+        let coverage = |p: &Path| ReadinessConfig {
+            coverage: Some(CoverageConfig { report: Some(p.to_path_buf()), min: None }),
+            ..ReadinessConfig::default()
+        };
+        assert!(plan(coverage(&report)).check_inputs(&Selection::default()).is_ok());
+        let e = plan(coverage(&missing)).check_inputs(&Selection::default()).expect_err("missing").0;
+        assert!(
+            e.starts_with(&format!(
+                "readiness.coverage.report (--coverage-report) {}: cannot read:",
+                missing.display()
+            )),
+            "{e}"
+        );
+        // A check that does not run does not need its file.
+        let skip = Selection::new(Vec::new(), vec!["tests.coverage".into()]).expect("ids");
+        assert!(plan(coverage(&missing)).check_inputs(&skip).is_ok());
+        let logs = ReadinessConfig {
+            logs: Some(LogsSampleConfig { file: Some(missing.clone()), sample: None }),
+            dashboards: Some(dir.path().to_path_buf()),
+            ..ReadinessConfig::default()
+        };
+        let e = plan(logs).check_inputs(&Selection::default()).expect_err("missing log").0;
+        assert!(e.starts_with("readiness.logs.file (--logs-file)"), "{e}");
+        let dashboards = ReadinessConfig { dashboards: Some(missing), ..ReadinessConfig::default() };
+        let e = plan(dashboards).check_inputs(&Selection::default()).expect_err("missing dashboards").0;
+        assert!(e.starts_with("readiness.dashboards (--dashboards)"), "{e}");
     }
 }

@@ -53,6 +53,7 @@ pub fn run(args: &ReadinessCheckArgs) -> Result<Report, UsageError> {
         timeout: args.timeout,
     };
     let plan = Plan::new(&args.service, file, &origin, options)?;
+    plan.check_inputs(&selection)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

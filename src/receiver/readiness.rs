@@ -170,6 +170,7 @@ pub async fn evaluate(store: &Store, source: &ConfigSource, req: &GateRequest) -
     } else {
         Selection { only: vec!["alerts.firing".into()], skip: req.selection.skip.clone() }
     };
+    plan.check_inputs(&selection).map_err(|UsageError(e)| GateError::Config(e))?;
     let client = plan.client().map_err(|UsageError(e)| GateError::Config(e))?;
     let mut report = checklist::run(&plan, &selection, &client, Some(firing)).await;
     if !configured {

@@ -416,3 +416,50 @@ fn usage_errors_exit_2_in_every_command() {
         assert!(r.stderr.starts_with("error:"), "{args:?}: {}", r.stderr);
     }
 }
+
+/// A mistyped input path is an error naming the option and the path (exit 2), not a FAIL
+/// verdict (exit 1) on the service; from the flag and from the config file alike.
+#[test]
+fn readiness_check_missing_input_file_is_an_error_not_a_verdict() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing = dir.path().join("coverage").join("lcov.inf");
+    let missing = missing.to_str().expect("utf-8 path");
+    let r = redline(&[
+        "readiness-check",
+        "--service",
+        "checkout",
+        "--only",
+        "tests.coverage",
+        "--coverage-report",
+        missing,
+    ]);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.is_empty(), "no report: {}", r.stdout);
+    assert!(
+        r.stderr
+            .contains(&format!("readiness.coverage.report (--coverage-report) {missing}: cannot read: No such file")),
+        "{}",
+        r.stderr
+    );
+    let cfg = dir.path().join("checkout.yaml");
+    std::fs::write(&cfg, format!("service: checkout\nreadiness:\n  logs: {{file: {missing:?}}}\n"))
+        .expect("write config");
+    let r = ran(command()
+        .args(["readiness-check", "--service", "checkout", "--only", "logging.structured", "--config"])
+        .arg(&cfg));
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains(&format!("readiness.logs.file (--logs-file) {missing}: cannot read")), "{}", r.stderr);
+    // Not selected, not needed: the check is skipped and the run gives its verdict.
+    let r = redline(&[
+        "readiness-check",
+        "--service",
+        "checkout",
+        "--only",
+        "alerts.tests",
+        "--skip",
+        "tests.coverage",
+        "--coverage-report",
+        missing,
+    ]);
+    assert_ne!(r.code, 2, "{}", r.stderr);
+}

@@ -297,7 +297,7 @@ async fn bad_input_is_refused_and_nothing_is_half_stored(backend: Backend) {
             auth: bearer.clone(),
             body: with(&|v| v["alerts"] = json!({})),
             status: 400,
-            message: "alerts: invalid type: map, expected a sequence",
+            message: "alerts: invalid type: object, expected an array",
         },
         Case {
             what: "bad group status",
@@ -355,7 +355,7 @@ async fn bad_input_is_refused_and_nothing_is_half_stored(backend: Backend) {
             auth: bearer.clone(),
             body: good.to_string(),
             status: 400,
-            message: "body: invalid type: map, expected a sequence",
+            message: "body must be a JSON array of alerts (Alertmanager API v2 PostableAlerts), got an object",
         },
         Case {
             what: "v2 bad endsAt",
