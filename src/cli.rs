@@ -153,7 +153,7 @@ pub struct ReceiverArgs {
     #[arg(long, env = "REDLINE_RECEIVER_READINESS_CONFIG")]
     pub readiness_config: Option<std::path::PathBuf>,
     /// Time each HTTP request of a gate's readiness check may take.
-    #[arg(long, env = "REDLINE_RECEIVER_READINESS_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "REDLINE_RECEIVER_READINESS_TIMEOUT", default_value = "5s", value_parser = crate::config::positive_duration)]
     pub readiness_timeout: std::time::Duration,
     /// error, warn, info, debug or trace.
     #[arg(long, env = "REDLINE_LOG_LEVEL", default_value = "info")]
@@ -212,13 +212,13 @@ pub enum ListFormat {
 #[derive(Debug, Clone, Copy, clap::Args)]
 pub struct CanaryTiming {
     /// Analysis window ending now.
-    #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "30m", value_parser = crate::config::positive_duration)]
     pub window: std::time::Duration,
     /// Query resolution: one sample per step and side.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = crate::config::positive_duration)]
     pub step: std::time::Duration,
     /// Range of the rate() in the queries.
-    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "1m", value_parser = crate::config::positive_duration)]
     pub rate_window: std::time::Duration,
 }
 
@@ -268,7 +268,7 @@ pub struct ReadinessCheckArgs {
     #[command(flatten)]
     pub traffic: CanaryTraffic,
     /// Time each HTTP request of a check may take.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = crate::config::positive_duration)]
     pub timeout: std::time::Duration,
     #[command(flatten)]
     pub readiness: crate::config::ReadinessOverrides,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use values::{Dur, HealthCheck, HttpUrl, Percent, Ratio, Upstream};
+pub use values::{Dur, HealthCheck, HttpUrl, Percent, Ratio, Upstream, positive_duration};
 
 use crate::telemetry::metrics::OTEL_DURATION_BUCKETS;
 use crate::tls::{ClientTlsFiles, Identity};

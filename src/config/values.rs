@@ -27,6 +27,16 @@ impl<'de> Deserialize<'de> for Dur {
     }
 }
 
+/// A flag's duration that must be above zero (a timeout, a window): 0 would time every
+/// request out at once or judge an empty window, and there is no "off".
+pub fn positive_duration(s: &str) -> Result<Duration, String> {
+    let d: Dur = s.parse()?;
+    if d.0.is_zero() {
+        return Err(format!("expected a duration above 0, such as 10s; got {s:?} (0 does not turn it off)"));
+    }
+    Ok(d.0)
+}
+
 /// A percentage strictly between 0 and 100, such as an SLO target `99.9`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Percent(pub f64);
@@ -190,6 +200,13 @@ mod tests {
         assert_eq!("300ms".parse::<Dur>().map(|d| d.0), Ok(Duration::from_millis(300)));
         assert_eq!("1m30s".parse::<Dur>().map(|d| d.0), Ok(Duration::from_secs(90)));
         assert!("5 parsecs".parse::<Dur>().unwrap_err().contains("expected a duration"));
+    }
+
+    #[test]
+    fn positive_durations() {
+        assert_eq!(positive_duration("10s"), Ok(Duration::from_secs(10)));
+        assert!(positive_duration("0s").unwrap_err().starts_with("expected a duration above 0"));
+        assert!(positive_duration("soon").unwrap_err().starts_with("expected a duration such as"));
     }
 
     #[test]

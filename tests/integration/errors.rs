@@ -142,6 +142,31 @@ fn zero_timeouts_are_refused_naming_the_key_and_the_minimum() {
     let r = redline(&["sidecar", "--service", "checkout", "--idle-timeout", "0s"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("idle_timeout: expected at least 10ms, got 0s"), "{}", r.stderr);
+    // The other commands' timeouts and windows: a usage error naming the flag, not a run in
+    // which every request times out (readiness-check used to report NOT READY).
+    for args in [
+        &["readiness-check", "--service", "checkout", "--timeout", "0s"][..],
+        &["receiver", "--readiness-timeout", "0s"],
+        &[
+            "canary",
+            "judge",
+            "--prometheus",
+            "http://p:9090",
+            "--service",
+            "s",
+            "--baseline",
+            "a",
+            "--canary",
+            "b",
+            "--rate-window",
+            "0s",
+        ],
+    ] {
+        let r = redline(args);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        let flag = args[args.len() - 2];
+        assert!(r.stderr.contains(flag) && r.stderr.contains("expected a duration above 0"), "{args:?}: {}", r.stderr);
+    }
 }
 
 /// Bad webhook bodies get 400 with a message in Alertmanager's terms naming the field, never a
