@@ -133,15 +133,14 @@ pub fn parse(text: &str, file: &str, checks: &Checks<'_>) -> Result<Vec<Group>, 
     let def: RuleFileDef = match serde_saphyr::from_str(text) {
         Ok(d) => d,
         Err(e) => {
-            let message = e.to_string();
-            // serde-saphyr reports "line L column C: ..." first; keep the file prefix ours.
-            let line = message
-                .split("line ")
-                .nth(1)
-                .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-                .and_then(|n| n.parse().ok());
-            let first = message.lines().next().unwrap_or("").trim_start_matches("error: ").to_string();
-            return Err(vec![RuleError { file: file.into(), line, group: None, rule: None, message: first }]);
+            // Without the parser's wording (`DuplicateKeyPolicy`, `invalid u64`, `<input>`).
+            let e = crate::yaml::describe(&e, text, file, None);
+            let line = e.position.map(|(line, _)| line);
+            let message = match e.key {
+                Some(key) => format!("{key}: {}", e.message),
+                None => e.message,
+            };
+            return Err(vec![RuleError { file: file.into(), line, group: None, rule: None, message }]);
         }
     };
     let mut errors = Vec::new();
@@ -437,5 +436,7 @@ mod tests {
         assert!(errors[0].line.is_some(), "{:?}", errors[0]);
         let errors = parse("groups:\n  - name: g\n    rulez: []\n", "typo.yml", &checks()).expect_err("unknown key");
         assert!(errors[0].message.contains("rulez"), "{:?}", errors[0]);
+        let errors = parse("groups:\n  - name: a\n    name: b\n", "dup.yml", &checks()).expect_err("duplicate key");
+        assert_eq!((errors[0].line, errors[0].message.as_str()), (Some(3), "duplicate key `name`"));
     }
 }

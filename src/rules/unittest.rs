@@ -128,7 +128,7 @@ pub fn run_file(path: &Path) -> FileReport {
 
 fn run(path: &Path) -> Result<Vec<String>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let tf: TestFile = serde_saphyr::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let tf: TestFile = crate::yaml::parse(&text, &path.display().to_string()).map_err(|e| e.to_string())?;
     let base = path.parent().unwrap_or(Path::new("."));
     let checks = Checks { expr: &promql::check, template: &template::check };
     let mut groups: Vec<Group> = Vec::new();

@@ -488,3 +488,24 @@ fn readiness_check_missing_input_file_is_an_error_not_a_verdict() {
     ]);
     assert_ne!(r.code, 2, "{}", r.stderr);
 }
+
+/// Rule files and their unit-test files get the same YAML messages as the config: file, line,
+/// key, without the parser's internals. (`rules check`/`rules test` keep promtool's exit 1 for
+/// any problem found in the files they judge.)
+#[test]
+fn rule_file_yaml_errors_name_the_file_line_and_key() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let rules = dir.path().join("rules.yml");
+    std::fs::write(&rules, "groups:\n  - name: a\n    name: b\n    rules: []\n").expect("write rules");
+    let r = ran(command().args(["rules", "check"]).arg(&rules));
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(r.stdout.contains(&format!("{}:3: duplicate key `name`", rules.display())), "{}", r.stdout);
+    assert_no_internals(&r.stdout);
+    let tests = dir.path().join("rules_test.yml");
+    std::fs::write(&tests, "rule_files: [rules.yml]\ntests:\n  - interval: 1m\n    interval: 2m\n")
+        .expect("write tests");
+    let r = ran(command().args(["rules", "test"]).arg(&tests));
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(r.stdout.contains(&format!("{}:4:5: duplicate key `tests[0].interval`", tests.display())), "{}", r.stdout);
+    assert_no_internals(&r.stdout);
+}
