@@ -310,17 +310,12 @@ fn with_params(url: &str, params: &[(&str, &str)]) -> Result<reqwest::Url, Strin
     reqwest::Url::parse_with_params(url, params).map_err(|e| format!("{url}: not a valid URL: {e}"))
 }
 
-/// The cause worth showing: reqwest wraps the OS error in several generic layers ("error
-/// sending request for url (...)", "client error (Connect)"), so show the innermost one.
+/// The cause worth showing ([`crate::errors::http_cause`]), a timeout naming the flag.
 fn error_chain(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         return "no answer in time (--timeout)".to_string();
     }
-    let mut inner: &dyn std::error::Error = e;
-    while let Some(next) = inner.source() {
-        inner = next;
-    }
-    inner.to_string()
+    crate::errors::http_cause(e)
 }
 
 async fn metrics_check(

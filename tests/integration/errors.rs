@@ -43,6 +43,9 @@ fn sidecar_with_config(dir: &Path, text: &str) -> Ran {
     ran(command().arg("sidecar").arg("--config").arg(&cfg))
 }
 
+/// `canary judge` with every flag but `--prometheus` and the optional ones.
+const JUDGE: [&str; 8] = ["canary", "judge", "--service", "checkout", "--baseline", "1.0", "--canary", "1.1"];
+
 /// A config that would start: the cases below add one bad line to it.
 fn config(extra: &str) -> String {
     format!(
@@ -147,20 +150,7 @@ fn zero_timeouts_are_refused_naming_the_key_and_the_minimum() {
     for args in [
         &["readiness-check", "--service", "checkout", "--timeout", "0s"][..],
         &["receiver", "--readiness-timeout", "0s"],
-        &[
-            "canary",
-            "judge",
-            "--prometheus",
-            "http://p:9090",
-            "--service",
-            "s",
-            "--baseline",
-            "a",
-            "--canary",
-            "b",
-            "--rate-window",
-            "0s",
-        ],
+        &[&JUDGE[..], &["--prometheus", "http://p:9090", "--rate-window", "0s"]].concat()[..],
     ] {
         let r = redline(args);
         assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
@@ -247,9 +237,8 @@ async fn receiver_bad_bodies_get_400_in_alertmanager_terms() {
 /// any request (was reqwest's `builder error for url`, exit 2 only by luck of the edge).
 #[test]
 fn non_http_prometheus_url_names_the_flag() {
-    let judge = ["canary", "judge", "--service", "checkout", "--baseline", "1.0", "--canary", "1.1"];
     for url in ["ftp://prometheus:9090", "prometheus:9090"] {
-        let r = redline(&[&judge[..], &["--prometheus", url]].concat());
+        let r = redline(&[&JUDGE[..], &["--prometheus", url]].concat());
         assert_eq!(r.code, 2, "{}", r.stderr);
         assert!(r.stderr.contains("--prometheus"), "{}", r.stderr);
         assert!(
@@ -260,7 +249,7 @@ fn non_http_prometheus_url_names_the_flag() {
         assert_no_internals(&r.stderr);
     }
     // The environment variable is checked the same way.
-    let r = ran(command().args(judge).env("REDLINE_PROMETHEUS_URL", "localhost:9090"));
+    let r = ran(command().args(JUDGE).env("REDLINE_PROMETHEUS_URL", "localhost:9090"));
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("expected an http:// or https:// URL"), "{}", r.stderr);
     // readiness-check's key and flag too.
@@ -273,12 +262,11 @@ fn non_http_prometheus_url_names_the_flag() {
 /// the URL (`error sending request for url (...)` printed twice), no doubled store prefixes.
 #[test]
 fn each_layer_prefixes_once() {
-    let judge = ["canary", "judge", "--service", "checkout", "--baseline", "1.0", "--canary", "1.1"];
     let unreachable = format!("http://127.0.0.1:{}", common::free_port());
-    let r = redline(&[&judge[..], &["--prometheus", &unreachable, "--confidence", "2"]].concat());
+    let r = redline(&[&JUDGE[..], &["--prometheus", &unreachable, "--confidence", "2"]].concat());
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert_eq!(r.stderr.trim(), "redline canary judge: --confidence must be between 0 and 1 (exclusive), got 2");
-    let r = redline(&[&judge[..], &["--prometheus", &unreachable]].concat());
+    let r = redline(&[&JUDGE[..], &["--prometheus", &unreachable]].concat());
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert_eq!(
         r.stderr.trim(),
