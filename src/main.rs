@@ -6,6 +6,13 @@ use clap::Parser;
 use redline::cli::{Cli, Command, DashboardsCommand, RulesCommand};
 use redline::config::{self, OtelEnv};
 
+/// mimalloc rather than glibc's malloc: the proxy allocates and frees a few blocks per request
+/// (header maps, read buffers, boxed futures), and glibc spent about 1,500 instructions per
+/// request on them where mimalloc's thread-local free lists spend a fraction (measured with
+/// `scripts/bench-proxy-instructions.sh`; docs/benchmarks.md has the figures).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {

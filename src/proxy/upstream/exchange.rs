@@ -122,6 +122,9 @@ pub async fn exchange(
     let mut head_written = 0;
     let mut write_error: Option<io::Error> = None;
     let mut received = false;
+    // What the read buffer held at the last parse that found no complete head: a wake-up that
+    // brought no new bytes (the first poll, a write-ready wake) does not parse the head again.
+    let mut parsed_len = 0;
     let head = poll_fn(|cx| {
         let conn = &mut conn;
         while write_error.is_none() && head_written < conn.head.len() {
@@ -151,16 +154,18 @@ pub async fn exchange(
             }
         }
         loop {
-            match codec::parse_response_head(&mut conn.read_buf, method, upgrading) {
-                Ok(Some(head)) => return Poll::Ready(Ok(head)),
-                Ok(None) => {}
-                Err(e) => {
-                    return Poll::Ready(Err(ExchangeFailure {
-                        error: e.into(),
-                        before_response: false,
-                        write_failed: false,
-                        head: Vec::new(),
-                    }));
+            if conn.read_buf.len() > parsed_len {
+                match codec::parse_response_head(&mut conn.read_buf, method, upgrading) {
+                    Ok(Some(head)) => return Poll::Ready(Ok(head)),
+                    Ok(None) => parsed_len = conn.read_buf.len(),
+                    Err(e) => {
+                        return Poll::Ready(Err(ExchangeFailure {
+                            error: e.into(),
+                            before_response: false,
+                            write_failed: false,
+                            head: Vec::new(),
+                        }));
+                    }
                 }
             }
             let head_done = head_written == conn.head.len();
