@@ -368,3 +368,36 @@ async fn answers_that_are_not_http_or_end_early_are_upstream_errors() {
     assert_eq!(sample(&m, &error_series("GET", "/length", 502, "upstream_error")), Some(1.0), "{m}");
     assert_eq!(sample(&m, &error_series("GET", "/cut", 200, "upstream_error")), Some(1.0), "{m}");
 }
+
+/// Reads one response with a `content-length` from a raw client socket: (head, body).
+async fn read_response(conn: &mut TcpStream, buf: &mut Vec<u8>) -> (String, Vec<u8>) {
+    let end = read_until(conn, buf, b"\r\n\r\n").await.expect("a response head") + 4;
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    buf.drain(..end);
+    let len = head
+        .lines()
+        .find_map(|l| l.split_once(':').filter(|(n, _)| n.eq_ignore_ascii_case("content-length")))
+        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+        .unwrap_or_else(|| panic!("a content-length in {head:?}"));
+    let body = read_exact_into(conn, buf, len).await.expect("the response body");
+    (head, body)
+}
+
+#[tokio::test]
+async fn http10_upstream_answers_reach_http11_clients_as_http11_with_keep_alive() {
+    let up = RawUpstream::start(|_, _| {
+        Then::Answer(b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\nhello".to_vec())
+    })
+    .await;
+    let sc = Sidecar::start(&up.url, &[]).await;
+    let mut conn = TcpStream::connect(sc.proxy).await.expect("connect to the sidecar");
+    let mut buf = Vec::new();
+    for i in 0..3 {
+        conn.write_all(format!("GET /old/{i} HTTP/1.1\r\nHost: app\r\n\r\n").as_bytes()).await.expect("request");
+        let (head, body) = read_response(&mut conn, &mut buf).await;
+        assert!(head.starts_with("HTTP/1.1 200 "), "request {i}: the client hears HTTP/1.1: {head:?}");
+        assert!(!head.to_ascii_lowercase().contains("connection: close"), "request {i}: kept alive: {head:?}");
+        assert_eq!(body, b"hello");
+    }
+    assert_eq!(up.accepted(), 1, "the HTTP/1.0 keep-alive upstream connection is reused too");
+}

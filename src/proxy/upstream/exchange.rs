@@ -186,7 +186,9 @@ pub async fn exchange(
         failed
     })?;
     let head_done = head_written == conn.head.len();
-    let ResponseHead { status, version, headers, framing, keep_alive } = head;
+    // The upstream's HTTP version stays on its hop: the client hears the proxy's own (RFC 9110
+    // section 7.6.3), so an HTTP/1.0 answer does not close a client's HTTP/1.1 connection.
+    let ResponseHead { status, version: _, headers, framing, keep_alive } = head;
     let body_sent = body.as_ref().is_none_or(RequestPump::finished);
     let body = UpstreamBody {
         state: match framing {
@@ -210,7 +212,6 @@ pub async fn exchange(
     // Wrapped here, where the response is made, so that the request's path moves it no more.
     let mut resp = Response::new(InnerBody::H1(body));
     *resp.status_mut() = status;
-    *resp.version_mut() = version;
     *resp.headers_mut() = headers;
     Ok(resp)
 }
