@@ -11,7 +11,10 @@ use serde::Deserialize;
 
 pub use values::{Dur, HealthCheck, HttpUrl, Percent, Ratio, Upstream, positive_duration};
 
+use crate::proxy::upstream::UpstreamProtocol;
 use crate::telemetry::metrics::OTEL_DURATION_BUCKETS;
+use crate::telemetry::otlp::OtlpProtocol;
+use crate::telemetry::propagation::Propagator;
 use crate::tls::{ClientTlsFiles, Identity};
 
 /// The config file as written; every key optional so layering can tell "unset" from "set".
@@ -75,37 +78,6 @@ pub struct TracingFile {
     pub propagators: Option<Vec<Propagator>>,
     pub queue_size: Option<usize>,
     pub export_timeout: Option<Dur>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum OtlpProtocol {
-    /// OTLP over HTTP with protobuf bodies (port 4318).
-    Http,
-    /// OTLP over gRPC (port 4317).
-    Grpc,
-}
-
-/// Which HTTP version requests go upstream in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum UpstreamProtocol {
-    /// The client's: HTTP/2 requests over HTTP/2 (h2c), HTTP/1.x over HTTP/1.1.
-    Auto,
-    /// Everything over HTTP/1.1.
-    Http1,
-    /// Everything over HTTP/2 with prior knowledge (h2c), e.g. for a gRPC-only app; protocol
-    /// upgrades (WebSocket) still go over HTTP/1.1.
-    Http2,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Propagator {
-    Tracecontext,
-    B3,
-    B3multi,
-    Jaeger,
 }
 
 /// The `readiness` section, used by `redline readiness-check`.

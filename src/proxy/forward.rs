@@ -14,18 +14,21 @@ use http::{Request, Response, StatusCode, Version};
 use http_body_util::Full;
 use hyper::body::Incoming;
 
-use super::body::{BodyEnd, BodyProgress, InnerBody, ObservedBody, OnComplete, RequestBody};
-pub use super::conn::ClientInfo;
-use super::conn::{ConnCounters, ConnEnd, CutReason};
+use super::body::{BodyEnd, ObservedBody, OnComplete};
+use super::conn::{ClientInfo, ConnCounters, ConnEnd, CutReason};
 use super::deadline::Deadlines;
 use super::route::{Route, RouteTable};
 use super::upstream::h2::H2Pool;
-use super::upstream::{ExchangeError, InUse, UpstreamConn, UpstreamError, UpstreamGauges, UpstreamPool};
-use crate::config::{Propagator, UpstreamProtocol};
+use super::upstream::{
+    BodyProgress, ExchangeError, InUse, InnerBody, RequestBody, UpstreamConn, UpstreamError, UpstreamGauges,
+    UpstreamPool, UpstreamProtocol,
+};
 use crate::grpc::{self, Code};
 use crate::telemetry::access_log::{AccessLine, AccessLog, RpcFields};
+use crate::telemetry::otlp::{FinishedSpan, SpanRpc};
+use crate::telemetry::propagation::Propagator;
 use crate::telemetry::red::{ActiveRequest, ErrorType, MethodLabel, RedMetrics, RequestOutcome, RpcOutcome};
-use crate::telemetry::spans::{FinishedSpan, SpanRpc, SpanSink};
+use crate::telemetry::spans::SpanSink;
 use crate::telemetry::trace_context::TraceContext;
 
 pub type ProxyBody = ObservedBody<Completion>;

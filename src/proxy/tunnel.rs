@@ -6,7 +6,7 @@ use std::sync::Arc;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 
-use super::forward::ClientInfo;
+use super::conn::ClientInfo;
 use super::upstream::{InUse, UpstreamConn};
 
 /// Joins the client's upgraded connection to the upstream's once hyper has sent the 101.

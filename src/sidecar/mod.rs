@@ -19,8 +19,9 @@ use crate::rules::notifier::{self, Notifier};
 use crate::rules::service::{self, RuleService, Sampler};
 use crate::telemetry::logging;
 use crate::telemetry::metrics::ExpositionWriter;
+use crate::telemetry::otlp::ExportSettings;
 use crate::telemetry::red::RedMetrics;
-use crate::telemetry::spans::{self, ExportSettings, SpanCounters};
+use crate::telemetry::spans::{self, SpanCounters};
 use crate::usage::{AppTarget, UsageCollector};
 
 /// The sidecar refused to start because of its configuration or rule files (exit code 2).

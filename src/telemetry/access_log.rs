@@ -5,7 +5,9 @@ use std::cell::RefCell;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::log_writer::LogWriter;
-use super::logging::ACCESS_TARGET;
+
+/// The `target` of per-request access lines.
+pub const ACCESS_TARGET: &str = "access";
 
 /// One finished request, as the access line reports it.
 pub struct AccessLine<'a> {

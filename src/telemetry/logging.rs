@@ -8,7 +8,7 @@ use std::time::Duration;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 
-use super::access_log::AccessLog;
+use super::access_log::{ACCESS_TARGET, AccessLog};
 use super::log_writer::{DropCounter, LogWriter};
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::format::Writer;
@@ -16,9 +16,6 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
-
-/// The `target` of per-request access lines.
-pub const ACCESS_TARGET: &str = "access";
 
 /// The process's log writer, once [`init`] ran (one subscriber per process).
 static WRITER: OnceLock<LogWriter> = OnceLock::new();

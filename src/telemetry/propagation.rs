@@ -34,7 +34,15 @@
 use http::HeaderMap;
 use http::header::{HeaderName, HeaderValue};
 
-use crate::config::Propagator;
+/// A trace header format the sidecar writes upstream (`tracing.propagators`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Propagator {
+    Tracecontext,
+    B3,
+    B3multi,
+    Jaeger,
+}
 
 // Statics rather than `&str` keys so that each lookup hashes a prebuilt name instead of
 // re-validating the string, and so that inserting clones a static (allocation-free) name.

@@ -4,8 +4,7 @@
 
 use http::HeaderMap;
 
-use super::propagation::{self, Format};
-use crate::config::Propagator;
+use super::propagation::{self, Format, Propagator};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TraceContext {

@@ -14,9 +14,8 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::UpstreamGauges;
 use super::codec::{self, BodyFraming, Chunk, ChunkedDecoder, ProtocolError, ResponseHead};
-use crate::proxy::body::{InnerBody, RequestBody};
+use super::{InnerBody, RequestBody, UpstreamGauges};
 
 /// Read buffers grow by this much when less than `MIN_READ` is free.
 const READ_CHUNK: usize = 16 * 1024;

@@ -22,8 +22,7 @@ use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
-use super::{UpstreamError, UpstreamGauges};
-use crate::proxy::body::{InnerBody, RequestBody};
+use super::{InnerBody, RequestBody, UpstreamError, UpstreamGauges};
 
 /// Connections per worker before streams queue on the open ones.
 const MAX_CONNECTIONS: usize = 4;

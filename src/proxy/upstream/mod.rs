@@ -5,20 +5,84 @@
 pub mod codec;
 pub mod exchange;
 pub mod h2;
+mod request_body;
 
+use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use http::Response;
 use http::request::Parts;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::Full;
 use tokio::net::TcpStream;
 
 pub use exchange::{ExchangeError, UpstreamBody, UpstreamConn};
 use exchange::{RequestPump, exchange};
+use h2::H2Body;
+pub use request_body::{BodyProgress, RequestBody};
 
-use super::body::{InnerBody, RequestBody};
 use crate::telemetry::metrics::{ExpositionWriter, Kind};
+
+/// Which HTTP version requests go upstream in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamProtocol {
+    /// The client's: HTTP/2 requests over HTTP/2 (h2c), HTTP/1.x over HTTP/1.1.
+    Auto,
+    /// Everything over HTTP/1.1.
+    Http1,
+    /// Everything over HTTP/2 with prior knowledge (h2c), e.g. for a gRPC-only app; protocol
+    /// upgrades (WebSocket) still go over HTTP/1.1.
+    Http2,
+}
+
+/// A response body from the upstream (HTTP/1.1 or HTTP/2), or a small one the proxy made itself.
+pub enum InnerBody {
+    H1(UpstreamBody),
+    H2(H2Body),
+    Own(Full<Bytes>),
+}
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl InnerBody {
+    pub fn is_upstream(&self) -> bool {
+        !matches!(self, InnerBody::Own(_))
+    }
+}
+
+impl Body for InnerBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            InnerBody::H1(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            InnerBody::H2(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            InnerBody::Own(b) => Pin::new(b).poll_frame(cx).map_err(|never| match never {}),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            InnerBody::H1(b) => b.is_end_stream(),
+            InnerBody::H2(b) => b.is_end_stream(),
+            InnerBody::Own(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            InnerBody::H1(b) => b.size_hint(),
+            InnerBody::H2(b) => b.size_hint(),
+            InnerBody::Own(b) => b.size_hint(),
+        }
+    }
+}
 
 /// Upstream connection counts: open sockets and those carrying a request right now.
 #[derive(Default)]

@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::BufMut;
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
 
+use super::FinishedSpan;
 use crate::telemetry::red::MethodLabel;
-use crate::telemetry::spans::FinishedSpan;
 
 // Field numbers, checked against the .proto files vendored in opentelemetry-proto 0.33.
 
@@ -542,7 +542,7 @@ mod tests {
     fn a_grpc_call_follows_the_rpc_span_conventions() {
         let mut sp = span(200, Some("UNAVAILABLE"));
         sp.method = http::Method::POST;
-        sp.rpc = Some(Box::new(crate::telemetry::spans::SpanRpc {
+        sp.rpc = Some(Box::new(crate::telemetry::otlp::SpanRpc {
             method: Some("shop.Cart/Add".into()),
             code: crate::grpc::Code::Unavailable,
         }));
@@ -556,7 +556,7 @@ mod tests {
         assert_eq!(attr(&d, "rpc.grpc.status_code"), Some(&Value::IntValue(14)));
         assert_eq!(d.status, Some(Status { message: "UNAVAILABLE".into(), code: 2 }));
         let mut sp = span(200, None);
-        sp.rpc = Some(Box::new(crate::telemetry::spans::SpanRpc { method: None, code: crate::grpc::Code::NotFound }));
+        sp.rpc = Some(Box::new(crate::telemetry::otlp::SpanRpc { method: None, code: crate::grpc::Code::NotFound }));
         let d = one(sp);
         assert_eq!(d.name, "grpc");
         assert_eq!(attr(&d, "rpc.method"), Some(&s("_OTHER")));

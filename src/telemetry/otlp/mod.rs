@@ -4,13 +4,80 @@
 mod encode;
 mod transport;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
-use crate::config::OtlpProtocol;
-use crate::telemetry::spans::{ExportSettings, FinishedSpan};
+use bytes::{BufMut, Bytes, BytesMut};
+use http::HeaderValue;
+use http::uri::PathAndQuery;
+
+use crate::tls::ClientTlsFiles;
 
 use encode::RequestEncoder;
 use transport::{GRPC_PREFIX_LEN, Transport};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OtlpProtocol {
+    /// OTLP over HTTP with protobuf bodies (port 4318).
+    Http,
+    /// OTLP over gRPC (port 4317).
+    Grpc,
+}
+
+/// One request's SERVER span as recorded on the hot path: plain data, converted off it.
+pub struct FinishedSpan {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    pub parent_span_id: Option<[u8; 8]>,
+    pub method: http::Method,
+    pub route: Arc<str>,
+    pub path: Option<PathAndQuery>,
+    pub version: http::Version,
+    pub host: Option<HeaderValue>,
+    pub status: u16,
+    /// `error.type` when the request failed (5xx status code or a proxy error name).
+    pub error_type: Option<Cow<'static, str>>,
+    /// The failure is the service's (span status Error), not the client's or the shutdown's.
+    pub service_error: bool,
+    pub start: SystemTime,
+    pub duration: Duration,
+    pub client_ip: HeaderValue,
+    pub user_agent: Option<HeaderValue>,
+    pub request_body_size: u64,
+    pub response_body_size: u64,
+    /// For a gRPC call: its method and status (the span then follows the RPC conventions).
+    pub rpc: Option<Box<SpanRpc>>,
+}
+
+/// The RPC side of a gRPC call's span.
+pub struct SpanRpc {
+    /// `package.Service/Method` from the request path; None when the path is not of that shape.
+    pub method: Option<Box<str>>,
+    pub code: crate::grpc::Code,
+}
+
+/// Where to send spans and how much to buffer.
+#[derive(Clone, Debug)]
+pub struct ExportSettings {
+    /// Base URL such as `http://jaeger:4318` (HTTP) or `http://jaeger:4317` (gRPC).
+    pub endpoint: String,
+    pub protocol: OtlpProtocol,
+    pub resource: Vec<(String, String)>,
+    pub queue_size: usize,
+    pub batch_size: usize,
+    pub batch_interval: Duration,
+    pub export_timeout: Duration,
+    /// For an https endpoint: extra CA and client identity on top of the platform's roots.
+    pub tls: ClientTlsFiles,
+}
+
+/// The OTLP/HTTP traces URL for a base endpoint (adds `/v1/traces` unless present).
+pub fn http_traces_url(endpoint: &str) -> String {
+    let base = endpoint.trim_end_matches('/');
+    if base.ends_with("/v1/traces") { base.to_string() } else { format!("{base}/v1/traces") }
+}
 
 /// Encodes and sends batches; one per export task, reusing its buffers across batches.
 pub struct Exporter {

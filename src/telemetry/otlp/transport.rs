@@ -10,9 +10,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use crate::config::OtlpProtocol;
+use super::{OtlpProtocol, http_traces_url};
 use crate::errors::with_causes;
-use crate::telemetry::spans::http_traces_url;
 use crate::tls::{self, ClientTlsFiles};
 
 /// The gRPC method of opentelemetry/proto/collector/trace/v1/trace_service.proto.
