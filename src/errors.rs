@@ -1,5 +1,73 @@
 //! Error text for people: an error with every cause under it, because HTTP clients wrap the
-//! reason that matters (refused, untrusted certificate) in generic layers.
+//! reason that matters (refused, untrusted certificate) in generic layers; and what a command
+//! ends with ([`Outcome`]), which `main` turns into the exit code.
+
+/// What every command's entry point returns (`<job>::command::run(args: Args) -> Outcome`):
+/// a verdict, or why there is none. `main` prints the error, once, as `redline <command>: ` and
+/// its cause chain, and maps the outcome to the exit code ([`exit_code`]).
+pub type Outcome = Result<Verdict, CommandError>;
+
+/// The answer of a command that ran to its end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Success: ready, passed, served until a signal, written (exit 0).
+    Pass,
+    /// A negative verdict: not ready, a rule check or test that failed, a canary that does not
+    /// pass, dashboards that differ (exit 1). The command has printed why.
+    Fail,
+}
+
+impl Verdict {
+    pub fn of(pass: bool) -> Verdict {
+        if pass { Verdict::Pass } else { Verdict::Fail }
+    }
+}
+
+/// Why a command gave no verdict.
+#[derive(Debug)]
+pub enum CommandError {
+    /// A usage, configuration, bind or start failure, or output that could not be written
+    /// (exit 2).
+    Refused(anyhow::Error),
+    /// A failure after the command had started and done part of its work: the receiver's
+    /// server stopping with an error, dashboard files that could not be written (exit 1).
+    Failed(anyhow::Error),
+}
+
+impl CommandError {
+    /// A refusal from any error or message.
+    pub fn refused(e: impl Into<anyhow::Error>) -> CommandError {
+        CommandError::Refused(e.into())
+    }
+
+    /// A refusal with a message of its own.
+    pub fn refused_msg(message: impl std::fmt::Display) -> CommandError {
+        CommandError::Refused(anyhow::anyhow!("{message}"))
+    }
+
+    pub fn error(&self) -> &anyhow::Error {
+        match self {
+            CommandError::Refused(e) | CommandError::Failed(e) => e,
+        }
+    }
+}
+
+/// Errors met with `?` in a command are refusals; a command says `Failed` where it is not.
+impl From<anyhow::Error> for CommandError {
+    fn from(e: anyhow::Error) -> CommandError {
+        CommandError::Refused(e)
+    }
+}
+
+/// The exit code of an outcome: 0 success, 1 a negative verdict or a failure after the start,
+/// 2 a usage, configuration, bind or start failure.
+pub fn exit_code(outcome: &Outcome) -> u8 {
+    match outcome {
+        Ok(Verdict::Pass) => 0,
+        Ok(Verdict::Fail) | Err(CommandError::Failed(_)) => 1,
+        Err(CommandError::Refused(_)) => 2,
+    }
+}
 
 /// Why an HTTP request failed, in a few words: reqwest and hyper wrap the reason that matters
 /// (refused, reset, untrusted certificate) in generic layers ("error sending request for url

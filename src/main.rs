@@ -1,10 +1,11 @@
-//! Entry point: parse the command line and dispatch to the job it names.
+//! Entry point: parse the command line, run the job it names, and turn the outcome into the
+//! exit code (0 success, 1 a negative verdict, 2 a usage, configuration, bind or start failure).
 
 use std::process::ExitCode;
 
-use clap::Parser;
-use redline::cli::{Cli, Command, DashboardsCommand, RulesCommand};
-use redline::config::{self, OtelEnv};
+use clap::{CommandFactory, FromArgMatches};
+use redline::cli::Cli;
+use redline::errors;
 
 /// mimalloc rather than glibc's malloc: the proxy allocates and frees a few blocks per request
 /// (header maps, read buffers, boxed futures), and glibc spent about 1,500 instructions per
@@ -14,71 +15,23 @@ use redline::config::{self, OtelEnv};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Rules(RulesCommand::Check { files }) => {
-            redline::rules::commands::check(&files, &mut std::io::stdout())
-        }
-        Command::Rules(RulesCommand::Test { files }) => redline::rules::commands::test(&files, &mut std::io::stdout()),
-        Command::Canary(redline::cli::CanaryCommand::Judge(args)) => {
-            redline::canary::command::judge_command(&args, &mut std::io::stdout())
-        }
-        Command::Receiver(args) => redline::receiver::main(*args),
-        Command::ReadinessCheck(args) => redline::readiness::command::main(*args),
-        Command::Alerts(redline::cli::AlertsCommand::List(args)) => {
-            redline::receiver::client::list(args, &mut std::io::stdout())
-        }
-        Command::Demo(args) => demo(args),
-        Command::Dashboards(DashboardsCommand::Generate { out, check }) => {
-            redline::dashboards::generate_command(&out, check, &mut std::io::stdout(), &mut std::io::stderr())
-        }
-        Command::Sidecar(args) => {
-            let config = match config::load(&args.config, &OtelEnv::from_process_env()) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("redline: invalid configuration: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            // The proxy runs its own worker threads; this runtime only serves the admin port,
-            // signals and span export, so one thread keeps it off the proxy's cores.
-            let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build() {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("redline: cannot start the async runtime: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            // The sidecar has no verdict: its errors are start failures (a port in use, rule
-            // files), exit 2.
-            match runtime.block_on(redline::sidecar::run(config)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("redline: {e:#}");
-                    ExitCode::from(2)
-                }
-            }
-        }
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let outcome = cli.command.run();
+    if let Err(e) = &outcome {
+        // One line per error, prefixed once with the command: `redline canary judge: ...`.
+        eprintln!("redline {}: {:#}", command_path(&matches), e.error());
     }
+    ExitCode::from(errors::exit_code(&outcome))
 }
 
-fn demo(args: redline::cli::DemoArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("redline demo: cannot start the async runtime: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let settings = redline::demo::run::DemoSettings { duration: args.duration, keep_dir: args.keep_dir };
-    match runtime.block_on(redline::demo::run::run(settings)) {
-        Ok(true) => ExitCode::SUCCESS,
-        // The verdict: the alert did not fire and resolve, or a readiness check failed.
-        Ok(false) => ExitCode::from(1),
-        // The demo could not run (a process did not start, a file could not be written).
-        Err(e) => {
-            eprintln!("redline demo: {e:#}");
-            ExitCode::from(2)
-        }
+/// The subcommands given, e.g. `alerts list`.
+fn command_path(matches: &clap::ArgMatches) -> String {
+    let mut names = Vec::new();
+    let mut m = matches;
+    while let Some((name, sub)) = m.subcommand() {
+        names.push(name);
+        m = sub;
     }
+    names.join(" ")
 }

@@ -1,40 +1,109 @@
 //! `redline canary judge`: fetch baseline and canary samples from Prometheus over the same
 //! window, judge them, print the JSON report. Exit 0 pass, 1 marginal or fail, 2 on errors.
+//! The window and traffic flags ([`Timing`], [`TrafficArgs`]) are shared with `readiness-check`'s
+//! `canary` check.
 
 use std::io::Write;
-use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::cli::CanaryJudgeArgs;
+use anyhow::Context as _;
 
 use super::judge::{JudgeConfig, MetricSamples, Verdict, judge};
 use super::prometheus::{Side, queries, range_query};
+use crate::errors::{self, Outcome};
 
-pub fn judge_command(args: &CanaryJudgeArgs, out: &mut impl Write) -> ExitCode {
-    match run(args) {
-        Ok(report) => {
-            let verdict = report.verdict;
-            match serde_json::to_string_pretty(&report) {
-                Ok(json) => {
-                    if writeln!(out, "{json}").is_err() {
-                        return ExitCode::from(2);
-                    }
-                }
-                Err(e) => {
-                    eprintln!("redline canary judge: cannot write the report: {e}");
-                    return ExitCode::from(2);
-                }
-            }
-            if verdict == Verdict::Pass { ExitCode::SUCCESS } else { ExitCode::from(1) }
-        }
-        Err(e) => {
-            eprintln!("redline canary judge: {e:#}");
-            ExitCode::from(2)
-        }
+#[derive(Debug, clap::Subcommand)]
+pub enum Args {
+    /// Judge a canary version against the baseline from Prometheus range queries (error ratio,
+    /// p99 latency, CPU per request); prints the JSON report. Exit 0 pass, 1 marginal or fail.
+    Judge(JudgeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct JudgeArgs {
+    /// Prometheus base URL, e.g. http://prometheus:9090.
+    #[arg(long, env = "REDLINE_PROMETHEUS_URL")]
+    pub prometheus: crate::config::HttpUrl,
+    /// Value of the service label of both versions.
+    #[arg(long)]
+    pub service: String,
+    /// Version label value of the baseline.
+    #[arg(long)]
+    pub baseline: String,
+    /// Version label value of the canary.
+    #[arg(long)]
+    pub canary: String,
+    #[command(flatten)]
+    pub timing: Timing,
+    #[command(flatten)]
+    pub traffic: TrafficArgs,
+    /// Target label holding the service name.
+    #[arg(long, default_value = "service")]
+    pub service_label: String,
+    /// Target label holding the version.
+    #[arg(long, default_value = "version")]
+    pub version_label: String,
+    /// Confidence of the Mann-Whitney U test (1 - alpha).
+    #[arg(long, default_value_t = 0.98)]
+    pub confidence: f64,
+    /// Allowed relative change of a metric's mean.
+    #[arg(long, default_value_t = 0.25)]
+    pub tolerance: f64,
+    /// Fewer points than this on either side is NoData.
+    #[arg(long, default_value_t = 10)]
+    pub min_samples: usize,
+    /// Score at or above which the canary passes.
+    #[arg(long, default_value_t = 95.0)]
+    pub pass_threshold: f64,
+    /// Score at or above which (below pass) the canary is marginal.
+    #[arg(long, default_value_t = 75.0)]
+    pub marginal_threshold: f64,
+}
+
+/// The Prometheus range queries of a canary judgement: window, resolution and rate() range.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct Timing {
+    /// Analysis window ending now.
+    #[arg(long, default_value = "30m", value_parser = crate::config::positive_duration)]
+    pub window: std::time::Duration,
+    /// Query resolution: one sample per step and side.
+    #[arg(long, default_value = "30s", value_parser = crate::config::positive_duration)]
+    pub step: std::time::Duration,
+    /// Range of the rate() in the queries.
+    #[arg(long, default_value = "1m", value_parser = crate::config::positive_duration)]
+    pub rate_window: std::time::Duration,
+}
+
+/// Which traffic the canary judge compares (`canary judge`, and `readiness-check`'s `canary` check).
+#[derive(Debug, Clone, clap::Args)]
+pub struct TrafficArgs {
+    /// `http`: every request (http_server_request_duration_seconds); `grpc`: gRPC calls
+    /// (rpc_server_call_duration_seconds), p99 without streaming methods (rules/README.md).
+    #[arg(long, value_enum, default_value = "http")]
+    pub protocol: super::prometheus::Protocol,
+    /// With --protocol grpc: judge only the calls whose rpc_method matches this regex (fully
+    /// anchored), e.g. 'shop\.Checkout/.*'.
+    #[arg(long, value_name = "REGEX")]
+    pub rpc_method: Option<String>,
+}
+
+impl TrafficArgs {
+    pub fn traffic(&self) -> super::prometheus::Traffic {
+        super::prometheus::Traffic { protocol: self.protocol, rpc_method: self.rpc_method.clone() }
     }
 }
 
-fn run(args: &CanaryJudgeArgs) -> anyhow::Result<super::JudgeReport> {
+/// Runs `redline canary judge`: the JSON report on stdout; pass, or a negative verdict for a
+/// marginal or failing canary.
+pub fn run(args: Args) -> Outcome {
+    let Args::Judge(args) = args;
+    let report = judge_canary(&args)?;
+    let json = serde_json::to_string_pretty(&report).context("cannot write the report")?;
+    writeln!(std::io::stdout(), "{json}").context("cannot write the report")?;
+    Ok(errors::Verdict::of(report.verdict == Verdict::Pass))
+}
+
+fn judge_canary(args: &JudgeArgs) -> anyhow::Result<super::JudgeReport> {
     let config = JudgeConfig {
         confidence: args.confidence,
         tolerance: args.tolerance,

@@ -2,14 +2,13 @@
 //! sidecar exports and the shipped rules record, and `redline dashboards generate [--check]`.
 
 mod alerts;
+pub mod command;
 pub mod grafana;
 mod red;
 mod slo;
 mod usage;
 
-use std::io::Write;
 use std::path::Path;
-use std::process::ExitCode;
 
 use serde_json::{Map, Value};
 
@@ -127,42 +126,6 @@ pub fn stale(dir: &Path) -> Vec<String> {
     out
 }
 
-/// `redline dashboards generate --out DIR [--check]`: writes the dashboards, or with `check`
-/// only compares them (exit 1 naming every file that differs or is missing).
-pub fn generate_command(out_dir: &Path, check: bool, stdout: &mut dyn Write, stderr: &mut dyn Write) -> ExitCode {
-    if check {
-        let stale = stale(out_dir);
-        if stale.is_empty() {
-            let _ = writeln!(stdout, "{}: all {} dashboards are up to date", out_dir.display(), files().len());
-            return ExitCode::SUCCESS;
-        }
-        for line in &stale {
-            let _ = writeln!(stderr, "{line}");
-        }
-        let _ = writeln!(
-            stderr,
-            "{} of {} dashboards are not what `redline dashboards generate --out {}` writes; run it to update them",
-            stale.len(),
-            files().len(),
-            out_dir.display()
-        );
-        return ExitCode::from(1);
-    }
-    if let Err(e) = std::fs::create_dir_all(out_dir) {
-        let _ = writeln!(stderr, "redline: cannot create {}: {e}", out_dir.display());
-        return ExitCode::from(1);
-    }
-    for (name, text) in files() {
-        let path = out_dir.join(name);
-        if let Err(e) = std::fs::write(&path, text) {
-            let _ = writeln!(stderr, "redline: cannot write {}: {e}", path.display());
-            return ExitCode::from(1);
-        }
-        let _ = writeln!(stdout, "wrote {}", path.display());
-    }
-    ExitCode::SUCCESS
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -170,6 +133,7 @@ mod tests {
     use promql_parser::label::MatchOp;
 
     use super::*;
+    use crate::errors::Verdict;
     use crate::readiness::checks::dashboard;
 
     /// Every query of a dashboard: panel targets, annotations and query variables.
@@ -464,7 +428,7 @@ mod tests {
         let tmp = tempfile::tempdir().expect("temp dir");
         let dir = tmp.path().join("dashboards");
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        assert_eq!(generate_command(&dir, false, &mut out, &mut err), ExitCode::SUCCESS);
+        assert!(matches!(command::generate(&dir, false, &mut out, &mut err), Ok(Verdict::Pass)));
         assert!(stale(&dir).is_empty());
         std::fs::write(dir.join("redline-use.json"), "{}\n").expect("write");
         std::fs::remove_file(dir.join("redline-slo.json")).expect("remove");

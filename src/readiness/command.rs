@@ -2,35 +2,63 @@
 //! prints the report. Exit 0 ready, 1 not ready, 2 usage/config error.
 
 use std::io::{IsTerminal, Write};
-use std::process::ExitCode;
 
-use crate::cli::ReadinessCheckArgs;
+use anyhow::Context as _;
+
+use crate::canary;
 use crate::config::FileConfig;
+use crate::errors::{CommandError, Outcome, Verdict};
 use crate::readiness::checklist::{self, Options, Plan, Selection, UsageError};
 use crate::readiness::render::{Format, render};
 use crate::readiness::report::Report;
 
-pub fn main(args: ReadinessCheckArgs) -> ExitCode {
-    match run(&args) {
-        Ok(report) => {
-            let colour = args.format == Format::Table
-                && std::io::stdout().is_terminal()
-                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-            let text = render(&report, args.format, colour);
-            let mut out = std::io::stdout().lock();
-            if out.write_all(text.as_bytes()).and_then(|()| out.flush()).is_err() {
-                return ExitCode::from(2);
-            }
-            if report.ready { ExitCode::SUCCESS } else { ExitCode::from(1) }
-        }
-        Err(e) => {
-            eprintln!("redline readiness-check: {e}");
-            ExitCode::from(2)
-        }
-    }
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The service to check (value of the `service` label, Jaeger service name).
+    #[arg(long)]
+    pub service: String,
+    /// The sidecar's config file; its `readiness` section, `rules`, `alertmanagers` and `admin` are used.
+    #[arg(long, env = "REDLINE_CONFIG")]
+    pub config: Option<std::path::PathBuf>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+    /// Run only these checks (comma-separated ids, e.g. tests.coverage,metrics.red).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// Do not run these checks (comma-separated ids).
+    #[arg(long, value_delimiter = ',')]
+    pub skip: Vec<String>,
+    /// Baseline version for the `canary` check (needs readiness.prometheus_url).
+    #[arg(long, requires = "canary")]
+    pub baseline: Option<String>,
+    /// Canary version for the `canary` check.
+    #[arg(long, requires = "baseline")]
+    pub canary: Option<String>,
+    #[command(flatten)]
+    pub timing: canary::command::Timing,
+    #[command(flatten)]
+    pub traffic: canary::command::TrafficArgs,
+    /// Time each HTTP request of a check may take.
+    #[arg(long, default_value = "10s", value_parser = crate::config::positive_duration)]
+    pub timeout: std::time::Duration,
+    #[command(flatten)]
+    pub readiness: crate::config::ReadinessOverrides,
 }
 
-pub fn run(args: &ReadinessCheckArgs) -> Result<Report, UsageError> {
+/// Runs `redline readiness-check`: the report on stdout; ready, or a negative verdict.
+pub fn run(args: Args) -> Outcome {
+    let report = report(&args).map_err(CommandError::refused)?;
+    let colour = args.format == Format::Table
+        && std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let text = render(&report, args.format, colour);
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes()).and_then(|()| out.flush()).context("cannot write the report")?;
+    Ok(Verdict::of(report.ready))
+}
+
+/// Runs the checks the flags and the config select.
+pub fn report(args: &Args) -> Result<Report, UsageError> {
     checklist::check_ids("--only", &args.only)?;
     checklist::check_ids("--skip", &args.skip)?;
     let selection = Selection { only: args.only.clone(), skip: args.skip.clone() };

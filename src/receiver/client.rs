@@ -1,7 +1,5 @@
 //! `redline alerts list`: asks a running receiver's `GET /api/v1/alerts` and prints the
-//! alerts as a table or as JSON. Rendering is pure; only `list` does I/O.
-
-use std::process::ExitCode;
+//! alerts as a table or as JSON. Rendering is pure; only `run` does I/O.
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -11,10 +9,61 @@ use hyper_util::rt::TokioExecutor;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
 
-use crate::cli::{AlertsListArgs, ListFormat};
+use anyhow::Context as _;
+
+use crate::errors::{CommandError, Outcome, Verdict};
+
+/// `redline alerts`: the alerts stored by a running receiver.
+#[derive(Debug, clap::Subcommand)]
+pub enum Args {
+    /// List alerts and their current state from a receiver's query API.
+    List(ListArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    /// Base URL of the receiver.
+    #[arg(long, env = "REDLINE_RECEIVER_URL", default_value = "http://127.0.0.1:9095")]
+    pub receiver: String,
+    /// Only alerts whose `service` label is this.
+    #[arg(long)]
+    pub service: Option<String>,
+    #[arg(long, value_enum)]
+    pub state: Option<StateArg>,
+    /// Only alerts notified since this RFC 3339 time or duration ago (e.g. 1h).
+    #[arg(long)]
+    pub since: Option<String>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: ListFormat,
+    #[arg(long, env = "REDLINE_RECEIVER_BEARER_TOKEN_FILE", conflicts_with = "basic_auth_file")]
+    pub bearer_token_file: Option<std::path::PathBuf>,
+    #[arg(long, env = "REDLINE_RECEIVER_BASIC_AUTH_FILE")]
+    pub basic_auth_file: Option<std::path::PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum StateArg {
+    Firing,
+    Resolved,
+}
+
+impl StateArg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StateArg::Firing => "firing",
+            StateArg::Resolved => "resolved",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ListFormat {
+    Table,
+    Json,
+}
 
 /// The request URL for the arguments' filters.
-pub fn list_url(args: &AlertsListArgs) -> String {
+pub fn list_url(args: &ListArgs) -> String {
     let mut url = format!("{}/api/v1/alerts", args.receiver.trim_end_matches('/'));
     let mut sep = '?';
     let mut add = |k: &str, v: &str| {
@@ -37,7 +86,7 @@ pub fn list_url(args: &AlertsListArgs) -> String {
 }
 
 /// The `Authorization` header value from the credential flags, if any.
-fn authorization(args: &AlertsListArgs) -> Result<Option<String>, String> {
+fn authorization(args: &ListArgs) -> Result<Option<String>, String> {
     let read = |flag: &str, p: &std::path::Path| {
         std::fs::read_to_string(p)
             .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
@@ -122,57 +171,32 @@ async fn fetch(url: &str, auth: Option<String>) -> Result<Value, String> {
     serde_json::from_slice(&body).map_err(|e| format!("{url}: the answer is not JSON: {e}"))
 }
 
-/// Runs `redline alerts list`: exit 0 with the list, 2 on a usage error or when the receiver
-/// cannot be queried (there is no verdict to give).
-pub fn list(args: AlertsListArgs, out: &mut impl std::io::Write) -> ExitCode {
-    if let Err(e) = check_receiver(&args.receiver) {
-        eprintln!("redline alerts list: {e}");
-        return ExitCode::from(2);
-    }
-    let auth = match authorization(&args) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("redline alerts list: {e}");
-            return ExitCode::from(2);
-        }
-    };
+/// Runs `redline alerts list`: the list on stdout. Refused (exit 2) on a usage error and when
+/// the receiver cannot be queried: there is no verdict to give.
+pub fn run(args: Args) -> Outcome {
+    let Args::List(args) = args;
+    check_receiver(&args.receiver).map_err(CommandError::refused_msg)?;
+    let auth = authorization(&args).map_err(CommandError::refused_msg)?;
     let url = list_url(&args);
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("redline alerts list: cannot start the async runtime: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let answer = match runtime.block_on(fetch(&url, auth)) {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("redline alerts list: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")?;
+    let answer = runtime.block_on(fetch(&url, auth)).map_err(CommandError::refused_msg)?;
     let alerts = answer["alerts"].as_array().cloned().unwrap_or_default();
     let text = match args.format {
         ListFormat::Json => serde_json::to_string_pretty(&alerts).unwrap_or_default() + "\n",
         ListFormat::Table => render_table(&alerts),
     };
-    match out.write_all(text.as_bytes()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("redline alerts list: cannot write the output: {e}");
-            ExitCode::from(2)
-        }
-    }
+    std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes()).context("cannot write the output")?;
+    Ok(Verdict::Pass)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::StateArg;
 
     #[test]
     fn url_carries_encoded_filters() {
-        let args = AlertsListArgs {
+        let args = ListArgs {
             receiver: "http://r:9095/".into(),
             service: Some("a b".into()),
             state: Some(StateArg::Firing),

@@ -3,7 +3,7 @@
 
 pub mod alerting;
 pub mod api;
-pub mod commands;
+pub mod command;
 pub mod engine;
 pub mod file;
 pub mod group;

@@ -1,6 +1,8 @@
 //! `redline sidecar`: wires config, logging, metrics, the proxy and the admin port together,
 //! and runs the shutdown sequence (stop accepting, drain, flush telemetry, exit 0).
 
+pub mod command;
+
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -32,7 +34,7 @@ pub struct StartupRefused(pub String);
 /// Runs the sidecar until SIGTERM or SIGINT, then drains and returns. Its errors are start
 /// failures (rule files, routes, the exporter, a port in use), bar a proxy worker that panicked
 /// while draining: once started, it stops on a signal.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+pub async fn serve(config: Config) -> anyhow::Result<()> {
     let logs = logging::init(&config.service, &config.log_level);
     let rules = load_rules(&config)?;
     let red = Arc::new(RedMetrics::new(&config.duration_buckets));
