@@ -15,6 +15,7 @@ mod deploy;
 mod docs;
 mod errors;
 mod grpc_proxy;
+mod module_graph;
 mod promql_conformance;
 mod readiness_check;
 mod readiness_deploy;
