@@ -1,6 +1,8 @@
 //! Entry point: parse the command line, run the job it names, and turn the outcome into the
 //! exit code (0 success, 1 a negative verdict, 2 a usage, configuration, bind or start failure).
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches};

@@ -53,10 +53,8 @@ struct Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        // SAFETY: kill(2) has no memory-safety preconditions; the pid is our own child's.
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
