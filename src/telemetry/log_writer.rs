@@ -13,6 +13,13 @@ use tracing_subscriber::fmt::MakeWriter;
 
 /// A batch is handed over once it holds this much.
 const CHUNK_BYTES: usize = 32 * 1024;
+/// A batch's buffer has room for one more line past `CHUNK_BYTES`: the line that crosses the
+/// mark is appended in place. (A buffer of exactly `CHUNK_BYTES` grew, copying 32 KiB, once per
+/// batch: about 300 instructions per request, measured with callgrind.)
+const BATCH_CAPACITY: usize = CHUNK_BYTES + 16 * 1024;
+/// The writer thread's own buffer, for lines handed over one by one; whole batches are larger
+/// and go to stdout without being copied into it.
+const WRITE_BUFFER: usize = 8 * 1024;
 /// Chunks waiting for the writer thread; past it they are dropped.
 const QUEUE_CHUNKS: usize = 1024;
 
@@ -88,7 +95,7 @@ impl LogWriter {
             {
                 build(&mut batch.buf);
                 if batch.buf.len() >= CHUNK_BYTES {
-                    let chunk = std::mem::replace(&mut batch.buf, Vec::with_capacity(CHUNK_BYTES));
+                    let chunk = std::mem::replace(&mut batch.buf, Vec::with_capacity(BATCH_CAPACITY));
                     batch.writer.send(chunk);
                 }
             }
@@ -102,7 +109,7 @@ impl LogWriter {
 
     /// From now on this thread batches its lines until [`flush_thread`] or a full chunk.
     pub fn batch_this_thread(&self) {
-        BATCH.with(|b| *b.borrow_mut() = Some(Batch { buf: Vec::with_capacity(CHUNK_BYTES), writer: self.clone() }));
+        BATCH.with(|b| *b.borrow_mut() = Some(Batch { buf: Vec::with_capacity(BATCH_CAPACITY), writer: self.clone() }));
     }
 
     /// Waits (up to `limit`) until every line handed over so far is written to stdout.
@@ -121,14 +128,14 @@ pub fn flush_thread() {
         if let Some(batch) = b.borrow_mut().as_mut()
             && !batch.buf.is_empty()
         {
-            let chunk = std::mem::replace(&mut batch.buf, Vec::with_capacity(CHUNK_BYTES));
+            let chunk = std::mem::replace(&mut batch.buf, Vec::with_capacity(BATCH_CAPACITY));
             batch.writer.send(chunk);
         }
     });
 }
 
 fn write_loop(rx: Receiver<Message>, out: impl Write) {
-    let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
+    let mut out = std::io::BufWriter::with_capacity(WRITE_BUFFER, out);
     while let Ok(first) = rx.recv() {
         let mut next = Some(first);
         while let Some(msg) = next {
@@ -160,7 +167,7 @@ impl Write for LineWriter<'_> {
             Some(batch) => {
                 batch.buf.extend_from_slice(line);
                 if batch.buf.len() >= CHUNK_BYTES {
-                    let chunk = std::mem::replace(&mut batch.buf, Vec::with_capacity(CHUNK_BYTES));
+                    let chunk = std::mem::replace(&mut batch.buf, Vec::with_capacity(BATCH_CAPACITY));
                     batch.writer.send(chunk);
                 }
                 true

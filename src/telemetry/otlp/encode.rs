@@ -3,7 +3,6 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::BufMut;
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
 
 use super::FinishedSpan;
@@ -85,14 +84,24 @@ pub struct RequestEncoder {
     resource: Vec<u8>,
     /// The `ScopeSpans.scope` field, encoded once.
     scope: Vec<u8>,
-    /// The batch's `ScopeSpans.spans` fields: the ScopeSpans length prefix needs their total
-    /// length before they can be written out.
-    spans: Vec<u8>,
+    /// The request's head (the two outer keys and lengths, the resource and the scope), built
+    /// once the spans' total length is known.
+    head: Vec<u8>,
 }
 
 /// Room left for a span's length prefix before its body is written: two varint bytes hold
 /// lengths from 128 to 16,383, where nearly every span falls. Other lengths move the body.
 const SPAN_LEN_SLOT: usize = 2;
+
+/// The most a request head adds to the resource and scope: two one-byte keys, two varints.
+const HEAD_KEYS_AND_LENGTHS: usize = 2 * (1 + 10);
+
+/// A request encoded in place: its bytes are `buf[start..]`.
+pub struct Encoded {
+    pub buf: Vec<u8>,
+    /// Where the caller's prefix (`prefix_len` bytes, zeroed) begins; the request follows it.
+    pub start: usize,
+}
 
 impl RequestEncoder {
     pub fn new(resource_attributes: &[(String, String)]) -> RequestEncoder {
@@ -109,37 +118,47 @@ impl RequestEncoder {
         let mut scope = Vec::new();
         put_len_delimited(&mut scope, SCOPE_SPANS_SCOPE, &scope_body);
 
-        RequestEncoder { resource, scope, spans: Vec::new() }
+        RequestEncoder { resource, scope, head: Vec::new() }
     }
 
-    /// Appends the request for `batch` to `out`.
-    pub fn encode(&mut self, batch: &[FinishedSpan], out: &mut impl BufMut) {
-        self.spans.clear();
+    /// Encodes the request for `batch` into `buf` (cleared first), after `prefix_len` bytes
+    /// left for the caller (gRPC's message prefix). The spans are written straight into `buf`
+    /// behind room for the head, and the head goes into that room once their length is known,
+    /// so the spans (about 400 bytes each) are never copied; the unused front of the room is
+    /// skipped by `start`.
+    pub fn encode(&mut self, batch: &[FinishedSpan], mut buf: Vec<u8>, prefix_len: usize) -> Encoded {
+        let room = prefix_len + self.resource.len() + self.scope.len() + HEAD_KEYS_AND_LENGTHS;
+        buf.clear();
+        buf.resize(room, 0);
         for s in batch {
-            put_key(SCOPE_SPANS_SPANS, WireType::LengthDelimited, &mut self.spans);
-            let slot = self.spans.len();
-            self.spans.extend_from_slice(&[0; SPAN_LEN_SLOT]);
-            put_span(&mut self.spans, s);
-            let len = (self.spans.len() - slot - SPAN_LEN_SLOT) as u64;
+            put_key(SCOPE_SPANS_SPANS, WireType::LengthDelimited, &mut buf);
+            let slot = buf.len();
+            buf.extend_from_slice(&[0; SPAN_LEN_SLOT]);
+            put_span(&mut buf, s);
+            let len = (buf.len() - slot - SPAN_LEN_SLOT) as u64;
             if encoded_len_varint(len) == SPAN_LEN_SLOT {
                 // A `&mut [u8]` is a BufMut that writes in place: the slot gets the prefix.
-                encode_varint(len, &mut &mut self.spans[slot..slot + SPAN_LEN_SLOT]);
+                encode_varint(len, &mut &mut buf[slot..slot + SPAN_LEN_SLOT]);
             } else {
                 let mut prefix = [0; 10];
                 let prefix_len = encoded_len_varint(len);
                 encode_varint(len, &mut &mut prefix[..]);
-                self.spans.splice(slot..slot + SPAN_LEN_SLOT, prefix[..prefix_len].iter().copied());
+                buf.splice(slot..slot + SPAN_LEN_SLOT, prefix[..prefix_len].iter().copied());
             }
         }
-        let scope_spans_len = self.scope.len() + self.spans.len();
+        let scope_spans_len = self.scope.len() + buf.len() - room;
         let resource_spans_len = self.resource.len() + len_delimited_len(RESOURCE_SPANS_SCOPE_SPANS, scope_spans_len);
-        encode_key(EXPORT_TRACE_SERVICE_REQUEST_RESOURCE_SPANS, WireType::LengthDelimited, out);
-        encode_varint(resource_spans_len as u64, out);
-        out.put_slice(&self.resource);
-        encode_key(RESOURCE_SPANS_SCOPE_SPANS, WireType::LengthDelimited, out);
-        encode_varint(scope_spans_len as u64, out);
-        out.put_slice(&self.scope);
-        out.put_slice(&self.spans);
+        let head = &mut self.head;
+        head.clear();
+        encode_key(EXPORT_TRACE_SERVICE_REQUEST_RESOURCE_SPANS, WireType::LengthDelimited, head);
+        encode_varint(resource_spans_len as u64, head);
+        head.extend_from_slice(&self.resource);
+        encode_key(RESOURCE_SPANS_SCOPE_SPANS, WireType::LengthDelimited, head);
+        encode_varint(scope_spans_len as u64, head);
+        head.extend_from_slice(&self.scope);
+        let head_start = room - head.len();
+        buf[head_start..room].copy_from_slice(head);
+        Encoded { buf, start: head_start - prefix_len }
     }
 }
 
@@ -440,9 +459,9 @@ mod tests {
 
     /// Encodes `batch` and decodes it with the official protobuf definitions.
     fn round_trip(encoder: &mut RequestEncoder, batch: &[FinishedSpan]) -> ExportTraceServiceRequest {
-        let mut out = Vec::new();
-        encoder.encode(batch, &mut out);
-        ExportTraceServiceRequest::decode(out.as_slice()).expect("a valid ExportTraceServiceRequest")
+        // Some stale bytes in the reused buffer, as the exporter hands back its last one.
+        let out = encoder.encode(batch, vec![0xff; 64], 0);
+        ExportTraceServiceRequest::decode(&out.buf[out.start..]).expect("a valid ExportTraceServiceRequest")
     }
 
     /// The spans of a request that must hold one resource and one scope, both checked.

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use http::HeaderValue;
 use http::uri::PathAndQuery;
 
@@ -79,13 +79,13 @@ pub fn http_traces_url(endpoint: &str) -> String {
     if base.ends_with("/v1/traces") { base.to_string() } else { format!("{base}/v1/traces") }
 }
 
-/// Encodes and sends batches; one per export task, reusing its buffers across batches.
+/// Encodes and sends batches; one per export task, reusing its encoder across batches.
 pub struct Exporter {
     encoder: RequestEncoder,
     transport: Transport,
-    /// The request body. `split().freeze()` hands its bytes to hyper without a copy; once hyper
-    /// has dropped them, the next batch's writes take the same allocation back.
-    body: BytesMut,
+    /// The size of the last request body: the next one's buffer starts that large, so that
+    /// it rarely grows (a growth copies everything written so far).
+    last_len: usize,
 }
 
 impl Exporter {
@@ -93,7 +93,7 @@ impl Exporter {
         Ok(Exporter {
             encoder: RequestEncoder::new(&settings.resource),
             transport: Transport::new(&settings.endpoint, settings.protocol, &settings.tls)?,
-            body: BytesMut::new(),
+            last_len: 0,
         })
     }
 
@@ -103,20 +103,27 @@ impl Exporter {
         self.transport.send(body).await
     }
 
+    /// The request body. Each batch gets a fresh buffer that hyper takes over without a copy
+    /// (`Bytes::from` a `Vec`); hyper may still hold the previous one while it is sent.
     fn encode(&mut self, batch: &[FinishedSpan]) -> Result<Bytes, String> {
-        self.body.clear();
-        match self.transport.protocol() {
-            OtlpProtocol::Http => self.encoder.encode(batch, &mut self.body),
-            OtlpProtocol::Grpc => {
-                // The length is known only after encoding: reserve the prefix, fill it in after.
-                self.body.put_bytes(0, GRPC_PREFIX_LEN);
-                self.encoder.encode(batch, &mut self.body);
-                let len = u32::try_from(self.body.len() - GRPC_PREFIX_LEN)
-                    .map_err(|_| format!("a batch of {} spans exceeds gRPC's 4 GiB message limit", batch.len()))?;
-                self.body[1..GRPC_PREFIX_LEN].copy_from_slice(&len.to_be_bytes());
+        let buf = Vec::with_capacity(self.last_len + self.last_len / 8 + 1024);
+        let body = match self.transport.protocol() {
+            OtlpProtocol::Http => {
+                let out = self.encoder.encode(batch, buf, 0);
+                Bytes::from(out.buf).slice(out.start..)
             }
-        }
-        Ok(self.body.split().freeze())
+            OtlpProtocol::Grpc => {
+                // The length is known only after encoding: the encoder leaves room for the
+                // prefix (a zero compression flag), filled in here.
+                let mut out = self.encoder.encode(batch, buf, GRPC_PREFIX_LEN);
+                let len = u32::try_from(out.buf.len() - out.start - GRPC_PREFIX_LEN)
+                    .map_err(|_| format!("a batch of {} spans exceeds gRPC's 4 GiB message limit", batch.len()))?;
+                out.buf[out.start + 1..out.start + GRPC_PREFIX_LEN].copy_from_slice(&len.to_be_bytes());
+                Bytes::from(out.buf).slice(out.start..)
+            }
+        };
+        self.last_len = body.len();
+        Ok(body)
     }
 }
 
