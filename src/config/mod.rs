@@ -1,6 +1,7 @@
 //! The service description: one YAML file, overridden by `REDLINE_*` (and `OTEL_*`) env and flags.
 //! Owns parsing, layering (flags > env > file > defaults) and validation with errors naming the key.
 
+pub mod keys;
 mod values;
 
 use std::net::SocketAddr;
@@ -9,10 +10,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use keys::Key;
 pub use values::{Dur, HealthCheck, HttpUrl, Percent, Ratio, Upstream, positive_duration};
 
 use crate::proxy::upstream::UpstreamProtocol;
-use crate::telemetry::metrics::OTEL_DURATION_BUCKETS;
 use crate::telemetry::otlp::OtlpProtocol;
 use crate::telemetry::propagation::Propagator;
 use crate::tls::{ClientTlsFiles, Identity};
@@ -197,131 +198,88 @@ impl ReadinessOverrides {
     }
 }
 
-/// Every key as a flag and as `REDLINE_<KEY>`; clap applies "flag wins over env".
+/// Every key as a flag and as `REDLINE_<KEY>` ([`keys`] declares each: its flag, variable,
+/// default and help); clap applies "flag wins over env".
 #[derive(Debug, Default, clap::Args)]
 pub struct Overrides {
     /// Config file (YAML).
     #[arg(long, env = "REDLINE_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Service name (also OTEL_SERVICE_NAME).
-    #[arg(long, env = "REDLINE_SERVICE")]
+    #[arg(long = keys::SERVICE.flag, env = keys::SERVICE.env, help = keys::SERVICE.help())]
     pub service: Option<String>,
-    /// Service version, e.g. 2.3.1 (config key `version`).
-    #[arg(long, env = "REDLINE_VERSION")]
+    #[arg(long = keys::VERSION.flag, env = keys::VERSION.env, help = keys::VERSION.help())]
     pub service_version: Option<String>,
-    /// Kubernetes namespace of the service.
-    #[arg(long, env = "REDLINE_NAMESPACE")]
+    #[arg(long = keys::NAMESPACE.flag, env = keys::NAMESPACE.env, help = keys::NAMESPACE.help())]
     pub namespace: Option<String>,
-    /// Pod name, added to alerts and traces when known.
-    #[arg(long, env = "REDLINE_POD")]
+    #[arg(long = keys::POD.flag, env = keys::POD.env, help = keys::POD.help())]
     pub pod: Option<String>,
-    /// Proxy listen address [default: 0.0.0.0:15001].
-    #[arg(long, env = "REDLINE_LISTEN")]
+    #[arg(long = keys::LISTEN.flag, env = keys::LISTEN.env, help = keys::LISTEN.help())]
     pub listen: Option<SocketAddr>,
-    /// Upstream the proxy forwards to [default: http://127.0.0.1:8080].
-    #[arg(long, env = "REDLINE_UPSTREAM")]
+    #[arg(long = keys::UPSTREAM.flag, env = keys::UPSTREAM.env, help = keys::UPSTREAM.help())]
     pub upstream: Option<Upstream>,
-    /// HTTP version to the upstream: auto (the client's), http1, or http2 (h2c) [default: auto].
-    #[arg(long, env = "REDLINE_UPSTREAM_PROTOCOL")]
+    #[arg(long = keys::UPSTREAM_PROTOCOL.flag, env = keys::UPSTREAM_PROTOCOL.env, help = keys::UPSTREAM_PROTOCOL.help())]
     pub upstream_protocol: Option<UpstreamProtocol>,
-    /// How /readyz checks the upstream: tcp (a connection is accepted), grpc (the standard
-    /// grpc.health.v1.Health/Check answers SERVING), or grpc:SERVICE for one service [default: tcp].
-    #[arg(long, env = "REDLINE_UPSTREAM_HEALTH_CHECK")]
+    #[arg(long = keys::UPSTREAM_HEALTH_CHECK.flag, env = keys::UPSTREAM_HEALTH_CHECK.env, help = keys::UPSTREAM_HEALTH_CHECK.help())]
     pub upstream_health_check: Option<HealthCheck>,
-    /// Admin listen address for /metrics, /healthz, /readyz [default: 0.0.0.0:15090].
-    #[arg(long, env = "REDLINE_ADMIN")]
+    #[arg(long = keys::ADMIN.flag, env = keys::ADMIN.env, help = keys::ADMIN.help())]
     pub admin: Option<SocketAddr>,
-    /// Route templates, comma-separated, e.g. "/users/{id},/orders/{id}/items".
-    #[arg(long, env = "REDLINE_ROUTES", value_delimiter = ',')]
+    #[arg(long = keys::ROUTES.flag, env = keys::ROUTES.env, help = keys::ROUTES.help(), value_delimiter = ',')]
     pub routes: Option<Vec<String>>,
-    /// Most distinct http_route values; further routes count as "__other__" [default: 500].
-    #[arg(long, env = "REDLINE_MAX_ROUTES")]
+    #[arg(long = keys::MAX_ROUTES.flag, env = keys::MAX_ROUTES.env, help = keys::MAX_ROUTES.help())]
     pub max_routes: Option<usize>,
-    /// Duration histogram buckets in seconds, comma-separated.
-    #[arg(long, env = "REDLINE_DURATION_BUCKETS", value_delimiter = ',')]
+    #[arg(long = keys::DURATION_BUCKETS.flag, env = keys::DURATION_BUCKETS.env, help = keys::DURATION_BUCKETS.help(), value_delimiter = ',')]
     pub duration_buckets: Option<Vec<f64>>,
-    /// Time from the end of the request body to the upstream's response headers before
-    /// answering 504; at least 10ms, there is no "off" [default: 30s].
-    #[arg(long, env = "REDLINE_UPSTREAM_TIMEOUT")]
+    #[arg(long = keys::UPSTREAM_TIMEOUT.flag, env = keys::UPSTREAM_TIMEOUT.env, help = keys::UPSTREAM_TIMEOUT.help())]
     pub upstream_timeout: Option<Dur>,
-    /// Time to let in-flight requests finish on SIGTERM/SIGINT; 0s cuts them at once [default: 20s].
-    #[arg(long, env = "REDLINE_DRAIN_TIMEOUT")]
+    #[arg(long = keys::DRAIN_TIMEOUT.flag, env = keys::DRAIN_TIMEOUT.env, help = keys::DRAIN_TIMEOUT.help())]
     pub drain_timeout: Option<Dur>,
-    /// Time a client has to send a complete request head, counted from the connection's accept
-    /// or, between requests, from its first byte [default: 10s].
-    #[arg(long, env = "REDLINE_HEADER_READ_TIMEOUT")]
+    #[arg(long = keys::HEADER_READ_TIMEOUT.flag, env = keys::HEADER_READ_TIMEOUT.env, help = keys::HEADER_READ_TIMEOUT.help())]
     pub header_read_timeout: Option<Dur>,
-    /// Longest a client connection may stay open with no request in progress (HTTP/1.1
-    /// keep-alive, HTTP/2 without streams) [default: 75s].
-    #[arg(long, env = "REDLINE_IDLE_TIMEOUT")]
+    #[arg(long = keys::IDLE_TIMEOUT.flag, env = keys::IDLE_TIMEOUT.env, help = keys::IDLE_TIMEOUT.help())]
     pub idle_timeout: Option<Dur>,
-    /// Longest pause in a request or response body, in either direction, before the request is
-    /// cut [default: 5m].
-    #[arg(long, env = "REDLINE_STREAM_IDLE_TIMEOUT")]
+    #[arg(long = keys::STREAM_IDLE_TIMEOUT.flag, env = keys::STREAM_IDLE_TIMEOUT.env, help = keys::STREAM_IDLE_TIMEOUT.help())]
     pub stream_idle_timeout: Option<Dur>,
-    /// Most concurrent client connections [default: 10000].
-    #[arg(long, env = "REDLINE_MAX_CONNECTIONS")]
+    #[arg(long = keys::MAX_CONNECTIONS.flag, env = keys::MAX_CONNECTIONS.env, help = keys::MAX_CONNECTIONS.help())]
     pub max_connections: Option<usize>,
-    /// Largest request head (request line and headers) in bytes [default: 65536].
-    #[arg(long, env = "REDLINE_MAX_HEADER_BYTES")]
+    #[arg(long = keys::MAX_HEADER_BYTES.flag, env = keys::MAX_HEADER_BYTES.env, help = keys::MAX_HEADER_BYTES.help())]
     pub max_header_bytes: Option<usize>,
-    /// Proxy worker threads, each with its own listener and upstream pool [default: the CPUs the
-    /// sidecar may use: affinity and cgroup CPU quota].
-    #[arg(long, env = "REDLINE_WORKERS")]
+    #[arg(long = keys::WORKERS.flag, env = keys::WORKERS.env, help = keys::WORKERS.help())]
     pub workers: Option<usize>,
-    /// Extra header names never to log or trace, comma-separated.
-    #[arg(long, env = "REDLINE_SENSITIVE_HEADERS", value_delimiter = ',')]
+    #[arg(long = keys::SENSITIVE_HEADERS.flag, env = keys::SENSITIVE_HEADERS.env, help = keys::SENSITIVE_HEADERS.help(), value_delimiter = ',')]
     pub sensitive_headers: Option<Vec<String>>,
-    /// PID of the app process for redline_app_* metrics.
-    #[arg(long, env = "REDLINE_APP_PID")]
+    #[arg(long = keys::APP_PID.flag, env = keys::APP_PID.env, help = keys::APP_PID.help())]
     pub app_pid: Option<i32>,
-    /// Process name of the app (with a shared process namespace).
-    #[arg(long, env = "REDLINE_APP_PROCESS_NAME")]
+    #[arg(long = keys::APP_PROCESS_NAME.flag, env = keys::APP_PROCESS_NAME.env, help = keys::APP_PROCESS_NAME.help())]
     pub app_process_name: Option<String>,
-    /// cgroup v2 directory to read USE metrics from [default: this process's cgroup].
-    #[arg(long, env = "REDLINE_CGROUP_PATH")]
+    #[arg(long = keys::CGROUP_PATH.flag, env = keys::CGROUP_PATH.env, help = keys::CGROUP_PATH.help())]
     pub cgroup_path: Option<PathBuf>,
-    /// Log level of redline's own (non-access) log lines [default: info].
-    #[arg(long, env = "REDLINE_LOG_LEVEL")]
+    #[arg(long = keys::LOG_LEVEL.flag, env = keys::LOG_LEVEL.env, help = keys::LOG_LEVEL.help())]
     pub log_level: Option<String>,
-    /// SLO availability target in percent, e.g. 99.9.
-    #[arg(long, env = "REDLINE_SLO_AVAILABILITY")]
+    #[arg(long = keys::SLO_AVAILABILITY.flag, env = keys::SLO_AVAILABILITY.env, help = keys::SLO_AVAILABILITY.help())]
     pub slo_availability: Option<Percent>,
-    /// SLO latency threshold, e.g. 300ms.
-    #[arg(long, env = "REDLINE_SLO_LATENCY_THRESHOLD")]
+    #[arg(long = keys::SLO_LATENCY_THRESHOLD.flag, env = keys::SLO_LATENCY_THRESHOLD.env, help = keys::SLO_LATENCY_THRESHOLD.help())]
     pub slo_latency_threshold: Option<Dur>,
-    /// Percent of requests that must be faster than the threshold, e.g. 99.
-    #[arg(long, env = "REDLINE_SLO_LATENCY_TARGET")]
+    #[arg(long = keys::SLO_LATENCY_TARGET.flag, env = keys::SLO_LATENCY_TARGET.env, help = keys::SLO_LATENCY_TARGET.help())]
     pub slo_latency_target: Option<Percent>,
-    /// Rule file globs, comma-separated.
-    #[arg(long, env = "REDLINE_RULES", value_delimiter = ',')]
+    #[arg(long = keys::RULES.flag, env = keys::RULES.env, help = keys::RULES.help(), value_delimiter = ',')]
     pub rules: Option<Vec<String>>,
-    /// How often the sidecar samples its own metrics for rule evaluation [default: 5s].
-    #[arg(long, env = "REDLINE_SAMPLE_INTERVAL")]
+    #[arg(long = keys::SAMPLE_INTERVAL.flag, env = keys::SAMPLE_INTERVAL.env, help = keys::SAMPLE_INTERVAL.help())]
     pub sample_interval: Option<Dur>,
-    /// How much sampled history is kept for rules [default: 1h].
-    #[arg(long, env = "REDLINE_RETENTION")]
+    #[arg(long = keys::RETENTION.flag, env = keys::RETENTION.env, help = keys::RETENTION.help())]
     pub retention: Option<Dur>,
-    /// Alertmanager URLs, comma-separated.
-    #[arg(long, env = "REDLINE_ALERTMANAGERS", value_delimiter = ',')]
+    #[arg(long = keys::ALERTMANAGERS.flag, env = keys::ALERTMANAGERS.env, help = keys::ALERTMANAGERS.help(), value_delimiter = ',')]
     pub alertmanagers: Option<Vec<HttpUrl>>,
-    /// OTLP endpoint (also OTEL_EXPORTER_OTLP_ENDPOINT) [default: http://localhost:4318].
-    #[arg(long, env = "REDLINE_TRACING_ENDPOINT")]
+    #[arg(long = keys::TRACING_ENDPOINT.flag, env = keys::TRACING_ENDPOINT.env, help = keys::TRACING_ENDPOINT.help())]
     pub tracing_endpoint: Option<HttpUrl>,
-    /// OTLP protocol [default: http].
-    #[arg(long, env = "REDLINE_TRACING_PROTOCOL")]
+    #[arg(long = keys::TRACING_PROTOCOL.flag, env = keys::TRACING_PROTOCOL.env, help = keys::TRACING_PROTOCOL.help())]
     pub tracing_protocol: Option<OtlpProtocol>,
-    /// Trace sampling ratio for new traces (also OTEL_TRACES_SAMPLER_ARG) [default: 1.0].
-    #[arg(long, env = "REDLINE_TRACING_SAMPLER_RATIO")]
+    #[arg(long = keys::TRACING_SAMPLER_RATIO.flag, env = keys::TRACING_SAMPLER_RATIO.env, help = keys::TRACING_SAMPLER_RATIO.help())]
     pub tracing_sampler_ratio: Option<Ratio>,
-    /// Extra formats to inject upstream besides W3C traceparent, comma-separated.
-    #[arg(long, env = "REDLINE_TRACING_PROPAGATORS", value_delimiter = ',')]
+    #[arg(long = keys::TRACING_PROPAGATORS.flag, env = keys::TRACING_PROPAGATORS.env, help = keys::TRACING_PROPAGATORS.help(), value_delimiter = ',')]
     pub tracing_propagators: Option<Vec<Propagator>>,
-    /// Spans buffered for export before further spans are dropped [default: 2048].
-    #[arg(long, env = "REDLINE_TRACING_QUEUE_SIZE")]
+    #[arg(long = keys::TRACING_QUEUE_SIZE.flag, env = keys::TRACING_QUEUE_SIZE.env, help = keys::TRACING_QUEUE_SIZE.help())]
     pub tracing_queue_size: Option<usize>,
-    /// Time one OTLP export may take [default: 10s].
-    #[arg(long, env = "REDLINE_TRACING_EXPORT_TIMEOUT")]
+    #[arg(long = keys::TRACING_EXPORT_TIMEOUT.flag, env = keys::TRACING_EXPORT_TIMEOUT.env, help = keys::TRACING_EXPORT_TIMEOUT.help())]
     pub tracing_export_timeout: Option<Dur>,
 }
 
@@ -464,7 +422,8 @@ pub fn resolve(file: FileConfig, o: &Overrides, otel: &OtelEnv) -> Result<Config
     check_label_value("service", &service)?;
 
     let otel_ratio = otel_sampler_ratio(otel)?;
-    let protocol = o.tracing_protocol.or(tracing.protocol).unwrap_or(OtlpProtocol::Http);
+    let protocol =
+        o.tracing_protocol.or(tracing.protocol).unwrap_or_else(|| keys::TRACING_PROTOCOL.default_value(value_enum));
     let endpoint = match (&o.tracing_endpoint, &otel.endpoint, tracing.endpoint) {
         (Some(url), _, _) => url.0.clone(),
         (None, Some(env), _) => {
@@ -472,8 +431,8 @@ pub fn resolve(file: FileConfig, o: &Overrides, otel: &OtelEnv) -> Result<Config
         }
         (None, None, Some(url)) => url.0,
         (None, None, None) => match protocol {
-            OtlpProtocol::Http => "http://localhost:4318".to_string(),
-            OtlpProtocol::Grpc => "http://localhost:4317".to_string(),
+            OtlpProtocol::Http => keys::OTLP_HTTP_ENDPOINT.to_string(),
+            OtlpProtocol::Grpc => keys::OTLP_GRPC_ENDPOINT.to_string(),
         },
     };
 
@@ -481,50 +440,64 @@ pub fn resolve(file: FileConfig, o: &Overrides, otel: &OtelEnv) -> Result<Config
     for h in o.sensitive_headers.clone().or(file.sensitive_headers).unwrap_or_default() {
         let h = h.trim().to_ascii_lowercase();
         if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
-            return Err(ConfigError(format!("sensitive_headers: {h:?} is not a valid header name")));
+            return Err(ConfigError(format!("{}: {h:?} is not a valid header name", keys::SENSITIVE_HEADERS)));
         }
         if !sensitive.contains(&h) {
             sensitive.push(h);
         }
     }
 
+    // Each default is the text `keys` shows in --help, parsed as the flag would be.
+    let text = |key: &Key| key.default_value(|s| Ok::<_, String>(s.to_string()));
+    let duration = |key: &Key| key.default_value(str::parse::<Dur>).0;
     let config = Config {
         service,
-        version: o.service_version.clone().or(file.version).unwrap_or_else(|| "unknown".into()),
-        namespace: o.namespace.clone().or(file.namespace).unwrap_or_else(|| "default".into()),
+        version: o.service_version.clone().or(file.version).unwrap_or_else(|| text(&keys::VERSION)),
+        namespace: o.namespace.clone().or(file.namespace).unwrap_or_else(|| text(&keys::NAMESPACE)),
+        // keys::POD's default: $HOSTNAME
         pod: o.pod.clone().or(file.pod).or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty())),
-        listen: o.listen.or(file.listen).unwrap_or(SocketAddr::from(([0, 0, 0, 0], 15001))),
-        upstream: match o.upstream.clone().or(file.upstream) {
-            Some(u) => u,
-            None => "http://127.0.0.1:8080".parse().map_err(ConfigError)?,
-        },
-        upstream_protocol: o.upstream_protocol.or(file.upstream_protocol).unwrap_or(UpstreamProtocol::Auto),
+        listen: o.listen.or(file.listen).unwrap_or_else(|| keys::LISTEN.default_value(str::parse)),
+        upstream: o.upstream.clone().or(file.upstream).unwrap_or_else(|| keys::UPSTREAM.default_value(str::parse)),
+        upstream_protocol: o
+            .upstream_protocol
+            .or(file.upstream_protocol)
+            .unwrap_or_else(|| keys::UPSTREAM_PROTOCOL.default_value(value_enum)),
         upstream_health_check: o
             .upstream_health_check
             .clone()
             .or(file.upstream_health_check)
-            .unwrap_or(HealthCheck::Tcp),
-        admin: o.admin.or(file.admin).unwrap_or(SocketAddr::from(([0, 0, 0, 0], 15090))),
+            .unwrap_or_else(|| keys::UPSTREAM_HEALTH_CHECK.default_value(str::parse)),
+        admin: o.admin.or(file.admin).unwrap_or_else(|| keys::ADMIN.default_value(str::parse)),
         routes: o.routes.clone().or(file.routes).unwrap_or_default(),
-        max_routes: o.max_routes.or(file.max_routes).unwrap_or(500),
+        max_routes: o.max_routes.or(file.max_routes).unwrap_or_else(|| keys::MAX_ROUTES.default_value(str::parse)),
         duration_buckets: o
             .duration_buckets
             .clone()
             .or(file.duration_buckets)
-            .unwrap_or_else(|| OTEL_DURATION_BUCKETS.to_vec()),
-        upstream_timeout: o.upstream_timeout.or(file.upstream_timeout).map_or(Duration::from_secs(30), |d| d.0),
-        drain_timeout: o.drain_timeout.or(file.drain_timeout).map_or(Duration::from_secs(20), |d| d.0),
+            .unwrap_or_else(|| keys::DURATION_BUCKETS.default_value(|s| keys::parse_list(s, str::parse::<f64>))),
+        upstream_timeout: o
+            .upstream_timeout
+            .or(file.upstream_timeout)
+            .map_or_else(|| duration(&keys::UPSTREAM_TIMEOUT), |d| d.0),
+        drain_timeout: o.drain_timeout.or(file.drain_timeout).map_or_else(|| duration(&keys::DRAIN_TIMEOUT), |d| d.0),
         header_read_timeout: o
             .header_read_timeout
             .or(file.header_read_timeout)
-            .map_or(Duration::from_secs(10), |d| d.0),
-        idle_timeout: o.idle_timeout.or(file.idle_timeout).map_or(Duration::from_secs(75), |d| d.0),
+            .map_or_else(|| duration(&keys::HEADER_READ_TIMEOUT), |d| d.0),
+        idle_timeout: o.idle_timeout.or(file.idle_timeout).map_or_else(|| duration(&keys::IDLE_TIMEOUT), |d| d.0),
         stream_idle_timeout: o
             .stream_idle_timeout
             .or(file.stream_idle_timeout)
-            .map_or(Duration::from_secs(300), |d| d.0),
-        max_connections: o.max_connections.or(file.max_connections).unwrap_or(10_000),
-        max_header_bytes: o.max_header_bytes.or(file.max_header_bytes).unwrap_or(64 * 1024),
+            .map_or_else(|| duration(&keys::STREAM_IDLE_TIMEOUT), |d| d.0),
+        max_connections: o
+            .max_connections
+            .or(file.max_connections)
+            .unwrap_or_else(|| keys::MAX_CONNECTIONS.default_value(str::parse)),
+        max_header_bytes: o
+            .max_header_bytes
+            .or(file.max_header_bytes)
+            .unwrap_or_else(|| keys::MAX_HEADER_BYTES.default_value(str::parse)),
+        // keys::WORKERS's default: the CPUs this process may run on (affinity, cgroup quota).
         workers: o
             .workers
             .or(file.workers)
@@ -533,18 +506,27 @@ pub fn resolve(file: FileConfig, o: &Overrides, otel: &OtelEnv) -> Result<Config
         app_pid: o.app_pid.or(file.app_pid),
         app_process_name: o.app_process_name.clone().or(file.app_process_name),
         cgroup_path: o.cgroup_path.clone().or(file.cgroup_path),
-        log_level: o.log_level.clone().or(file.log_level).unwrap_or_else(|| "info".into()),
+        log_level: o.log_level.clone().or(file.log_level).unwrap_or_else(|| text(&keys::LOG_LEVEL)),
         slo: Slo {
-            availability: o.slo_availability.or(slo.availability).map_or(99.9, |p| p.0),
+            availability: o
+                .slo_availability
+                .or(slo.availability)
+                .map_or_else(|| keys::SLO_AVAILABILITY.default_value(str::parse::<Percent>).0, |p| p.0),
             latency_threshold: o
                 .slo_latency_threshold
                 .or(latency.threshold)
-                .map_or(Duration::from_millis(300), |d| d.0),
-            latency_target: o.slo_latency_target.or(latency.target).map_or(99.0, |p| p.0),
+                .map_or_else(|| duration(&keys::SLO_LATENCY_THRESHOLD), |d| d.0),
+            latency_target: o
+                .slo_latency_target
+                .or(latency.target)
+                .map_or_else(|| keys::SLO_LATENCY_TARGET.default_value(str::parse::<Percent>).0, |p| p.0),
         },
         rules: o.rules.clone().or(file.rules).unwrap_or_default(),
-        sample_interval: o.sample_interval.or(file.sample_interval).map_or(Duration::from_secs(5), |d| d.0),
-        retention: o.retention.or(file.retention).map_or(Duration::from_secs(3600), |d| d.0),
+        sample_interval: o
+            .sample_interval
+            .or(file.sample_interval)
+            .map_or_else(|| duration(&keys::SAMPLE_INTERVAL), |d| d.0),
+        retention: o.retention.or(file.retention).map_or_else(|| duration(&keys::RETENTION), |d| d.0),
         alertmanagers: o.alertmanagers.clone().or(file.alertmanagers).unwrap_or_default(),
         tracing: TracingConfig {
             endpoint,
@@ -554,17 +536,20 @@ pub fn resolve(file: FileConfig, o: &Overrides, otel: &OtelEnv) -> Result<Config
                 .map(|r| r.0)
                 .or(otel_ratio)
                 .or(tracing.sampler_ratio.map(|r| r.0))
-                .unwrap_or(1.0),
+                .unwrap_or_else(|| keys::TRACING_SAMPLER_RATIO.default_value(str::parse::<Ratio>).0),
             propagators: o
                 .tracing_propagators
                 .clone()
                 .or(tracing.propagators)
-                .unwrap_or_else(|| vec![Propagator::Tracecontext]),
-            queue_size: o.tracing_queue_size.or(tracing.queue_size).unwrap_or(2048),
+                .unwrap_or_else(|| keys::TRACING_PROPAGATORS.default_value(|s| keys::parse_list(s, value_enum))),
+            queue_size: o
+                .tracing_queue_size
+                .or(tracing.queue_size)
+                .unwrap_or_else(|| keys::TRACING_QUEUE_SIZE.default_value(str::parse)),
             export_timeout: o
                 .tracing_export_timeout
                 .or(tracing.export_timeout)
-                .map_or(Duration::from_secs(10), |d| d.0),
+                .map_or_else(|| duration(&keys::TRACING_EXPORT_TIMEOUT), |d| d.0),
             resource_attributes: otel.resource_attributes.clone(),
             tls: exporter_tls(otel)?,
         },
@@ -572,6 +557,11 @@ pub fn resolve(file: FileConfig, o: &Overrides, otel: &OtelEnv) -> Result<Config
     };
     validate(&config)?;
     Ok(config)
+}
+
+/// A value of a clap `ValueEnum` (`auto`, `grpc`, `b3`), as its flag parses it.
+fn value_enum<T: clap::ValueEnum>(text: &str) -> Result<T, String> {
+    T::from_str(text, false)
 }
 
 /// The exporter's TLS files, checked now so that a bad one refuses the start rather than
@@ -639,38 +629,41 @@ const MIN_TIMEOUT: Duration = Duration::from_millis(10);
 
 fn validate(c: &Config) -> Result<(), ConfigError> {
     for (i, r) in c.routes.iter().enumerate() {
-        crate::proxy::route::validate_template(r).map_err(|e| ConfigError(format!("routes[{i}]: {e}")))?;
+        crate::proxy::route::validate_template(r).map_err(|e| ConfigError(format!("{}[{i}]: {e}", keys::ROUTES)))?;
     }
     if c.max_routes == 0 {
-        return Err(ConfigError("max_routes: expected a positive number of routes".into()));
+        return Err(ConfigError(format!("{}: expected a positive number of routes", keys::MAX_ROUTES)));
     }
     if c.routes.len() > c.max_routes {
         return Err(ConfigError(format!(
-            "routes: {} templates configured but max_routes is {}; raise max_routes",
+            "{0}: {1} templates configured but {2} is {3}; raise {2}",
+            keys::ROUTES,
             c.routes.len(),
+            keys::MAX_ROUTES,
             c.max_routes
         )));
     }
     let b = &c.duration_buckets;
     if b.is_empty() || b.iter().any(|v| !v.is_finite() || *v <= 0.0) || b.windows(2).any(|w| w[0] >= w[1]) {
         return Err(ConfigError(format!(
-            "duration_buckets: expected strictly increasing positive seconds such as [0.005, 0.01, 0.1], got {b:?}"
+            "{}: expected strictly increasing positive seconds such as [0.005, 0.01, 0.1], got {b:?}",
+            keys::DURATION_BUCKETS
         )));
     }
     if c.workers == 0 || c.workers > 1024 {
-        return Err(ConfigError(format!("workers: expected 1 to 1024 worker threads, got {}", c.workers)));
+        return Err(ConfigError(format!("{}: expected 1 to 1024 worker threads, got {}", keys::WORKERS, c.workers)));
     }
     if c.tracing.queue_size == 0 {
-        return Err(ConfigError("tracing.queue_size: expected at least 1".into()));
+        return Err(ConfigError(format!("{}: expected at least 1", keys::TRACING_QUEUE_SIZE)));
     }
     // None of these has an "off": 0 would time every request (or export) out at once.
     // drain_timeout may be 0 (cut in-flight requests at once on SIGTERM).
     for (key, value) in [
-        ("upstream_timeout", c.upstream_timeout),
-        ("header_read_timeout", c.header_read_timeout),
-        ("idle_timeout", c.idle_timeout),
-        ("stream_idle_timeout", c.stream_idle_timeout),
-        ("tracing.export_timeout", c.tracing.export_timeout),
+        (&keys::UPSTREAM_TIMEOUT, c.upstream_timeout),
+        (&keys::HEADER_READ_TIMEOUT, c.header_read_timeout),
+        (&keys::IDLE_TIMEOUT, c.idle_timeout),
+        (&keys::STREAM_IDLE_TIMEOUT, c.stream_idle_timeout),
+        (&keys::TRACING_EXPORT_TIMEOUT, c.tracing.export_timeout),
     ] {
         if value < MIN_TIMEOUT {
             return Err(ConfigError(format!(
@@ -681,28 +674,46 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
         }
     }
     if c.slo.latency_threshold.is_zero() {
-        return Err(ConfigError("slo.latency.threshold: expected a duration above 0, such as 300ms".into()));
+        return Err(ConfigError(format!(
+            "{}: expected a duration above 0, such as 300ms",
+            keys::SLO_LATENCY_THRESHOLD
+        )));
     }
     if c.max_connections == 0 {
-        return Err(ConfigError("max_connections: expected at least 1".into()));
+        return Err(ConfigError(format!("{}: expected at least 1", keys::MAX_CONNECTIONS)));
     }
     if c.max_header_bytes < 8192 {
-        return Err(ConfigError(format!("max_header_bytes: expected at least 8192, got {}", c.max_header_bytes)));
+        return Err(ConfigError(format!(
+            "{}: expected at least 8192, got {}",
+            keys::MAX_HEADER_BYTES,
+            c.max_header_bytes
+        )));
     }
     if c.app_pid.is_some() && c.app_process_name.is_some() {
-        return Err(ConfigError("app_pid and app_process_name: set at most one of them".into()));
+        return Err(ConfigError(format!("{} and {}: set at most one of them", keys::APP_PID, keys::APP_PROCESS_NAME)));
     }
     if c.listen == c.admin {
-        return Err(ConfigError(format!("listen and admin: both are {}; give them different ports", c.listen)));
-    }
-    if !matches!(c.log_level.as_str(), "error" | "warn" | "info" | "debug" | "trace") {
         return Err(ConfigError(format!(
-            "log_level: expected one of error, warn, info, debug, trace, got {:?}",
+            "{} and {}: both are {}; give them different ports",
+            keys::LISTEN,
+            keys::ADMIN,
+            c.listen
+        )));
+    }
+    if !keys::LOG_LEVELS.contains(&c.log_level.as_str()) {
+        return Err(ConfigError(format!(
+            "{}: expected one of {}, got {:?}",
+            keys::LOG_LEVEL,
+            keys::LOG_LEVELS.join(", "),
             c.log_level
         )));
     }
     if c.sample_interval.is_zero() || c.retention < c.sample_interval {
-        return Err(ConfigError("sample_interval and retention: expected 0 < sample_interval <= retention".into()));
+        return Err(ConfigError(format!(
+            "{0} and {1}: expected 0 < {0} <= {1}",
+            keys::SAMPLE_INTERVAL,
+            keys::RETENTION
+        )));
     }
     Ok(())
 }
@@ -711,7 +722,7 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
 mod tests {
     use super::*;
 
-    const DESIGN_EXAMPLE: &str = r#"
+    const EXAMPLE_CONFIG: &str = r#"
 service: checkout
 version: 2.3.1
 namespace: shop
@@ -742,8 +753,8 @@ readiness:
     }
 
     #[test]
-    fn the_design_example_loads() {
-        let c = resolve_text(DESIGN_EXAMPLE, &Overrides::default()).expect("example config is valid");
+    fn the_example_config_loads() {
+        let c = resolve_text(EXAMPLE_CONFIG, &Overrides::default()).expect("example config is valid");
         assert_eq!(c.service, "checkout");
         assert_eq!(c.upstream.authority, "127.0.0.1:8080");
         assert_eq!(c.slo.latency_threshold, Duration::from_millis(300));
@@ -755,7 +766,7 @@ readiness:
     #[test]
     fn flags_override_the_file() {
         let o = Overrides { listen: Some("127.0.0.1:9999".parse().expect("addr")), ..Default::default() };
-        let c = resolve_text(DESIGN_EXAMPLE, &o).expect("valid");
+        let c = resolve_text(EXAMPLE_CONFIG, &o).expect("valid");
         assert_eq!(c.listen.port(), 9999);
     }
 

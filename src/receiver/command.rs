@@ -10,6 +10,7 @@ use super::auth::Credentials;
 use super::metrics::ReceiverMetrics;
 use super::store::Store;
 use super::{http, readiness};
+use crate::config::keys::LOG_LEVELS;
 use crate::errors::{CommandError, Outcome, Verdict};
 
 #[derive(Debug, clap::Args)]
@@ -97,9 +98,10 @@ pub fn run(args: Args) -> Outcome {
     let addr = listen_address(&args.listen, &credentials, args.insecure_no_auth).map_err(CommandError::refused_msg)?;
     let readiness =
         readiness::ConfigSource::new(args.readiness_config.as_deref()).map_err(CommandError::refused_msg)?;
-    if !matches!(args.log_level.as_str(), "error" | "warn" | "info" | "debug" | "trace") {
+    if !LOG_LEVELS.contains(&args.log_level.as_str()) {
         return Err(CommandError::refused_msg(format_args!(
-            "--log-level: expected one of error, warn, info, debug, trace, got {:?}",
+            "--log-level: expected one of {}, got {:?}",
+            LOG_LEVELS.join(", "),
             args.log_level
         )));
     }

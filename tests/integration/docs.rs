@@ -1,9 +1,10 @@
 //! The documentation holds together: every alert's `runbook_url` (in `rules/` and the copies in
 //! `deploy/`) lands on a heading of docs/runbooks.md, every relative link in the markdown
 //! points at a file (and heading) that exists, the runbooks' PromQL parses, and the README stays
-//! a front door (at most 16 KiB). Pure file reading: no binary, no peers.
+//! a front door (at most 16 KiB); and docs/configuration.md says what `--help` says of every
+//! flag, variable and default. File reading and `redline --help`: no peers.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use regex::Regex;
@@ -286,4 +287,181 @@ fn runbook_queries_parse_as_promql() {
     }
     assert!(problems.is_empty(), "{RUNBOOKS}: queries that do not parse as PromQL:\n{}", problems.join("\n"));
     assert!(checked >= 14, "found only {checked} queries in {RUNBOOKS}");
+}
+
+/// One flag of a command as `--help` shows it.
+struct HelpFlag {
+    /// `[env: NAME=]`, when the flag has a variable.
+    env: Option<String>,
+    /// `[default: X]`; `required` for a `[required]` flag; None without either.
+    default: Option<String>,
+    /// The whole entry, to find the other variables its text names.
+    text: String,
+}
+
+/// The flags of `redline <command> --help`, by long name (`--help` and `--version` left out).
+fn help_flags(command: &[&str]) -> BTreeMap<String, HelpFlag> {
+    let mut cmd = std::process::Command::new(crate::common::redline_bin());
+    cmd.args(command).arg("--help");
+    // Values of the variables would show in `[env: X=value]`; none should.
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("REDLINE_") || k.starts_with("OTEL_")) {
+        cmd.env_remove(k);
+    }
+    let out = cmd.output().expect("run redline --help");
+    assert!(out.status.success(), "{command:?} --help: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    let start = Regex::new(r"^\s+(?:-\w, )?--([a-z0-9-]+)").expect("regex");
+    let env = Regex::new(r"\[env: ([A-Z0-9_]+)=").expect("regex");
+    let default = Regex::new(r"\[default: ([^\]]*)\]").expect("regex");
+    let mut flags = BTreeMap::new();
+    let mut current: Option<(String, String)> = None;
+    let finish = |current: Option<(String, String)>, flags: &mut BTreeMap<String, HelpFlag>| {
+        if let Some((name, block)) = current
+            && name != "help"
+            && name != "version"
+        {
+            let default = default
+                .captures(&block)
+                .map(|c| c[1].to_string())
+                .or_else(|| block.contains("[required]").then(|| "required".to_string()));
+            let env = env.captures(&block).map(|c| c[1].to_string());
+            flags.insert(name, HelpFlag { env, default, text: block });
+        }
+    };
+    for line in text.lines() {
+        if let Some(c) = start.captures(line) {
+            finish(current.take(), &mut flags);
+            current = Some((c[1].to_string(), String::new()));
+        }
+        if let Some((_, block)) = &mut current {
+            block.push_str(line);
+            block.push('\n');
+        }
+    }
+    finish(current, &mut flags);
+    flags
+}
+
+/// One flag of a table of docs/configuration.md.
+struct DocFlag {
+    line: usize,
+    envs: Vec<String>,
+    /// The default cell without backticks (its share of it, in a row of several flags).
+    default: Option<String>,
+}
+
+/// The flags of the first table under the heading `heading` of docs/configuration.md: the
+/// columns named flag, env (or variable) and default.
+fn doc_flags(heading: &str) -> BTreeMap<String, DocFlag> {
+    let text = read("docs/configuration.md");
+    let lines: Vec<&str> = text.lines().collect();
+    let at = lines.iter().position(|l| l.trim_start_matches('#').trim() == heading).unwrap_or_else(|| {
+        panic!("docs/configuration.md: no heading {heading:?}");
+    });
+    let table_start = (at..lines.len()).find(|&i| lines[i].starts_with('|')).expect("a table under the heading");
+    let cells =
+        |l: &str| -> Vec<String> { l.trim().trim_matches('|').split('|').map(|c| c.trim().to_string()).collect() };
+    let header = cells(lines[table_start]);
+    let col = |names: &[&str]| header.iter().position(|h| names.contains(&h.as_str()));
+    let flag_col = col(&["flag"]).expect("a flag column");
+    let env_col = col(&["env", "variable"]);
+    let default_col = col(&["default"]);
+    let flag_re = Regex::new(r"`--([a-z0-9-]+)").expect("regex");
+    let env_re = Regex::new(r"`([A-Z][A-Z0-9_]+)`").expect("regex");
+    let mut out = BTreeMap::new();
+    for (i, line) in lines.iter().enumerate().skip(table_start + 2) {
+        if !line.starts_with('|') {
+            break;
+        }
+        let row = cells(line);
+        let flags: Vec<String> = flag_re.captures_iter(&row[flag_col]).map(|c| c[1].to_string()).collect();
+        let envs: Vec<String> =
+            env_col.map_or(Vec::new(), |c| env_re.captures_iter(&row[c]).map(|m| m[1].to_string()).collect());
+        let default = default_col.map(|c| row[c].replace('`', ""));
+        // `--window`, `--step` | `30m`, `30s`: each flag its share of the default.
+        let shares: Vec<String> = match &default {
+            Some(d) if flags.len() > 1 && d.split(", ").count() == flags.len() => {
+                d.split(", ").map(str::to_string).collect()
+            }
+            Some(d) => vec![d.clone(); flags.len()],
+            None => Vec::new(),
+        };
+        for (k, flag) in flags.iter().enumerate() {
+            let default = shares.get(k).cloned();
+            out.insert(flag.clone(), DocFlag { line: i + 1, envs: envs.clone(), default });
+        }
+    }
+    out
+}
+
+/// A table of docs/configuration.md: its heading, and whether its defaults are the flags'.
+type Table = (&'static str, bool);
+
+/// What a table says of a flag without a default in `--help`.
+const NO_DEFAULT: [&str; 7] = ["none", "required", "off", "all", "both", "all checks", "every check"];
+
+/// docs/configuration.md and `--help` agree: every flag of each command's `--help` is in its
+/// table with the same variable (and the OpenTelemetry variables the table adds are named in the
+/// help) and the same default, and every flag of the table is in `--help`. The sidecar's table is
+/// the one its keys (src/config/keys.rs) are documented in.
+#[test]
+fn configuration_reference_and_help_agree_on_flags_variables_and_defaults() {
+    let mut problems = Vec::new();
+    // (command, headings of its tables, whether the tables give defaults)
+    let commands: [(&[&str], &[Table]); 5] = [
+        (&["sidecar"], &[("The sidecar's keys", true)]),
+        (&["receiver"], &[("`redline receiver`", true)]),
+        (&["alerts", "list"], &[("`redline alerts list`", true)]),
+        (&["canary", "judge"], &[("`redline canary judge`", true)]),
+        // The readiness section's flags: their defaults are the checks', not the flags'.
+        (&["readiness-check"], &[("`redline readiness-check`", true), ("The `readiness` section", false)]),
+    ];
+    for (command, tables) in commands {
+        let name = command.join(" ");
+        let help = help_flags(command);
+        let mut documented = BTreeMap::new();
+        for &(heading, with_defaults) in tables {
+            for (flag, doc) in doc_flags(heading) {
+                documented.insert(flag, (heading, with_defaults, doc));
+            }
+        }
+        for (flag, h) in &help {
+            let Some((heading, with_defaults, doc)) = documented.get(flag) else {
+                problems.push(format!("redline {name} --{flag}: in --help, not in docs/configuration.md"));
+                continue;
+            };
+            let at = format!("docs/configuration.md:{} ({heading}) --{flag}", doc.line);
+            match &h.env {
+                Some(env) if !doc.envs.contains(env) => {
+                    problems.push(format!("{at}: --help says variable {env}, the table {:?}", doc.envs));
+                }
+                None if !doc.envs.is_empty() && !doc.envs.iter().all(|e| h.text.contains(e)) => {
+                    problems.push(format!("{at}: --help has no variable, the table {:?}", doc.envs));
+                }
+                _ => {}
+            }
+            for env in doc.envs.iter().filter(|e| h.env.as_ref() != Some(*e)) {
+                if !h.text.contains(env.as_str()) {
+                    problems.push(format!("{at}: the table names {env}, --help does not"));
+                }
+            }
+            if !with_defaults {
+                continue;
+            }
+            match (&h.default, &doc.default) {
+                (Some(hd), Some(dd)) if hd == dd => {}
+                (None, Some(dd)) if NO_DEFAULT.contains(&dd.as_str()) => {}
+                (hd, dd) => problems.push(format!("{at}: default {dd:?} in the table, {hd:?} in --help")),
+            }
+        }
+        for (flag, (heading, _, doc)) in &documented {
+            if !help.contains_key(flag) {
+                problems.push(format!(
+                    "docs/configuration.md:{} ({heading}): --{flag} is not a flag of redline {name}",
+                    doc.line
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "docs/configuration.md and --help disagree:\n{}", problems.join("\n"));
 }
