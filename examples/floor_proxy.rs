@@ -1,6 +1,6 @@
 //! A measuring instrument, not a product: the least per-request work a tokio reverse proxy can
 //! do, to show where tokio's floor lies next to HAProxy and nginx (`scripts/bench-proxy-cpu.sh`,
-//! `scripts/bench-proxy-instructions.sh`, `scripts/bench-proxy-floor.sh`; docs/benchmarks.md).
+//! `scripts/bench-proxy-instructions.sh`, `scripts/bench-proxy.sh`; docs/benchmarks.md).
 //!
 //! Per request it parses the head with httparse, copies it upstream with `X-Forwarded-For`
 //! appended, reads the answer (Content-Length framing only) and writes it back: no telemetry, no
@@ -8,7 +8,7 @@
 //! current-thread runtime with its own SO_REUSEPORT listener and upstream pool, as in redline.
 //!
 //!   cargo run --release --example floor_proxy -- LISTEN UPSTREAM [WORKERS]
-//!   (e.g. 127.0.0.1:18084 127.0.0.1:18080 1; `scripts/bench-proxy-floor.sh` runs it)
+//!   (e.g. 127.0.0.1:18084 127.0.0.1:18080 1; the bench scripts run it)
 
 use std::cell::RefCell;
 use std::io;

@@ -60,38 +60,6 @@ status_kb() { local f=$1; shift; local k=0 p; for p in "$@"; do k=$((k + $(awk -
 busy() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
 hz=$(getconf CLK_TCK)
 
-# start NAME: starts the proxy NAME on 127.0.0.1:$listen, waits until it answers 200, and sets
-# $pid (the process to stop) and $measured (the processes whose CPU and memory count).
-start() {
-  local conf kids
-  case $1 in
-    haproxy) haproxy -f "$w/ha.cfg" -db > "$w/ha.out" 2>&1 & pid=$! ;;
-    haproxy-log) : > "$w/ha-log.out"; haproxy -f "$w/ha-log.cfg" -db > "$w/ha-log.out" 2> "$w/ha.err" & pid=$! ;;
-    nginx|nginx-log) conf=ngx; [ "$1" = nginx-log ] && conf=ngx-log && : > "$w/ngx-log.out"
-             nginx -c "$w/$conf.conf" -e "$w/ngx.err" -g 'daemon off;' & pid=$! ;;
-    floor) ./target/release/examples/floor_proxy 127.0.0.1:$listen 127.0.0.1:$up 1 & pid=$! ;;
-    redline-1|redline-auto|redline-cap)
-      local extra=()
-      case $1 in redline-1) extra=(--workers 1) ;; redline-cap) extra=(--workers 1 --max-routes 500) ;; esac
-      env -u REDLINE_WORKERS ./target/release/redline sidecar --service bench --service-version bench "${extra[@]}" \
-        --listen 127.0.0.1:$listen --admin 127.0.0.1:$admin --upstream http://127.0.0.1:$up --routes / \
-        --tracing-endpoint http://127.0.0.1:$sink --tracing-sampler-ratio 1.0 > "$w/redline.out" 2>&1 & pid=$! ;;
-  esac
-  measured=$pid
-  for _ in $(seq 100); do
-    if curl -fs -o /dev/null http://127.0.0.1:$listen/; then
-      if [[ $1 = nginx* ]]; then
-        kids=$(pgrep -P "$pid" | tr '\n' ' ')
-        [ "$(wc -w <<<"$kids")" = 1 ] || { echo "$1: expected one nginx worker, found: $kids" >&2; exit 1; }
-        measured="$pid $kids"
-      fi
-      return
-    fi
-    sleep 0.1
-  done
-  echo "$1 did not answer on 127.0.0.1:$listen" >&2; exit 1
-}
-
 # stop NAME: for redline, records its dropped log lines and exported/dropped spans; stops the
 # proxy; prints how many access lines it wrote (- when it writes none), after checking them.
 stop() {
@@ -152,7 +120,7 @@ targets=(haproxy haproxy-log nginx nginx-log floor redline-1 redline-auto)
 for r in $(seq "$rounds"); do
   for i in $(seq 0 $((${#targets[@]} - 1))); do
     t=${targets[$(((i + r - 1) % ${#targets[@]}))]}
-    start "$t"
+    start_proxy "$t"
     warm=$(load "$t" -d1s)
     # shellcheck disable=SC2086  # $measured is a list of pids
     p0=$(ticks $measured) u0=$(ticks "$upstream") m0=$(busy) t0=$(date +%s%N)
@@ -166,7 +134,7 @@ for r in $(seq "$rounds"); do
 done
 
 # Memory at the route cap: idle RSS after start, then peak RSS over a load of distinct paths.
-start redline-cap
+start_proxy redline-cap
 sleep 1
 idle=$(status_kb VmRSS "$pid")
 p0=$(ticks "$pid")

@@ -10,14 +10,6 @@ need_tools() {
   $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${pkgs[@]}" >/dev/null
 }
 
-# `peers_script`: the interleaved peers harness named by $PROXY_PEERS (not in this repository
-# yet), or exit 2.
-peers_script() {
-  local peers=${PROXY_PEERS:-}
-  [ -n "$peers" ] && [ -f "$peers" ] || { echo "set PROXY_PEERS to the peers harness script" >&2; exit 2; }
-  echo "$peers"
-}
-
 # `write_upstream_conf DIR PORT`: DIR/up.conf, a one-worker nginx answering 20 bytes on PORT
 # (pid in DIR/up.pid), the upstream of every proxy benchmark.
 write_upstream_conf() {
@@ -93,4 +85,40 @@ http {
   }
 }
 C
+}
+
+# `start_proxy NAME`: starts the proxy NAME (haproxy, haproxy-log, nginx, nginx-log, floor,
+# redline-1, redline-auto, redline-cap) on 127.0.0.1:$listen in front of 127.0.0.1:$up, waits
+# until it answers 200, and sets $pid (the process to stop) and $measured (the processes whose
+# CPU and memory count). Uses the caller's $w (with the confs the write_* functions made),
+# $listen, $up, $admin (redline's) and $sink (the OTLP sink's port).
+# shellcheck disable=SC2154,SC2086,SC2034  # the caller's variables in and out; ports are plain numbers
+start_proxy() {
+  local conf kids
+  case $1 in
+    haproxy) haproxy -f "$w/ha.cfg" -db > "$w/ha.out" 2>&1 & pid=$! ;;
+    haproxy-log) : > "$w/ha-log.out"; haproxy -f "$w/ha-log.cfg" -db > "$w/ha-log.out" 2> "$w/ha.err" & pid=$! ;;
+    nginx|nginx-log) conf=ngx; [ "$1" = nginx-log ] && conf=ngx-log && : > "$w/ngx-log.out"
+             nginx -c "$w/$conf.conf" -e "$w/ngx.err" -g 'daemon off;' & pid=$! ;;
+    floor) ./target/release/examples/floor_proxy 127.0.0.1:$listen 127.0.0.1:$up 1 & pid=$! ;;
+    redline-1|redline-auto|redline-cap)
+      local extra=()
+      case $1 in redline-1) extra=(--workers 1) ;; redline-cap) extra=(--workers 1 --max-routes 500) ;; esac
+      env -u REDLINE_WORKERS ./target/release/redline sidecar --service bench --service-version bench "${extra[@]}" \
+        --listen 127.0.0.1:$listen --admin 127.0.0.1:$admin --upstream http://127.0.0.1:$up --routes / \
+        --tracing-endpoint http://127.0.0.1:$sink --tracing-sampler-ratio 1.0 > "$w/redline.out" 2>&1 & pid=$! ;;
+  esac
+  measured=$pid
+  for _ in $(seq 100); do
+    if curl -fs -o /dev/null http://127.0.0.1:$listen/; then
+      if [[ $1 = nginx* ]]; then
+        kids=$(pgrep -P "$pid" | tr '\n' ' ')
+        [ "$(wc -w <<<"$kids")" = 1 ] || { echo "$1: expected one nginx worker, found: $kids" >&2; exit 1; }
+        measured="$pid $kids"
+      fi
+      return
+    fi
+    sleep 0.1
+  done
+  echo "$1 did not answer on 127.0.0.1:$listen" >&2; exit 1
 }
