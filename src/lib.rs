@@ -18,6 +18,7 @@ pub mod readiness;
 pub mod receiver;
 pub mod rules;
 pub mod sidecar;
+pub mod slo;
 pub mod telemetry;
 pub mod tls;
 pub mod usage;
