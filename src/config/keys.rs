@@ -271,6 +271,22 @@ pub const SLO_LATENCY_TARGET: Key = key!(
     Default::Value("99"),
     "Percent of requests that must be faster than the threshold"
 );
+pub const SLO_PERIOD: Key = key!(
+    "slo.period",
+    "slo-period",
+    "REDLINE_SLO_PERIOD",
+    Default::Value("30d"),
+    "SLO period the error budgets are counted over; the SLO rules' windows and `for` scale with it \
+     (30d: 5m, 30m, 1h, 2h, 6h, 1d, 3d); at least 2h24m"
+);
+pub const SLO_OBJECTIVES: Key = key!(
+    "slo.objectives",
+    "slo-objectives",
+    "REDLINE_SLO_OBJECTIVES",
+    Default::None,
+    "Several SLOs, each over some routes, as a YAML list: [{name: orders, routes: [\"/orders/{id}\"], \
+     availability: 99.95, latency: {threshold: 500ms, target: 95}}]; unset targets are the slo.* ones"
+);
 pub const RULES: Key = key!("rules", "rules", "REDLINE_RULES", Default::None, "Rule file globs, comma-separated");
 pub const SAMPLE_INTERVAL: Key = key!(
     "sample_interval",
@@ -334,7 +350,7 @@ pub const TRACING_EXPORT_TIMEOUT: Key = key!(
 );
 
 /// Every key, in the order of `--help` and of docs/configuration.md.
-pub const ALL: [&Key; 38] = [
+pub const ALL: [&Key; 40] = [
     &SERVICE,
     &VERSION,
     &NAMESPACE,
@@ -363,6 +379,8 @@ pub const ALL: [&Key; 38] = [
     &SLO_AVAILABILITY,
     &SLO_LATENCY_THRESHOLD,
     &SLO_LATENCY_TARGET,
+    &SLO_PERIOD,
+    &SLO_OBJECTIVES,
     &RULES,
     &SAMPLE_INTERVAL,
     &RETENTION,
@@ -415,9 +433,15 @@ mod tests {
         let otel = OtelEnv::default();
         let from_file = resolve(file, &Overrides::default(), &otel).expect("valid");
         let only_service = parse_file("service: checkout\n", "s.yaml").expect("valid");
-        let built_in = resolve(only_service, &Overrides::default(), &otel).expect("valid");
+        let mut built_in = resolve(only_service, &Overrides::default(), &otel).expect("valid");
+        // Writing out the `slo` keys configures SLOs (the sidecar then evaluates their rules).
+        assert!(from_file.slo.configured && !built_in.slo.configured);
+        built_in.slo.configured = true;
         assert_eq!(format!("{from_file:?}"), format!("{built_in:?}"), "{text}");
-        assert_eq!(built_in.duration_buckets, crate::telemetry::metrics::OTEL_DURATION_BUCKETS);
+        // OpenTelemetry's buckets, and the default latency threshold's (300ms).
+        let mut buckets = crate::telemetry::metrics::OTEL_DURATION_BUCKETS.to_vec();
+        buckets.insert(7, 0.3);
+        assert_eq!(built_in.duration_buckets, buckets);
         assert_eq!(built_in.tracing.endpoint, OTLP_HTTP_ENDPOINT);
     }
 

@@ -14,6 +14,7 @@ pub use keys::Key;
 pub use values::{Dur, HealthCheck, HttpUrl, Percent, Ratio, Upstream, positive_duration};
 
 use crate::proxy::upstream::UpstreamProtocol;
+use crate::slo::{Objective, Slos};
 use crate::telemetry::otlp::OtlpProtocol;
 use crate::telemetry::propagation::Propagator;
 use crate::tls::{ClientTlsFiles, Identity};
@@ -61,13 +62,39 @@ pub struct FileConfig {
 pub struct SloFile {
     pub availability: Option<Percent>,
     pub latency: Option<LatencySloFile>,
+    pub period: Option<Dur>,
+    pub objectives: Option<SloObjectives>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LatencySloFile {
     pub threshold: Option<Dur>,
     pub target: Option<Percent>,
+}
+
+/// One of several SLOs of a service (`slo.objectives`): a name, the routes it covers, and
+/// targets that default to the `slo` section's.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObjectiveFile {
+    pub name: String,
+    pub routes: Option<Vec<String>>,
+    pub availability: Option<Percent>,
+    pub latency: Option<LatencySloFile>,
+}
+
+/// `slo.objectives`: a YAML list in the file, and the same list as YAML text (flow style,
+/// `[{name: orders, routes: ["/orders/{id}"]}]`) in the flag and variable.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(transparent)]
+pub struct SloObjectives(pub Vec<ObjectiveFile>);
+
+impl std::str::FromStr for SloObjectives {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        crate::yaml::parse(text, keys::SLO_OBJECTIVES.flag).map_err(|e| e.to_string())
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -261,6 +288,10 @@ pub struct Overrides {
     pub slo_latency_threshold: Option<Dur>,
     #[arg(long = keys::SLO_LATENCY_TARGET.flag, env = keys::SLO_LATENCY_TARGET.env, help = keys::SLO_LATENCY_TARGET.help())]
     pub slo_latency_target: Option<Percent>,
+    #[arg(long = keys::SLO_PERIOD.flag, env = keys::SLO_PERIOD.env, help = keys::SLO_PERIOD.help())]
+    pub slo_period: Option<Dur>,
+    #[arg(long = keys::SLO_OBJECTIVES.flag, env = keys::SLO_OBJECTIVES.env, help = keys::SLO_OBJECTIVES.help())]
+    pub slo_objectives: Option<SloObjectives>,
     #[arg(long = keys::RULES.flag, env = keys::RULES.env, help = keys::RULES.help(), value_delimiter = ',')]
     pub rules: Option<Vec<String>>,
     #[arg(long = keys::SAMPLE_INTERVAL.flag, env = keys::SAMPLE_INTERVAL.env, help = keys::SAMPLE_INTERVAL.help())]
@@ -321,11 +352,47 @@ pub struct Config {
     pub readiness: ReadinessConfig,
 }
 
+/// The `slo` section resolved: the service-wide targets (the defaults of each objective), the
+/// period, the named objectives, and whether SLOs were configured at all.
 #[derive(Clone, Debug)]
 pub struct Slo {
     pub availability: f64,
     pub latency_threshold: Duration,
     pub latency_target: f64,
+    pub period: Duration,
+    /// `slo.objectives`, each with the targets above filled in where it sets none.
+    pub objectives: Vec<Objective>,
+    /// Whether an `slo` section, flag or variable was given: the sidecar evaluates the SLO
+    /// rules only then (they need `retention` to keep the longest window, 3d by default).
+    pub configured: bool,
+}
+
+impl Slo {
+    /// The SLOs the rules are generated for: the named objectives, or the service-wide one.
+    pub fn slos(&self) -> Slos {
+        let objectives = if self.objectives.is_empty() {
+            vec![Objective {
+                name: None,
+                routes: Vec::new(),
+                availability: self.availability,
+                latency_threshold: self.latency_threshold,
+                latency_target: self.latency_target,
+            }]
+        } else {
+            self.objectives.clone()
+        };
+        Slos { objectives, period: self.period }
+    }
+
+    /// Each latency threshold with the key that sets it.
+    fn thresholds(&self) -> Vec<(String, Duration)> {
+        let slos = self.slos();
+        let key = |i: usize| match slos.objectives[i].name {
+            Some(_) => format!("{}[{i}].latency.threshold", keys::SLO_OBJECTIVES),
+            None => keys::SLO_LATENCY_THRESHOLD.to_string(),
+        };
+        slos.objectives.iter().enumerate().map(|(i, o)| (key(i), o.latency_threshold)).collect()
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -409,6 +476,12 @@ pub fn load(overrides: &Overrides, otel: &OtelEnv) -> Result<Config, ConfigError
 
 /// Layers flags/env over the file over defaults, then checks keys against each other.
 pub fn resolve(file: FileConfig, o: &Overrides, otel: &OtelEnv) -> Result<Config, ConfigError> {
+    let slo_configured = file.slo.is_some()
+        || o.slo_availability.is_some()
+        || o.slo_latency_threshold.is_some()
+        || o.slo_latency_target.is_some()
+        || o.slo_period.is_some()
+        || o.slo_objectives.is_some();
     let slo = file.slo.unwrap_or_default();
     let latency = slo.latency.unwrap_or_default();
     let tracing = file.tracing.unwrap_or_default();
@@ -450,7 +523,7 @@ pub fn resolve(file: FileConfig, o: &Overrides, otel: &OtelEnv) -> Result<Config
     // Each default is the text `keys` shows in --help, parsed as the flag would be.
     let text = |key: &Key| key.default_value(|s| Ok::<_, String>(s.to_string()));
     let duration = |key: &Key| key.default_value(str::parse::<Dur>).0;
-    let config = Config {
+    let mut config = Config {
         service,
         version: o.service_version.clone().or(file.version).unwrap_or_else(|| text(&keys::VERSION)),
         namespace: o.namespace.clone().or(file.namespace).unwrap_or_else(|| text(&keys::NAMESPACE)),
@@ -520,6 +593,9 @@ pub fn resolve(file: FileConfig, o: &Overrides, otel: &OtelEnv) -> Result<Config
                 .slo_latency_target
                 .or(latency.target)
                 .map_or_else(|| keys::SLO_LATENCY_TARGET.default_value(str::parse::<Percent>).0, |p| p.0),
+            period: o.slo_period.or(slo.period).map_or_else(|| duration(&keys::SLO_PERIOD), |d| d.0),
+            objectives: Vec::new(),
+            configured: slo_configured,
         },
         rules: o.rules.clone().or(file.rules).unwrap_or_default(),
         sample_interval: o
@@ -555,8 +631,35 @@ pub fn resolve(file: FileConfig, o: &Overrides, otel: &OtelEnv) -> Result<Config
         },
         readiness: file.readiness.unwrap_or_default(),
     };
+    let objectives = o.slo_objectives.clone().or(slo.objectives).unwrap_or_default();
+    config.slo.objectives = resolve_objectives(&config.slo, objectives.0);
     validate(&config)?;
+    // The latency thresholds' buckets: added to the default buckets, required in custom ones.
+    let default_buckets = keys::DURATION_BUCKETS.default_value(|s| keys::parse_list(s, str::parse::<f64>));
+    config.duration_buckets = crate::slo::histogram_buckets(
+        &config.duration_buckets,
+        config.duration_buckets == default_buckets,
+        &config.slo.thresholds(),
+    )
+    .map_err(ConfigError)?;
     Ok(config)
+}
+
+/// The named objectives, with the service-wide targets where one sets none.
+fn resolve_objectives(slo: &Slo, objectives: Vec<ObjectiveFile>) -> Vec<Objective> {
+    objectives
+        .into_iter()
+        .map(|f| {
+            let latency = f.latency.unwrap_or_default();
+            Objective {
+                name: Some(f.name),
+                routes: f.routes.unwrap_or_default(),
+                availability: f.availability.map_or(slo.availability, |p| p.0),
+                latency_threshold: latency.threshold.map_or(slo.latency_threshold, |d| d.0),
+                latency_target: latency.target.map_or(slo.latency_target, |p| p.0),
+            }
+        })
+        .collect()
 }
 
 /// A value of a clap `ValueEnum` (`auto`, `grpc`, `b3`), as its flag parses it.
@@ -678,6 +781,20 @@ fn validate(c: &Config) -> Result<(), ConfigError> {
             "{}: expected a duration above 0, such as 300ms",
             keys::SLO_LATENCY_THRESHOLD
         )));
+    }
+    crate::slo::check_period(keys::SLO_PERIOD.name, c.slo.period).map_err(ConfigError)?;
+    let mut names = std::collections::HashSet::new();
+    for (i, o) in c.slo.objectives.iter().enumerate() {
+        let key = format!("{}[{i}]", keys::SLO_OBJECTIVES);
+        crate::slo::check_objective(&key, o).map_err(ConfigError)?;
+        if let Some(name) = &o.name
+            && !names.insert(name.clone())
+        {
+            return Err(ConfigError(format!("{key}.name: {name:?} is used by an earlier objective")));
+        }
+        for (j, r) in o.routes.iter().enumerate() {
+            crate::proxy::route::validate_template(r).map_err(|e| ConfigError(format!("{key}.routes[{j}]: {e}")))?;
+        }
     }
     if c.max_connections == 0 {
         return Err(ConfigError(format!("{}: expected at least 1", keys::MAX_CONNECTIONS)));
@@ -827,6 +944,54 @@ readiness:
         let c = resolve_text("service: a\ndrain_timeout: 0s\nupstream_timeout: 10ms\n", &Overrides::default())
             .expect("drain_timeout 0 cuts at once");
         assert_eq!((c.drain_timeout, c.upstream_timeout), (Duration::ZERO, Duration::from_millis(10)));
+    }
+
+    /// SLOs: configured only when written; several objectives take the section's targets as
+    /// defaults; a latency threshold must be a bucket of custom buckets (added to the default ones).
+    #[test]
+    fn slo_objectives_periods_and_threshold_buckets() {
+        let c = resolve_text("service: a\n", &Overrides::default()).expect("valid");
+        assert!(!c.slo.configured);
+        assert_eq!(c.slo.period, Duration::from_secs(30 * 86_400));
+        let text = "service: a\nslo:\n  availability: 99.5\n  objectives:\n    - {name: orders, routes: [\"/orders/{id}\"], latency: {threshold: 500ms}}\n    - {name: search, availability: 99}\n";
+        let c = resolve_text(text, &Overrides::default()).expect("valid");
+        assert!(c.slo.configured);
+        let slos = c.slo.slos();
+        assert_eq!(slos.objectives.len(), 2);
+        assert_eq!(slos.objectives[0].name.as_deref(), Some("orders"));
+        assert_eq!(slos.objectives[0].routes, ["/orders/{id}"]);
+        assert_eq!((slos.objectives[0].availability, slos.objectives[0].latency_target), (99.5, 99.0));
+        assert_eq!(slos.objectives[1].latency_threshold, Duration::from_millis(300));
+        assert_eq!(slos.objectives[1].availability, 99.0);
+        let o = Overrides {
+            slo_objectives: Some("[{name: api, routes: [\"/api\"]}]".parse().expect("flow YAML")),
+            ..Default::default()
+        };
+        let c = resolve_text("service: a\n", &o).expect("valid");
+        assert!(c.slo.configured && c.slo.objectives[0].routes == ["/api"]);
+
+        let err = resolve_text("service: a\nduration_buckets: [0.1, 0.5]\n", &Overrides::default()).expect_err("0.3");
+        assert!(
+            err.0.starts_with("slo.latency.threshold: 300ms is not a bucket of duration_buckets [0.1, 0.5]"),
+            "{err}"
+        );
+        let err = resolve_text(
+            "service: a\nduration_buckets: [0.1, 0.3]\nslo: {objectives: [{name: x, latency: {threshold: 1s}}]}\n",
+            &Overrides::default(),
+        )
+        .expect_err("1s");
+        assert!(err.0.starts_with("slo.objectives[0].latency.threshold: 1s is not a bucket"), "{err}");
+        let err = resolve_text("service: a\nslo: {period: 1h}\n", &Overrides::default()).expect_err("period");
+        assert!(err.0.starts_with("slo.period: expected at least 2h24m"), "{err}");
+        let err = resolve_text("service: a\nslo: {objectives: [{name: x}, {name: x}]}\n", &Overrides::default())
+            .expect_err("twice");
+        assert_eq!(err.0, "slo.objectives[1].name: \"x\" is used by an earlier objective");
+        let err = resolve_text("service: a\nslo: {objectives: [{name: x, routes: [nope]}]}\n", &Overrides::default())
+            .expect_err("route");
+        assert!(err.0.starts_with("slo.objectives[0].routes[0]:"), "{err}");
+        let err = resolve_text("service: a\nslo: {objectives: [{routes: [/a]}]}\n", &Overrides::default())
+            .expect_err("no name");
+        assert!(err.0.contains("name"), "{err}");
     }
 
     #[test]
