@@ -57,6 +57,7 @@ fn round(n: u64) -> Vec<CapturedSample> {
 fn main() {
     let settings = EngineSettings {
         patterns: vec!["rules/redline-symptoms.yml".into()],
+        generated: Vec::new(),
         default_interval_ms: 5_000,
         retention_ms: 3_600_000,
         external_labels: BTreeMap::from([("service".to_string(), "bench".to_string())]),

@@ -242,7 +242,7 @@ fn selector(matchers: &[Option<&str>]) -> String {
 fn period_adjective(period: Duration) -> String {
     let s = period.as_secs();
     for (unit, size) in [("day", 86_400), ("hour", 3_600), ("minute", 60), ("second", 1)] {
-        if s >= size && s % size == 0 && period.subsec_millis() == 0 {
+        if s >= size && s.is_multiple_of(size) && period.subsec_millis() == 0 {
             return format!("{}-{unit}", s / size);
         }
     }

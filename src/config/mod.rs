@@ -474,6 +474,15 @@ pub fn load(overrides: &Overrides, otel: &OtelEnv) -> Result<Config, ConfigError
     resolve(file, overrides, otel)
 }
 
+/// The `slo` section and the duration buckets of a config file, resolved and checked as the
+/// sidecar does, for `redline rules slo` (which needs no `service`, flags or variables).
+pub fn slo_of_file(path: &Path) -> Result<(Slo, Vec<f64>), ConfigError> {
+    let mut file = read_file(path)?;
+    file.service.get_or_insert_with(|| "unnamed".into());
+    let c = resolve(file, &Overrides::default(), &OtelEnv::default())?;
+    Ok((c.slo, c.duration_buckets))
+}
+
 /// Layers flags/env over the file over defaults, then checks keys against each other.
 pub fn resolve(file: FileConfig, o: &Overrides, otel: &OtelEnv) -> Result<Config, ConfigError> {
     let slo_configured = file.slo.is_some()

@@ -20,6 +20,9 @@ pub struct EngineSettings {
     /// Rule file paths or globs; files named `*_test.yml`/`*_test.yaml` matched by a glob are
     /// promtool unit tests, not rule files, and are skipped.
     pub patterns: Vec<String>,
+    /// Rule files built in the process rather than read (the SLO rules of the `slo` section):
+    /// the name they are shown under (the `file` of their groups) and their text.
+    pub generated: Vec<(String, String)>,
     /// Interval of groups that do not set one, and the sampling interval.
     pub default_interval_ms: i64,
     pub retention_ms: i64,
@@ -313,6 +316,12 @@ fn load_groups(settings: &EngineSettings) -> Result<Vec<Group>, Vec<RuleError>> 
     let checks = Checks { expr: &expr_check, template: &template::check };
     let mut groups = Vec::new();
     let mut errors = Vec::new();
+    for (name, text) in &settings.generated {
+        match file::parse(text, name, &checks) {
+            Ok(g) => groups.extend(g),
+            Err(e) => errors.extend(e),
+        }
+    }
     for path in rule_files(&settings.patterns)? {
         match file::load(&path, &checks) {
             Ok(g) => groups.extend(g),
@@ -343,6 +352,7 @@ mod tests {
     fn settings(dir: &Path, retention_ms: i64) -> EngineSettings {
         EngineSettings {
             patterns: vec![format!("{}/*.yml", dir.display())],
+            generated: Vec::new(),
             default_interval_ms: 1_000,
             retention_ms,
             external_labels: [("service".to_string(), "checkout".to_string())].into(),
@@ -441,6 +451,25 @@ mod tests {
         s.patterns = vec![format!("{}/missing.yml", dir.path().display())];
         let e = load_groups(&s).err().unwrap();
         assert!(e[0].to_string().contains("missing.yml: cannot read"), "{}", e[0]);
+    }
+
+    /// Generated rules load beside the files, under their own name, with the same checks.
+    #[test]
+    fn generated_rules_load_with_the_files_and_the_same_retention_check() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.yml", RULES);
+        let mut s = settings(dir.path(), 3_600_000);
+        s.generated = vec![("slo".into(), RULES.replace("- name: g\n", "- name: gen\n"))];
+        let e = RuleEngine::load(s.clone(), 0).unwrap();
+        let names: Vec<String> = e.groups.iter().map(LoadedGroup::key).collect();
+        assert_eq!(names, ["slo;gen", &format!("{}/a.yml;g", dir.path().display())]);
+        s.generated[0].1 = s.generated[0].1.replace("expr: x > 1", "expr: rate(x[3d]) > 1");
+        let errors = RuleEngine::load(s, 0).err().unwrap();
+        assert!(
+            errors[0].to_string().starts_with("slo:5: group \"gen\", rule 1, \"TooMany\": needs 3d"),
+            "{}",
+            errors[0]
+        );
     }
 
     #[test]

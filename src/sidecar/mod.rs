@@ -169,9 +169,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Loads the configured rule files and starts the notifier; no rule files, no engine.
+/// Loads the configured rule files and the SLO rules, and starts the notifier; no rule files
+/// and no `slo` configured, no engine.
 fn load_rules(config: &Config) -> anyhow::Result<Option<Arc<RuleService>>> {
-    if config.rules.is_empty() {
+    let generated = slo_rules(config)?;
+    if config.rules.is_empty() && generated.is_empty() {
         return Ok(None);
     }
     let mut external_labels = std::collections::BTreeMap::new();
@@ -185,6 +187,7 @@ fn load_rules(config: &Config) -> anyhow::Result<Option<Arc<RuleService>>> {
     let generator_base = config.readiness.prometheus_url.as_ref().map_or_else(|| external_url.clone(), |u| u.0.clone());
     let settings = EngineSettings {
         patterns: config.rules.clone(),
+        generated,
         default_interval_ms: config.sample_interval.as_millis() as i64,
         retention_ms: config.retention.as_millis() as i64,
         external_labels,
@@ -200,6 +203,39 @@ fn load_rules(config: &Config) -> anyhow::Result<Option<Arc<RuleService>>> {
     let alertmanagers: Vec<String> = config.alertmanagers.iter().map(|u| u.0.clone()).collect();
     let notifier = Notifier::start(&alertmanagers, notifier::QUEUE_CAPACITY).map_err(StartupRefused)?;
     Ok(Some(RuleService::new(engine, notifier, config.sample_interval)))
+}
+
+/// The SLO rules of the `slo` section, shown as the rule file `slo`: only when SLOs are
+/// configured (with the default 1h `retention` the 3-day window could not be evaluated), and
+/// refused naming the keys when `retention` or `sample_interval` cannot serve their windows.
+fn slo_rules(config: &Config) -> Result<Vec<(String, String)>, StartupRefused> {
+    if !config.slo.configured {
+        return Ok(Vec::new());
+    }
+    let period = config.slo.period;
+    let longest = crate::slo::longest_window(period);
+    if longest > config.retention {
+        return Err(StartupRefused(format!(
+            "slo: the SLO rules read {longest} of history (their longest window, a tenth of slo.period {period}) \
+             but retention is {retention}; raise retention to at least {longest}, shorten slo.period, or leave `slo` \
+             out of the sidecar's configuration and evaluate `redline rules slo` in Prometheus",
+            longest = crate::slo::prom_duration(longest),
+            period = crate::slo::prom_duration(period),
+            retention = crate::slo::prom_duration(config.retention),
+        )));
+    }
+    let shortest = crate::slo::shortest_window(period);
+    if shortest < config.sample_interval * 2 {
+        return Err(StartupRefused(format!(
+            "slo.period: the shortest SLO window is {} (1/8640 of slo.period {}), under two sample_interval ({}): \
+             a rate needs two samples in it; lengthen slo.period or shorten sample_interval",
+            crate::slo::prom_duration(shortest),
+            crate::slo::prom_duration(period),
+            crate::slo::prom_duration(config.sample_interval),
+        )));
+    }
+    let text = crate::slo::rule_file(&config.slo.slos(), &config.duration_buckets).map_err(StartupRefused)?;
+    Ok(vec![("slo".to_string(), text)])
 }
 
 /// The URL this sidecar's admin port is reached at, for `$externalURL` and `generatorURL`.

@@ -26,6 +26,7 @@ mod receiver_api;
 mod receiver_durability;
 mod rules_cli;
 mod sidecar_proxy;
+mod slo;
 mod trace_headers;
 mod tracing;
 mod upgrades;
