@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use redline::receiver::payload::{Delivery, parse_v2_alerts, parse_webhook};
+use redline::receiver::payload::{Delivery, RESOLVE_TIMEOUT_NANOS, parse_v2_alerts, parse_webhook};
 
 fn check(d: &Delivery) {
     assert!(!d.alerts.is_empty(), "an accepted delivery has alerts");
@@ -23,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
         // Parsing is deterministic: the same bytes give the same key (idempotency relies on it).
         assert_eq!(parse_webhook(data).map(|again| again.key).ok(), Some(d.key.clone()));
     }
-    if let Ok(d) = parse_v2_alerts(data, 1_700_000_000_000_000_000) {
+    if let Ok(d) = parse_v2_alerts(data, 1_700_000_000_000_000_000, RESOLVE_TIMEOUT_NANOS) {
         check(&d);
     }
 });

@@ -10,7 +10,7 @@ use crate::canary::prometheus::{Side, Traffic, queries, range_query};
 use crate::config::{FileConfig, ReadinessConfig};
 use crate::readiness::checks::{alerts, dashboard, firing, logs, metrics, tracing};
 use crate::readiness::coverage::{self, CoverageUnit};
-use crate::readiness::report::{CHECK_IDS, CheckResult, Outcome, Report};
+use crate::readiness::report::{CHECK_IDS, CheckResult, MetricSeries, Outcome, Report};
 use crate::rules::file::{self as rule_file, Checks, Group};
 
 /// A usage or configuration problem (the CLI's exit 2; the receiver's 400).
@@ -209,6 +209,7 @@ pub async fn run(plan: &Plan, selection: &Selection, client: &reqwest::Client, f
             details: outcome.details,
             blocks,
             duration_ms: started.elapsed().as_millis() as u64,
+            series: outcome.series,
         });
     }
     let now = time::OffsetDateTime::now_utc()
@@ -750,8 +751,18 @@ async fn canary_check(plan: &Plan, client: &reqwest::Client) -> Outcome {
         report.score,
         report.summary
     );
+    let series = samples
+        .into_iter()
+        .zip(&report.metrics)
+        .map(|(s, m)| MetricSeries {
+            name: m.name.clone(),
+            classification: m.classification.as_str(),
+            baseline: s.baseline,
+            canary: s.canary,
+        })
+        .collect();
     let o = if report.verdict == Verdict::Pass { Outcome::pass(summary) } else { Outcome::fail(summary) };
-    o.evidence(evidence).details(details)
+    o.evidence(evidence).details(details).series(series)
 }
 
 fn verdict_name(v: Verdict) -> &'static str {

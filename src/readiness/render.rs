@@ -191,6 +191,7 @@ mod tests {
             details: vec![],
             blocks,
             duration_ms: 12,
+            series: vec![],
         };
         Report::new(
             "checkout",

@@ -54,11 +54,23 @@ pub struct Outcome {
     pub evidence: Vec<String>,
     /// Extra lines worth showing (e.g. which rules lack a runbook); never needed to judge.
     pub details: Vec<String>,
+    /// The samples the canary check judged, one per metric (empty for every other check).
+    pub series: Vec<MetricSeries>,
+}
+
+/// One metric's samples over the canary window, baseline and canary, with the judge's
+/// classification: what the receiver's page plots. Not part of the JSON report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricSeries {
+    pub name: String,
+    pub classification: &'static str,
+    pub baseline: Vec<f64>,
+    pub canary: Vec<f64>,
 }
 
 impl Outcome {
     pub fn new(status: Status, summary: impl Into<String>) -> Outcome {
-        Outcome { status, summary: summary.into(), evidence: Vec::new(), details: Vec::new() }
+        Outcome { status, summary: summary.into(), evidence: Vec::new(), details: Vec::new(), series: Vec::new() }
     }
     pub fn pass(summary: impl Into<String>) -> Outcome {
         Outcome::new(Status::Pass, summary)
@@ -83,6 +95,10 @@ impl Outcome {
         self.details.extend(d);
         self
     }
+    pub fn series(mut self, s: Vec<MetricSeries>) -> Outcome {
+        self.series = s;
+        self
+    }
 }
 
 /// One line of the report.
@@ -96,6 +112,9 @@ pub struct CheckResult {
     /// Whether a `fail`/`error` of this check makes the service not ready.
     pub blocks: bool,
     pub duration_ms: u64,
+    /// The canary check's samples (`Outcome::series`), for the receiver's page only.
+    #[serde(skip)]
+    pub series: Vec<MetricSeries>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -153,7 +172,16 @@ mod tests {
     use super::*;
 
     fn result(id: &'static str, status: Status, blocks: bool) -> CheckResult {
-        CheckResult { id, status, summary: String::new(), evidence: vec![], details: vec![], blocks, duration_ms: 0 }
+        CheckResult {
+            id,
+            status,
+            summary: String::new(),
+            evidence: vec![],
+            details: vec![],
+            blocks,
+            duration_ms: 0,
+            series: vec![],
+        }
     }
 
     #[test]

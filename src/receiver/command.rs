@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use super::auth::Credentials;
 use super::metrics::ReceiverMetrics;
 use super::store::Store;
-use super::{http, readiness};
+use super::{http, readiness, ui};
 use crate::config::keys::LOG_LEVELS;
 use crate::errors::{CommandError, Outcome, Verdict};
 
@@ -40,6 +40,10 @@ pub struct Args {
     /// Time each HTTP request of a gate's readiness check may take.
     #[arg(long, env = "REDLINE_RECEIVER_READINESS_TIMEOUT", default_value = "5s", value_parser = crate::config::positive_duration)]
     pub readiness_timeout: std::time::Duration,
+    /// How long an alert posted to /api/v2/alerts without endsAt stays firing unless posted
+    /// again (Alertmanager's resolve_timeout); each post moves its end to now plus this.
+    #[arg(long, env = "REDLINE_RECEIVER_RESOLVE_TIMEOUT", default_value = "5m", value_parser = crate::config::positive_duration)]
+    pub resolve_timeout: std::time::Duration,
     /// error, warn, info, debug or trace.
     #[arg(long, env = "REDLINE_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -168,8 +172,11 @@ async fn serve(
         metrics,
         readiness,
         readiness_timeout: args.readiness_timeout,
+        resolve_timeout: args.resolve_timeout,
+        reports: readiness::LatestReports::default(),
     });
-    axum::serve(listener, http::router(app)).with_graceful_shutdown(shutdown()).await.context("HTTP server")?;
+    let routes = http::router(app.clone()).merge(ui::router(app));
+    axum::serve(listener, routes).with_graceful_shutdown(shutdown()).await.context("HTTP server")?;
     tracing::info!("receiver stopped");
     Ok(())
 }

@@ -37,6 +37,10 @@ pub struct App {
     pub readiness: ConfigSource,
     /// Time each HTTP request of a readiness check may take.
     pub readiness_timeout: Duration,
+    /// How long a v2 alert posted without `endsAt` stays firing (`--resolve-timeout`).
+    pub resolve_timeout: Duration,
+    /// Each service's latest gate answer, for the page.
+    pub reports: gate_readiness::LatestReports,
 }
 
 /// Writes (ingest) and alert queries need the credentials; gates, metrics and health checks
@@ -183,7 +187,9 @@ async fn ingest(app: &App, req: Request, api: Api) -> Response {
     let now = now_nanos();
     let parsed = match api {
         Api::Webhook => payload::parse_webhook(&body),
-        Api::V2 => payload::parse_v2_alerts(&body, now),
+        Api::V2 => {
+            payload::parse_v2_alerts(&body, now, i64::try_from(app.resolve_timeout.as_nanos()).unwrap_or(i64::MAX))
+        }
     };
     let delivery = match parsed {
         Ok(d) => d,
@@ -195,6 +201,11 @@ async fn ingest(app: &App, req: Request, api: Api) -> Response {
             app.metrics.stored();
             tracing::debug!(alerts, "delivery stored");
             json_response(StatusCode::OK, &json!({ "status": "stored", "alerts": alerts }))
+        }
+        Ok(Outcome::Refreshed) => {
+            app.metrics.refreshed();
+            tracing::debug!(alerts, "alerts refreshed");
+            json_response(StatusCode::OK, &json!({ "status": "refreshed", "alerts": alerts }))
         }
         Ok(Outcome::Duplicate) => {
             app.metrics.duplicate();
@@ -366,10 +377,12 @@ async fn flagger_payload(req: Request) -> Result<FlaggerPayload, Response> {
 /// Runs the readiness checklist for a gate; a request or config problem is the error response.
 async fn gate_answer(app: &App, req: Result<GateRequest, String>) -> Result<gate_readiness::GateAnswer, Response> {
     let req = req.map_err(|e| text(StatusCode::BAD_REQUEST, e))?;
-    gate_readiness::evaluate(&app.store, &app.readiness, &req).await.map_err(|e| match e {
+    let answer = gate_readiness::evaluate(&app.store, &app.readiness, &req).await.map_err(|e| match e {
         GateError::BadRequest(e) => text(StatusCode::BAD_REQUEST, e),
         GateError::Config(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("readiness config: {e}")),
-    })
+    })?;
+    app.reports.record(&answer, now_nanos());
+    Ok(answer)
 }
 
 /// 200 lets Flagger promote (every blocking readiness check passes); 403 holds the promotion,

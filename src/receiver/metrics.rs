@@ -39,6 +39,7 @@ pub struct ReceiverMetrics {
     received: AtomicU64,
     stored: AtomicU64,
     duplicates: AtomicU64,
+    refreshed: AtomicU64,
     rejected: [AtomicU64; 4],
     commits: AtomicU64,
     commit_duration: Histogram,
@@ -50,6 +51,7 @@ impl Default for ReceiverMetrics {
             received: AtomicU64::new(0),
             stored: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
+            refreshed: AtomicU64::new(0),
             rejected: Default::default(),
             commits: AtomicU64::new(0),
             commit_duration: Histogram::new(COMMIT_BUCKETS.to_vec().into()),
@@ -68,6 +70,10 @@ impl ReceiverMetrics {
 
     pub fn duplicate(&self) {
         self.duplicates.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn refreshed(&self) {
+        self.refreshed.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn rejected(&self, why: Rejection) {
@@ -103,6 +109,12 @@ impl ReceiverMetrics {
             "redline_receiver_notifications_duplicates_total",
             "Deliveries recognised as already stored (retries) and acknowledged without a change.",
             &self.duplicates,
+        );
+        counter(
+            &mut w,
+            "redline_receiver_notifications_refreshed_total",
+            "v2 alert posts that only moved the endsAt of alerts already firing (no new history event).",
+            &self.refreshed,
         );
         w.family(
             "redline_receiver_notifications_rejected_total",

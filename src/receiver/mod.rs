@@ -1,6 +1,6 @@
 //! `redline receiver`: an Alertmanager webhook receiver that stores every notification durably
 //! (SQLite or PostgreSQL) and answers promotion gates (`command`); `redline alerts list` queries
-//! it (`client`).
+//! it (`client`); a web page for people at `/` (`ui`).
 
 pub mod auth;
 pub mod client;
@@ -11,3 +11,4 @@ pub mod metrics;
 pub mod payload;
 pub mod readiness;
 pub mod store;
+pub mod ui;

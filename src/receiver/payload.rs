@@ -11,8 +11,9 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-/// How long a v2 alert without `endsAt` stays firing without a refresh: Alertmanager's
-/// default `resolve_timeout`, which it applies the same way.
+/// How long a v2 alert without `endsAt` stays firing without a refresh, unless the receiver's
+/// `--resolve-timeout` says otherwise: Alertmanager's default `resolve_timeout`, which it
+/// applies the same way.
 pub const RESOLVE_TIMEOUT_NANOS: i64 = 5 * 60 * 1_000_000_000;
 
 // Serialised into the idempotency key, which covers parsed timestamps, so the "Z" and
@@ -96,6 +97,12 @@ pub struct AlertRecord {
     pub starts_at: i64,
     pub ends_at: Option<i64>,
     pub generator_url: String,
+    /// `startsAt` was not sent (v2): the store keeps the start of the instance already firing,
+    /// as Alertmanager's merge keeps the earliest start.
+    pub default_starts_at: bool,
+    /// `endsAt` was not sent (v2) and is now + resolve timeout: every post of the alert moves
+    /// it forward, even an exact repeat of an earlier post.
+    pub default_ends_at: bool,
 }
 
 /// A payload that cannot be accepted; the message names the field and what was expected.
@@ -247,6 +254,8 @@ pub fn parse_webhook(body: &[u8]) -> Result<Delivery, PayloadError> {
             starts_at,
             ends_at: a.ends_at,
             generator_url: a.generator_url.clone(),
+            default_starts_at: false,
+            default_ends_at: false,
         });
     }
     let key = dedup_key(&(
@@ -270,8 +279,9 @@ pub fn parse_webhook(body: &[u8]) -> Result<Delivery, PayloadError> {
 }
 
 /// Parses a v2 API alert list (`POST /api/v2/alerts`), filling defaults as Alertmanager does:
-/// no `startsAt` means `endsAt` or now; no `endsAt` means firing for [`RESOLVE_TIMEOUT_NANOS`].
-pub fn parse_v2_alerts(body: &[u8], now: i64) -> Result<Delivery, PayloadError> {
+/// no `startsAt` means `endsAt` or now; no `endsAt` means firing until now + `resolve_timeout`
+/// (nanoseconds; the receiver's `--resolve-timeout`, [`RESOLVE_TIMEOUT_NANOS`] by default).
+pub fn parse_v2_alerts(body: &[u8], now: i64, resolve_timeout: i64) -> Result<Delivery, PayloadError> {
     expect_top_level(body, b'[', V2_ALERTS)?;
     let wire: Vec<Object<PostableAlertWire>> = from_json(body)?;
     let wire: Vec<PostableAlertWire> = wire.into_iter().map(|Object(a)| a).collect();
@@ -287,7 +297,7 @@ pub fn parse_v2_alerts(body: &[u8], now: i64) -> Result<Delivery, PayloadError> 
             return Err(PayloadError(format!("[{i}].endsAt: is before startsAt")));
         }
         let starts_at = a.starts_at.or(a.ends_at).unwrap_or(now);
-        let ends_at = a.ends_at.unwrap_or(now.saturating_add(RESOLVE_TIMEOUT_NANOS));
+        let ends_at = a.ends_at.unwrap_or(now.saturating_add(resolve_timeout));
         let status = if ends_at <= now { Status::Resolved } else { Status::Firing };
         alerts.push(AlertRecord {
             fingerprint: fingerprint(&a.labels),
@@ -297,6 +307,8 @@ pub fn parse_v2_alerts(body: &[u8], now: i64) -> Result<Delivery, PayloadError> 
             starts_at,
             ends_at: Some(ends_at),
             generator_url: a.generator_url.clone(),
+            default_starts_at: a.starts_at.is_none(),
+            default_ends_at: a.ends_at.is_none(),
         });
     }
     // The key is taken from what was sent, before defaults that depend on the arrival time,
@@ -634,21 +646,30 @@ mod tests {
     fn v2_alerts_get_alertmanager_defaults() {
         let now = 1_700_000_000_000_000_000;
         let body = r#"[{"labels":{"alertname":"A"}},{"labels":{"alertname":"B"},"startsAt":"2023-11-14T22:00:00Z","endsAt":"2023-11-14T22:10:00Z"}]"#;
-        let d = parse_v2_alerts(body.as_bytes(), now).expect("valid");
+        let d = parse_v2_alerts(body.as_bytes(), now, RESOLVE_TIMEOUT_NANOS).expect("valid");
         assert_eq!(d.alerts[0].starts_at, now);
         assert_eq!(d.alerts[0].ends_at, Some(now + RESOLVE_TIMEOUT_NANOS));
+        assert!(d.alerts[0].default_starts_at && d.alerts[0].default_ends_at);
+        assert!(!d.alerts[1].default_starts_at && !d.alerts[1].default_ends_at);
+        let short = parse_v2_alerts(body.as_bytes(), now, 2_000_000_000).expect("valid");
+        assert_eq!(short.alerts[0].ends_at, Some(now + 2_000_000_000), "--resolve-timeout");
         assert_eq!(d.alerts[0].status, Status::Firing);
         assert_eq!(d.alerts[1].status, Status::Resolved);
         assert_eq!(d.alerts[0].fingerprint, fingerprint(&labels(&[("alertname", "A")])));
         // A retry later still has the same key.
-        assert_eq!(d.key, parse_v2_alerts(body.as_bytes(), now + 1_000_000_000).expect("valid").key);
-        let err = parse_v2_alerts(br#"[{"labels":{}}]"#, now).expect_err("no labels").0;
+        assert_eq!(
+            d.key,
+            parse_v2_alerts(body.as_bytes(), now + 1_000_000_000, RESOLVE_TIMEOUT_NANOS).expect("valid").key
+        );
+        let err = parse_v2_alerts(br#"[{"labels":{}}]"#, now, RESOLVE_TIMEOUT_NANOS).expect_err("no labels").0;
         assert_eq!(err, "[0].labels: expected at least one label");
-        let err = parse_v2_alerts(br#"[{"labels":{"a":"b"},"startsAt":5}]"#, now).expect_err("number").0;
+        let err = parse_v2_alerts(br#"[{"labels":{"a":"b"},"startsAt":5}]"#, now, RESOLVE_TIMEOUT_NANOS)
+            .expect_err("number")
+            .0;
         assert!(err.starts_with("[0].startsAt: invalid type: integer `5`, expected an RFC 3339 timestamp"), "{err}");
-        let err = parse_v2_alerts(br#"{"labels":{"a":"b"}}"#, now).expect_err("object").0;
+        let err = parse_v2_alerts(br#"{"labels":{"a":"b"}}"#, now, RESOLVE_TIMEOUT_NANOS).expect_err("object").0;
         assert_eq!(err, "body must be a JSON array of alerts (Alertmanager API v2 PostableAlerts), got an object");
-        let err = parse_v2_alerts(br#"[["a"]]"#, now).expect_err("array").0;
+        let err = parse_v2_alerts(br#"[["a"]]"#, now, RESOLVE_TIMEOUT_NANOS).expect_err("array").0;
         assert!(err.starts_with("[0]: invalid type: array, expected an alert object (labels,"), "{err}");
     }
 
@@ -671,7 +692,7 @@ mod tests {
                 }
             }
             let _ = parse_webhook(&b);
-            let _ = parse_v2_alerts(&b, 0);
+            let _ = parse_v2_alerts(&b, 0, RESOLVE_TIMEOUT_NANOS);
             let noise: Vec<u8> = (0..rng.usize(..64)).map(|_| rng.u8(..)).collect();
             let _ = parse_webhook(&noise);
         }

@@ -146,6 +146,41 @@ pub struct GateAnswer {
     pub reasons: Vec<String>,
 }
 
+/// The latest gate answer per service, kept in memory for the receiver's page (`ui`): what
+/// the last readiness request or promotion gate found, and when. Bounded: past
+/// [`LatestReports::MAX`] services the oldest answer goes (the gates are unauthenticated, so
+/// anyone can name a service).
+#[derive(Default)]
+pub struct LatestReports {
+    by_service: std::sync::Mutex<BTreeMap<String, (i64, GateAnswer)>>,
+}
+
+impl LatestReports {
+    pub const MAX: usize = 1000;
+
+    /// Keeps `answer` as the service's latest, received at `at` (Unix nanoseconds).
+    pub fn record(&self, answer: &GateAnswer, at: i64) {
+        let Ok(mut map) = self.by_service.lock() else { return };
+        map.insert(answer.report.service.clone(), (at, answer.clone()));
+        while map.len() > Self::MAX {
+            let Some(oldest) = map.iter().min_by_key(|(_, (t, _))| *t).map(|(k, _)| k.clone()) else { break };
+            map.remove(&oldest);
+        }
+    }
+
+    pub fn get(&self, service: &str) -> Option<(i64, GateAnswer)> {
+        self.by_service.lock().ok()?.get(service).cloned()
+    }
+
+    /// Every service with a report, and whether it was ready.
+    pub fn services(&self) -> Vec<(String, bool)> {
+        self.by_service
+            .lock()
+            .map(|m| m.iter().map(|(k, (_, a))| (k.clone(), a.report.ready)).collect())
+            .unwrap_or_default()
+    }
+}
+
 /// A request the checklist cannot run as asked (bad parameters, broken config file).
 #[derive(Debug, thiserror::Error)]
 pub enum GateError {

@@ -2,6 +2,7 @@
 //! Deliveries are queued to one writer that commits each batch in one transaction (group commit).
 
 mod postgres;
+mod refresh;
 mod schema;
 mod sqlite;
 
@@ -26,6 +27,23 @@ pub enum Outcome {
     Stored,
     /// The same notification was committed before: nothing changed.
     Duplicate,
+    /// A v2 post that only moved the `endsAt` of alerts already firing: their state (and the
+    /// latest event of each) changed, the history gained no event.
+    Refreshed,
+}
+
+impl Outcome {
+    /// A v2 delivery's outcome from what its alerts did.
+    fn of_merges(merges: &[refresh::Merge]) -> Outcome {
+        use refresh::Merge;
+        if merges.iter().any(|m| matches!(m, Merge::Event { .. })) {
+            Outcome::Stored
+        } else if merges.iter().any(|m| matches!(m, Merge::Refresh { .. })) {
+            Outcome::Refreshed
+        } else {
+            Outcome::Duplicate
+        }
+    }
 }
 
 /// The store could not be reached or refused a write.

@@ -7,8 +7,10 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::try_join_all;
 use tokio::sync::{Mutex, mpsc};
-use tokio_postgres::{Client, Config, NoTls, Statement};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Config, NoTls, Statement, Transaction};
 
+use super::refresh::{self, Merge, Stored};
 use super::schema::{
     ALERT_COLUMNS, CREATE_MIGRATIONS_TABLE, EVENT_COLUMNS, NOTIFICATION_COLUMNS, POSTGRES_MIGRATIONS, STATE_EXPR,
     alert_upsert_clause,
@@ -18,6 +20,7 @@ use super::{
     take_batch, to_json,
 };
 use crate::receiver::metrics::ReceiverMetrics;
+use crate::receiver::payload::{Delivery, Source};
 
 /// Serialises schema migrations of replicas starting together (an arbitrary constant: "redline").
 const MIGRATION_LOCK: i64 = 0x0072_6564_6c69_6e65;
@@ -163,67 +166,234 @@ async fn writer(config: Config, client: Client, mut rx: mpsc::Receiver<Job>, met
 
 async fn write_batch(client: &mut Client, stmt: &Statement, batch: &[Job]) -> Result<Vec<Outcome>, StoreError> {
     let tx = client.transaction().await?;
+    if batch.iter().any(|job| job.delivery.source == Source::ApiV2) {
+        // A v2 alert's write depends on what the store holds (its merge), so a batch holding
+        // one runs in order, each delivery after the one before it.
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for job in batch {
+            let outcome = if job.delivery.source == Source::ApiV2 {
+                write_v2(&tx, &job.delivery, job.received_at).await?
+            } else {
+                let row = tx.query_one(stmt, &Params::new(&job.delivery, job.received_at).refs()).await?;
+                if row.get::<_, i64>(0) > 0 { Outcome::Stored } else { Outcome::Duplicate }
+            };
+            outcomes.push(outcome);
+        }
+        tx.commit().await?;
+        return Ok(outcomes);
+    }
     // Pipelined: all statements are sent before the first answer is awaited.
-    let results = try_join_all(batch.iter().map(|job| {
-        let d = &job.delivery;
-        let mut fp = Vec::with_capacity(d.alerts.len());
-        let mut status = Vec::with_capacity(d.alerts.len());
-        let mut starts = Vec::with_capacity(d.alerts.len());
-        let mut ends = Vec::with_capacity(d.alerts.len());
-        let mut labels = Vec::with_capacity(d.alerts.len());
-        let mut annotations = Vec::with_capacity(d.alerts.len());
-        let mut urls = Vec::with_capacity(d.alerts.len());
-        let mut service = Vec::with_capacity(d.alerts.len());
-        let mut namespace = Vec::with_capacity(d.alerts.len());
-        let mut version = Vec::with_capacity(d.alerts.len());
-        let mut severity = Vec::with_capacity(d.alerts.len());
-        for a in &d.alerts {
-            fp.push(a.fingerprint.as_str());
-            status.push(a.status.as_str());
-            starts.push(a.starts_at);
-            ends.push(a.ends_at);
-            labels.push(to_json(&a.labels));
-            annotations.push(to_json(&a.annotations));
-            urls.push(a.generator_url.as_str());
-            let ix = indexed(&a.labels);
-            service.push(ix.service);
-            namespace.push(ix.namespace);
-            version.push(ix.version);
-            severity.push(ix.severity);
-        }
+    let params: Vec<Params> = batch.iter().map(|job| Params::new(&job.delivery, job.received_at)).collect();
+    let results = try_join_all(params.iter().map(|p| {
         let tx = &tx;
-        async move {
-            tx.query_one(
-                stmt,
-                &[
-                    &d.key,
-                    &d.source.as_str(),
-                    &d.receiver,
-                    &d.status.map(|s| s.as_str()),
-                    &d.group_key,
-                    &d.external_url,
-                    &(d.truncated_alerts as i64),
-                    &(d.alerts.len() as i32),
-                    &job.received_at,
-                    &fp,
-                    &status,
-                    &starts,
-                    &ends,
-                    &labels,
-                    &annotations,
-                    &urls,
-                    &service,
-                    &namespace,
-                    &version,
-                    &severity,
-                ],
-            )
-            .await
-        }
+        async move { tx.query_one(stmt, &p.refs()).await }
     }))
     .await?;
     tx.commit().await?;
     Ok(results.iter().map(|row| if row.get::<_, i64>(0) > 0 { Outcome::Stored } else { Outcome::Duplicate }).collect())
+}
+
+/// The parameters of `insert_sql` for one delivery: the notification, then its alerts as arrays.
+struct Params<'a> {
+    d: &'a Delivery,
+    received_at: i64,
+    source: &'static str,
+    status: Option<&'static str>,
+    truncated: i64,
+    count: i32,
+    fp: Vec<&'a str>,
+    alert_status: Vec<&'static str>,
+    starts: Vec<i64>,
+    ends: Vec<Option<i64>>,
+    labels: Vec<String>,
+    annotations: Vec<String>,
+    urls: Vec<&'a str>,
+    service: Vec<Option<&'a str>>,
+    namespace: Vec<Option<&'a str>>,
+    version: Vec<Option<&'a str>>,
+    severity: Vec<Option<&'a str>>,
+}
+
+impl<'a> Params<'a> {
+    fn new(d: &'a Delivery, received_at: i64) -> Params<'a> {
+        let n = d.alerts.len();
+        let mut p = Params {
+            d,
+            received_at,
+            source: d.source.as_str(),
+            status: d.status.map(|s| s.as_str()),
+            truncated: d.truncated_alerts as i64,
+            count: n as i32,
+            fp: Vec::with_capacity(n),
+            alert_status: Vec::with_capacity(n),
+            starts: Vec::with_capacity(n),
+            ends: Vec::with_capacity(n),
+            labels: Vec::with_capacity(n),
+            annotations: Vec::with_capacity(n),
+            urls: Vec::with_capacity(n),
+            service: Vec::with_capacity(n),
+            namespace: Vec::with_capacity(n),
+            version: Vec::with_capacity(n),
+            severity: Vec::with_capacity(n),
+        };
+        for a in &d.alerts {
+            p.fp.push(a.fingerprint.as_str());
+            p.alert_status.push(a.status.as_str());
+            p.starts.push(a.starts_at);
+            p.ends.push(a.ends_at);
+            p.labels.push(to_json(&a.labels));
+            p.annotations.push(to_json(&a.annotations));
+            p.urls.push(a.generator_url.as_str());
+            let ix = indexed(&a.labels);
+            p.service.push(ix.service);
+            p.namespace.push(ix.namespace);
+            p.version.push(ix.version);
+            p.severity.push(ix.severity);
+        }
+        p
+    }
+
+    fn refs(&self) -> [&(dyn ToSql + Sync); 20] {
+        [
+            &self.d.key,
+            &self.source,
+            &self.d.receiver,
+            &self.status,
+            &self.d.group_key,
+            &self.d.external_url,
+            &self.truncated,
+            &self.count,
+            &self.received_at,
+            &self.fp,
+            &self.alert_status,
+            &self.starts,
+            &self.ends,
+            &self.labels,
+            &self.annotations,
+            &self.urls,
+            &self.service,
+            &self.namespace,
+            &self.version,
+            &self.severity,
+        ]
+    }
+}
+
+/// Stores a v2 alert list: each alert merged into its stored state (`refresh`), a
+/// notification row and events only for the alerts that make one. The stored alert is read
+/// `FOR UPDATE`, so replicas posting the same alert at once merge one after the other.
+async fn write_v2(tx: &Transaction<'_>, d: &Delivery, at: i64) -> Result<Outcome, StoreError> {
+    let existing: Option<i64> =
+        tx.query_opt("SELECT id FROM notifications WHERE dedup_key = $1", &[&d.key]).await?.map(|r| r.get(0));
+    let mut id = existing;
+    let mut merges = Vec::with_capacity(d.alerts.len());
+    for a in &d.alerts {
+        let annotations = to_json(&a.annotations);
+        let stored = tx
+            .query_opt(
+                "SELECT status, starts_at, ends_at, annotations, generator_url FROM alerts WHERE fingerprint = $1 \
+                 FOR UPDATE",
+                &[&a.fingerprint],
+            )
+            .await?
+            .map(|r| Stored {
+                status: status_from(r.get(0)),
+                starts_at: r.get(1),
+                ends_at: r.get(2),
+                annotations: r.get(3),
+                generator_url: r.get(4),
+            });
+        let merge = refresh::merge(stored.as_ref(), a, &annotations, existing.is_some(), at);
+        match merge {
+            Merge::Unchanged => {}
+            Merge::Refresh { ends_at } => {
+                tx.execute(
+                    "UPDATE alerts SET ends_at = $2, last_notified_at = GREATEST(last_notified_at, $3) \
+                     WHERE fingerprint = $1",
+                    &[&a.fingerprint, &ends_at, &at],
+                )
+                .await?;
+                tx.execute(
+                    "UPDATE alert_events SET ends_at = $2 WHERE id = (SELECT id FROM alert_events \
+                     WHERE fingerprint = $1 ORDER BY received_at DESC, id DESC LIMIT 1)",
+                    &[&a.fingerprint, &ends_at],
+                )
+                .await?;
+            }
+            Merge::Event { starts_at } => {
+                let notification_id = match id {
+                    Some(id) => id,
+                    None => {
+                        // DO UPDATE rather than DO NOTHING, so that the id comes back also when
+                        // another replica stored the same post a moment ago.
+                        let row = tx
+                            .query_one(
+                                &format!(
+                                    "INSERT INTO notifications ({NOTIFICATION_COLUMNS}) \
+                                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                                     ON CONFLICT (dedup_key) DO UPDATE SET dedup_key = excluded.dedup_key RETURNING id"
+                                ),
+                                &[
+                                    &d.key,
+                                    &d.source.as_str(),
+                                    &d.receiver,
+                                    &d.status.map(|s| s.as_str()),
+                                    &d.group_key,
+                                    &d.external_url,
+                                    &(d.truncated_alerts as i64),
+                                    &(d.alerts.len() as i32),
+                                    &at,
+                                ],
+                            )
+                            .await?;
+                        let new: i64 = row.get(0);
+                        id = Some(new);
+                        new
+                    }
+                };
+                tx.execute(
+                    &format!("INSERT INTO alert_events ({EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"),
+                    &[
+                        &notification_id,
+                        &a.fingerprint,
+                        &a.status.as_str(),
+                        &starts_at,
+                        &a.ends_at,
+                        &annotations,
+                        &a.generator_url,
+                        &at,
+                    ],
+                )
+                .await?;
+                let ix = indexed(&a.labels);
+                tx.execute(
+                    &format!(
+                        "INSERT INTO alerts ({ALERT_COLUMNS}) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1) {}",
+                        alert_upsert_clause("GREATEST")
+                    ),
+                    &[
+                        &a.fingerprint,
+                        &a.status.as_str(),
+                        &starts_at,
+                        &a.ends_at,
+                        &to_json(&a.labels),
+                        &annotations,
+                        &a.generator_url,
+                        &ix.service,
+                        &ix.namespace,
+                        &ix.version,
+                        &ix.severity,
+                        &d.source.as_str(),
+                        &at,
+                    ],
+                )
+                .await?;
+            }
+        }
+        merges.push(merge);
+    }
+    Ok(Outcome::of_merges(&merges))
 }
 
 impl Readers {

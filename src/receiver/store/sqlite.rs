@@ -4,9 +4,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::mpsc;
 
+use super::refresh::{self, Merge, Stored};
 use super::schema::{
     ALERT_COLUMNS, CREATE_MIGRATIONS_TABLE, EVENT_COLUMNS, NOTIFICATION_COLUMNS, SQLITE_MIGRATIONS, STATE_EXPR,
     alert_upsert_clause,
@@ -16,7 +17,7 @@ use super::{
     take_batch, to_json,
 };
 use crate::receiver::metrics::ReceiverMetrics;
-use crate::receiver::payload::Delivery;
+use crate::receiver::payload::{Delivery, Source};
 
 /// Read connections, opened on demand and reused.
 pub struct Readers {
@@ -141,6 +142,10 @@ fn write_batch(conn: &mut Connection, batch: &[Job]) -> rusqlite::Result<Vec<Out
         for job in batch {
             let d: &Delivery = &job.delivery;
             let at = job.received_at;
+            if d.source == Source::ApiV2 {
+                outcomes.push(write_v2(&tx, d, at)?);
+                continue;
+            }
             let inserted = notification.execute(params![
                 d.key,
                 d.source.as_str(),
@@ -192,6 +197,108 @@ fn write_batch(conn: &mut Connection, batch: &[Job]) -> rusqlite::Result<Vec<Out
     }
     tx.commit()?;
     Ok(outcomes)
+}
+
+/// Stores a v2 alert list: each alert merged into its stored state (`refresh`), a
+/// notification row and events only for the alerts that make one.
+fn write_v2(tx: &rusqlite::Transaction, d: &Delivery, at: i64) -> rusqlite::Result<Outcome> {
+    let existing: Option<i64> = tx
+        .prepare_cached("SELECT id FROM notifications WHERE dedup_key = ?1")?
+        .query_row(params![d.key], |r| r.get(0))
+        .optional()?;
+    let mut id = existing;
+    let mut merges = Vec::with_capacity(d.alerts.len());
+    for a in &d.alerts {
+        let annotations = to_json(&a.annotations);
+        let stored = tx
+            .prepare_cached(
+                "SELECT status, starts_at, ends_at, annotations, generator_url FROM alerts WHERE fingerprint = ?1",
+            )?
+            .query_row(params![a.fingerprint], |r| {
+                Ok(Stored {
+                    status: status_from(&r.get::<_, String>(0)?),
+                    starts_at: r.get(1)?,
+                    ends_at: r.get(2)?,
+                    annotations: r.get(3)?,
+                    generator_url: r.get(4)?,
+                })
+            })
+            .optional()?;
+        let merge = refresh::merge(stored.as_ref(), a, &annotations, existing.is_some(), at);
+        match merge {
+            Merge::Unchanged => {}
+            Merge::Refresh { ends_at } => {
+                tx.prepare_cached(
+                    "UPDATE alerts SET ends_at = ?2, last_notified_at = MAX(last_notified_at, ?3) WHERE fingerprint = ?1",
+                )?
+                .execute(params![a.fingerprint, ends_at, at])?;
+                tx.prepare_cached(
+                    "UPDATE alert_events SET ends_at = ?2 WHERE id = (SELECT id FROM alert_events \
+                     WHERE fingerprint = ?1 ORDER BY received_at DESC, id DESC LIMIT 1)",
+                )?
+                .execute(params![a.fingerprint, ends_at])?;
+            }
+            Merge::Event { starts_at } => {
+                let notification_id = match id {
+                    Some(id) => id,
+                    None => {
+                        tx.prepare_cached(&format!(
+                            "INSERT INTO notifications ({NOTIFICATION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+                        ))?
+                        .execute(params![
+                            d.key,
+                            d.source.as_str(),
+                            d.receiver,
+                            d.status.map(|s| s.as_str()),
+                            d.group_key,
+                            d.external_url,
+                            d.truncated_alerts as i64,
+                            d.alerts.len() as i64,
+                            at,
+                        ])?;
+                        let new = tx.last_insert_rowid();
+                        id = Some(new);
+                        new
+                    }
+                };
+                tx.prepare_cached(&format!(
+                    "INSERT INTO alert_events ({EVENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                ))?
+                .execute(params![
+                    notification_id,
+                    a.fingerprint,
+                    a.status.as_str(),
+                    starts_at,
+                    a.ends_at,
+                    annotations,
+                    a.generator_url,
+                    at
+                ])?;
+                let ix = indexed(&a.labels);
+                tx.prepare_cached(&format!(
+                    "INSERT INTO alerts ({ALERT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, 1) {}",
+                    alert_upsert_clause("MAX")
+                ))?
+                .execute(params![
+                    a.fingerprint,
+                    a.status.as_str(),
+                    starts_at,
+                    a.ends_at,
+                    to_json(&a.labels),
+                    annotations,
+                    a.generator_url,
+                    ix.service,
+                    ix.namespace,
+                    ix.version,
+                    ix.severity,
+                    d.source.as_str(),
+                    at,
+                ])?;
+            }
+        }
+        merges.push(merge);
+    }
+    Ok(Outcome::of_merges(&merges))
 }
 
 impl Readers {
