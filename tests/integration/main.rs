@@ -24,6 +24,7 @@ mod readiness_prometheus;
 mod receiver_alertmanager;
 mod receiver_api;
 mod receiver_durability;
+mod receiver_refresh;
 mod rules_cli;
 mod sidecar_proxy;
 mod slo;
