@@ -239,7 +239,7 @@ fn selector(matchers: &[Option<&str>]) -> String {
 }
 
 /// A period in words for "the 30-day error budget": `30-day`, `12-hour`, `90-minute`.
-fn period_adjective(period: Duration) -> String {
+pub fn period_adjective(period: Duration) -> String {
     let s = period.as_secs();
     for (unit, size) in [("day", 86_400), ("hour", 3_600), ("minute", 60), ("second", 1)] {
         if s >= size && s.is_multiple_of(size) && period.subsec_millis() == 0 {

@@ -483,6 +483,13 @@ pub fn slo_of_file(path: &Path) -> Result<(Slo, Vec<f64>), ConfigError> {
     Ok((c.slo, c.duration_buckets))
 }
 
+/// The `slo` section of the default configuration.
+pub fn default_slo() -> Slo {
+    let file = FileConfig { service: Some("unnamed".into()), ..FileConfig::default() };
+    // The built-in defaults always resolve (the keys' unit tests prove it).
+    resolve(file, &Overrides::default(), &OtelEnv::default()).map(|c| c.slo).unwrap_or_else(|e| panic!("{e}"))
+}
+
 /// Layers flags/env over the file over defaults, then checks keys against each other.
 pub fn resolve(file: FileConfig, o: &Overrides, otel: &OtelEnv) -> Result<Config, ConfigError> {
     let slo_configured = file.slo.is_some()

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
-use super::{files, stale};
+use super::{SloView, files_for, stale_for};
 use crate::errors::{CommandError, Outcome, Verdict};
 
 #[derive(Debug, clap::Subcommand)]
@@ -19,20 +19,35 @@ pub enum Args {
         /// Write nothing; exit 1 unless the files under --out equal the generated ones.
         #[arg(long)]
         check: bool,
+        /// The sidecar's config file: the SLO panels draw its `slo` objective (targets, latency
+        /// threshold, period); without it, the default configuration's.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
 }
 
 /// Runs `redline dashboards generate`.
 pub fn run(args: Args) -> Outcome {
-    let Args::Generate { out, check } = args;
-    generate(&out, check, &mut std::io::stdout(), &mut std::io::stderr())
+    let Args::Generate { out, check, config } = args;
+    let objective = match config {
+        Some(path) => SloView::of(&crate::config::slo_of_file(&path).map_err(CommandError::refused)?.0),
+        None => SloView::default_config(),
+    };
+    generate(&out, check, &objective, &mut std::io::stdout(), &mut std::io::stderr())
 }
 
 /// `redline dashboards generate --out DIR [--check]`: writes the dashboards, or with `check`
 /// only compares them (exit 1 naming every file that differs or is missing).
-pub fn generate(out_dir: &Path, check: bool, stdout: &mut dyn Write, stderr: &mut dyn Write) -> Outcome {
+pub fn generate(
+    out_dir: &Path,
+    check: bool,
+    objective: &SloView,
+    stdout: &mut dyn Write,
+    stderr: &mut dyn Write,
+) -> Outcome {
+    let files = || files_for(objective);
     if check {
-        let stale = stale(out_dir);
+        let stale = stale_for(out_dir, objective);
         if stale.is_empty() {
             let _ = writeln!(stdout, "{}: all {} dashboards are up to date", out_dir.display(), files().len());
             return Ok(Verdict::Pass);

@@ -9,8 +9,50 @@ mod slo;
 mod usage;
 
 use std::path::Path;
+use std::time::Duration;
 
 use serde_json::{Map, Value};
+
+/// The SLO the dashboards draw: the service-wide objective of a sidecar configuration (the
+/// default one unless `dashboards generate --config` names a file).
+#[derive(Clone, Debug)]
+pub struct SloView {
+    pub availability: f64,
+    pub latency_target: f64,
+    pub threshold: Duration,
+    pub period: Duration,
+}
+
+impl SloView {
+    pub fn of(slo: &crate::config::Slo) -> SloView {
+        SloView {
+            availability: slo.availability,
+            latency_target: slo.latency_target,
+            threshold: slo.latency_threshold,
+            period: slo.period,
+        }
+    }
+
+    /// The objective of the default configuration (99.9%, 99% within 300ms, 30 days).
+    pub fn default_config() -> SloView {
+        SloView::of(&crate::config::default_slo())
+    }
+
+    /// `le` of the threshold's bucket (which the sidecar always has: [`crate::slo`]).
+    pub(crate) fn le(&self) -> String {
+        crate::slo::le_label(self.threshold.as_secs_f64())
+    }
+
+    /// The threshold in words: `300 ms`, `1.5 s`.
+    pub(crate) fn threshold_words(&self) -> String {
+        let ms = self.threshold.as_secs_f64() * 1000.0;
+        if ms < 1000.0 {
+            format!("{} ms", crate::slo::number(ms))
+        } else {
+            format!("{} s", crate::slo::number(ms / 1000.0))
+        }
+    }
+}
 
 /// The request histogram every RED query and the SLO rules read.
 pub(crate) const DURATION: &str = "http_server_request_duration_seconds";
@@ -76,12 +118,17 @@ pub(crate) fn firing_alerts_annotation() -> Value {
     )
 }
 
-/// Every dashboard: `(file name, JSON model)`, in a fixed order.
+/// Every dashboard for the default configuration's SLO: `(file name, JSON model)`.
 pub fn all() -> Vec<(&'static str, Value)> {
+    all_for(&SloView::default_config())
+}
+
+/// Every dashboard, the SLO panels drawing `objective`, in a fixed order.
+pub fn all_for(objective: &SloView) -> Vec<(&'static str, Value)> {
     vec![
-        ("redline-red.json", red::dashboard().model()),
+        ("redline-red.json", red::dashboard(objective).model()),
         ("redline-use.json", usage::dashboard().model()),
-        ("redline-slo.json", slo::dashboard().model()),
+        ("redline-slo.json", slo::dashboard(objective).model()),
         ("redline-alerts.json", alerts::dashboard().model()),
     ]
 }
@@ -106,15 +153,25 @@ pub fn render(model: &Value) -> String {
     s
 }
 
-/// Every dashboard file: `(file name, contents)`.
+/// Every dashboard file for the default configuration: `(file name, contents)`.
 pub fn files() -> Vec<(&'static str, String)> {
-    all().into_iter().map(|(name, model)| (name, render(&model))).collect()
+    files_for(&SloView::default_config())
+}
+
+/// Every dashboard file for `objective`: `(file name, contents)`.
+pub fn files_for(objective: &SloView) -> Vec<(&'static str, String)> {
+    all_for(objective).into_iter().map(|(name, model)| (name, render(&model))).collect()
 }
 
 /// Files under `dir` that are missing or differ from what would be generated, with why.
 pub fn stale(dir: &Path) -> Vec<String> {
+    stale_for(dir, &SloView::default_config())
+}
+
+/// As [`stale`], for the dashboards of `objective`.
+pub fn stale_for(dir: &Path, objective: &SloView) -> Vec<String> {
     let mut out = Vec::new();
-    for (name, want) in files() {
+    for (name, want) in files_for(objective) {
         let path = dir.join(name);
         match std::fs::read(&path) {
             Ok(have) if have == want.as_bytes() => {}
@@ -272,9 +329,28 @@ mod tests {
         }
     }
 
+    /// The SLO panels follow the objective: the targets as variable defaults, the threshold's
+    /// bucket, and the windows of the period (those the SLO rules record).
+    #[test]
+    fn the_slo_panels_follow_the_configured_objective() {
+        let o = SloView {
+            availability: 99.5,
+            latency_target: 95.0,
+            threshold: Duration::from_millis(500),
+            period: Duration::from_secs(7 * 86_400),
+        };
+        let text = files_for(&o).into_iter().map(|(_, t)| t).collect::<String>();
+        assert!(text.contains(r#""text": "99.5""#) && text.contains(r#""text": "95""#), "targets");
+        assert!(text.contains(r#"le=\"0.5\""#) && !text.contains(r#"le=\"0.3\""#), "the 500ms bucket");
+        assert!(text.contains("redline:slo_errors:ratio_rate1m10s{") && !text.contains("ratio_rate5m{"), "7d windows");
+        assert!(text.contains("[7d]))") && text.contains("Requests within 500 ms (7 days)"), "the period");
+        let default = files().into_iter().map(|(_, t)| t).collect::<String>();
+        assert!(default.contains(r#"le=\"0.3\""#) && default.contains("redline:slo_slow:ratio_rate3d{"));
+    }
+
     #[test]
     fn red_has_the_variables_and_exemplars_on_duration() {
-        let model = red::dashboard().model();
+        let model = red::dashboard(&SloView::default_config()).model();
         let vars: Vec<&str> =
             model["templating"]["list"].as_array().into_iter().flatten().filter_map(|v| v["name"].as_str()).collect();
         assert_eq!(vars, ["datasource", "service", "namespace", "version", "route", "rpc_method"]);
@@ -370,7 +446,7 @@ mod tests {
     /// RedlineGrpcHighLatency leaves out.
     #[test]
     fn red_has_a_collapsed_grpc_row_over_the_rpc_histogram() {
-        let model = red::dashboard().model();
+        let model = red::dashboard(&SloView::default_config()).model();
         let top = model["panels"].as_array().cloned().unwrap_or_default();
         let row = top.last().cloned().unwrap_or_default();
         assert_eq!((row["type"].as_str(), row["collapsed"].as_bool()), (Some("row"), Some(true)), "{row:#}");
@@ -428,7 +504,10 @@ mod tests {
         let tmp = tempfile::tempdir().expect("temp dir");
         let dir = tmp.path().join("dashboards");
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        assert!(matches!(command::generate(&dir, false, &mut out, &mut err), Ok(Verdict::Pass)));
+        assert!(matches!(
+            command::generate(&dir, false, &SloView::default_config(), &mut out, &mut err),
+            Ok(Verdict::Pass)
+        ));
         assert!(stale(&dir).is_empty());
         std::fs::write(dir.join("redline-use.json"), "{}\n").expect("write");
         std::fs::remove_file(dir.join("redline-slo.json")).expect("remove");

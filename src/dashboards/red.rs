@@ -47,7 +47,8 @@ fn quantile(q: &str, by: &str) -> String {
     format!("histogram_quantile({q}, sum by ({by}) ({}))", rate(&format!("{DURATION}_bucket{{{ROUTE}}}")))
 }
 
-pub fn dashboard() -> Dashboard {
+pub fn dashboard(objective: &super::SloView) -> Dashboard {
+    let within = objective.threshold_words();
     let mut variables = service_variables();
     variables.push(version_variable());
     variables.push(query_variable(
@@ -138,17 +139,21 @@ pub fn dashboard() -> Dashboard {
                 ),
         ),
         Item::Panel(
-            Panel::timeseries("Requests faster than 250 ms", "percentunit")
-                .describe("Share of requests within 0.25s (the `le=\"0.25\"` bucket): the latency SLI of the shipped SLO rules (target 99%).")
+            Panel::timeseries(&format!("Requests faster than {within}"), "percentunit")
+                .describe(&format!(
+                    "Share of requests within {within} (the `le=\"{le}\"` bucket): the latency SLI of the SLO rules (target {target}%).",
+                    le = objective.le(),
+                    target = crate::slo::number(objective.latency_target)
+                ))
                 .width(12)
-                .thresholds("red", &[(0.99, "green")])
+                .thresholds("red", &[(objective.latency_target / 100.0, "green")])
                 .target(target(
                     format!(
                         r#"sum({}) / sum({})"#,
-                        rate(&format!(r#"{DURATION}_bucket{{{ROUTE},le="0.25"}}"#)),
+                        rate(&format!(r#"{DURATION}_bucket{{{ROUTE},le="{}"}}"#, objective.le())),
                         rate(&count(""))
                     ),
-                    "within 250 ms",
+                    &format!("within {within}"),
                 )),
         ),
         Item::Row("Saturation"),

@@ -1,8 +1,10 @@
-//! The SLO dashboard of one service: error budget left over 30 days and the burn rates of the
-//! multi-window pairs the shipped `rules/redline-slo.yml` alerts on.
+//! The SLO dashboard of one service: error budget left over the SLO period and the burn rates
+//! of the multi-window pairs the SLO rules ([`crate::slo`], `redline rules slo`) alert on, for
+//! the configured objective (targets, latency threshold, period).
 
 use super::grafana::{Dashboard, Item, Kind, Panel, target, textbox_variable};
-use super::{DURATION, SERVICE, SERVICE_FAILED, firing_alerts_annotation, service_variables};
+use super::{DURATION, SERVICE, SERVICE_FAILED, SloView, firing_alerts_annotation, service_variables};
+use crate::slo::{TIERS, prom_duration, windows};
 
 /// One SLO: the recording rules of its bad-request ratio and its target variable.
 struct Slo {
@@ -17,10 +19,15 @@ const AVAILABILITY: Slo =
     Slo { name: "Availability", record: "redline:slo_errors:ratio_rate", variable: "availability" };
 const LATENCY: Slo = Slo { name: "Latency", record: "redline:slo_slow:ratio_rate", variable: "latency_target" };
 
-/// The (long, short) window pairs of `rules/redline-slo.yml`, with the burn rate that alerts.
-const PAGE: [(&str, &str, f64); 2] = [("1h", "5m", 14.4), ("6h", "30m", 6.0)];
-const TICKET: [(&str, &str, f64); 2] = [("1d", "2h", 3.0), ("3d", "6h", 1.0)];
-const WINDOWS: [&str; 7] = ["5m", "30m", "1h", "2h", "6h", "1d", "3d"];
+/// The (long, short) window pairs of the SLO rules for `period`, with the burn rate that
+/// alerts: the paging ones or the ticket ones.
+fn pairs(period: std::time::Duration, pages: bool) -> Vec<(String, String, f64)> {
+    TIERS
+        .iter()
+        .filter(|t| t.pages() == pages)
+        .map(|t| (prom_duration(t.long(period)), prom_duration(t.short(period)), t.burn))
+        .collect()
+}
 
 impl Slo {
     fn budget(&self) -> String {
@@ -37,10 +44,10 @@ impl Slo {
         )
     }
 
-    fn pairs_panel(&self, kind: &str, pairs: &[(&str, &str, f64)], steps: &[(f64, &'static str)]) -> Panel {
+    fn pairs_panel(&self, kind: &str, pairs: &[(String, String, f64)], steps: &[(f64, &'static str)]) -> Panel {
         let mut p = Panel::timeseries(&format!("{} burn rate: {kind} alerts", self.name), "suffix:x")
             .describe(&format!(
-                "Burn rate of the {} error budget per alert window pair: the smaller of the long- and short-window burn rates (error ratio / budget), so a line over its dashed threshold means both windows are, and the alert of `rules/redline-slo.yml` is pending or firing. Needs the rules loaded in Prometheus.",
+                "Burn rate of the {} error budget per alert window pair: the smaller of the long- and short-window burn rates (error ratio / budget), so a line over its dashed threshold means both windows are, and the SLO alert is pending or firing. Needs the SLO rules (`redline rules slo`) loaded in Prometheus.",
                 self.name.to_lowercase()
             ))
             .width(12)
@@ -51,35 +58,52 @@ impl Slo {
         p
     }
 
-    fn windows_panel(&self) -> Panel {
+    fn windows_panel(&self, o: &SloView) -> Panel {
         let mut p = Panel::timeseries(&format!("{} burn rate by window", self.name), "suffix:x")
-            .describe("Error ratio over each window of the recording rules divided by the error budget: 1 spends exactly the budget in 30 days.")
+            .describe(&format!(
+                "Error ratio over each window of the recording rules divided by the error budget: 1 spends exactly the budget in {}.",
+                period_words(o)
+            ))
             .width(24)
             .thresholds("green", &[(1.0, "orange")]);
-        for w in WINDOWS {
-            p = p.target(target(format!("{}{w}{{{SERVICE}}} / {}", self.record, self.budget()), w));
+        for w in windows(o.period) {
+            let w = prom_duration(w);
+            p = p.target(target(format!("{}{w}{{{SERVICE}}} / {}", self.record, self.budget()), &w));
         }
         p
     }
 
-    fn items(&self) -> Vec<Item> {
+    fn items(&self, o: &SloView) -> Vec<Item> {
         vec![
-            Item::Panel(self.pairs_panel("page", &PAGE, &[(6.0, "orange"), (14.4, "red")])),
-            Item::Panel(self.pairs_panel("ticket", &TICKET, &[(1.0, "yellow"), (3.0, "orange")])),
-            Item::Panel(self.windows_panel()),
+            Item::Panel(self.pairs_panel("page", &pairs(o.period, true), &[(6.0, "orange"), (14.4, "red")])),
+            Item::Panel(self.pairs_panel("ticket", &pairs(o.period, false), &[(1.0, "yellow"), (3.0, "orange")])),
+            Item::Panel(self.windows_panel(o)),
         ]
     }
 }
 
-fn increase(selector: &str) -> String {
-    format!("sum(increase({selector}[30d]))")
+/// The SLO period in words: `30 days`, `12 hours`.
+fn period_words(o: &SloView) -> String {
+    let s = o.period.as_secs();
+    for (unit, size) in [("day", 86_400), ("hour", 3_600), ("minute", 60)] {
+        if s >= size && s.is_multiple_of(size) {
+            let n = s / size;
+            return format!("{n} {unit}{}", if n == 1 { "" } else { "s" });
+        }
+    }
+    prom_duration(o.period)
 }
 
-/// The SLI over 30 days and the share of the error budget it leaves.
-fn stats(slo: &Slo, sli: &str, good_ratio: &str, description: &str) -> [Item; 2] {
+fn increase(selector: &str, o: &SloView) -> String {
+    format!("sum(increase({selector}[{}]))", prom_duration(o.period))
+}
+
+/// The SLI over the period and the share of the error budget it leaves.
+fn stats(slo: &Slo, o: &SloView, sli: &str, good_ratio: &str, description: &str) -> [Item; 2] {
+    let period = period_words(o);
     [
         Item::Panel(
-            Panel::new(Kind::Stat, &format!("{sli} (30 days)"), "percentunit")
+            Panel::new(Kind::Stat, &format!("{sli} ({period})"), "percentunit")
                 .describe(description)
                 .thresholds("blue", &[])
                 .target(target(good_ratio, sli).instant()),
@@ -87,7 +111,8 @@ fn stats(slo: &Slo, sli: &str, good_ratio: &str, description: &str) -> [Item; 2]
         Item::Panel(
             Panel::new(Kind::Stat, &format!("{} error budget remaining", slo.name), "percentunit")
                 .describe(&format!(
-                    "Share of the 30-day {} error budget (100% - ${}%) not yet spent; below 0 the SLO is missed.",
+                    "Share of the {} {} error budget (100% - ${}%) not yet spent; below 0 the SLO is missed.",
+                    crate::slo::period_adjective(o.period).trim_end(),
                     slo.name.to_lowercase(),
                     slo.variable
                 ))
@@ -97,37 +122,53 @@ fn stats(slo: &Slo, sli: &str, good_ratio: &str, description: &str) -> [Item; 2]
     ]
 }
 
-pub fn dashboard() -> Dashboard {
+pub fn dashboard(o: &SloView) -> Dashboard {
+    let number = crate::slo::number;
+    let within = o.threshold_words();
+    let period = period_words(o);
+    let le = o.le();
     let mut variables = service_variables();
-    variables.push(textbox_variable("availability", "Availability target (%)", "99.9"));
-    variables.push(textbox_variable("latency_target", "Latency target (% within 250 ms)", "99"));
-    let all = increase(&format!("{DURATION}_count{{{SERVICE}}}"));
+    variables.push(textbox_variable("availability", "Availability target (%)", &number(o.availability)));
+    variables.push(textbox_variable(
+        "latency_target",
+        &format!("Latency target (% within {within})"),
+        &number(o.latency_target),
+    ));
+    let all = increase(&format!("{DURATION}_count{{{SERVICE}}}"), o);
     let success = format!(
         r#"1 - ({failed} or vector(0)) / {all}"#,
-        failed = increase(&format!("{DURATION}_count{{{SERVICE},{SERVICE_FAILED}}}"))
+        failed = increase(&format!("{DURATION}_count{{{SERVICE},{SERVICE_FAILED}}}"), o)
     );
-    let fast = format!("{} / {all}", increase(&format!(r#"{DURATION}_bucket{{{SERVICE},le="0.25"}}"#)));
-    let mut items = vec![Item::Row("Error budget over 30 days")];
+    let fast = format!("{} / {all}", increase(&format!(r#"{DURATION}_bucket{{{SERVICE},le="{le}"}}"#), o));
+    // Row titles are fixed texts; the stats below name the period.
+    let title = if o.period == crate::slo::DEFAULT_PERIOD {
+        "Error budget over 30 days"
+    } else {
+        "Error budget over the SLO period"
+    };
+    let mut items = vec![Item::Row(title)];
     items.extend(stats(
         &AVAILABILITY,
+        o,
         "Availability",
         &success,
-        "Share of requests over the last 30 days that the service did not fail (no 5xx, no proxy error; client failures and drain cuts, `client_*` and `shutdown`, are not the service's failures).",
+        &format!("Share of requests over the last {period} that the service did not fail (no 5xx, no proxy error; client failures and drain cuts, `client_*` and `shutdown`, are not the service's failures)."),
     ));
     items.extend(stats(
         &LATENCY,
-        "Requests within 250 ms",
+        o,
+        &format!("Requests within {within}"),
         &fast,
-        "Share of requests over the last 30 days that finished within 0.25s (the le=\"0.25\" bucket).",
+        &format!("Share of requests over the last {period} that finished within {within} (the le=\"{le}\" bucket)."),
     ));
     items.push(Item::Row("Availability burn rate"));
-    items.extend(AVAILABILITY.items());
+    items.extend(AVAILABILITY.items(o));
     items.push(Item::Row("Latency burn rate"));
-    items.extend(LATENCY.items());
+    items.extend(LATENCY.items(o));
     Dashboard {
         uid: "redline-slo",
         title: "redline / SLO",
-        description: "Error budgets and multi-window burn rates of a service's availability and latency SLOs (rules/redline-slo.yml).",
+        description: "Error budgets and multi-window burn rates of a service's availability and latency SLOs (the rules of `redline rules slo`, rules/redline-slo.yml for the default configuration).",
         tags: vec!["redline", "slo"],
         variables,
         annotations: vec![firing_alerts_annotation()],
