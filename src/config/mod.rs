@@ -20,7 +20,7 @@ use crate::telemetry::propagation::Propagator;
 use crate::tls::{ClientTlsFiles, Identity};
 
 /// The config file as written; every key optional so layering can tell "unset" from "set".
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub service: Option<String>,
@@ -57,7 +57,7 @@ pub struct FileConfig {
     pub readiness: Option<ReadinessConfig>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SloFile {
     pub availability: Option<Percent>,
@@ -97,7 +97,7 @@ impl std::str::FromStr for SloObjectives {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TracingFile {
     pub endpoint: Option<HttpUrl>,
@@ -477,7 +477,11 @@ pub fn load(overrides: &Overrides, otel: &OtelEnv) -> Result<Config, ConfigError
 /// The `slo` section and the duration buckets of a config file, resolved and checked as the
 /// sidecar does, for `redline rules slo` (which needs no `service`, flags or variables).
 pub fn slo_of_file(path: &Path) -> Result<(Slo, Vec<f64>), ConfigError> {
-    let mut file = read_file(path)?;
+    slo_of_config(read_file(path)?)
+}
+
+/// As [`slo_of_file`], for a file already read (`readiness-check`).
+pub fn slo_of_config(mut file: FileConfig) -> Result<(Slo, Vec<f64>), ConfigError> {
     file.service.get_or_insert_with(|| "unnamed".into());
     let c = resolve(file, &Overrides::default(), &OtelEnv::default())?;
     Ok((c.slo, c.duration_buckets))

@@ -88,6 +88,9 @@ pub struct Plan {
     namespace: Option<String>,
     readiness: ReadinessConfig,
     rules: Vec<String>,
+    /// The SLO rules the sidecar generates from the config's `slo` section (it evaluates them
+    /// with no rule file), when there is one: the objective in words and the rule file's text.
+    slo_rules: Option<(String, String)>,
     alertmanagers: Vec<String>,
     admin: Option<std::net::SocketAddr>,
     baseline: Option<String>,
@@ -102,6 +105,10 @@ pub struct Plan {
 impl Plan {
     /// `file` is the sidecar config read from `origin` (a path, for messages).
     pub fn new(service: &str, file: FileConfig, origin: &str, options: Options) -> Result<Plan, UsageError> {
+        let slo_rules = match &file.slo {
+            Some(_) => Some(slo_rules(file.clone()).map_err(|e| UsageError(format!("config file {origin}: {e}")))?),
+            None => None,
+        };
         let readiness = file.readiness.unwrap_or_default();
         if let Some(blocking) = &readiness.blocking {
             check_ids(&format!("config file {origin}: readiness.blocking"), blocking)?;
@@ -128,6 +135,7 @@ impl Plan {
             service: service.to_string(),
             namespace: file.namespace.clone(),
             rules: file.rules.clone().unwrap_or_default(),
+            slo_rules,
             alertmanagers: file.alertmanagers.clone().unwrap_or_default().into_iter().map(|u| u.0).collect(),
             admin: file.admin,
             readiness,
@@ -226,14 +234,7 @@ async fn run_check(id: &str, plan: &Plan, client: &reqwest::Client) -> Outcome {
         "logging.structured" => logging_check(plan),
         "tracing" => tracing_check(plan, client).await,
         "dashboard" => dashboard_check(plan, client).await,
-        "alerts.symptoms" => match load_rules(plan) {
-            Ok((files, groups)) => {
-                let mut o = alerts::judge_symptoms(&groups);
-                o.evidence.extend(files.iter().map(|f| f.display().to_string()));
-                o
-            }
-            Err(o) => o,
-        },
+        "alerts.symptoms" => symptoms_check(plan),
         "alerts.tests" => alert_tests_check(plan),
         "alerts.firing" => firing_check(plan, client).await,
         "canary" => canary_check(plan, client).await,
@@ -552,6 +553,58 @@ async fn grafana_dashboards(
 }
 
 /// The rule files of the config's `rules` globs, parsed as the sidecar parses them.
+/// The objective in words and the SLO rule file the sidecar generates from a config's `slo`.
+fn slo_rules(file: FileConfig) -> Result<(String, String), String> {
+    let (slo, buckets) = crate::config::slo_of_config(file).map_err(|e| e.to_string())?;
+    let words = format!(
+        "slo: {}% available, {}% within {}, over {}",
+        crate::slo::number(slo.availability),
+        crate::slo::number(slo.latency_target),
+        crate::slo::prom_duration(slo.latency_threshold),
+        crate::slo::prom_duration(slo.period)
+    );
+    Ok((words, crate::slo::rule_file(&slo.slos(), &buckets)?))
+}
+
+/// `alerts.symptoms`: the rule files' alerts and the SLO rules of the config's `slo` section
+/// (the sidecar evaluates those without a file) cover the symptoms; SLO alerts copied into a
+/// rule file must be those of the configured objective (a stale copy fails, naming it).
+fn symptoms_check(plan: &Plan) -> Outcome {
+    const GENERATED: &str = "slo (generated from the config)";
+    let checks = Checks { expr: &crate::rules::promql::check, template: &crate::rules::template::check };
+    let generated = match &plan.slo_rules {
+        Some((_, text)) => match rule_file::parse(text, GENERATED, &checks) {
+            Ok(groups) => groups,
+            Err(errs) => return Outcome::error(format!("the SLO rules of the config do not load: {}", errs[0])),
+        },
+        None => Vec::new(),
+    };
+    let (files, file_groups) = if plan.rules.is_empty() && !generated.is_empty() {
+        (Vec::new(), Vec::new())
+    } else {
+        match load_rules(plan) {
+            Ok(loaded) => loaded,
+            Err(o) => return o,
+        }
+    };
+    let all: Vec<Group> = generated.iter().chain(&file_groups).cloned().collect();
+    let mut o = alerts::judge_symptoms(&all);
+    if let Some((words, _)) = &plan.slo_rules {
+        let stale = alerts::slo_disagreements(&file_groups, &generated);
+        if !stale.is_empty() {
+            o = Outcome::fail(format!(
+                "{} SLO alert(s) of the rule files do not follow the configured objective ({words}): {}",
+                stale.len(),
+                stale[0]
+            ))
+            .details(stale);
+        }
+        o.evidence.push(words.clone());
+    }
+    o.evidence.extend(files.iter().map(|f| f.display().to_string()));
+    o
+}
+
 fn load_rules(plan: &Plan) -> Result<(Vec<PathBuf>, Vec<Group>), Outcome> {
     if plan.rules.is_empty() {
         return Err(Outcome::fail("no rule files configured: set `rules` (globs) in the config"));
@@ -781,6 +834,41 @@ mod tests {
     fn plan(readiness: ReadinessConfig) -> Plan {
         let file = FileConfig { readiness: Some(readiness), ..FileConfig::default() };
         Plan::new("checkout", file, "redline.yaml", Options::default()).expect("valid plan")
+    }
+
+    /// alerts.symptoms counts the SLO rules of the config's `slo` (the sidecar evaluates them
+    /// with no file) and fails on a rule file whose SLO alerts are another objective's.
+    #[test]
+    fn alerts_symptoms_follow_the_configured_slo() {
+        let with = |slo: &str, rules: Vec<String>| {
+            let mut file = crate::config::parse_file(slo, "redline.yaml").expect("config");
+            file.rules = Some(rules);
+            Plan::new("checkout", file, "redline.yaml", Options::default()).expect("valid plan")
+        };
+        let slo = "slo: {availability: 99.5, latency: {threshold: 500ms, target: 95}}\n";
+        // The shipped file is the default objective's (99.9%, 300ms): stale for this one.
+        let o = symptoms_check(&with(slo, vec!["rules/redline-slo.yml".into()]));
+        assert_eq!(o.status, crate::readiness::report::Status::Fail, "{o:?}");
+        assert!(o.summary.starts_with("8 SLO alert(s) of the rule files do not follow the configured objective (slo: 99.5% available, 95% within 500ms, over 30d)"), "{}", o.summary);
+        assert!(o.details[0].starts_with("rules/redline-slo.yml:"), "{:?}", o.details);
+        // The same objective's rules agree; the default objective agrees with the shipped file.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (_, text) = slo_rules(crate::config::parse_file(slo, "redline.yaml").expect("config")).expect("rules");
+        let path = dir.path().join("slo.yml");
+        std::fs::write(&path, text).expect("write");
+        let o = symptoms_check(&with(slo, vec![path.display().to_string()]));
+        assert!(!o.summary.contains("do not follow"), "{o:?}");
+        let o = symptoms_check(&with("slo: {}\n", vec!["rules/redline-slo.yml".into()]));
+        assert!(!o.summary.contains("do not follow"), "{o:?}");
+        // No rule file at all: the generated SLO rules are the rules.
+        let o = symptoms_check(&with(slo, Vec::new()));
+        assert!(o.evidence.iter().any(|e| e.starts_with("slo: 99.5% available")), "{o:?}");
+        assert!(o.details.iter().any(|d| d.starts_with("error ratio: RedlineAvailabilityBudgetBurn1h")), "{o:?}");
+        assert!(
+            o.details.iter().any(|d| d.starts_with("latency: RedlineAvailabilityBudgetBurn1h")
+                || d.contains("RedlineLatencyBudgetBurn1h")),
+            "{o:?}"
+        );
     }
 
     #[test]

@@ -185,6 +185,38 @@ pub fn judge_symptoms(groups: &[Group]) -> Outcome {
     Outcome::fail(summary).details(by_symptom.into_iter().chain(incomplete).collect())
 }
 
+/// SLO alerts of the rule files (by alert name and `objective` label) whose expression is not
+/// that of the same alert among the rules `generated` from the configured objective: a copy
+/// of `redline rules slo` made for another objective. One line per alert, naming file and line.
+pub fn slo_disagreements(files: &[Group], generated: &[Group]) -> Vec<String> {
+    let squeeze = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let key = |r: &crate::rules::file::Rule| (r.name.clone(), r.labels.get("objective").cloned());
+    let wanted: HashMap<_, String> = generated
+        .iter()
+        .flat_map(|g| &g.rules)
+        .filter(|r| r.kind == RuleKind::Alerting)
+        .map(|r| (key(r), squeeze(&r.expr_text)))
+        .collect();
+    let mut out = Vec::new();
+    for g in files {
+        for r in g.rules.iter().filter(|r| r.kind == RuleKind::Alerting) {
+            if let Some(want) = wanted.get(&key(r))
+                && squeeze(&r.expr_text) != *want
+            {
+                out.push(format!(
+                    "{}:{} alert {}: `{}`, but the configured objective gives `{want}`; regenerate the file with \
+                     `redline rules slo --config`",
+                    g.file,
+                    r.line,
+                    r.name,
+                    squeeze(&r.expr_text)
+                ));
+            }
+        }
+    }
+    out
+}
+
 pub fn judge_tests(reports: &[FileReport], rule_files: usize) -> Outcome {
     if reports.is_empty() {
         return Outcome::fail(format!(
