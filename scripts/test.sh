@@ -2,8 +2,9 @@
 # The one test command: installs the Debian packages the tests talk to (Prometheus and
 # promtool, Alertmanager and amtool, and the coverage tools whose reports readiness-check
 # reads: go, lcov, clang/llvm-cov, JaCoCo; PostgreSQL for the receiver, whose tests start their
-# own cluster; node and npm for the CRD schemas tests/integration/deploy.rs checks deploy/ against;
-# openssl for the throw-away certificates of the TLS tests), then
+# own cluster; node and npm for the CRD schemas tests/integration/deploy.rs checks deploy/ against
+# and for playwright-core, which drives Chromium through the receiver's page in
+# tests/integration/receiver_ui.rs; openssl for the throw-away certificates of the TLS tests), then
 # runs formatting, lints, unit and integration tests. Python packages (coverage.py, scipy, the
 # deploy validators) go into venvs and npm packages into a directory under target/ on first use.
 set -euo pipefail
@@ -18,7 +19,7 @@ need=(
   "/usr/share/java/org.jacoco.agent.jar:libjacoco-java" "javac:default-jdk-headless"
   "python3:python3" "/usr/share/doc/python3-venv:python3-venv"
   "/usr/lib/postgresql/*/bin/initdb:postgresql"
-  "node:nodejs" "npm:npm" "openssl:openssl"
+  "node:nodejs" "npm:npm" "openssl:openssl" "chromium:chromium"
 )
 missing=()
 for entry in "${need[@]}"; do
@@ -32,7 +33,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-for t in promtool prometheus prometheus-alertmanager amtool go lcov clang llvm-cov javac node npm openssl; do
+for t in promtool prometheus prometheus-alertmanager amtool go lcov clang llvm-cov javac node npm openssl chromium; do
   command -v $t >/dev/null || { echo "$t still missing after install" >&2; exit 1; }
 done
 

@@ -25,6 +25,7 @@ mod receiver_alertmanager;
 mod receiver_api;
 mod receiver_durability;
 mod receiver_refresh;
+mod receiver_ui;
 mod rules_cli;
 mod sidecar_proxy;
 mod slo;

@@ -55,8 +55,10 @@ table{border-collapse:collapse;width:100%;background:#fff;margin-bottom:12px}
 th,td{text-align:left;padding:6px 10px;border-bottom:1px solid #e2e8f0;vertical-align:top}
 th{background:#edf2f7;font-weight:600}
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600;color:#fff;background:#718096}
-.firing,.fail,.error,.critical,.notready{background:#c53030}.warning,.warn,.marginal{background:#c05621}
-.resolved,.pass,.ready{background:#2f855a}.skip,.none{background:#a0aec0}
+.badge.firing,.badge.fail,.badge.error,.badge.critical,.badge.notready,.badge.high,.badge.low{background:#c53030}
+.badge.warning,.badge.warn,.badge.marginal{background:#c05621}
+.badge.resolved,.badge.pass,.badge.ready{background:#2f855a}.badge.skip,.badge.none,.badge.nodata{background:#a0aec0}
+td.check{white-space:nowrap}
 .muted{color:#718096}.mono{font-family:ui-monospace,monospace;font-size:12px;word-break:break-all}
 .card{background:#fff;border:1px solid #e2e8f0;border-radius:6px;padding:12px 16px;margin-bottom:12px}
 ol.timeline{list-style:none;padding-left:0;border-left:3px solid #cbd5e0;margin-left:8px}
@@ -153,10 +155,12 @@ fn badge(class: &str, text: &str) -> Markup {
     html! { span class={ "badge " (class) } { (text) } }
 }
 
-/// How long ago `then` was, at `now` (both Unix nanoseconds), to the second.
+/// How long ago `then` was, at `now` (both Unix nanoseconds), in its two largest units
+/// (`1m 30s`, `3days 4h`); the exact time is in the element's title.
 pub fn ago(then: i64, now: i64) -> String {
     let secs = (now.saturating_sub(then) / 1_000_000_000).max(0) as u64;
-    humantime::format_duration(std::time::Duration::from_secs(secs)).to_string()
+    let full = humantime::format_duration(std::time::Duration::from_secs(secs)).to_string();
+    full.split(' ').take(2).collect::<Vec<_>>().join(" ")
 }
 
 fn when(t: i64, now: i64) -> Markup {
@@ -346,7 +350,7 @@ pub fn service(name: &str, firing: &[AlertState], report: Option<&(i64, GateAnsw
                     tbody {
                         @for c in &r.checks {
                             tr {
-                                td.mono { (c.id) }
+                                td.mono.check { (c.id) }
                                 td { (badge(check_status(c.status), check_status(c.status))) }
                                 td { @if c.blocks { "yes" } @else { span.muted { "no" } } }
                                 td {
@@ -504,6 +508,8 @@ mod tests {
         assert!(html.contains(">HighErrorRatio</a>"), "{html}");
         assert!(html.contains("class=\"badge critical\""), "{html}");
         assert!(html.contains("1m 30s ago"), "{html}");
+        assert_eq!(ago(NOW - 90_061_000_000_000, NOW), "1day 1h", "two units at most");
+        assert_eq!(ago(NOW, NOW), "0s");
         assert!(html.contains(">ready</span>") && html.contains(">no report<"), "{html}");
     }
 

@@ -61,3 +61,12 @@ fn install(name: &str, packages: &[&str]) -> PathBuf {
     assert!(installed(&dir, &wanted), "npm packages missing in {}", dir.display());
     dir
 }
+
+/// playwright-core (the library without its browser downloads), to drive Debian's Chromium.
+pub const PLAYWRIGHT_PACKAGES: &[&str] = &["playwright-core@1.65.2"];
+
+/// A directory with `node_modules` holding `PLAYWRIGHT_PACKAGES`; scripts run from it can import them.
+pub fn playwright() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| install("playwright-npm", PLAYWRIGHT_PACKAGES)).clone()
+}
