@@ -284,6 +284,7 @@ pub fn rule_files(patterns: &[String]) -> Result<Vec<PathBuf>, Vec<RuleError>> {
             Err(e) => errors.push(RuleError {
                 file: pattern.clone(),
                 line: None,
+                column: None,
                 group: None,
                 rule: None,
                 message: format!("invalid glob pattern: {e}"),
@@ -303,6 +304,11 @@ fn load_groups(settings: &EngineSettings) -> Result<Vec<Group>, Vec<RuleError>> 
     let expr_check = move |e: &Expr| -> Result<(), String> {
         promql::check(e)?;
         let needed = promql::history_needed_ms(e, &opts);
+        if needed == i64::MAX {
+            return Err("reads a fixed time (`@ <timestamp>`), further back each evaluation than any `retention` \
+                        keeps; use `@ start()`/`@ end()` or evaluate this rule in Prometheus only"
+                .to_string());
+        }
         if needed > retention_ms {
             return Err(format!(
                 "needs {} of history but the sidecar keeps {} (`retention`); raise `retention` or evaluate \
@@ -413,13 +419,32 @@ mod tests {
         assert_eq!(e.groups[0].stats.evaluations, 3, "at 1s, 4s and 7s");
     }
 
+    /// The sidecar evaluates what 2.42 has, `@ end()` included (a disk-fill style forecast),
+    /// and refuses a fixed `@` time, which no retention holds for long.
+    #[test]
+    fn forecasts_and_at_end_are_evaluated_and_fixed_times_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let forecast = RULES.replace("expr: x > 1", "expr: predict_linear(x[1m] @ end(), 600) > 5000 and x < 100");
+        write(dir.path(), "a.yml", &forecast);
+        let mut e = RuleEngine::load(settings(dir.path(), 3_600_000), 0).unwrap();
+        for s in 1..=5 {
+            e.ingest(s * 1_000, sample(s as f64 * 10.0));
+        }
+        // 10/s, 50 at 5s: 6,050 in 600 s.
+        let sent = e.evaluate_due(5_000);
+        assert_eq!(sent.len(), 1, "the forecast fires");
+        write(dir.path(), "a.yml", &RULES.replace("expr: x > 1", "expr: x @ 1000 > 1"));
+        let errors = RuleEngine::load(settings(dir.path(), 3_600_000), 0).err().unwrap();
+        assert!(errors[0].to_string().contains("reads a fixed time (`@ <timestamp>`)"), "{}", errors[0]);
+    }
+
     #[test]
     fn rules_needing_more_history_than_retention_are_refused_by_name() {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "a.yml", &RULES.replace("expr: x > 1", "expr: rate(x[3d]) > 1"));
         let errors = RuleEngine::load(settings(dir.path(), 3_600_000), 0).err().unwrap();
         let msg = errors[0].to_string();
-        assert!(msg.contains("a.yml:5: group \"g\", rule 1, \"TooMany\": needs 3d of history"), "{msg}");
+        assert!(msg.contains("a.yml:5:11: group \"g\", rule 1, \"TooMany\": needs 3d of history"), "{msg}");
         assert!(msg.contains("keeps 1h"), "{msg}");
     }
 
@@ -466,7 +491,7 @@ mod tests {
         s.generated[0].1 = s.generated[0].1.replace("expr: x > 1", "expr: rate(x[3d]) > 1");
         let errors = RuleEngine::load(s, 0).err().unwrap();
         assert!(
-            errors[0].to_string().starts_with("slo:5: group \"gen\", rule 1, \"TooMany\": needs 3d"),
+            errors[0].to_string().starts_with("slo:5:11: group \"gen\", rule 1, \"TooMany\": needs 3d"),
             "{}",
             errors[0]
         );

@@ -99,6 +99,8 @@ pub enum RuleKind {
 pub struct RuleError {
     pub file: String,
     pub line: Option<u64>,
+    /// 1-based column of the YAML node at fault (with `line`), as promtool reports it.
+    pub column: Option<u64>,
     pub group: Option<String>,
     /// 1-based index of the rule in its group, and its name.
     pub rule: Option<(usize, String)>,
@@ -110,6 +112,9 @@ impl fmt::Display for RuleError {
         write!(f, "{}", self.file)?;
         if let Some(line) = self.line {
             write!(f, ":{line}")?;
+            if let Some(column) = self.column {
+                write!(f, ":{column}")?;
+            }
         }
         write!(f, ":")?;
         match (&self.group, &self.rule) {
@@ -128,6 +133,13 @@ pub struct Checks<'a> {
     pub template: &'a dyn Fn(&str) -> Result<(), String>,
 }
 
+/// A YAML node's (line, column), both 1-based.
+type Pos = (u64, u64);
+
+fn pos(l: &serde_saphyr::Location) -> Pos {
+    (l.line(), l.column())
+}
+
 /// Parses and validates one rule file's text, returning every problem found.
 pub fn parse(text: &str, file: &str, checks: &Checks<'_>) -> Result<Vec<Group>, Vec<RuleError>> {
     let def: RuleFileDef = match serde_saphyr::from_str(text) {
@@ -136,11 +148,12 @@ pub fn parse(text: &str, file: &str, checks: &Checks<'_>) -> Result<Vec<Group>, 
             // Without the parser's wording (`DuplicateKeyPolicy`, `invalid u64`, `<input>`).
             let e = crate::yaml::describe(&e, text, file, None);
             let line = e.position.map(|(line, _)| line);
+            let column = e.position.map(|(_, column)| column);
             let message = match e.key {
                 Some(key) => format!("{key}: {}", e.message),
                 None => e.message,
             };
-            return Err(vec![RuleError { file: file.into(), line, group: None, rule: None, message }]);
+            return Err(vec![RuleError { file: file.into(), line, column, group: None, rule: None, message }]);
         }
     };
     let mut errors = Vec::new();
@@ -148,19 +161,20 @@ pub fn parse(text: &str, file: &str, checks: &Checks<'_>) -> Result<Vec<Group>, 
     let mut seen = HashSet::new();
     for g in def.groups {
         let name = g.name.value.clone();
-        let err = |line: u64, rule: Option<(usize, String)>, message: String| RuleError {
+        let err = |(line, column): Pos, rule: Option<(usize, String)>, message: String| RuleError {
             file: file.into(),
             line: Some(line),
+            column: Some(column),
             group: Some(name.clone()),
             rule,
             message,
         };
         if name.trim().is_empty() {
-            errors.push(err(g.name.referenced.line(), None, "group name must not be empty".into()));
+            errors.push(err(pos(&g.name.referenced), None, "group name must not be empty".into()));
         }
         if !seen.insert(name.clone()) {
             errors.push(err(
-                g.name.referenced.line(),
+                pos(&g.name.referenced),
                 None,
                 format!("groupname: {name:?} is repeated in the same file"),
             ));
@@ -168,12 +182,12 @@ pub fn parse(text: &str, file: &str, checks: &Checks<'_>) -> Result<Vec<Group>, 
         let interval = match &g.interval {
             Some(i) => match parse_duration(&i.value) {
                 Ok(d) if d.is_zero() => {
-                    errors.push(err(i.referenced.line(), None, "interval: must be greater than 0".into()));
+                    errors.push(err(pos(&i.referenced), None, "interval: must be greater than 0".into()));
                     None
                 }
                 Ok(d) => Some(d),
                 Err(e) => {
-                    errors.push(err(i.referenced.line(), None, format!("interval: {e}")));
+                    errors.push(err(pos(&i.referenced), None, format!("interval: {e}")));
                     None
                 }
             },
@@ -181,10 +195,10 @@ pub fn parse(text: &str, file: &str, checks: &Checks<'_>) -> Result<Vec<Group>, 
         };
         let mut rules = Vec::new();
         for (i, r) in g.rules.into_iter().enumerate() {
-            let line = r.referenced.line();
+            let line = pos(&r.referenced);
             let r = r.value;
             let display_name = r.alert.as_ref().or(r.record.as_ref()).map(|n| n.value.clone()).unwrap_or_default();
-            let at = |line: u64, message: String| err(line, Some((i + 1, display_name.clone())), message);
+            let at = |line: Pos, message: String| err(line, Some((i + 1, display_name.clone())), message);
             let (kind, name) = match (&r.alert, &r.record) {
                 (Some(a), None) => (RuleKind::Alerting, a),
                 (None, Some(rec)) => (RuleKind::Recording, rec),
@@ -198,35 +212,35 @@ pub fn parse(text: &str, file: &str, checks: &Checks<'_>) -> Result<Vec<Group>, 
                 }
             };
             let mut ok = true;
-            let mut fail = |line: u64, m: String| {
+            let mut fail = |line: Pos, m: String| {
                 errors.push(at(line, m));
                 ok = false;
             };
             match kind {
                 RuleKind::Recording => {
                     if !is_metric_name(&name.value) {
-                        fail(name.referenced.line(), format!("invalid recording rule name: {}", name.value));
+                        fail(pos(&name.referenced), format!("invalid recording rule name: {}", name.value));
                     }
                     if r.for_.is_some() {
-                        fail(line, "invalid field 'for' in recording rule".into());
+                        fail(pos(&name.referenced), "invalid field 'for' in recording rule".into());
                     }
                     if r.keep_firing_for.is_some() {
-                        fail(line, "invalid field 'keep_firing_for' in recording rule".into());
+                        fail(pos(&name.referenced), "invalid field 'keep_firing_for' in recording rule".into());
                     }
                     if !r.annotations.is_empty() {
-                        fail(line, "invalid field 'annotations' in recording rule".into());
+                        fail(pos(&name.referenced), "invalid field 'annotations' in recording rule".into());
                     }
                 }
                 RuleKind::Alerting => {
                     if name.value.trim().is_empty() {
-                        fail(name.referenced.line(), "alert name must not be empty".into());
+                        fail(pos(&name.referenced), "alert name must not be empty".into());
                     }
                     for (k, v) in &r.annotations {
                         if !is_label_name(k) {
                             fail(line, format!("invalid annotation name: {k}"));
                         }
                         if let Err(e) = (checks.template)(v) {
-                            fail(line, format!("annotation {k:?}: bad template: {e}"));
+                            fail(line, format!("annotation {k:?}: {}", super::template::named_error(&e, &name.value)));
                         }
                     }
                 }
@@ -235,28 +249,28 @@ pub fn parse(text: &str, file: &str, checks: &Checks<'_>) -> Result<Vec<Group>, 
                 if !is_label_name(k) || k == "__name__" {
                     fail(line, format!("invalid label name: {k}"));
                 }
-                if kind == RuleKind::Alerting {
-                    if let Err(e) = (checks.template)(v) {
-                        fail(line, format!("label {k:?}: bad template: {e}"));
-                    }
+                if kind == RuleKind::Alerting
+                    && let Err(e) = (checks.template)(v)
+                {
+                    fail(line, format!("label {k:?}: {}", super::template::named_error(&e, &name.value)));
                 }
             }
-            let duration_of = |d: &Option<Spanned<String>>, key: &str, fail: &mut dyn FnMut(u64, String)| match d {
+            let duration_of = |d: &Option<Spanned<String>>, key: &str, fail: &mut dyn FnMut(Pos, String)| match d {
                 Some(s) => parse_duration(&s.value).unwrap_or_else(|e| {
-                    fail(s.referenced.line(), format!("{key}: {e}"));
+                    fail(pos(&s.referenced), format!("{key}: {e}"));
                     Duration::ZERO
                 }),
                 None => Duration::ZERO,
             };
             let for_ = duration_of(&r.for_, "for", &mut fail);
             let keep_firing_for = duration_of(&r.keep_firing_for, "keep_firing_for", &mut fail);
-            let expr_line = r.expr.referenced.line();
+            let expr_line = pos(&r.expr.referenced);
             let expr_text = r.expr.value.0.clone();
             let expr = if expr_text.trim().is_empty() {
                 fail(expr_line, "field 'expr' must be set in rule".into());
                 None
             } else {
-                match promql_parser::parser::parse(&expr_text) {
+                match super::promql::parse_syntax(&expr_text) {
                     Ok(e) => match (checks.expr)(&e) {
                         Ok(()) => Some(e),
                         Err(m) => {
@@ -280,7 +294,7 @@ pub fn parse(text: &str, file: &str, checks: &Checks<'_>) -> Result<Vec<Group>, 
                     keep_firing_for,
                     labels: r.labels,
                     annotations: r.annotations,
-                    line,
+                    line: line.0,
                 });
             }
         }
@@ -296,6 +310,7 @@ pub fn load(path: &Path, checks: &Checks<'_>) -> Result<Vec<Group>, Vec<RuleErro
         vec![RuleError {
             file: file.clone(),
             line: None,
+            column: None,
             group: None,
             rule: None,
             message: format!("cannot read: {e}"),
@@ -404,19 +419,26 @@ mod tests {
         let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
         assert_eq!(errors.len(), 6, "{text:#?}");
         assert!(
-            text[0].starts_with("bad.yml:5: group \"g\", rule 1, \"BadExpr\": could not parse expression"),
+            text[0].starts_with("bad.yml:5:15: group \"g\", rule 1, \"BadExpr\": could not parse expression"),
             "{}",
             text[0]
         );
         assert!(
-            text[1].starts_with("bad.yml:7: group \"g\", rule 2, \"Unknown\": function `predict_linear`"),
+            text[1].starts_with("bad.yml:7:15: group \"g\", rule 2, \"Unknown\": function `predict_linear`"),
             "{}",
             text[1]
         );
-        assert!(text[2].contains("rule 3, \"BadTemplate\": annotation \"summary\": bad template"), "{}", text[2]);
+        assert!(
+            text[2].starts_with(
+                "bad.yml:8:9: group \"g\", rule 3, \"BadTemplate\": annotation \"summary\": unexpected bad"
+            ),
+            "{}",
+            text[2]
+        );
         assert!(text[3].contains("rule 4, \"bad name\": invalid recording rule name"), "{}", text[3]);
-        assert!(text[4].contains("rule 5, \"r\": invalid field 'for' in recording rule"), "{}", text[4]);
-        assert!(text[5].starts_with("bad.yml:16: group \"g\": groupname: \"g\" is repeated"), "{}", text[5]);
+        // As promtool: at the rule's name, not at `for:`.
+        assert!(text[4].starts_with("bad.yml:13:17: group \"g\", rule 5, \"r\": invalid field 'for'"), "{}", text[4]);
+        assert!(text[5].starts_with("bad.yml:16:11: group \"g\": groupname: \"g\" is repeated"), "{}", text[5]);
     }
 
     #[test]

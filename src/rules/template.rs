@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use gtmpl_ng::{Context, FloatFormat, Func, FuncError, Number, NumberKind, Template, Value, format_float};
+use gtmpl_ng::{Context, FloatFormat, Func, FuncError, Number, NumberKind, ParseError, Template, Value, format_float};
 
 /// Prometheus prepends these definitions so templates can use the `$` shorthands.
 const PRELUDE: &str =
@@ -41,8 +41,26 @@ fn functions() -> Vec<(&'static str, Func)> {
 fn template_for(text: &str) -> Result<Template, String> {
     let mut t = Template::default();
     t.add_funcs(&functions());
-    t.parse(format!("{PRELUDE}{text}")).map_err(|e| e.to_string())?;
+    t.parse(format!("{PRELUDE}{text}")).map_err(|e| go_parse_error(&e))?;
     Ok(t)
+}
+
+/// Go's text/template wording of a parse error, `template: <name>:<line>: <message>`, the
+/// template left unnamed (rule files name it `__alert_<alertname>`, see [`named_error`]). The
+/// line counts in the text as written: the prelude adds none.
+fn go_parse_error(e: &ParseError) -> String {
+    match e {
+        ParseError::WithContext(ctx, msg) => format!("template: :{}: {msg}", ctx.line),
+        other => format!("template: : {other}"),
+    }
+}
+
+/// A [`check`] error with the template named as Prometheus names an alert's templates.
+pub fn named_error(error: &str, alertname: &str) -> String {
+    match error.strip_prefix("template: :") {
+        Some(rest) => format!("template: __alert_{alertname}:{rest}"),
+        None => error.to_string(),
+    }
 }
 
 /// Checks that a template parses (rule load time).
@@ -286,6 +304,10 @@ mod tests {
         assert_eq!(render("{{ reReplaceAll \"-(.*)\" \"_$1\" $labels.instance }}", 0.0), "web_1");
         assert_eq!(render("{{ if match \"^web\" $labels.instance }}yes{{ end }}", 0.0), "yes");
         assert!(check("{{ $labels.instance }").is_err());
+        // Go's wording, the line counted in the template as written (the prelude adds none),
+        // named as promtool names an alert's template.
+        let e = check("line one\n{{ $labels.instance").unwrap_err();
+        assert_eq!(named_error(&e, "Down"), "template: __alert_Down:2: unclosed action");
         assert!(check("{{ nosuchfunction $value }}").is_err());
         assert!(check("{{ graphLink \"up\" }}").is_ok(), "optional functions are accepted");
     }

@@ -159,10 +159,12 @@ fn run(path: &Path) -> Result<Vec<String>, String> {
         ordered.append(&mut groups);
         groups = ordered;
     }
+    // promtool takes 0 (or nothing) for the default 1m.
     let eval_interval = match &tf.evaluation_interval {
         Some(s) => duration_ms(s, "evaluation_interval")?,
-        None => 60_000,
+        None => 0,
     };
+    let eval_interval = if eval_interval == 0 { 60_000 } else { eval_interval };
     let mut failures = Vec::new();
     for (i, tg) in tf.tests.iter().enumerate() {
         match run_group(tg, &groups, eval_interval) {
@@ -200,16 +202,24 @@ impl RuleStorage for TestStorage {
 fn run_group(tg: &TestGroup, groups: &[Group], eval_interval: i64) -> Result<Vec<String>, String> {
     let interval = match &tg.interval {
         Some(s) => duration_ms(s, "interval")?,
-        None => eval_interval,
+        None => 0,
     };
+    let interval = if interval == 0 { eval_interval } else { interval };
     let mut storage = TestStorage(MemoryStorage::new());
+    // promtool's lazy loader: the input samples enter the storage only as the evaluation clock
+    // reaches them (those at or before each evaluation time, before the rules run), so no rule
+    // and no `promql_expr_test` sees a sample after the last evaluation tick.
+    let mut pending: Vec<(Labels, std::vec::IntoIter<(i64, f64)>)> = Vec::with_capacity(tg.input_series.len());
     for s in &tg.input_series {
         let labels = promql::parse_series_labels(&s.series).map_err(|e| format!("input_series {:?}: {e}", s.series))?;
         let values =
             promql::expand_series_values(&s.values).map_err(|e| format!("input_series {:?}: {e}", s.values))?;
-        let samples: Vec<(i64, f64)> =
-            values.into_iter().enumerate().filter_map(|(i, v)| v.map(|v| (i as i64 * interval, v))).collect();
-        storage.0.add(labels, samples);
+        let samples: Vec<(i64, f64)> = values
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, v)| v.map(|v| ((i as i64).saturating_mul(interval), v)))
+            .collect();
+        pending.push((labels, samples.into_iter()));
     }
     let mut alert_tests: BTreeMap<i64, Vec<&AlertTest>> = BTreeMap::new();
     for t in &tg.alert_rule_test {
@@ -229,8 +239,28 @@ fn run_group(tg: &TestGroup, groups: &[Group], eval_interval: i64) -> Result<Vec
     let mut pending_checks = alert_tests.iter().peekable();
     let mut ts = 0;
     while ts <= max_t {
+        for (labels, samples) in &mut pending {
+            let due: Vec<(i64, f64)> = samples.as_slice().iter().take_while(|&&(t, _)| t <= ts).copied().collect();
+            if !due.is_empty() {
+                samples.nth(due.len() - 1);
+                storage.0.add(labels.clone(), due);
+            }
+        }
         for g in &mut states {
             g.evaluate(&mut storage, ts, &ctx);
+        }
+        // promtool stops the test group at the first evaluation with a failing rule.
+        let errors: Vec<String> = states
+            .iter()
+            .flat_map(|g| g.group.rules.iter().zip(&g.health))
+            .filter_map(|(rule, h)| {
+                let e = h.last_error.as_ref()?;
+                Some(format!("    rule: {}, time: {}, err: {e}", rule.name, show_duration(ts)))
+            })
+            .collect();
+        if !errors.is_empty() {
+            failures.extend(errors);
+            return Ok(failures);
         }
         // promtool checks an eval_time against the evaluation at or just before it.
         while let Some(&(&t, tests)) = pending_checks.peek() {
@@ -317,7 +347,7 @@ fn show_labels(l: &Labels) -> String {
 
 fn check_expr(test: &ExprTest, storage: &TestStorage, ctx: &EvalContext<'_>) -> Result<Option<String>, String> {
     let t = duration_ms(&test.eval_time, "eval_time")?;
-    let expr = promql_parser::parser::parse(&test.expr).map_err(|e| format!("expr {:?}: {e}", test.expr))?;
+    let expr = promql::parse(&test.expr).map_err(|e| format!("expr {:?}: {e}", test.expr))?;
     let fail = |got: String, exp: &[(Labels, f64)]| {
         let exp: Vec<String> = exp.iter().map(|(l, v)| format!("{} {}", show_labels(l), v)).collect();
         format!(

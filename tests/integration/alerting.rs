@@ -232,7 +232,7 @@ async fn reload_keeps_the_running_rules_when_a_file_is_broken() {
     let r = client().post(sidecar.admin_url("/-/reload")).send().await.unwrap();
     assert_eq!(r.status(), 500);
     let body = r.text().await.unwrap();
-    assert!(body.contains(&format!("{}:5: group \"second\", rule 1, \"Broken\"", path.display())), "{body}");
+    assert!(body.contains(&format!("{}:5:15: group \"second\", rule 1, \"Broken\"", path.display())), "{body}");
     assert_eq!(sample(&sidecar.metrics().await, "redline_rules_last_reload_successful"), Some(0.0));
     let rules = json(&sidecar.admin_url("/api/v1/rules")).await;
     assert_eq!(rules["data"]["groups"][0]["name"], "first", "the old rules keep running: {rules}");
@@ -256,11 +256,8 @@ fn rules_that_cannot_load_refuse_startup_with_exit_code_2() {
     std::fs::write(&long, "groups:\n  - name: slo\n    rules:\n      - alert: Burn3d\n        expr: rate(x[3d]) > 1\n")
         .unwrap();
     let bad = dir.path().join("bad.yml");
-    std::fs::write(
-        &bad,
-        "groups:\n  - name: g\n    rules:\n      - alert: Nope\n        expr: predict_linear(x[5m], 60) > 1\n",
-    )
-    .unwrap();
+    std::fs::write(&bad, "groups:\n  - name: g\n    rules:\n      - alert: Nope\n        expr: limitk(1, x) > 1\n")
+        .unwrap();
     let out = Command::new(redline_bin())
         .args(["sidecar", "--service", "s", "--listen", &format!("127.0.0.1:{}", free_port())])
         .args(["--admin", &format!("127.0.0.1:{}", free_port())])
@@ -270,10 +267,10 @@ fn rules_that_cannot_load_refuse_startup_with_exit_code_2() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains(&format!("{}:5: group \"slo\", rule 1, \"Burn3d\": needs 3d of history", long.display())),
+        err.contains(&format!("{}:5:15: group \"slo\", rule 1, \"Burn3d\": needs 3d of history", long.display())),
         "{err}"
     );
     assert!(err.contains("keeps 1h (`retention`)"), "{err}");
-    assert!(err.contains(&format!("{}:5: group \"g\", rule 1, \"Nope\"", bad.display())), "{err}");
-    assert!(err.contains("predict_linear"), "{err}");
+    assert!(err.contains(&format!("{}:5:15: group \"g\", rule 1, \"Nope\"", bad.display())), "{err}");
+    assert!(err.contains("aggregation `limitk` is not in Prometheus 2.42"), "{err}");
 }

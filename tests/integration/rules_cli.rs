@@ -96,7 +96,7 @@ fn rules_check_reports_each_problem_with_file_line_and_rule() {
       - alert: BadPromQL
         expr: sum(rate(http_requests_total[5m])
       - alert: UnknownFunction
-        expr: predict_linear(x[5m], 3600) > 0
+        expr: limitk(1, x) > 0
       - alert: BadTemplate
         expr: up == 0
         annotations:
@@ -117,15 +117,15 @@ fn rules_check_reports_each_problem_with_file_line_and_rule() {
     assert!(!ours.ok);
     let b = broken.display().to_string();
     for expected in [
-        format!("{b}:5: group \"app\", rule 1, \"BadPromQL\": could not parse expression"),
-        format!("{b}:7: group \"app\", rule 2, \"UnknownFunction\":"),
-        "rule 3, \"BadTemplate\": annotation \"summary\": bad template".to_string(),
-        format!("{b}:12: group \"app\": groupname: \"app\" is repeated in the same file"),
+        format!("{b}:5:15: group \"app\", rule 1, \"BadPromQL\": could not parse expression"),
+        format!("{b}:7:15: group \"app\", rule 2, \"UnknownFunction\":"),
+        "rule 3, \"BadTemplate\": annotation \"summary\": template: __alert_BadTemplate:1: unclosed action".to_string(),
+        format!("{b}:12:11: group \"app\": groupname: \"app\" is repeated in the same file"),
         format!("{}:", bad_yaml.display()),
     ] {
         assert!(ours.output.contains(&expected), "missing {expected:?} in:\n{}", ours.output);
     }
-    assert!(ours.output.contains("predict_linear"), "names the unsupported construct:\n{}", ours.output);
+    assert!(ours.output.contains("limitk"), "names the construct 2.42 lacks:\n{}", ours.output);
 
     let good = run(Command::new(redline_bin()).args([
         "rules",
@@ -136,4 +136,98 @@ fn rules_check_reports_each_problem_with_file_line_and_rule() {
     ]));
     assert!(good.ok, "{}", good.output);
     assert!(good.output.contains("SUCCESS"), "{}", good.output);
+}
+
+/// Expressions Prometheus 2.42 rejects though the parser crate (following Prometheus 3) reads
+/// them: later functions and aggregations, numbers as durations, durations as numbers.
+const REJECTED_BY_2_42: &[&str] = &[
+    "limitk(1, x)",
+    "limit_ratio(0.5, x)",
+    "sort_by_label(x, \"a\")",
+    "double_exponential_smoothing(x[5m], 0.5, 0.5)",
+    "histogram_stddev(x)",
+    "histogram_avg(x)",
+    "mad_over_time(x[5m])",
+    "first_over_time(x[5m])",
+    "info(x)",
+    "start()",
+    "rate(x[300])",
+    "max_over_time(x[5m:60])",
+    "x offset 300",
+    "1d + 1",
+    "x @ 1d",
+    "x @ 1e20",
+];
+
+/// Constructs 2.42 accepts that redline refused before it evaluated all of 2.42's PromQL.
+const ACCEPTED_BY_2_42: &[&str] = &[
+    "x @ start() + rate(x[5m] @ end()) + max_over_time(x[5m:1m] @ 100) + x @ -5 offset 1m",
+    "predict_linear(x[1h], 4 * 3600) < 0 and holt_winters(x[10m], 0.5, 0.5) > 1",
+    "hour() + minute(x) + day_of_week() + day_of_month() + day_of_year() + days_in_month() + month() + year()",
+    "sgn(x) + log2(x) + log10(x) + deg(x) + rad(x) + pi() + (x atan2 x)",
+    "acos(x) + acosh(x) + asin(x) + asinh(x) + atan(x) + atanh(x) + cos(x) + cosh(x) + sin(x) + sinh(x) + tan(x) + tanh(x)",
+    "sort(x) + sort_desc(x)",
+    "histogram_count(x) + histogram_sum(x) + histogram_fraction(0, 0.2, x)",
+];
+
+fn rule_file(dir: &Path, name: &str, expr: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.yml"));
+    let quoted = expr.replace('\'', "''");
+    std::fs::write(&path, format!("groups:\n- name: g\n  rules:\n  - record: r\n    expr: '{quoted}'\n"))
+        .expect("write rule file");
+    path
+}
+
+fn expr_test_file(dir: &Path, name: &str, expr: &str) -> PathBuf {
+    let path = dir.join(format!("{name}_test.yml"));
+    let quoted = expr.replace('\'', "''");
+    std::fs::write(
+        &path,
+        format!(
+            "tests:\n- input_series:\n  - series: x\n    values: '1+1x10'\n  promql_expr_test:\n  - expr: '{quoted}'\n    \
+             eval_time: 5m\n    exp_samples: []\n"
+        ),
+    )
+    .expect("write test file");
+    path
+}
+
+#[test]
+fn what_promtool_2_42_rejects_both_commands_refuse_at_load_with_one_message() {
+    let promtool = require_tool("promtool", "prometheus");
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (i, expr) in REJECTED_BY_2_42.iter().enumerate() {
+        let rules = rule_file(dir.path(), &format!("rejected{i}"), expr);
+        let theirs = run(Command::new(&promtool).args(["check", "rules"]).arg(&rules));
+        assert!(!theirs.ok, "promtool 2.42 rejects {expr}: {}", theirs.output);
+        let checked = run(Command::new(redline_bin()).args(["rules", "check"]).arg(&rules));
+        assert!(!checked.ok, "rules check refuses {expr}:\n{}", checked.output);
+        // The refusal, as `rules check` words it after the rule's name.
+        let message = checked
+            .output
+            .lines()
+            .find_map(|l| l.split_once("\"r\": ").map(|(_, m)| m.trim().to_string()))
+            .unwrap_or_else(|| panic!("a message for {expr}:\n{}", checked.output));
+
+        let test = expr_test_file(dir.path(), &format!("rejected{i}"), expr);
+        let theirs = run(Command::new(&promtool).args(["test", "rules"]).arg(&test));
+        assert!(!theirs.ok, "promtool test rules fails on {expr}: {}", theirs.output);
+        let tested = run(Command::new(redline_bin()).args(["rules", "test"]).arg(&test));
+        assert!(!tested.ok, "rules test refuses {expr}:\n{}", tested.output);
+        let reason = message.trim_start_matches("could not parse expression: ");
+        assert!(tested.output.contains(reason), "rules test says {reason:?} for {expr}:\n{}", tested.output);
+    }
+}
+
+#[test]
+fn what_promtool_2_42_accepts_rules_check_accepts() {
+    let promtool = require_tool("promtool", "prometheus");
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (i, expr) in ACCEPTED_BY_2_42.iter().enumerate() {
+        let rules = rule_file(dir.path(), &format!("accepted{i}"), expr);
+        let theirs = run(Command::new(&promtool).args(["check", "rules"]).arg(&rules));
+        assert!(theirs.ok, "promtool 2.42 accepts {expr}: {}", theirs.output);
+        let ours = run(Command::new(redline_bin()).args(["rules", "check"]).arg(&rules));
+        assert!(ours.ok, "rules check accepts {expr}:\n{}", ours.output);
+    }
 }

@@ -42,13 +42,14 @@ pub(crate) fn eval(ev: &Evaluator, a: &AggregateExpr, t: i64) -> Result<Value, S
     // operators use the input labels only for the grouping key, which the dropped metric name
     // is never part of (unless grouped `by (__name__)`).
     let keys_only = matches!(op, T_SUM | T_AVG | T_MIN | T_MAX | T_COUNT | T_GROUP | T_STDDEV | T_STDVAR);
-    if keys_only && (without || !grouping.iter().any(|g| g == METRIC_NAME)) {
-        if let Expr::Call(call) = unwrap_parens(&a.expr) {
-            let args: Vec<&Expr> = call.args.args.iter().map(|x| unwrap_parens(x)).collect();
-            let mut agg = Aggregator::new(op, &grouping, without, 0.0, 0);
-            if range_call_in_place(ev, call.func.name, &args, t, &mut |labels, value| agg.add((labels, value)))? {
-                return check_unique(agg.finish());
-            }
+    if keys_only
+        && (without || !grouping.iter().any(|g| g == METRIC_NAME))
+        && let Expr::Call(call) = unwrap_parens(&a.expr)
+    {
+        let args: Vec<&Expr> = call.args.args.iter().map(|x| unwrap_parens(x)).collect();
+        let mut agg = Aggregator::new(op, &grouping, without, 0.0, 0);
+        if range_call_in_place(ev, call.func.name, &args, t, &mut |labels, value| agg.add((labels, value)))? {
+            return check_unique(agg.finish());
         }
     }
     let input = ev.eval_vector(&a.expr, t)?;

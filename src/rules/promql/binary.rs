@@ -3,7 +3,7 @@
 
 use super::eval::{Evaluator, check_unique, type_name};
 use super::labels::{del, drop_name, format_labels, get, keep, set};
-use super::{Labels, METRIC_NAME, Sample, Value, gomath};
+use super::{Labels, METRIC_NAME, Sample, Value, gomath, gotrig};
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use promql_parser::parser::token::{
     T_ADD, T_ATAN2, T_DIV, T_EQLC, T_GTE, T_GTR, T_LAND, T_LOR, T_LSS, T_LTE, T_LUNLESS, T_MOD, T_MUL, T_NEQ, T_POW,
@@ -62,9 +62,10 @@ fn is_comparison(op: TokenId) -> bool {
     matches!(op, T_EQLC | T_NEQ | T_GTR | T_LSS | T_GTE | T_LTE)
 }
 
-/// Arithmetic results drop the metric name; comparisons (filters) keep it.
+/// Arithmetic results drop the metric name; comparisons (filters) keep it, and so does
+/// `atan2`, which Prometheus 2.42's `shouldDropMetricName` does not list.
 fn should_drop_name(op: TokenId) -> bool {
-    matches!(op, T_ADD | T_SUB | T_MUL | T_DIV | T_POW | T_MOD | T_ATAN2)
+    matches!(op, T_ADD | T_SUB | T_MUL | T_DIV | T_POW | T_MOD)
 }
 
 fn btos(b: bool) -> f64 {
@@ -80,6 +81,7 @@ fn scalar_binop(op: TokenId, l: f64, r: f64) -> Result<f64, String> {
         // Go's math.Mod is an exact remainder with the dividend's sign, as Rust's `%`.
         T_MOD => l % r,
         T_POW => gomath::pow(l, r),
+        T_ATAN2 => gotrig::atan2(l, r),
         T_EQLC => btos(l == r),
         T_NEQ => btos(l != r),
         T_GTR => btos(l > r),

@@ -8,7 +8,7 @@ use super::{
 use foldhash::{HashMap, HashMapExt};
 use promql_parser::label::{MatchOp, Matcher, Matchers};
 use promql_parser::parser::token::{T_EQL_REGEX, T_NEQ_REGEX};
-use promql_parser::parser::{Expr, Offset, SubqueryExpr, VectorSelector};
+use promql_parser::parser::{AtModifier, Expr, Offset, SubqueryExpr, VectorSelector};
 use std::cell::RefCell;
 use std::time::Duration;
 
@@ -39,6 +39,26 @@ pub(crate) fn offset_ms(o: &Option<Offset>) -> i64 {
         Some(Offset::Pos(d)) => duration_ms(*d),
         Some(Offset::Neg(d)) => -duration_ms(*d),
     }
+}
+
+/// The `@` timestamp in milliseconds: `start()` and `end()` are the query's time (a rule's
+/// evaluation time, a unit test's `eval_time`); fixed times as Prometheus's
+/// `timestamp.FromFloatSeconds`, where a value beyond int64 milliseconds becomes i64::MIN.
+pub(crate) fn at_ms(at: &AtModifier, query_ms: i64) -> i64 {
+    match at {
+        AtModifier::Start | AtModifier::End => query_ms,
+        AtModifier::At(st) => match st.duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MIN),
+            Err(e) => i64::try_from(e.duration().as_millis()).map(|ms| -ms).unwrap_or(i64::MIN),
+        },
+    }
+}
+
+/// The time a selector or subquery reads up to: its `@` time (else the evaluation time `t`)
+/// minus its offset.
+pub(crate) fn reference_ms(at: &Option<AtModifier>, offset: &Option<Offset>, t: i64, query_ms: i64) -> i64 {
+    let base = at.as_ref().map_or(t, |a| at_ms(a, query_ms));
+    base.saturating_sub(offset_ms(offset))
 }
 
 /// Removes any number of enclosing parentheses, as Prometheus's `unwrapParenExpr`.
@@ -97,12 +117,19 @@ struct Prefetched {
 pub(crate) struct Evaluator<'a> {
     storage: &'a dyn Storage,
     pub(crate) opts: EvalOptions,
+    /// The instant query's time, which `@ start()` and `@ end()` stand for at any depth.
+    pub(crate) query_ms: i64,
     cache: RefCell<HashMap<String, Vec<Prefetched>>>,
 }
 
 impl<'a> Evaluator<'a> {
-    pub(crate) fn new(storage: &'a dyn Storage, opts: EvalOptions) -> Self {
-        Evaluator { storage, opts, cache: RefCell::new(HashMap::new()) }
+    pub(crate) fn new(storage: &'a dyn Storage, opts: EvalOptions, query_ms: i64) -> Self {
+        Evaluator { storage, opts, query_ms, cache: RefCell::new(HashMap::new()) }
+    }
+
+    /// [`reference_ms`] for this query.
+    pub(crate) fn reference(&self, at: &Option<AtModifier>, offset: &Option<Offset>, t: i64) -> i64 {
+        reference_ms(at, offset, t, self.query_ms)
     }
 
     pub(crate) fn eval(&self, expr: &Expr, t: i64) -> Result<Value, String> {
@@ -150,8 +177,7 @@ impl<'a> Evaluator<'a> {
     /// The latest sample of each matching series in [t - offset - lookback, t - offset], unless
     /// that sample is a staleness marker. Returns (labels, sample timestamp, value).
     pub(crate) fn instant_selector(&self, vs: &VectorSelector, t: i64) -> Result<Vec<(Labels, i64, f64)>, String> {
-        refuse_at(vs)?;
-        let ref_t = t.saturating_sub(offset_ms(&vs.offset));
+        let ref_t = self.reference(&vs.at, &vs.offset, t);
         let start = ref_t.saturating_sub(self.opts.lookback_ms);
         Ok(self
             .select(vs, start, ref_t)
@@ -166,8 +192,7 @@ impl<'a> Evaluator<'a> {
     /// The samples of each matching series in the closed window [t - offset - range, t - offset],
     /// staleness markers removed; series left without samples are dropped.
     pub(crate) fn range_selector(&self, vs: &VectorSelector, range_ms: i64, t: i64) -> Result<Vec<Series>, String> {
-        refuse_at(vs)?;
-        let end = t.saturating_sub(offset_ms(&vs.offset));
+        let end = self.reference(&vs.at, &vs.offset, t);
         let start = end.saturating_sub(range_ms);
         Ok(self
             .select(vs, start, end)
@@ -189,11 +214,10 @@ impl<'a> Evaluator<'a> {
         t: i64,
         f: &mut SeriesVisitor<'a, '_>,
     ) -> Result<bool, String> {
-        refuse_at(vs)?;
         if !self.cache.borrow().is_empty() && self.cache.borrow().contains_key(&selector_key(vs)) {
             return Ok(false);
         }
-        let end = t.saturating_sub(offset_ms(&vs.offset));
+        let end = self.reference(&vs.at, &vs.offset, t);
         let start = end.saturating_sub(range_ms);
         let mut scratch: Vec<(i64, f64)> = Vec::new();
         self.storage.visit(&selector_matchers(vs), start, end, &mut |labels, w| {
@@ -214,9 +238,6 @@ impl<'a> Evaluator<'a> {
     /// [t - offset - range, t - offset] (both ends inclusive) and collects the results per label
     /// set. Equivalent to Prometheus's range evaluation of the inner expression.
     pub(crate) fn subquery(&self, sq: &SubqueryExpr, t: i64) -> Result<Vec<Series>, String> {
-        if sq.at.is_some() {
-            return Err("the @ modifier is not supported".to_string());
-        }
         let step = match sq.step.map(duration_ms) {
             Some(s) if s > 0 => s,
             _ => self.opts.interval_ms,
@@ -224,7 +245,7 @@ impl<'a> Evaluator<'a> {
         if step <= 0 {
             return Err("subquery step must be positive".to_string());
         }
-        let end = t.saturating_sub(offset_ms(&sq.offset));
+        let end = self.reference(&sq.at, &sq.offset, t);
         let lower = end.saturating_sub(duration_ms(sq.range));
         // Go's integer division truncates towards zero; adding a step when it fell below the
         // bound makes this a ceiling for both signs.
@@ -259,7 +280,7 @@ impl<'a> Evaluator<'a> {
     /// each step in [start, end], so the per-step selects are answered from memory.
     fn prefetch(&self, expr: &Expr, start: i64, end: i64) {
         let mut wanted: Vec<(&VectorSelector, i64, i64)> = Vec::new();
-        collect_windows(expr, start, end, self.opts, &mut wanted);
+        collect_windows(expr, start, end, self.opts, self.query_ms, &mut wanted);
         for (vs, s, e) in wanted {
             let key = selector_key(vs);
             if self.cached(&key, s, e).is_some() {
@@ -295,55 +316,51 @@ impl<'a> Evaluator<'a> {
     }
 }
 
-/// The absolute read window of every selector in `expr` over evaluations at [start, end].
+/// The absolute read window of every selector in `expr` over evaluations at [start, end]
+/// (a selector or subquery with `@` reads at its own time, whatever the step).
 fn collect_windows<'e>(
     expr: &'e Expr,
     start: i64,
     end: i64,
     opts: EvalOptions,
+    query_ms: i64,
     out: &mut Vec<(&'e VectorSelector, i64, i64)>,
 ) {
+    let window = |at: &Option<AtModifier>, offset: &Option<Offset>| {
+        (reference_ms(at, offset, start, query_ms), reference_ms(at, offset, end, query_ms))
+    };
     match expr {
         Expr::VectorSelector(vs) => {
-            let off = offset_ms(&vs.offset);
-            out.push((vs, start.saturating_sub(off).saturating_sub(opts.lookback_ms), end.saturating_sub(off)));
+            let (s, e) = window(&vs.at, &vs.offset);
+            out.push((vs, s.saturating_sub(opts.lookback_ms), e));
         }
         Expr::MatrixSelector(ms) => {
-            let off = offset_ms(&ms.vs.offset);
-            out.push((
-                &ms.vs,
-                start.saturating_sub(off).saturating_sub(duration_ms(ms.range)),
-                end.saturating_sub(off),
-            ));
+            let (s, e) = window(&ms.vs.at, &ms.vs.offset);
+            out.push((&ms.vs, s.saturating_sub(duration_ms(ms.range)), e));
         }
         Expr::Subquery(sq) => {
-            let off = offset_ms(&sq.offset);
-            let inner_start = start.saturating_sub(off).saturating_sub(duration_ms(sq.range));
-            collect_windows(&sq.expr, inner_start, end.saturating_sub(off), opts, out);
+            let (s, e) = window(&sq.at, &sq.offset);
+            collect_windows(&sq.expr, s.saturating_sub(duration_ms(sq.range)), e, opts, query_ms, out);
         }
-        Expr::Paren(p) => collect_windows(&p.expr, start, end, opts, out),
-        Expr::Unary(u) => collect_windows(&u.expr, start, end, opts, out),
+        Expr::Paren(p) => collect_windows(&p.expr, start, end, opts, query_ms, out),
+        Expr::Unary(u) => collect_windows(&u.expr, start, end, opts, query_ms, out),
         Expr::Binary(b) => {
-            collect_windows(&b.lhs, start, end, opts, out);
-            collect_windows(&b.rhs, start, end, opts, out);
+            collect_windows(&b.lhs, start, end, opts, query_ms, out);
+            collect_windows(&b.rhs, start, end, opts, query_ms, out);
         }
         Expr::Aggregate(a) => {
             if let Some(p) = &a.param {
-                collect_windows(p, start, end, opts, out);
+                collect_windows(p, start, end, opts, query_ms, out);
             }
-            collect_windows(&a.expr, start, end, opts, out);
+            collect_windows(&a.expr, start, end, opts, query_ms, out);
         }
         Expr::Call(c) => {
             for a in &c.args.args {
-                collect_windows(a, start, end, opts, out);
+                collect_windows(a, start, end, opts, query_ms, out);
             }
         }
         Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
     }
-}
-
-fn refuse_at(vs: &VectorSelector) -> Result<(), String> {
-    if vs.at.is_some() { Err("the @ modifier is not supported".to_string()) } else { Ok(()) }
 }
 
 /// Fails like Prometheus when two result elements share a label set.
@@ -412,12 +429,12 @@ mod tests {
     #[test]
     fn prefetched_subqueries_match_direct_evaluation() {
         let st = storage(&[("c{a=\"1\"}", "0+10x30"), ("c{a=\"2\"}", "5 _ 7 stale 9+1x20")]);
-        let ev = Evaluator::new(&st, EvalOptions::default());
+        let ev = Evaluator::new(&st, EvalOptions::default(), 21 * 60_000);
         let expr = promql_parser::parser::parse("rate(c[3m])").unwrap();
         let sq = promql_parser::parser::parse("max_over_time(rate(c[3m])[10m:1m] offset 1m)").unwrap();
         let mut expected = Vec::new();
         for step in 10..=20 {
-            let direct = Evaluator::new(&st, EvalOptions::default()).eval(&expr, step * 60_000).unwrap();
+            let direct = Evaluator::new(&st, EvalOptions::default(), step * 60_000).eval(&expr, step * 60_000).unwrap();
             expected.push(direct);
         }
         let Value::Vector(got) = ev.eval(&sq, 21 * 60_000).unwrap() else { panic!() };

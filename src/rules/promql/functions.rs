@@ -1,17 +1,18 @@
 //! Function calls: range-vector functions (rate family, *_over_time) applied per series over a
 //! closed window, and instant functions (math, clamp, labels, absent, histogram_quantile, ...).
 
-use super::eval::{DUPLICATE_LABELSET, Evaluator, check_unique, duration_ms, duration_secs, offset_ms, unwrap_parens};
+use super::eval::{DUPLICATE_LABELSET, Evaluator, check_unique, duration_ms, duration_secs, unwrap_parens};
 use super::labels::{drop_name, get, has_duplicates, is_valid_label_name, set};
 use super::quantile::{Bucket, bucket_quantile, quantile};
-use super::{Labels, METRIC_NAME, Sample, Series, Value, gomath, is_stale};
+use super::{Labels, METRIC_NAME, Sample, Series, Value, godate, gomath, gotrig, is_stale};
 use foldhash::{HashMap, HashMapExt};
 use promql_parser::label::{MatchOp, Matcher};
 use promql_parser::parser::token::T_EQL_REGEX;
 use promql_parser::parser::{Call, Expr, VectorSelector};
 use std::time::Duration;
 
-/// Functions taking a range vector, in Prometheus's spelling.
+/// Functions taking a range vector, in Prometheus's spelling: with [`INSTANT_FUNCTIONS`], every
+/// function of Prometheus 2.42 and no other.
 pub(crate) const RANGE_FUNCTIONS: &[&str] = &[
     "rate",
     "irate",
@@ -32,6 +33,8 @@ pub(crate) const RANGE_FUNCTIONS: &[&str] = &[
     "stdvar_over_time",
     "present_over_time",
     "absent_over_time",
+    "predict_linear",
+    "holt_winters",
 ];
 
 /// Functions taking instant vectors, scalars or strings.
@@ -54,6 +57,37 @@ pub(crate) const INSTANT_FUNCTIONS: &[&str] = &[
     "ln",
     "label_replace",
     "label_join",
+    "sgn",
+    "log2",
+    "log10",
+    "acos",
+    "acosh",
+    "asin",
+    "asinh",
+    "atan",
+    "atanh",
+    "cos",
+    "cosh",
+    "sin",
+    "sinh",
+    "tan",
+    "tanh",
+    "deg",
+    "rad",
+    "pi",
+    "sort",
+    "sort_desc",
+    "minute",
+    "hour",
+    "day_of_week",
+    "day_of_month",
+    "day_of_year",
+    "days_in_month",
+    "month",
+    "year",
+    "histogram_count",
+    "histogram_sum",
+    "histogram_fraction",
 ];
 
 pub(crate) fn eval_call(ev: &Evaluator, call: &Call, t: i64) -> Result<Value, String> {
@@ -87,6 +121,63 @@ pub(crate) fn eval_call(ev: &Evaluator, call: &Call, t: i64) -> Result<Value, St
         "sqrt" => map_values(ev, &args, t, f64::sqrt),
         "exp" => map_values(ev, &args, t, gomath::exp),
         "ln" => map_values(ev, &args, t, gomath::log),
+        "log2" => map_values(ev, &args, t, gotrig::log2),
+        "log10" => map_values(ev, &args, t, gotrig::log10),
+        "sgn" => map_values(ev, &args, t, |v| {
+            if v < 0.0 {
+                -1.0
+            } else if v > 0.0 {
+                1.0
+            } else {
+                v
+            }
+        }),
+        "acos" => map_values(ev, &args, t, gotrig::acos),
+        "acosh" => map_values(ev, &args, t, gotrig::acosh),
+        "asin" => map_values(ev, &args, t, gotrig::asin),
+        "asinh" => map_values(ev, &args, t, gotrig::asinh),
+        "atan" => map_values(ev, &args, t, gotrig::atan),
+        "atanh" => map_values(ev, &args, t, gotrig::atanh),
+        "cos" => map_values(ev, &args, t, gotrig::cos),
+        "cosh" => map_values(ev, &args, t, gotrig::cosh),
+        "sin" => map_values(ev, &args, t, gotrig::sin),
+        "sinh" => map_values(ev, &args, t, gotrig::sinh),
+        "tan" => map_values(ev, &args, t, gotrig::tan),
+        "tanh" => map_values(ev, &args, t, gotrig::tanh),
+        // Left to right as Go evaluates `v * 180 / math.Pi` and `v * math.Pi / 180`.
+        "deg" => map_values(ev, &args, t, |v| v * 180.0 / std::f64::consts::PI),
+        "rad" => map_values(ev, &args, t, |v| v * std::f64::consts::PI / 180.0),
+        "pi" => Ok(Value::Scalar(std::f64::consts::PI)),
+        "sort" | "sort_desc" => {
+            let mut v = ev.eval_vector(arg(&args, 0)?, t)?;
+            sort_by_value(&mut v, name == "sort_desc");
+            Ok(Value::Vector(v))
+        }
+        "minute" | "hour" | "day_of_week" | "day_of_month" | "day_of_year" | "days_in_month" | "month" | "year" => {
+            let Some(field) = godate::Field::from_name(name) else {
+                return Err(format!("function `{name}` is not supported"));
+            };
+            match args.first() {
+                // Go's `time.Unix(enh.Ts/1000, 0)`: whole seconds, truncated towards zero.
+                None => Ok(Value::Vector(vec![Sample {
+                    labels: Labels::new(),
+                    value: godate::date_field(field, (t / 1000) as f64),
+                }])),
+                Some(a) => map_samples(ev.eval_vector(a, t)?, |v| godate::date_field(field, v)),
+            }
+        }
+        // Prometheus 2.42 reads only native histograms here and skips float samples, so on
+        // float data (the only kind a rule file or a unit test can hold) the result is empty.
+        "histogram_count" | "histogram_sum" => {
+            ev.eval_vector(arg(&args, 0)?, t)?;
+            Ok(Value::Vector(Vec::new()))
+        }
+        "histogram_fraction" => {
+            ev.eval_scalar(arg(&args, 0)?, t)?;
+            ev.eval_scalar(arg(&args, 1)?, t)?;
+            ev.eval_vector(arg(&args, 2)?, t)?;
+            Ok(Value::Vector(Vec::new()))
+        }
         "round" => {
             let v = ev.eval_vector(arg(&args, 0)?, t)?;
             let to_nearest = match args.get(1) {
@@ -126,6 +217,17 @@ pub(crate) fn eval_call(ev: &Evaluator, call: &Call, t: i64) -> Result<Value, St
         "label_join" => label_join(ev, &args, t),
         other => Err(format!("function `{other}` is not supported")),
     }
+}
+
+/// Prometheus 2.42's `sort`/`sort_desc` order: by value, NaN last in both.
+fn sort_by_value(v: &mut [Sample], descending: bool) {
+    v.sort_by(|a, b| match (a.value.is_nan(), b.value.is_nan()) {
+        (true, true) => std::cmp::Ordering::Equal,
+        (true, false) => std::cmp::Ordering::Greater,
+        (false, true) => std::cmp::Ordering::Less,
+        (false, false) if descending => b.value.partial_cmp(&a.value).unwrap_or(std::cmp::Ordering::Equal),
+        (false, false) => a.value.partial_cmp(&b.value).unwrap_or(std::cmp::Ordering::Equal),
+    });
 }
 
 fn arg<'e>(args: &[&'e Expr], i: usize) -> Result<&'e Expr, String> {
@@ -283,7 +385,8 @@ fn label_join(ev: &Evaluator, args: &[&Expr], t: i64) -> Result<Value, String> {
 struct RangeArg {
     series: Vec<Series>,
     range: Duration,
-    offset_ms: i64,
+    /// The window's end: the `@` time (else the evaluation time) minus the offset.
+    end_ms: i64,
 }
 
 /// A range function over a matrix selector, computed on the stored samples in place: hands
@@ -315,19 +418,14 @@ pub(crate) fn range_call_in_place<'a>(
     if !named {
         return Ok(false);
     }
-    let mut scalar_param = None;
-    for (i, a) in args.iter().enumerate() {
-        if i != idx {
-            scalar_param = Some(ev.eval_scalar(a, t)?);
-        }
-    }
-    let r = RangeArg { series: Vec::new(), range: ms.range, offset_ms: offset_ms(&ms.vs.offset) };
+    let params = scalar_params(ev, args, idx, t)?;
+    let r = RangeArg { series: Vec::new(), range: ms.range, end_ms: ev.reference(&ms.vs.at, &ms.vs.offset, t) };
     let mut failed = None;
     let visited = ev.visit_range(&ms.vs, duration_ms(ms.range), t, &mut |labels, points, non_decreasing| {
         if failed.is_some() {
             return;
         }
-        match range_function(name, points, non_decreasing, t, &r, scalar_param) {
+        match range_function(name, points, non_decreasing, t, &r, &params) {
             Ok(Some(v)) => failed = sink(labels, v).err(),
             Ok(None) => {}
             Err(e) => failed = Some(e),
@@ -353,7 +451,7 @@ fn eval_range_call(ev: &Evaluator, name: &str, args: &[&Expr], idx: usize, t: i6
             RangeArg {
                 series: ev.range_selector(&ms.vs, duration_ms(ms.range), t)?,
                 range: ms.range,
-                offset_ms: offset_ms(&ms.vs.offset),
+                end_ms: ev.reference(&ms.vs.at, &ms.vs.offset, t),
             },
             absent_labels(args[idx]),
         ),
@@ -364,22 +462,17 @@ fn eval_range_call(ev: &Evaluator, name: &str, args: &[&Expr], idx: usize, t: i6
                 s.samples.retain(|&(_, v)| !is_stale(v));
             }
             series.retain(|s| !s.samples.is_empty());
-            (RangeArg { series, range: sq.range, offset_ms: offset_ms(&sq.offset) }, Labels::new())
+            (RangeArg { series, range: sq.range, end_ms: ev.reference(&sq.at, &sq.offset, t) }, Labels::new())
         }
         _ => return Err(format!("function `{name}` needs a range vector")),
     };
-    let mut scalar_param = None;
-    for (i, a) in args.iter().enumerate() {
-        if i != idx {
-            scalar_param = Some(ev.eval_scalar(a, t)?);
-        }
-    }
+    let params = scalar_params(ev, args, idx, t)?;
     let mut out = Vec::new();
     let series = std::mem::take(&mut range_arg.series);
     // Distinct series of one metric name stay distinct without the name: no check needed.
     let one_name = series.windows(2).all(|w| get(&w[0].labels, METRIC_NAME) == get(&w[1].labels, METRIC_NAME));
     for s in series {
-        let Some(value) = range_function(name, &s.samples, false, t, &range_arg, scalar_param)? else { continue };
+        let Some(value) = range_function(name, &s.samples, false, t, &range_arg, &params)? else { continue };
         // last_over_time behaves like a selector and keeps the name; the others compute new values.
         let mut labels = s.labels;
         if name != "last_over_time" {
@@ -400,24 +493,43 @@ fn eval_range_call(ev: &Evaluator, name: &str, args: &[&Expr], idx: usize, t: i6
     Ok(Value::Vector(out))
 }
 
+/// The scalar arguments of a range function, in order, the range argument (at `idx`) left out:
+/// at most two (holt_winters), so no allocation.
+fn scalar_params(ev: &Evaluator, args: &[&Expr], idx: usize, t: i64) -> Result<[f64; 2], String> {
+    let mut params = [f64::NAN; 2];
+    let mut n = 0;
+    for (i, a) in args.iter().enumerate() {
+        if i != idx {
+            let v = ev.eval_scalar(a, t)?;
+            if let Some(p) = params.get_mut(n) {
+                *p = v;
+            }
+            n += 1;
+        }
+    }
+    Ok(params)
+}
+
 /// One range function over the (non-empty) samples of one series; None means no output.
-/// `non_decreasing`: the caller knows no sample is below the one before it.
+/// `non_decreasing`: the caller knows no sample is below the one before it; `t` is the
+/// evaluation time (predict_linear's origin, whatever the range's offset or `@`).
 fn range_function(
     name: &str,
     points: &[(i64, f64)],
     non_decreasing: bool,
     t: i64,
     r: &RangeArg,
-    param: Option<f64>,
+    params: &[f64; 2],
 ) -> Result<Option<f64>, String> {
     if points.is_empty() {
         return Ok(None);
     }
+    let param = params[0];
     let values = || points.iter().map(|&(_, v)| v);
     Ok(match name {
-        "rate" => extrapolated_rate(points, t, r, Counter { no_resets: non_decreasing }.into(), true),
-        "increase" => extrapolated_rate(points, t, r, Counter { no_resets: non_decreasing }.into(), false),
-        "delta" => extrapolated_rate(points, t, r, None, false),
+        "rate" => extrapolated_rate(points, r, Counter { no_resets: non_decreasing }.into(), true),
+        "increase" => extrapolated_rate(points, r, Counter { no_resets: non_decreasing }.into(), false),
+        "delta" => extrapolated_rate(points, r, None, false),
         "irate" => instant_value(points, true),
         "idelta" => instant_value(points, false),
         "deriv" => (points.len() >= 2).then(|| linear_regression(points, points[0].0).0),
@@ -438,11 +550,54 @@ fn range_function(
         "count_over_time" => Some(points.len() as f64),
         "last_over_time" => Some(points[points.len() - 1].1),
         "present_over_time" | "absent_over_time" => Some(1.0),
-        "quantile_over_time" => Some(quantile(param.unwrap_or(f64::NAN), values().collect())),
+        "quantile_over_time" => Some(quantile(param, values().collect())),
+        "predict_linear" => (points.len() >= 2).then(|| {
+            let (slope, intercept) = linear_regression(points, t);
+            slope * param + intercept
+        }),
+        "holt_winters" => holt_winters(points, params[0], params[1])?,
         "stdvar_over_time" => Some(variance(points)),
         "stddev_over_time" => Some(variance(points).sqrt()),
         other => return Err(format!("function `{other}` is not supported")),
     })
+}
+
+/// Prometheus 2.42's `holt_winters` (double exponential smoothing): the factors are checked
+/// for every series, even one too short to smooth.
+fn holt_winters(points: &[(i64, f64)], sf: f64, tf: f64) -> Result<Option<f64>, String> {
+    // Go's `%f`: six decimals (NaN fails both comparisons, so it passes the check, as in Go).
+    if sf <= 0.0 || sf >= 1.0 {
+        return Err(format!("invalid smoothing factor. Expected: 0 < sf < 1, got: {}", go_percent_f(sf)));
+    }
+    if tf <= 0.0 || tf >= 1.0 {
+        return Err(format!("invalid trend factor. Expected: 0 < tf < 1, got: {}", go_percent_f(tf)));
+    }
+    if points.len() < 2 {
+        return Ok(None);
+    }
+    let (mut s0, mut s1) = (0.0, points[0].1);
+    let mut b = points[1].1 - points[0].1;
+    for (i, &(_, v)) in points.iter().enumerate().skip(1) {
+        let x = sf * v;
+        // calcTrendValue(i-1, ...): the first step keeps the initial trend.
+        if i > 1 {
+            b = tf * (s1 - s0) + (1.0 - tf) * b;
+        }
+        let y = (1.0 - sf) * (s1 + b);
+        s0 = s1;
+        s1 = x + y;
+    }
+    Ok(Some(s1))
+}
+
+fn go_percent_f(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".to_string()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf".to_string() } else { "-Inf".to_string() }
+    } else {
+        format!("{v:.6}")
+    }
 }
 
 /// rate/increase read a counter; `no_resets` when the samples are known to never decrease.
@@ -455,20 +610,14 @@ struct Counter {
 /// and last sample (counter resets added back), extrapolated towards the window edges — fully
 /// when the gap is below 1.1× the average sample spacing, else by half a spacing — and, for
 /// counters, never further back than where the counter would reach zero.
-fn extrapolated_rate(
-    points: &[(i64, f64)],
-    t: i64,
-    r: &RangeArg,
-    counter: Option<Counter>,
-    is_rate: bool,
-) -> Option<f64> {
+fn extrapolated_rate(points: &[(i64, f64)], r: &RangeArg, counter: Option<Counter>, is_rate: bool) -> Option<f64> {
     let is_counter = counter.is_some();
     if points.len() < 2 {
         return None;
     }
     let range_ms = duration_ms(r.range);
-    let range_start = t.saturating_sub(range_ms.saturating_add(r.offset_ms));
-    let range_end = t.saturating_sub(r.offset_ms);
+    let range_start = r.end_ms.saturating_sub(range_ms);
+    let range_end = r.end_ms;
     let (first_t, first_v) = points[0];
     let (last_t, last_v) = points[points.len() - 1];
 
@@ -602,8 +751,8 @@ fn variance(points: &[(i64, f64)]) -> f64 {
 mod tests {
     use super::*;
 
-    fn range(secs: u64) -> RangeArg {
-        RangeArg { series: Vec::new(), range: Duration::from_secs(secs), offset_ms: 0 }
+    fn range(secs: u64, end_ms: i64) -> RangeArg {
+        RangeArg { series: Vec::new(), range: Duration::from_secs(secs), end_ms }
     }
 
     const COUNTER: Option<Counter> = Some(Counter { no_resets: false });
@@ -616,33 +765,33 @@ mod tests {
     fn rate_applies_the_factor_before_multiplying() {
         // 0+10x per minute, window [5m, 10m] holds 6 samples with 50 of increase.
         let p = lin(5, 10, 50.0, 10.0);
-        assert_eq!(extrapolated_rate(&p, 600_000, &range(300), COUNTER, true), Some(0.16666666666666669));
-        assert_eq!(extrapolated_rate(&p, 600_000, &range(300), COUNTER, false), Some(50.0));
+        assert_eq!(extrapolated_rate(&p, &range(300, 600_000), COUNTER, true), Some(0.16666666666666669));
+        assert_eq!(extrapolated_rate(&p, &range(300, 600_000), COUNTER, false), Some(50.0));
     }
 
     #[test]
     fn extrapolation_stops_at_counter_zero_and_after_half_a_spacing() {
         // First sample 5 at 8m: zero would be reached 60s earlier, not 180s.
         let young = lin(8, 10, 5.0, 5.0);
-        assert_eq!(extrapolated_rate(&young, 600_000, &range(300), COUNTER, false), Some(15.0));
+        assert_eq!(extrapolated_rate(&young, &range(300, 600_000), COUNTER, false), Some(15.0));
         // First sample 100 at 8m: the 180s start gap exceeds 1.1 × 60s, so only 30s is added.
         let late = lin(8, 10, 100.0, 10.0);
-        assert_eq!(extrapolated_rate(&late, 600_000, &range(300), COUNTER, false), Some(25.0));
+        assert_eq!(extrapolated_rate(&late, &range(300, 600_000), COUNTER, false), Some(25.0));
         // delta does not cap at zero and does not treat decreases as resets.
         let g = vec![(60_000, 3.0), (120_000, 5.0), (180_000, 2.0)];
-        assert_eq!(extrapolated_rate(&g, 180_000, &range(120), None, false), Some(-1.0));
+        assert_eq!(extrapolated_rate(&g, &range(120, 180_000), None, false), Some(-1.0));
         // Counter reset: the value before the reset is added back.
         let reset =
             vec![(60_000, 10.0), (120_000, 20.0), (180_000, 30.0), (240_000, 5.0), (300_000, 15.0), (360_000, 25.0)];
-        assert_eq!(extrapolated_rate(&reset, 360_000, &range(300), COUNTER, false), Some(45.0));
+        assert_eq!(extrapolated_rate(&reset, &range(300, 360_000), COUNTER, false), Some(45.0));
         // Known non-decreasing, the same series without its reset gives the same as scanning.
         let rising = lin(1, 6, 10.0, 10.0);
         let known = Some(Counter { no_resets: true });
         assert_eq!(
-            extrapolated_rate(&rising, 360_000, &range(300), known, false),
-            extrapolated_rate(&rising, 360_000, &range(300), COUNTER, false)
+            extrapolated_rate(&rising, &range(300, 360_000), known, false),
+            extrapolated_rate(&rising, &range(300, 360_000), COUNTER, false)
         );
-        assert_eq!(extrapolated_rate(&reset[..1], 360_000, &range(300), COUNTER, false), None);
+        assert_eq!(extrapolated_rate(&reset[..1], &range(300, 360_000), COUNTER, false), None);
     }
 
     #[test]

@@ -12,6 +12,8 @@ mod check;
 mod eval;
 mod functions;
 mod gomath;
+mod godate;
+mod gotrig;
 mod labels;
 mod quantile;
 mod series_notation;
@@ -20,7 +22,7 @@ mod storage;
 use promql_parser::label::Matchers;
 use promql_parser::parser::Expr;
 
-pub use check::{check, history_needed_ms, selectors};
+pub use check::{check, history_needed_ms, parse, parse_syntax, selectors};
 pub use labels::{format_labels, label_value, labels_from_pairs};
 pub use series_notation::{expand_series_samples, expand_series_values, parse_series_labels};
 pub use storage::{MemoryStorage, matches_all};
@@ -121,5 +123,5 @@ impl Default for EvalOptions {
 /// Evaluates `expr` at `t_ms`. The expression must have passed [`check`]; anything it would
 /// refuse is reported as an error here too, never as a panic.
 pub fn eval_instant(expr: &Expr, storage: &dyn Storage, t_ms: i64, opts: &EvalOptions) -> Result<Value, String> {
-    eval::Evaluator::new(storage, *opts).eval(expr, t_ms)
+    eval::Evaluator::new(storage, *opts, t_ms).eval(expr, t_ms)
 }
