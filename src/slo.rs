@@ -402,6 +402,10 @@ impl Sli<'_> {
             sev = tier.severity,
             word = self.word(),
         );
+        if let Some(name) = &self.objective.name {
+            // Its own label too: the same alert of two objectives is one rule to promtool's lint.
+            let _ = writeln!(out, "          objective: {name}");
+        }
         let _ = write!(
             out,
             "        annotations:\n          summary: \"{WHO} in {WHERE}: {objective}{word} error budget burning at over {burn}x the sustainable rate\"\n          description: \"{{{{ $value | humanizePercentage }}}} of {req} (namespace {WHERE}) {what} over the last {long}, and more than {over}% over the last {short}: over {burn}x the rate the {objective}{word} SLO ({slo}) allows. At {burn}x, {consumed}% of the {period} error budget goes in {long} and all of it in {exhausted}.\"\n          runbook_url: \"{RUNBOOKS}#{anchor}\"\n",
@@ -668,6 +672,7 @@ mod tests {
         );
         assert!(text.contains("redline:slo_errors:ratio_rate1h{objective=\"orders\"} > (14.4 * 0.001)"), "{text}");
         assert!(text.contains("        labels:\n          objective: orders\n"), "{text}");
+        assert!(text.contains("          slo: latency\n          objective: orders\n        annotations:"), "{text}");
         assert_eq!(objective_key(&slos, 1), "slo.objectives[1]");
     }
 

@@ -195,6 +195,111 @@ async fn a_driven_error_rate_fires_the_page_alert_with_a_short_slo_period() {
     assert!(description.contains("(99.5%, error budget 0.5%)") && description.contains("12-hour"), "{description}");
 }
 
+/// The PrometheusRule `rules slo` prints is valid against the prometheus-operator's CRD schema
+/// (the validator deploy.rs uses for the manifests), for several named objectives too.
+#[test]
+fn the_prometheusrule_matches_its_crd_schema() {
+    let node = common::node::node();
+    let dir = common::node::crd_models();
+    let script = dir.join("validate-crds.mjs");
+    std::fs::copy("tests/fixtures/deploy/validate-crds.mjs", &script).expect("copy validator");
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let config = write(tmp.path(), "redline.yaml", OBJECTIVES);
+    let cr: Value = serde_saphyr::from_str(&rules_slo(&config, &["--format", "prometheusrule"])).expect("YAML");
+    let validate = |resources: Value| {
+        let input = tmp.path().join("resources.json");
+        std::fs::write(&input, resources.to_string()).expect("write resources");
+        Command::new(&node)
+            .arg(&script)
+            .current_dir(&dir)
+            .stdin(std::fs::File::open(&input).expect("open"))
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run node")
+    };
+    let out = validate(Value::from(vec![cr.clone()]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.contains("valid: "), "CRD schema validation:\n{stdout}");
+    // The validator can fail: `for` that is no duration.
+    let mut bad = cr;
+    bad["spec"]["groups"][0]["rules"][7]["for"] = "two minutes".into();
+    let out = validate(Value::from(vec![bad]));
+    assert!(!out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+/// Two named objectives over routes of the demo service: `/status/{code}` (driven to fail) and
+/// `/users/{id}` (healthy), with a 12h period.
+const OBJECTIVES: &str = "service: checkout\nroutes: [\"/status/{code}\", \"/users/{id}\"]\nslo:\n  period: 12h\n  objectives:\n    - {name: status, routes: [\"/status/{code}\"], availability: 99}\n    - {name: users, routes: [\"/users/{id}\"]}\nretention: 2h\nsample_interval: 1s\n";
+
+#[test]
+fn several_objectives_give_groups_per_objective_that_promtool_accepts() {
+    let promtool = require_tool("promtool", "prometheus");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let rules = rules_slo(&write(dir.path(), "redline.yaml", OBJECTIVES), &[]);
+    let file = write(dir.path(), "slo.yml", &rules);
+    let out = run_ok(Command::new(&promtool).args(["check", "rules", &file]), "promtool check rules");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("SUCCESS: 44 rules found"), "{out:?}");
+    for group in ["redline-slo-status-availability", "redline-slo-users-latency"] {
+        assert!(rules.contains(&format!("  - name: {group}\n")), "{rules}");
+    }
+    assert!(rules.contains(r#"{error_type!~"|client_.+|shutdown",http_route=~"/status/\\{code\\}"}[5s]"#), "{rules}");
+    assert!(rules.contains(r#"redline:slo_errors:ratio_rate1m{objective="status"} > (14.4 * 0.01)"#), "{rules}");
+}
+
+/// In the sidecar, each objective sees only its routes: failures on one route fire that
+/// objective's page alert and not the other's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_objective_over_failing_routes_pages_and_the_healthy_one_does_not() {
+    let up = Upstream::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = write(dir.path(), "redline.yaml", OBJECTIVES);
+    let sidecar = Sidecar::start(&up.url(), &["--config", &config]).await;
+    let urls = [sidecar.url("/status/500"), sidecar.url("/users/42")];
+    let traffic = tokio::spawn(async move {
+        let c = client();
+        loop {
+            for url in &urls {
+                let _ = c.get(url).send().await;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let alerts_url = sidecar.admin_url("/api/v1/alerts");
+    let firing = async || -> Vec<Value> {
+        let alerts = json(&alerts_url).await;
+        alerts["data"]["alerts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|a| a["labels"]["alertname"] == "RedlineAvailabilityBudgetBurn1h" && a["state"] == "firing")
+            .cloned()
+            .collect()
+    };
+    let mut seen = Vec::new();
+    wait_for("the status objective's page", Duration::from_secs(60), async || {
+        seen = firing().await;
+        !seen.is_empty()
+    })
+    .await;
+    // The healthy objective's 1m ratio has been evaluated over the same traffic: still 0.
+    let query = sidecar.admin_url("/api/v1/rules");
+    wait_for("the users objective's 1m ratio", Duration::from_secs(20), async || {
+        let api = json(&query).await;
+        api["data"]["groups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|g| g["name"] == "redline-slo-users-availability" && g["rules"][2]["health"] == "ok")
+    })
+    .await;
+    let seen = firing().await;
+    traffic.abort();
+    let objectives: Vec<&str> = seen.iter().filter_map(|a| a["labels"]["objective"].as_str()).collect();
+    assert_eq!(objectives, ["status"], "{seen:?}");
+    let description = seen[0]["annotations"]["description"].as_str().unwrap_or_default();
+    assert!(description.contains("of the status requests to checkout"), "{description}");
+}
+
 /// `redline sidecar --config FILE` must exit (within 20s) refusing the config; exit code and stderr.
 fn refused(config_text: &str) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().expect("temp dir");
