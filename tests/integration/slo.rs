@@ -94,6 +94,11 @@ fn rules_slo_refuses_a_threshold_that_is_not_a_bucket_naming_the_key() {
         "{stderr}"
     );
     assert!(out.stdout.is_empty());
+    let missing = dir.path().join("nope.yaml");
+    let out = Command::new(redline_bin()).args(["rules", "slo", "--config"]).arg(&missing).output().expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("config file {}: cannot read", missing.display())), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
