@@ -93,7 +93,7 @@ pub struct SloObjectives(pub Vec<ObjectiveFile>);
 impl std::str::FromStr for SloObjectives {
     type Err = String;
     fn from_str(text: &str) -> Result<Self, String> {
-        crate::yaml::parse(text, keys::SLO_OBJECTIVES.flag).map_err(|e| e.to_string())
+        crate::yaml::parse(text, keys::SLO_OBJECTIVES.name).map_err(|e| e.to_string())
     }
 }
 
