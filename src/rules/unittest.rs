@@ -200,11 +200,12 @@ impl RuleStorage for TestStorage {
 }
 
 fn run_group(tg: &TestGroup, groups: &[Group], eval_interval: i64) -> Result<Vec<String>, String> {
+    // Without `interval` (or with 0) promtool 2.42 puts every input sample at time 0, where the
+    // first value of each series is kept: it does not default to `evaluation_interval`.
     let interval = match &tg.interval {
         Some(s) => duration_ms(s, "interval")?,
         None => 0,
     };
-    let interval = if interval == 0 { eval_interval } else { interval };
     let mut storage = TestStorage(MemoryStorage::new());
     // promtool's lazy loader: the input samples enter the storage only as the evaluation clock
     // reaches them (those at or before each evaluation time, before the rules run), so no rule
@@ -214,11 +215,16 @@ fn run_group(tg: &TestGroup, groups: &[Group], eval_interval: i64) -> Result<Vec
         let labels = promql::parse_series_labels(&s.series).map_err(|e| format!("input_series {:?}: {e}", s.series))?;
         let values =
             promql::expand_series_values(&s.values).map_err(|e| format!("input_series {:?}: {e}", s.values))?;
-        let samples: Vec<(i64, f64)> = values
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, v)| v.map(|v| ((i as i64).saturating_mul(interval), v)))
-            .collect();
+        let mut samples: Vec<(i64, f64)> = Vec::with_capacity(values.len());
+        for (i, v) in values.into_iter().enumerate() {
+            let t = (i as i64).saturating_mul(interval);
+            // A later sample at the same time is dropped, as the TSDB drops it on commit.
+            if let Some(v) = v
+                && samples.last().is_none_or(|&(last, _)| last < t)
+            {
+                samples.push((t, v));
+            }
+        }
         pending.push((labels, samples.into_iter()));
     }
     let mut alert_tests: BTreeMap<i64, Vec<&AlertTest>> = BTreeMap::new();
@@ -347,7 +353,13 @@ fn show_labels(l: &Labels) -> String {
 
 fn check_expr(test: &ExprTest, storage: &TestStorage, ctx: &EvalContext<'_>) -> Result<Option<String>, String> {
     let t = duration_ms(&test.eval_time, "eval_time")?;
-    let expr = promql::parse(&test.expr).map_err(|e| format!("expr {:?}: {e}", test.expr))?;
+    // promtool's wording for a query that cannot run (refused or failing): this test fails,
+    // the others still run.
+    let error = |e: &str| format!("    expr: {:?}, time: {}, err: {e}", test.expr, show_duration(t));
+    let expr = match promql::parse(&test.expr) {
+        Ok(expr) => expr,
+        Err(e) => return Ok(Some(error(&e))),
+    };
     let fail = |got: String, exp: &[(Labels, f64)]| {
         let exp: Vec<String> = exp.iter().map(|(l, v)| format!("{} {}", show_labels(l), v)).collect();
         format!(
@@ -372,7 +384,7 @@ fn check_expr(test: &ExprTest, storage: &TestStorage, ctx: &EvalContext<'_>) -> 
         Ok(Value::Vector(v)) => v.into_iter().map(|s| (s.labels, s.value)).collect(),
         Ok(Value::Scalar(v)) => vec![(Labels::default(), v)],
         Ok(_) => return Ok(Some(fail("(a string or range vector)".into(), &exp))),
-        Err(e) => return Ok(Some(fail(format!("error: {e}"), &exp))),
+        Err(e) => return Ok(Some(error(&e))),
     };
     let mut got = got;
     got.sort_by(|a, b| a.0.cmp(&b.0));

@@ -1,8 +1,8 @@
 //! Runs every `promql_expr_test` of the promtool-format conformance suite (tests/conformance) that
 //! needs no rule files against the PromQL evaluator, comparing results the way promtool does.
 
-// promtool (2.42) semantics reproduced here: a group's `interval` defaults to the file's
-// `evaluation_interval` (default 1m); input samples are loaded only up to the last evaluation tick
+// promtool (2.42) semantics reproduced here: a group without `interval` loads every input
+// sample at time 0 (the first value of each series wins); input samples are loaded only up to the last evaluation tick
 // (a multiple of `evaluation_interval`) not after the group's latest `eval_time`; subqueries
 // without a step use `evaluation_interval`; expected labels are parsed with the series parser;
 // results and expectations are compared as sorted lists with `==` on values (so NaN never
@@ -163,7 +163,7 @@ fn conformance_suite() {
         for (gi, group) in file.tests.iter().enumerate() {
             let interval = match &group.interval {
                 Some(i) => parse_duration_ms(i).unwrap(),
-                None => eval_interval,
+                None => 0,
             };
             let eval_times: Vec<i64> = group
                 .promql_expr_test
@@ -185,7 +185,13 @@ fn conformance_suite() {
                     .filter_map(|(i, v)| v.map(|v| (i as i64 * interval, v)))
                     .filter(|&(t, _)| t <= loaded_until)
                     .collect();
-                storage.add(labels, samples);
+                let mut first_wins: Vec<(i64, f64)> = Vec::with_capacity(samples.len());
+                for (t, v) in samples {
+                    if first_wins.last().is_none_or(|&(last, _)| last < t) {
+                        first_wins.push((t, v));
+                    }
+                }
+                storage.add(labels, first_wins);
             }
 
             let opts = EvalOptions { lookback_ms: 5 * 60_000, interval_ms: eval_interval };

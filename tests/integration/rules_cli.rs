@@ -231,3 +231,28 @@ fn what_promtool_2_42_accepts_rules_check_accepts() {
         assert!(ours.ok, "rules check accepts {expr}:\n{}", ours.output);
     }
 }
+
+#[test]
+fn a_failing_query_fails_its_test_only_in_promtools_words() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let test = dir.path().join("errors_test.yml");
+    std::fs::write(
+        &test,
+        "tests:\n- interval: 1m\n  input_series:\n  - series: x\n    values: '1+1x10'\n  promql_expr_test:\n  \
+         - expr: holt_winters(x[5m], 1, 0.5)\n    eval_time: 5m\n    exp_samples: []\n  \
+         - expr: holt_winters(x[5m], 0.5, 0)\n    eval_time: 5m\n    exp_samples: []\n  \
+         - expr: x\n    eval_time: 5m\n    exp_samples: [{labels: 'x', value: 6}]\n",
+    )
+    .expect("write test file");
+    let (theirs, ours) = both_test(&test);
+    assert!(!theirs.ok && !ours.ok, "both fail:\n{}\n{}", theirs.output, ours.output);
+    for line in [
+        "    expr: \"holt_winters(x[5m], 1, 0.5)\", time: 5m, err: invalid smoothing factor. Expected: 0 < sf < 1, got: 1.000000",
+        "    expr: \"holt_winters(x[5m], 0.5, 0)\", time: 5m, err: invalid trend factor. Expected: 0 < tf < 1, got: 0.000000",
+    ] {
+        assert!(theirs.output.lines().any(|l| l == line), "promtool says {line:?}:\n{}", theirs.output);
+        assert!(ours.output.lines().any(|l| l == line), "redline says {line:?}:\n{}", ours.output);
+    }
+    // The passing test in the same file is not reported.
+    assert!(!ours.output.contains("expr: \"x\""), "{}", ours.output);
+}
