@@ -157,7 +157,8 @@ pub const DURATION_BUCKETS: Key = key!(
     "duration-buckets",
     "REDLINE_DURATION_BUCKETS",
     Default::Value("0.005,0.01,0.025,0.05,0.075,0.1,0.25,0.5,0.75,1,2.5,5,7.5,10"),
-    "Duration histogram buckets in seconds, comma-separated (the default is OpenTelemetry's advice)"
+    "Duration histogram buckets in seconds, comma-separated (the default is OpenTelemetry's advice, to which \
+     each SLO latency threshold is added; custom buckets must contain the thresholds)"
 );
 pub const UPSTREAM_TIMEOUT: Key = key!(
     "upstream_timeout",
