@@ -4,8 +4,10 @@
 # reads: go, lcov, clang/llvm-cov, JaCoCo; PostgreSQL for the receiver, whose tests start their
 # own cluster; node and npm for the CRD schemas tests/integration/deploy.rs checks deploy/ against
 # and for playwright-core, which drives Chromium through the receiver's page in
-# tests/integration/receiver_ui.rs; openssl for the throw-away certificates of the TLS tests), then
-# runs formatting, lints, unit and integration tests. Python packages (coverage.py, scipy, the
+# tests/integration/receiver_ui.rs; openssl for the throw-away certificates of the TLS tests; and
+# ShellCheck, which actionlint runs on the workflows' scripts in tests/integration/pipeline.rs),
+# then runs formatting, lints, and the unit and integration tests instrumented for coverage,
+# followed by the coverage gate. Python packages (coverage.py, scipy, the
 # deploy validators) go into venvs and npm packages into a directory under target/ on first use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +22,7 @@ need=(
   "python3:python3" "/usr/share/doc/python3-venv:python3-venv"
   "/usr/lib/postgresql/*/bin/initdb:postgresql"
   "node:nodejs" "npm:npm" "openssl:openssl" "chromium:chromium"
+  "shellcheck:shellcheck"
 )
 missing=()
 for entry in "${need[@]}"; do
@@ -33,7 +36,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-for t in promtool prometheus prometheus-alertmanager amtool go lcov clang llvm-cov javac node npm openssl chromium; do
+for t in promtool prometheus prometheus-alertmanager amtool go lcov clang llvm-cov javac node npm openssl chromium shellcheck; do
   command -v $t >/dev/null || { echo "$t still missing after install" >&2; exit 1; }
 done
 
@@ -48,4 +51,7 @@ df -h . | tail -1 | awk '{print "disk free for the build: " $4 " of " $2}'
 
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
-cargo test --all-targets --locked
+# Every test, once, instrumented for coverage (cargo-llvm-cov), then the coverage gate: redline's
+# own readiness-check, tests.coverage >= 80 % (scripts/coverage.sh says how; `cargo test
+# --all-targets --locked` runs the same tests without it).
+bash scripts/coverage.sh

@@ -16,6 +16,7 @@ mod docs;
 mod errors;
 mod grpc_proxy;
 mod module_graph;
+mod pipeline;
 mod promql_conformance;
 mod readiness_check;
 mod readiness_deploy;

