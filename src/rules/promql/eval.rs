@@ -1,5 +1,11 @@
-//! The tree walk: selectors (lookback, staleness, offsets), subqueries as per-step instant
+//! The tree walk: selectors (lookback, staleness, offsets, `@`), subqueries as per-step instant
 //! evaluations, and dispatch to the operator modules. Pure: reads only the given storage.
+//!
+//! `@` follows Prometheus 2.42 to its corners: each selector sees only the samples 2.42 fetches
+//! for it before evaluating (`getTimeRangesForSelector`), and inside a subquery the range
+//! argument of a call 2.42 cannot evaluate once (`predict_linear`, or a per-step parameter)
+//! reads its `@` window shifted by the step's distance from the subquery's first step, as
+//! 2.42's `@`-as-offset rewrite does. Neither costs anything for expressions without `@`.
 
 use super::labels::{drop_name, has_duplicates};
 use super::{
@@ -8,8 +14,8 @@ use super::{
 use foldhash::{HashMap, HashMapExt};
 use promql_parser::label::{MatchOp, Matcher, Matchers};
 use promql_parser::parser::token::{T_EQL_REGEX, T_NEQ_REGEX};
-use promql_parser::parser::{AtModifier, Expr, Offset, SubqueryExpr, VectorSelector};
-use std::cell::RefCell;
+use promql_parser::parser::{AtModifier, Call, Expr, Offset, SubqueryExpr, VectorSelector};
+use std::cell::{Cell, RefCell};
 use std::time::Duration;
 
 /// Prometheus's error for a result vector holding two elements with the same labels.
@@ -59,6 +65,134 @@ pub(crate) fn at_ms(at: &AtModifier, query_ms: i64) -> i64 {
 pub(crate) fn reference_ms(at: &Option<AtModifier>, offset: &Option<Offset>, t: i64, query_ms: i64) -> i64 {
     let base = at.as_ref().map_or(t, |a| at_ms(a, query_ms));
     base.saturating_sub(offset_ms(offset))
+}
+
+/// Functions Prometheus 2.42 never evaluates once for all steps (`AtModifierUnsafeFunctions`).
+const AT_UNSAFE_FUNCTIONS: &[&str] = &[
+    "days_in_month",
+    "day_of_month",
+    "day_of_week",
+    "day_of_year",
+    "hour",
+    "minute",
+    "month",
+    "year",
+    "predict_linear",
+    "time",
+];
+
+/// Prometheus 2.42's `preprocessExprHelper` verdict: the expression gives the same result at
+/// every step (it reads only `@` times and literals), so it is evaluated once.
+pub(crate) fn step_invariant(e: &Expr) -> bool {
+    match e {
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) => true,
+        Expr::VectorSelector(vs) => vs.at.is_some(),
+        Expr::MatrixSelector(ms) => ms.vs.at.is_some(),
+        Expr::Subquery(sq) => sq.at.is_some(),
+        // The parameter is not looked at, as in 2.42.
+        Expr::Aggregate(a) => step_invariant(&a.expr),
+        Expr::Binary(b) => step_invariant(&b.lhs) & step_invariant(&b.rhs),
+        Expr::Call(c) => call_step_invariant(c),
+        Expr::Paren(p) => step_invariant(&p.expr),
+        Expr::Unary(u) => step_invariant(&u.expr),
+        Expr::Extension(_) => false,
+    }
+}
+
+fn uses_at(e: &Expr) -> bool {
+    match e {
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => false,
+        Expr::VectorSelector(vs) => vs.at.is_some(),
+        Expr::MatrixSelector(ms) => ms.vs.at.is_some(),
+        Expr::Subquery(sq) => sq.at.is_some() || uses_at(&sq.expr),
+        Expr::Aggregate(a) => a.param.as_deref().is_some_and(uses_at) || uses_at(&a.expr),
+        Expr::Binary(b) => uses_at(&b.lhs) || uses_at(&b.rhs),
+        Expr::Call(c) => c.args.args.iter().any(|a| uses_at(a)),
+        Expr::Paren(p) => uses_at(&p.expr),
+        Expr::Unary(u) => uses_at(&u.expr),
+    }
+}
+
+/// Prometheus 2.42's `subqueryTimes` over the subqueries enclosing a selector: their offsets
+/// and ranges summed, reset by a subquery with `@` (whose time then stands for the query's).
+#[derive(Clone, Copy, Default)]
+struct SubqueryPath {
+    offset_ms: i64,
+    range_ms: i64,
+    at_ms: Option<i64>,
+}
+
+/// Prometheus 2.42's `getTimeRangesForSelector` for every selector of `expr` (an instant
+/// query at `query_ms`): the window its samples are fetched for, keyed by the selector's
+/// address. `range_ms` is the enclosing range selector's range (0 for an instant selector).
+fn fetch_windows(
+    expr: &Expr,
+    path: SubqueryPath,
+    range_ms: i64,
+    query_ms: i64,
+    lookback_ms: i64,
+    out: &mut HashMap<usize, (i64, i64)>,
+) {
+    let window = |vs: &VectorSelector, range_ms: i64| {
+        let base = path.at_ms.unwrap_or(query_ms);
+        let (start, end) = match &vs.at {
+            Some(at) => (at_ms(at, query_ms), at_ms(at, query_ms)),
+            None => {
+                (base.saturating_sub(path.offset_ms).saturating_sub(path.range_ms), base.saturating_sub(path.offset_ms))
+            }
+        };
+        let start = start.saturating_sub(if range_ms == 0 { lookback_ms } else { range_ms });
+        let off = offset_ms(&vs.offset);
+        (start.saturating_sub(off), end.saturating_sub(off))
+    };
+    let mut recurse =
+        |e: &Expr, path: SubqueryPath, range_ms: i64| fetch_windows(e, path, range_ms, query_ms, lookback_ms, out);
+    match expr {
+        Expr::VectorSelector(vs) => {
+            out.insert(vs as *const VectorSelector as usize, window(vs, range_ms));
+        }
+        Expr::MatrixSelector(ms) => {
+            out.insert(&ms.vs as *const VectorSelector as usize, window(&ms.vs, duration_ms(ms.range)));
+        }
+        Expr::Subquery(sq) => {
+            let inner = match &sq.at {
+                Some(at) => SubqueryPath {
+                    offset_ms: offset_ms(&sq.offset),
+                    range_ms: duration_ms(sq.range),
+                    at_ms: Some(at_ms(at, query_ms)),
+                },
+                None => SubqueryPath {
+                    offset_ms: path.offset_ms.saturating_add(offset_ms(&sq.offset)),
+                    range_ms: path.range_ms.saturating_add(duration_ms(sq.range)),
+                    at_ms: path.at_ms,
+                },
+            };
+            recurse(&sq.expr, inner, 0);
+        }
+        Expr::Paren(p) => recurse(&p.expr, path, range_ms),
+        Expr::Unary(u) => recurse(&u.expr, path, range_ms),
+        Expr::Binary(b) => {
+            recurse(&b.lhs, path, 0);
+            recurse(&b.rhs, path, 0);
+        }
+        Expr::Aggregate(a) => {
+            if let Some(p) = &a.param {
+                recurse(p, path, 0);
+            }
+            recurse(&a.expr, path, 0);
+        }
+        Expr::Call(c) => {
+            for a in &c.args.args {
+                recurse(a, path, 0);
+            }
+        }
+        Expr::NumberLiteral(_) | Expr::StringLiteral(_) | Expr::Extension(_) => {}
+    }
+}
+
+/// [`step_invariant`] for a call.
+pub(crate) fn call_step_invariant(c: &Call) -> bool {
+    !AT_UNSAFE_FUNCTIONS.contains(&c.func.name) && c.args.args.iter().all(|a| step_invariant(a))
 }
 
 /// Removes any number of enclosing parentheses, as Prometheus's `unwrapParenExpr`.
@@ -119,17 +253,62 @@ pub(crate) struct Evaluator<'a> {
     pub(crate) opts: EvalOptions,
     /// The instant query's time, which `@ start()` and `@ end()` stand for at any depth.
     pub(crate) query_ms: i64,
+    /// The first step of the innermost subquery being evaluated, if any (see
+    /// [`Self::at_drift_ms`]).
+    pub(crate) subquery_start: Cell<Option<i64>>,
+    /// Added to the next `@` time read (a range argument's, see [`Self::at_drift_ms`]).
+    at_shift: Cell<i64>,
+    /// Per selector (by address), the window Prometheus 2.42 fetches for it before evaluating;
+    /// samples outside it are not seen. Computed only for expressions with `@`: without one,
+    /// every read falls inside its selector's window.
+    fetch_bounds: Option<HashMap<usize, (i64, i64)>>,
     cache: RefCell<HashMap<String, Vec<Prefetched>>>,
 }
 
 impl<'a> Evaluator<'a> {
     pub(crate) fn new(storage: &'a dyn Storage, opts: EvalOptions, query_ms: i64) -> Self {
-        Evaluator { storage, opts, query_ms, cache: RefCell::new(HashMap::new()) }
+        Evaluator {
+            storage,
+            opts,
+            query_ms,
+            subquery_start: Cell::new(None),
+            at_shift: Cell::new(0),
+            fetch_bounds: None,
+            cache: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// Restricts each selector of `expr` to the samples 2.42 would have fetched for it (see
+    /// [`fetch_windows`]), when `expr` uses `@` anywhere.
+    pub(crate) fn with_fetch_bounds(mut self, expr: &Expr) -> Self {
+        if uses_at(expr) {
+            let mut bounds = HashMap::new();
+            fetch_windows(expr, SubqueryPath::default(), 0, self.query_ms, self.opts.lookback_ms, &mut bounds);
+            self.fetch_bounds = Some(bounds);
+        }
+        self
     }
 
     /// [`reference_ms`] for this query.
     pub(crate) fn reference(&self, at: &Option<AtModifier>, offset: &Option<Offset>, t: i64) -> i64 {
-        reference_ms(at, offset, t, self.query_ms)
+        let shift = if at.is_some() { self.at_shift.get() } else { 0 };
+        reference_ms(at, offset, t, self.query_ms).saturating_add(shift)
+    }
+
+    /// Evaluates `f` with the `@` time of the range argument it reads moved by `shift_ms`.
+    pub(crate) fn with_at_shift<R>(&self, shift_ms: i64, f: impl FnOnce() -> R) -> R {
+        let outer = self.at_shift.replace(shift_ms);
+        let r = f();
+        self.at_shift.set(outer);
+        r
+    }
+
+    /// The part of [start, end] that 2.42 fetched for `vs` (start > end when none).
+    fn clamp(&self, vs: &VectorSelector, start: i64, end: i64) -> (i64, i64) {
+        match self.fetch_bounds.as_ref().and_then(|b| b.get(&(vs as *const VectorSelector as usize))) {
+            Some(&(lo, hi)) => (start.max(lo), end.min(hi)),
+            None => (start, end),
+        }
     }
 
     pub(crate) fn eval(&self, expr: &Expr, t: i64) -> Result<Value, String> {
@@ -219,6 +398,10 @@ impl<'a> Evaluator<'a> {
         }
         let end = self.reference(&vs.at, &vs.offset, t);
         let start = end.saturating_sub(range_ms);
+        let (start, end) = self.clamp(vs, start, end);
+        if start > end {
+            return Ok(true);
+        }
         let mut scratch: Vec<(i64, f64)> = Vec::new();
         self.storage.visit(&selector_matchers(vs), start, end, &mut |labels, w| {
             if w.tail.is_empty() && (w.stale_free || !w.head.iter().any(|&(_, v)| is_stale(v))) {
@@ -246,6 +429,14 @@ impl<'a> Evaluator<'a> {
             return Err("subquery step must be positive".to_string());
         }
         let end = self.reference(&sq.at, &sq.offset, t);
+        // The shift was for this subquery's own `@`, not for those inside it.
+        let outer_shift = self.at_shift.replace(0);
+        let result = self.subquery_at(sq, end, step);
+        self.at_shift.set(outer_shift);
+        result
+    }
+
+    fn subquery_at(&self, sq: &SubqueryExpr, end: i64, step: i64) -> Result<Vec<Series>, String> {
         let lower = end.saturating_sub(duration_ms(sq.range));
         // Go's integer division truncates towards zero; adding a step when it fell below the
         // bound makes this a ceiling for both signs.
@@ -259,6 +450,13 @@ impl<'a> Evaluator<'a> {
         }
         self.prefetch(&sq.expr, start, end);
 
+        let outer = self.subquery_start.replace(Some(start));
+        let result = self.subquery_steps(sq, start, end, step);
+        self.subquery_start.set(outer);
+        result
+    }
+
+    fn subquery_steps(&self, sq: &SubqueryExpr, start: i64, end: i64, step: i64) -> Result<Vec<Series>, String> {
         let mut series: Vec<Series> = Vec::new();
         let mut index: HashMap<Labels, usize> = HashMap::new();
         let mut ts = start;
@@ -274,6 +472,18 @@ impl<'a> Evaluator<'a> {
             ts = next;
         }
         Ok(series)
+    }
+
+    /// How far Prometheus 2.42 moves an `@` time read by the range argument of a call that is
+    /// not step-invariant, at step `t` of a subquery: it rewrites `@` as an offset relative to
+    /// the subquery's first step once, then evaluates such a call at every step with that
+    /// offset, so the window slides by `t - first step`. 0 outside subqueries and for calls it
+    /// evaluates once (step-invariant ones).
+    pub(crate) fn at_drift_ms(&self, call_invariant: bool, t: i64) -> i64 {
+        match self.subquery_start.get() {
+            Some(start) if !call_invariant => t.saturating_sub(start),
+            _ => 0,
+        }
     }
 
     /// Fetches, once, what every selector inside `expr` will read when `expr` is evaluated at
@@ -309,6 +519,10 @@ impl<'a> Evaluator<'a> {
     }
 
     fn select(&self, vs: &VectorSelector, start: i64, end: i64) -> Vec<Series> {
+        let (start, end) = self.clamp(vs, start, end);
+        if start > end {
+            return Vec::new();
+        }
         if let Some(hit) = self.cached(&selector_key(vs), start, end) {
             return hit;
         }

@@ -1,7 +1,9 @@
 //! Function calls: range-vector functions (rate family, *_over_time) applied per series over a
 //! closed window, and instant functions (math, clamp, labels, absent, histogram_quantile, ...).
 
-use super::eval::{DUPLICATE_LABELSET, Evaluator, check_unique, duration_ms, duration_secs, unwrap_parens};
+use super::eval::{
+    DUPLICATE_LABELSET, Evaluator, call_step_invariant, check_unique, duration_ms, duration_secs, unwrap_parens,
+};
 use super::labels::{drop_name, get, has_duplicates, is_valid_label_name, set};
 use super::quantile::{Bucket, bucket_quantile, quantile};
 use super::{Labels, METRIC_NAME, Sample, Series, Value, godate, gomath, gotrig, is_stale};
@@ -94,6 +96,13 @@ pub(crate) fn eval_call(ev: &Evaluator, call: &Call, t: i64) -> Result<Value, St
     let name = call.func.name;
     let args: Vec<&Expr> = call.args.args.iter().map(|a| unwrap_parens(a)).collect();
     if let Some(idx) = args.iter().position(|a| matches!(a, Expr::MatrixSelector(_) | Expr::Subquery(_))) {
+        // Inside a subquery, 2.42 slides the `@` window of a call it cannot evaluate once.
+        if ev.subquery_start.get().is_some() {
+            let drift = ev.at_drift_ms(call_step_invariant(call), t);
+            if drift != 0 {
+                return ev.with_at_shift(drift, || eval_range_call(ev, name, &args, idx, t));
+            }
+        }
         return eval_range_call(ev, name, &args, idx, t);
     }
     match name {

@@ -123,5 +123,5 @@ impl Default for EvalOptions {
 /// Evaluates `expr` at `t_ms`. The expression must have passed [`check`]; anything it would
 /// refuse is reported as an error here too, never as a panic.
 pub fn eval_instant(expr: &Expr, storage: &dyn Storage, t_ms: i64, opts: &EvalOptions) -> Result<Value, String> {
-    eval::Evaluator::new(storage, *opts, t_ms).eval(expr, t_ms)
+    eval::Evaluator::new(storage, *opts, t_ms).with_fetch_bounds(expr).eval(expr, t_ms)
 }
