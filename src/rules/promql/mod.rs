@@ -1,10 +1,13 @@
 //! PromQL evaluation over an in-process sample store, bit-for-bit compatible with Prometheus 2.42
-//! for the supported subset; expressions are parsed by `promql-parser`, checked once, then evaluated.
+//! on all of 2.42's PromQL; expressions are parsed by `promql-parser` and checked once against
+//! what 2.42 has ([`parse`]), then evaluated.
 
 // Layout: `eval` walks the tree, `functions`/`aggregate`/`binary` implement the operators,
-// `check` refuses unsupported constructs at rule load, `storage` holds series for tests and
+// `check` parses as 2.42 and refuses what 2.42 lacks at rule load, `storage` holds series for tests and
 // `rules test`, `series_notation` reads promtool's `input_series` syntax, `gomath` reproduces
-// the Go standard library behaviour the results depend on (Go's exp differs from libm's).
+// the Go standard library behaviour the results depend on (Go's exp differs from libm's),
+// `gotrig` Go's trigonometric, hyperbolic and logarithm functions, `godate` Go's calendar for
+// the date functions.
 
 mod aggregate;
 mod binary;
