@@ -132,16 +132,20 @@ fn check_durations(text: &str) -> Result<(), String> {
                 let is_duration = is_duration_token(token);
                 if (in_brackets || after_offset) && !is_duration {
                     let place = if after_offset { "in offset" } else { "in range or subquery" };
-                    return Err(format!("unexpected number \"{token}\" {place}, expected duration"));
+                    return Err(format!(
+                        "{}: parse error: unexpected number \"{token}\" {place}, expected duration",
+                        position(text, start)
+                    ));
                 }
                 if !in_brackets && !after_offset && is_duration {
-                    return Err(format!("unexpected duration \"{token}\""));
+                    return Err(format!("{}: parse error: unexpected duration \"{token}\"", position(text, start)));
                 }
                 // The crate only refuses what is beyond f64; 2.42 what is beyond int64 seconds.
                 if after_at {
                     let secs = super::gomath::parse_float(token).unwrap_or(0.0);
                     if secs >= 9_223_372_036_854_775_807.0 {
-                        return Err(format!("timestamp out of bounds for @ modifier: {secs:.6}"));
+                        // promtool points at the whole expression here.
+                        return Err(format!("1:1: parse error: timestamp out of bounds for @ modifier: {secs:.6}"));
                     }
                 }
                 after_offset = false;
@@ -155,6 +159,14 @@ fn check_durations(text: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Prometheus's `line:column` (1-based, in bytes) of a byte offset, as its parse errors begin.
+fn position(text: &str, offset: usize) -> String {
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let column = offset - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    format!("{line}:{column}")
 }
 
 /// `5m`, `1h30m`, `100ms`: digits and units, nothing else.
@@ -343,15 +355,23 @@ mod tests {
         }
         assert_eq!(
             chk("rate(x[300])").unwrap_err(),
-            "unexpected number \"300\" in range or subquery, expected duration"
+            "1:8: parse error: unexpected number \"300\" in range or subquery, expected duration"
         );
-        assert_eq!(chk("x[5m:60]").unwrap_err(), "unexpected number \"60\" in range or subquery, expected duration");
-        assert_eq!(chk("x offset -300").unwrap_err(), "unexpected number \"300\" in offset, expected duration");
-        assert_eq!(chk("1d + 1").unwrap_err(), "unexpected duration \"1d\"");
-        assert_eq!(chk("x @ 1d").unwrap_err(), "unexpected duration \"1d\"");
+        // Positions as promtool prints them for the same expressions.
+        assert_eq!(
+            chk("x[5m:60]").unwrap_err(),
+            "1:6: parse error: unexpected number \"60\" in range or subquery, expected duration"
+        );
+        assert_eq!(
+            chk("x offset -300").unwrap_err(),
+            "1:11: parse error: unexpected number \"300\" in offset, expected duration"
+        );
+        assert_eq!(chk("1d + 1").unwrap_err(), "1:1: parse error: unexpected duration \"1d\"");
+        assert_eq!(chk("x @ 1d").unwrap_err(), "1:5: parse error: unexpected duration \"1d\"");
+        assert_eq!(chk("x +\n  1d").unwrap_err(), "2:3: parse error: unexpected duration \"1d\"");
         assert_eq!(
             chk("x @ -1e20").unwrap_err(),
-            "timestamp out of bounds for @ modifier: 100000000000000000000.000000"
+            "1:1: parse error: timestamp out of bounds for @ modifier: 100000000000000000000.000000"
         );
         assert!(chk("x{a=\"b\" or c=\"d\"}").is_err());
     }
