@@ -113,12 +113,12 @@ impl Plan {
         if let Some(blocking) = &readiness.blocking {
             check_ids(&format!("config file {origin}: readiness.blocking"), blocking)?;
         }
-        if let Some(min) = readiness.coverage.as_ref().and_then(|c| c.min) {
-            if !(0.0..=100.0).contains(&min) {
-                return Err(UsageError(format!(
-                    "config file {origin}: readiness.coverage.min: expected a percentage from 0 to 100, got {min}"
-                )));
-            }
+        if let Some(min) = readiness.coverage.as_ref().and_then(|c| c.min)
+            && !(0.0..=100.0).contains(&min)
+        {
+            return Err(UsageError(format!(
+                "config file {origin}: readiness.coverage.min: expected a percentage from 0 to 100, got {min}"
+            )));
         }
         if readiness.logs.as_ref().and_then(|l| l.sample) == Some(0) {
             return Err(UsageError(format!("config file {origin}: readiness.logs.sample: expected at least 1 line")));
@@ -721,10 +721,10 @@ async fn firing_check(plan: &Plan, client: &reqwest::Client) -> Outcome {
         Err(e) => return Outcome::error(e),
     };
     let mut req = client.get(target);
-    if source == "the receiver" {
-        if let Some(token) = receiver_token() {
-            req = req.bearer_auth(token);
-        }
+    if source == "the receiver"
+        && let Some(token) = receiver_token()
+    {
+        req = req.bearer_auth(token);
     }
     let answer = async {
         let r = req.send().await.map_err(|e| format!("GET {url}: {}", error_chain(&e)))?;

@@ -208,10 +208,10 @@ fn every_shipped_alert_has_a_runbook_and_every_runbook_an_alert() {
     }
     let runbooks = read(RUNBOOKS);
     for (n, line) in prose_lines(&runbooks) {
-        if let Some(title) = line.strip_prefix("## ").filter(|t| t.starts_with("Redline")) {
-            if !shipped.contains(&github_anchor(title)) {
-                problems.push(format!("{RUNBOOKS}:{n}: section {title} is for an alert no file in rules/ ships"));
-            }
+        if let Some(title) = line.strip_prefix("## ").filter(|t| t.starts_with("Redline"))
+            && !shipped.contains(&github_anchor(title))
+        {
+            problems.push(format!("{RUNBOOKS}:{n}: section {title} is for an alert no file in rules/ ships"));
         }
     }
     assert!(problems.is_empty(), "runbooks and alerts disagree:\n{}", problems.join("\n"));

@@ -127,10 +127,10 @@ impl Sidecar {
         let deadline = Instant::now() + Duration::from_secs(20);
         let url = format!("http://{}/healthz", self.admin);
         loop {
-            if let Ok(r) = client().get(&url).send().await {
-                if r.status() == 200 {
-                    return;
-                }
+            if let Ok(r) = client().get(&url).send().await
+                && r.status() == 200
+            {
+                return;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
                 let mut err = String::new();
