@@ -100,9 +100,10 @@ impl FileReport {
             out.push_str("  SUCCESS\n");
         } else {
             out.push_str("  FAILED:\n");
+            // promtool ends every failure with an empty line.
             for f in &self.failures {
                 out.push_str(f);
-                out.push('\n');
+                out.push_str("\n\n");
             }
         }
         out
@@ -274,7 +275,7 @@ fn run_group(tg: &TestGroup, groups: &[Group], eval_interval: i64) -> Result<Vec
                 break;
             }
             for test in tests.iter() {
-                if let Some(f) = check_alerts(test, t, &states) {
+                if let Some(f) = check_alerts(test, t, &states, tg.name.as_deref()) {
                     failures.push(f);
                 }
             }
@@ -292,7 +293,7 @@ fn run_group(tg: &TestGroup, groups: &[Group], eval_interval: i64) -> Result<Vec
 
 type LabelsAndAnnotations = (BTreeMap<String, String>, BTreeMap<String, String>);
 
-fn check_alerts(test: &AlertTest, t: i64, states: &[GroupState]) -> Option<String> {
+fn check_alerts(test: &AlertTest, t: i64, states: &[GroupState], group_name: Option<&str>) -> Option<String> {
     let mut got: Vec<LabelsAndAnnotations> = Vec::new();
     for g in states {
         for (rule, alerts) in g.group.rules.iter().zip(&g.alerts) {
@@ -320,8 +321,10 @@ fn check_alerts(test: &AlertTest, t: i64, states: &[GroupState]) -> Option<Strin
     if got == exp {
         return None;
     }
+    // promtool names the test group first, when it has a name.
+    let name = group_name.filter(|n| !n.is_empty()).map(|n| format!("    name: {n},\n")).unwrap_or_default();
     Some(format!(
-        "    alertname: {}, time: {}, \n        exp:{},\n        got:{}",
+        "{name}    alertname: {}, time: {}, \n        exp:{}, \n        got:{}",
         test.alertname,
         show_duration(t),
         show_alerts(&exp),
@@ -334,21 +337,49 @@ fn show_map(m: &BTreeMap<String, String>) -> String {
     format!("{{{}}}", inner.join(", "))
 }
 
+/// promtool's `labelsAndAnnotations.String()`, indented as its report indents it.
 fn show_alerts(alerts: &[LabelsAndAnnotations]) -> String {
+    if alerts.is_empty() {
+        return "[]".into();
+    }
     let items: Vec<String> = alerts
         .iter()
         .enumerate()
         .map(|(i, (l, a))| {
-            format!("\n        {i}:\n          Labels:{}\n          Annotations:{}\n", show_map(l), show_map(a))
+            format!("{i}:\n              Labels:{}\n              Annotations:{}", show_map(l), show_map(a))
         })
         .collect();
-    format!("[{}]", items.join(""))
+    format!("[\n            {}\n            ]", items.join(",\n            "))
 }
 
+/// Prometheus's `labels.Labels.String()`: every label, `__name__` included, in name order.
 fn show_labels(l: &Labels) -> String {
-    let name = l.iter().find(|(k, _)| k == "__name__").map(|(_, v)| v.as_str()).unwrap_or("");
-    let rest: Vec<String> = l.iter().filter(|(k, _)| k != "__name__").map(|(k, v)| format!("{k}={v:?}")).collect();
-    format!("{name}{{{}}}", rest.join(", "))
+    let pairs: Vec<String> = l.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+    format!("{{{}}}", pairs.join(", "))
+}
+
+/// Go's `strconv.FormatFloat(v, 'E', -1, 64)`, as promtool prints sample values: the shortest
+/// digits that read back, an exponent of at least two digits (`1.2E+02`, `-0E+00`, `NaN`).
+fn show_value(v: f64) -> String {
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "+Inf".into() } else { "-Inf".into() };
+    }
+    let e = format!("{v:E}");
+    let Some((mantissa, exponent)) = e.split_once('E') else { return e };
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    let sign = if exponent < 0 { '-' } else { '+' };
+    format!("{mantissa}E{sign}{:02}", exponent.abs())
+}
+
+/// promtool's `parsedSamplesString`: `nil` for none.
+fn show_samples(samples: &[(Labels, f64)]) -> String {
+    if samples.is_empty() {
+        return "nil".into();
+    }
+    samples.iter().map(|(l, v)| format!("{} {}", show_labels(l), show_value(*v))).collect::<Vec<_>>().join(", ")
 }
 
 fn check_expr(test: &ExprTest, storage: &TestStorage, ctx: &EvalContext<'_>) -> Result<Option<String>, String> {
@@ -360,14 +391,13 @@ fn check_expr(test: &ExprTest, storage: &TestStorage, ctx: &EvalContext<'_>) -> 
         Ok(expr) => expr,
         Err(e) => return Ok(Some(error(&e))),
     };
-    let fail = |got: String, exp: &[(Labels, f64)]| {
-        let exp: Vec<String> = exp.iter().map(|(l, v)| format!("{} {}", show_labels(l), v)).collect();
+    let fail = |got: &[(Labels, f64)], exp: &[(Labels, f64)]| {
         format!(
             "    expr: {:?}, time: {},\n        exp: {}\n        got: {}",
             test.expr,
             show_duration(t),
-            if exp.is_empty() { "(empty)".to_string() } else { exp.join(", ") },
-            got
+            show_samples(exp),
+            show_samples(got)
         )
     };
     let mut exp: Vec<(Labels, f64)> = Vec::new();
@@ -383,7 +413,7 @@ fn check_expr(test: &ExprTest, storage: &TestStorage, ctx: &EvalContext<'_>) -> 
     let got: Vec<(Labels, f64)> = match promql::eval_instant(&expr, storage, t, &ctx.options) {
         Ok(Value::Vector(v)) => v.into_iter().map(|s| (s.labels, s.value)).collect(),
         Ok(Value::Scalar(v)) => vec![(Labels::default(), v)],
-        Ok(_) => return Ok(Some(fail("(a string or range vector)".into(), &exp))),
+        Ok(_) => return Ok(Some(error("rule result is not a vector or scalar"))),
         Err(e) => return Ok(Some(error(&e))),
     };
     let mut got = got;
@@ -393,6 +423,5 @@ fn check_expr(test: &ExprTest, storage: &TestStorage, ctx: &EvalContext<'_>) -> 
     if same {
         return Ok(None);
     }
-    let got_text: Vec<String> = got.iter().map(|(l, v)| format!("{} {}", show_labels(l), v)).collect();
-    Ok(Some(fail(if got_text.is_empty() { "(empty)".into() } else { got_text.join(", ") }, &exp)))
+    Ok(Some(fail(&got, &exp)))
 }

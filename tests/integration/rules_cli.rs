@@ -256,3 +256,37 @@ fn a_failing_query_fails_its_test_only_in_promtools_words() {
     // The passing test in the same file is not reported.
     assert!(!ours.output.contains("expr: \"x\""), "{}", ours.output);
 }
+
+/// Both commands' stdout and stderr as one stream, in the order written.
+fn combined(program: &Path, args: &[&str], file: &Path) -> String {
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg("\"$0\" \"$@\" 2>&1")
+        .arg(program)
+        .args(args)
+        .arg(file)
+        .output()
+        .expect("run through sh");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn failure_reports_read_as_promtools_byte_for_byte() {
+    let promtool = require_tool("promtool", "prometheus");
+    let cases = [
+        // alert tests of named groups: `name:`, `exp:[...]`/`got:[...]` indented as promtool's
+        ("rules/redline-symptoms_test.yml", "severity: \"critical\"", "severity: \"info\""),
+        // expression tests: labels with __name__, values as Go's %E, `nil` for none
+        ("tests/conformance/math_functions_test.yml", "value: 2.9552020666133955E-01", "value: 0.3"),
+        ("tests/conformance/input_loading_test.yml", "value: 1E+02", "value: 120"),
+        ("tests/conformance/at_modifier_test.yml", "value: 2.1E+02", "value: 110"),
+    ];
+    for (src, from, to) in cases {
+        let path = mutated_copy(src, from, to);
+        let theirs = combined(&promtool, &["test", "rules"], &path);
+        let ours = combined(Path::new(redline_bin()), &["rules", "test"], &path);
+        let _ = std::fs::remove_file(&path);
+        assert!(theirs.contains("FAILED"), "{theirs}");
+        assert_eq!(ours, theirs, "{src}");
+    }
+}
