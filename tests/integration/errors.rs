@@ -487,7 +487,7 @@ fn rule_file_yaml_errors_name_the_file_line_and_key() {
     std::fs::write(&rules, "groups:\n  - name: a\n    name: b\n    rules: []\n").expect("write rules");
     let r = ran(command().args(["rules", "check"]).arg(&rules));
     assert_eq!(r.code, 1, "{}", r.stdout);
-    assert!(r.stdout.contains(&format!("{}:3: duplicate key `name`", rules.display())), "{}", r.stdout);
+    assert!(r.stdout.contains(&format!("{}:3:5: duplicate key `name`", rules.display())), "{}", r.stdout);
     assert_no_internals(&r.stdout);
     let tests = dir.path().join("rules_test.yml");
     std::fs::write(&tests, "rule_files: [rules.yml]\ntests:\n  - interval: 1m\n    interval: 2m\n")
