@@ -396,6 +396,29 @@ mod tests {
     }
 
     #[test]
+    fn the_duration_scan_survives_any_text() {
+        for text in [
+            "\"abc\\",
+            "'",
+            "`x",
+            "x offset",
+            "x offset -",
+            "x @",
+            "x @ +",
+            "[",
+            "]]",
+            "1e",
+            "1e+",
+            "0x",
+            "é[5m]ü",
+            "#",
+        ] {
+            let _ = check_durations(text);
+        }
+        assert!(check_durations("x{a=\"[300]\"} offset 5m").is_ok());
+    }
+
+    #[test]
     fn history_covers_ranges_offsets_and_subqueries() {
         assert_eq!(hist("1 + 2"), 0);
         assert_eq!(hist("up"), 300_000);
