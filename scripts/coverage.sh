@@ -77,9 +77,8 @@ export LLVM_COV=$llvm_bin/llvm-cov LLVM_PROFDATA=$llvm_bin/llvm-profdata
 export LLVM_PROFILE_FILE_NAME='redline-%c%2m.profraw'
 export RUSTFLAGS="${RUSTFLAGS:-} -Cllvm-args=-runtime-counter-relocation -Cllvm-args=-enable-name-compression=false"
 
-# The instrumented build has a target dir of its own: it does not overwrite (nor get overwritten
-# by) the plain debug build of `cargo test` in the same checkout.
-export CARGO_TARGET_DIR=$target_dir/llvm-cov-target
+# cargo-llvm-cov builds in a target dir of its own (target/llvm-cov-target/): the instrumented
+# build does not overwrite, nor get overwritten by, the plain debug build of `cargo test`.
 
 rm -rf "$out"
 mkdir -p "$out"
