@@ -9,7 +9,8 @@
 #
 # Where GitHub cannot be reached and no copy is given, the last database fetched on this machine
 # is used if there is one; if there is none, licenses, bans and sources are still checked, and
-# the audit fails, saying that advisories were not checked. The database's commit and age are
+# the audit exits 3 (not 0: nothing pretends it passed), saying that advisories were not
+# checked; a policy failure exits 1. The database's commit and age are
 # printed on every run. Installs cargo-deny (crates.io) when missing. A finding is fixed by an
 # upgrade (`cargo update -p CRATE`) or written down with its reason in deny.toml:
 # docs/deploy.md#the-dependency-audit.
@@ -100,10 +101,10 @@ case $mode in
 ########################################################################################
 audit: ADVISORIES NOT CHECKED: $DB_URL cannot be reached, no database was fetched here
 before, and REDLINE_ADVISORY_DB is not set. Licenses, bans and sources passed; the
-audit fails until it can read the RustSec database (git clone $DB_URL DIR, then
+audit exits 3 until it can read the RustSec database (git clone $DB_URL DIR, then
 REDLINE_ADVISORY_DB=DIR $0).
 ########################################################################################
 EOF
-    exit 1
+    exit 3
     ;;
 esac

@@ -7,11 +7,12 @@ use crate::common;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::alertmanager::{Alertmanager, QUIET_CONFIG};
 use common::tls::TestPki;
 use common::{Sidecar, Upstream, client, free_port, redline_bin, sample};
+use common::{get_json as json, poll_until as wait_for};
 
 /// `rules/redline-symptoms.yml` with 10s windows and 2s `for`, so alerts fire within seconds.
 fn fast_symptom_rules(dir: &std::path::Path) -> String {
@@ -46,20 +47,6 @@ impl Traffic {
 impl Drop for Traffic {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-async fn json(url: &str) -> serde_json::Value {
-    let r = client().get(url).send().await.expect("GET");
-    assert_eq!(r.status(), 200, "{url}");
-    r.json().await.expect("JSON body")
-}
-
-async fn wait_for(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Sidecar, Upstream, client, free_port, redline_bin, require_tool, run_ok};
+use common::{get_json as json, poll_until as wait_for};
 use serde_json::Value;
 
 /// The SLO of the issue: a 0.005 availability budget and a 500ms threshold (a default bucket).
@@ -26,20 +27,6 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
 fn rules_slo(config: &str, args: &[&str]) -> String {
     let out = run_ok(Command::new(redline_bin()).args(["rules", "slo", "--config", config]).args(args), "rules slo");
     String::from_utf8(out.stdout).expect("UTF-8 rules")
-}
-
-async fn json(url: &str) -> Value {
-    let r = client().get(url).send().await.expect("GET");
-    assert_eq!(r.status(), 200, "{url}");
-    r.json().await.expect("JSON body")
-}
-
-async fn wait_for(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 #[test]

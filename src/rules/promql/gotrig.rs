@@ -425,7 +425,6 @@ pub(crate) fn log2(x: f64) -> f64 {
 }
 
 /// Go's `math.Log1p` (FreeBSD's s_log1p.c).
-#[allow(clippy::excessive_precision)]
 pub(crate) fn log1p(x: f64) -> f64 {
     const SQRT2M1: f64 = 4.142_135_623_730_950_488_017e-01;
     const SQRT2HALFM1: f64 = -2.928_932_188_134_524_755_992e-01;

@@ -232,6 +232,22 @@ impl Drop for Sidecar {
     }
 }
 
+/// GETs `url`, asserts a 200 and parses the body as JSON.
+pub async fn get_json(url: &str) -> serde_json::Value {
+    let r = client().get(url).send().await.expect("GET");
+    assert_eq!(r.status(), 200, "{url}");
+    r.json().await.expect("JSON body")
+}
+
+/// Polls `check` every 200 ms until it holds; fails naming `what` after `limit`.
+pub async fn poll_until(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 pub fn client() -> reqwest::Client {
     redline::tls::http_client().expect("TLS roots").timeout(Duration::from_secs(60)).build().expect("http client")
 }
