@@ -30,11 +30,7 @@ rounds=${1:-3} secs=${2:-6}
 source scripts/bench-tools.sh
 need_tools nginx haproxy wrk curl
 cargo build --release --locked --bin redline --example floor_proxy
-w=$(mktemp -d); pids=() pid=""
-cleanup() { for p in "${pids[@]}" $pid; do kill "$p" 2>/dev/null || true; done
-  if [ -s "$w/up.pid" ]; then kill "$(cat "$w/up.pid")" 2>/dev/null || true; fi
-  rm -rf "$w"; }
-trap cleanup EXIT
+bench_workdir
 
 up=18280 listen=18284 stats=18283 admin=18294 sink=18318
 write_upstream_conf "$w" $up

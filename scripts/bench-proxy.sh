@@ -21,11 +21,7 @@ source scripts/bench-tools.sh
 need_tools nginx haproxy wrk curl
 command -v oha >/dev/null || cargo install oha --locked
 cargo build --release --locked --bin redline --example floor_proxy
-w=$(mktemp -d); pids=() pid=""
-cleanup() { for p in "${pids[@]}" $pid; do kill "$p" 2>/dev/null || true; done
-  if [ -s "$w/up.pid" ]; then kill "$(cat "$w/up.pid")" 2>/dev/null || true; fi
-  rm -rf "$w"; }
-trap cleanup EXIT
+bench_workdir
 
 up=18380 listen=18384 stats=18383 admin=18394 sink=18418
 write_upstream_conf "$w" $up

@@ -122,3 +122,17 @@ start_proxy() {
   done
   echo "$1 did not answer on 127.0.0.1:$listen" >&2; exit 1
 }
+
+# bench_workdir: a temporary folder in $w for the configurations, logs and pid files, with
+# $pids (background helpers) and $pid (the proxy under test) empty, and an EXIT trap that stops
+# them and the nginx upstream whose pid file is $w/up.pid, then removes $w.
+bench_workdir() {
+  w=$(mktemp -d); pids=(); pid=""
+  trap bench_cleanup EXIT
+}
+bench_cleanup() {
+  local p
+  for p in "${pids[@]}" $pid; do kill "$p" 2>/dev/null || true; done
+  if [ -s "$w/up.pid" ]; then kill "$(cat "$w/up.pid")" 2>/dev/null || true; fi
+  rm -rf "$w"
+}

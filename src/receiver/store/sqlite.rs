@@ -146,17 +146,7 @@ fn write_batch(conn: &mut Connection, batch: &[Job]) -> rusqlite::Result<Vec<Out
                 outcomes.push(write_v2(&tx, d, at)?);
                 continue;
             }
-            let inserted = notification.execute(params![
-                d.key,
-                d.source.as_str(),
-                d.receiver,
-                d.status.map(|s| s.as_str()),
-                d.group_key,
-                d.external_url,
-                d.truncated_alerts as i64,
-                d.alerts.len() as i64,
-                at,
-            ])?;
+            let inserted = notification.execute(notification_row(d, at))?;
             if inserted == 0 {
                 outcomes.push(Outcome::Duplicate);
                 continue;
@@ -197,6 +187,21 @@ fn write_batch(conn: &mut Connection, batch: &[Job]) -> rusqlite::Result<Vec<Out
     }
     tx.commit()?;
     Ok(outcomes)
+}
+
+/// The `notifications` row of a delivery, in NOTIFICATION_COLUMNS order.
+fn notification_row(d: &Delivery, at: i64) -> impl rusqlite::Params + '_ {
+    (
+        &d.key,
+        d.source.as_str(),
+        &d.receiver,
+        d.status.map(|s| s.as_str()),
+        &d.group_key,
+        &d.external_url,
+        d.truncated_alerts as i64,
+        d.alerts.len() as i64,
+        at,
+    )
 }
 
 /// Stores a v2 alert list: each alert merged into its stored state (`refresh`), a
@@ -245,17 +250,7 @@ fn write_v2(tx: &rusqlite::Transaction, d: &Delivery, at: i64) -> rusqlite::Resu
                         tx.prepare_cached(&format!(
                             "INSERT INTO notifications ({NOTIFICATION_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
                         ))?
-                        .execute(params![
-                            d.key,
-                            d.source.as_str(),
-                            d.receiver,
-                            d.status.map(|s| s.as_str()),
-                            d.group_key,
-                            d.external_url,
-                            d.truncated_alerts as i64,
-                            d.alerts.len() as i64,
-                            at,
-                        ])?;
+                        .execute(notification_row(d, at))?;
                         let new = tx.last_insert_rowid();
                         id = Some(new);
                         new
