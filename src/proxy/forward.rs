@@ -183,7 +183,13 @@ impl Proxy {
         .complete(0, BodyEnd::Complete, None);
     }
 
-    pub async fn handle(self: Arc<Self>, mut req: Request<Incoming>, client: &Arc<ClientInfo>) -> Response<ProxyBody> {
+    /// Answers one request. The body is `None` for a request the HTTP/1.1 fast path (`h1.rs`)
+    /// read itself, which carries none.
+    pub async fn handle(
+        self: Arc<Self>,
+        mut req: Request<Option<Incoming>>,
+        client: &Arc<ClientInfo>,
+    ) -> Response<ProxyBody> {
         let start = Instant::now();
         client.clock.request_started();
         let method = req.method().clone();
@@ -428,7 +434,7 @@ enum Host {
 /// fine on HTTP/1.0), a valid `host[:port]` without user info, and replaced by the target's
 /// authority when the request line has the absolute form (3.2.2). On HTTP/2, `:authority` is
 /// the authority, and a `Host` that names another is refused (RFC 9113 section 8.3.1).
-fn checked_host(req: &Request<Incoming>) -> Result<Host, &'static str> {
+fn checked_host<B>(req: &Request<B>) -> Result<Host, &'static str> {
     let mut hosts = req.headers().get_all(header::HOST).iter();
     let host = hosts.next();
     if hosts.next().is_some() {
@@ -525,7 +531,7 @@ fn valid_authority(b: &[u8]) -> bool {
 /// The protocol an HTTP/1.1 client asks to switch to (`Upgrade`, with `upgrade` listed in
 /// `Connection`), e.g. `websocket`. `h2c` is not passed on: redline speaks HTTP/2 to clients
 /// itself (with prior knowledge), and its upstream side is HTTP/1.1.
-fn requested_upgrade(req: &Request<Incoming>) -> Option<HeaderValue> {
+fn requested_upgrade<B>(req: &Request<B>) -> Option<HeaderValue> {
     if req.version() != Version::HTTP_11 {
         return None;
     }

@@ -5,17 +5,16 @@ pub mod body;
 pub mod conn;
 pub mod deadline;
 pub mod forward;
+pub mod h1;
 pub mod route;
 pub mod tunnel;
 pub mod upstream;
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use conn::{ClientInfo, ClientIo, ConnLimits};
 use hyper_util::server::conn::auto;
@@ -210,17 +209,8 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let client = Arc::new(ClientInfo::new(client).holding(permit));
-        let service = {
-            let proxy = proxy.clone();
-            let client = client.clone();
-            service_fn(move |req| {
-                let proxy = proxy.clone();
-                let client = client.clone();
-                async move { Ok::<_, Infallible>(proxy.handle(req, &client).await) }
-            })
-        };
-        let io = TokioIo::new(ClientIo::new(stream, client.clone()));
-        let conn = builder.serve_connection_with_upgrades(io, service).into_owned();
+        let io = ClientIo::new(stream, client.clone());
+        let conn = h1::ClientConn::new(io, proxy.clone(), client.clone(), builder.clone(), limits.max_header_bytes);
         let drain = drain_rx.clone();
         let proxy = proxy.clone();
         tokio::spawn(async move {

@@ -13,7 +13,8 @@ use hyper::body::Incoming;
 
 /// The request body sent upstream, counting what the client sent and when.
 pub struct RequestBody {
-    inner: Incoming,
+    /// None: the request carries no body.
+    inner: Option<Incoming>,
     progress: Option<Arc<BodyProgress>>,
 }
 
@@ -80,8 +81,8 @@ impl BodyProgress {
 
 impl RequestBody {
     /// Wraps `inner`; progress is only tracked when the body has bytes to come.
-    pub fn new(inner: Incoming, start: Instant) -> (Self, Option<Arc<BodyProgress>>) {
-        let progress = (!inner.is_end_stream()).then(|| {
+    pub fn new(inner: Option<Incoming>, start: Instant) -> (Self, Option<Arc<BodyProgress>>) {
+        let progress = inner.as_ref().is_some_and(|b| !b.is_end_stream()).then(|| {
             Arc::new(BodyProgress {
                 start,
                 bytes: AtomicU64::new(0),
@@ -104,7 +105,9 @@ impl Body for RequestBody {
     type Error = hyper::Error;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        let Some(inner) = self.inner.as_mut() else { return Poll::Ready(None) };
+        let polled = Pin::new(inner).poll_frame(cx);
+        let end_stream = self.inner.as_ref().is_none_or(Body::is_end_stream);
         if let Some(p) = &self.progress {
             match &polled {
                 Poll::Ready(Some(Ok(frame))) => {
@@ -119,7 +122,7 @@ impl Body for RequestBody {
                     p.touch();
                     // HTTP/2 senders stop at the frame that ends the stream, never polling for
                     // the end: the body is done now.
-                    if self.inner.is_end_stream() && p.done.load(Ordering::Relaxed) == 0 {
+                    if end_stream && p.done.load(Ordering::Relaxed) == 0 {
                         p.done.store(p.nanos(Instant::now()) + 1, Ordering::Relaxed);
                     }
                 }
@@ -134,10 +137,10 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.inner.as_ref().map_or_else(|| SizeHint::with_exact(0), Body::size_hint)
     }
 }
