@@ -64,6 +64,13 @@ pub struct ObservedBody<C: OnComplete> {
 }
 
 impl<C: OnComplete> ObservedBody<C> {
+    /// The upstream's response fields as it wrote them, when they were asked for raw.
+    pub fn raw_fields(&self) -> Option<&super::upstream::codec::RawFields> {
+        self.inner.raw_fields()
+    }
+}
+
+impl<C: OnComplete> ObservedBody<C> {
     pub fn new(inner: InnerBody, on_complete: C) -> Self {
         ObservedBody {
             inner,

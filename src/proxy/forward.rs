@@ -184,11 +184,14 @@ impl Proxy {
     }
 
     /// Answers one request. The body is `None` for a request the HTTP/1.1 fast path (`h1.rs`)
-    /// read itself, which carries none.
+    /// read itself, which carries none. `raw_fields`: the client's connection writes an HTTP/1.1
+    /// upstream's response fields as they came (the fast path), so no `HeaderMap` is built for
+    /// them unless the call needs one (gRPC).
     pub async fn handle(
         self: Arc<Self>,
         mut req: Request<Option<Incoming>>,
         client: &Arc<ClientInfo>,
+        raw_fields: bool,
     ) -> Response<ProxyBody> {
         let start = Instant::now();
         client.clock.request_started();
@@ -306,7 +309,9 @@ impl Proxy {
             done._in_use = Some(self.gauges.exchange());
             // The upstream connection takes the origin form (`/path?query`).
             let target = done.path.as_ref().map_or("/", |p| p.as_str());
-            self.deadlines.watch(deadline, self.pool.send(parts, target, body, start, upgrade.is_some())).await
+            let raw_fields = raw_fields && done.grpc.is_none();
+            let send = self.pool.send(parts, target, body, start, upgrade.is_some(), raw_fields);
+            self.deadlines.watch(deadline, send).await
         };
         match sent {
             Ok(Ok(resp)) => {

@@ -42,6 +42,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use super::conn::{ClientInfo, ClientIo};
 use super::forward::{Proxy, ProxyBody};
 use super::upstream::BoxError;
+use super::upstream::codec::RawFields;
 
 /// Most header fields in a request head the fast path reads (hyper's limit too).
 const MAX_HEADERS: usize = 100;
@@ -164,7 +165,7 @@ impl Conn {
     /// The proxy's answer to `req`, reading on meanwhile: None when the client closed first.
     async fn respond(&mut self, req: Request<Option<Incoming>>) -> Option<Response<ProxyBody>> {
         let client = self.client.clone();
-        let answer = self.proxy.clone().handle(req, &client);
+        let answer = self.proxy.clone().handle(req, &client, true);
         tokio::pin!(answer);
         let mut reading = true;
         poll_fn(|cx| {
@@ -196,7 +197,11 @@ impl Conn {
     ) -> io::Result<bool> {
         out.clear();
         let body = BodyLength { ended: resp.body().is_end_stream(), exact: resp.body().size_hint().exact() };
-        let framing = encode_head(out, resp.status(), resp.headers(), body, head_only, close);
+        let fields = match resp.body().raw_fields() {
+            Some(raw) => Fields::Raw(raw),
+            None => Fields::Map(resp.headers()),
+        };
+        let framing = encode_head(out, resp.status(), fields, body, head_only, close);
         if framing == Framing::None {
             // Dropping the body reports it: complete when its upstream had nothing to send.
             drop(resp);
@@ -261,7 +266,7 @@ impl Conn {
         let service = service_fn(move |req: Request<Incoming>| {
             let proxy = proxy.clone();
             let client = client.clone();
-            async move { Ok::<_, Infallible>(proxy.handle(req.map(Some), &client).await) }
+            async move { Ok::<_, Infallible>(proxy.handle(req.map(Some), &client, false).await) }
         });
         let io = TokioIo::new(Rewind { prefix: buf.freeze(), io });
         let conn = hyper.serve_connection_with_upgrades(io, service);
@@ -368,12 +373,19 @@ struct BodyLength {
     exact: Option<u64>,
 }
 
+/// A response's fields: in its `HeaderMap`, or as the upstream wrote them.
+#[derive(Clone, Copy)]
+enum Fields<'a> {
+    Map(&'a HeaderMap),
+    Raw(&'a RawFields),
+}
+
 /// Writes the status line and fields of a response to an HTTP/1.1 request, and says how its
 /// body follows. `head_only`: the request was HEAD.
 fn encode_head(
     out: &mut Vec<u8>,
     status: StatusCode,
-    headers: &HeaderMap,
+    fields: Fields<'_>,
     body: BodyLength,
     head_only: bool,
     close: bool,
@@ -395,25 +407,42 @@ fn encode_head(
     // 1xx and 204 carry no Content-Length (RFC 9110 section 8.6); HEAD and 304 keep the one the
     // upstream sent, which describes the representation.
     let length_allowed = !(status.is_informational() || status == StatusCode::NO_CONTENT);
-    let mut has_length = false;
-    let mut has_date = false;
-    for (name, value) in headers {
-        if *name == header::CONTENT_LENGTH {
-            if !length_allowed {
-                continue;
-            }
-            has_length = true;
-        } else if *name == header::TRANSFER_ENCODING || *name == header::CONNECTION {
-            // The framing and the connection are this hop's, decided here.
-            continue;
-        } else if *name == header::DATE {
-            has_date = true;
-        }
-        out.extend_from_slice(name.as_str().as_bytes());
+    let mut field = |name: &[u8], value: &[u8]| {
+        out.extend_from_slice(name);
         out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(value);
         out.extend_from_slice(b"\r\n");
-    }
+    };
+    let (has_length, has_date) = match fields {
+        Fields::Map(headers) => {
+            let (mut has_length, mut has_date) = (false, false);
+            for (name, value) in headers {
+                if *name == header::CONTENT_LENGTH {
+                    if !length_allowed {
+                        continue;
+                    }
+                    has_length = true;
+                } else if *name == header::TRANSFER_ENCODING || *name == header::CONNECTION {
+                    // The framing and the connection are this hop's, decided here.
+                    continue;
+                } else if *name == header::DATE {
+                    has_date = true;
+                }
+                field(name.as_str().as_bytes(), value.as_bytes());
+            }
+            (has_length, has_date)
+        }
+        // The codec left the hop-by-hop fields out already.
+        Fields::Raw(raw) => {
+            for (name, value) in raw.iter() {
+                if !length_allowed && RawFields::is(name, "content-length") {
+                    continue;
+                }
+                field(name, value);
+            }
+            (raw.has_length && length_allowed, raw.has_date)
+        }
+    };
     if !has_date {
         date::write(out);
     }

@@ -190,7 +190,7 @@ proptest! {
         headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
         headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
         let mut out = Vec::new();
-        let framing = encode_head(&mut out, status, &headers, BodyLength { ended, exact }, head_only, close);
+        let framing = encode_head(&mut out, status, Fields::Map(&headers), BodyLength { ended, exact }, head_only, close);
 
         let mut storage = [httparse::EMPTY_HEADER; 64];
         let mut resp = httparse::Response::new(&mut storage);
@@ -232,6 +232,55 @@ proptest! {
                 }
             }
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    /// An upstream head written on raw (names in its own case) says what the same head
+    /// written from its `HeaderMap` says: same status, framing, and fields.
+    #[test]
+    fn raw_fields_are_written_as_the_map_would_write_them(
+        code in prop_oneof![Just(200u16), Just(204), Just(304), Just(404), 200u16..600],
+        fields in prop::collection::vec((field_name(), field_value()), 0..8),
+        length in prop::option::of(0u64..100_000),
+        head_only in any::<bool>(),
+        close in any::<bool>(),
+    ) {
+        use crate::proxy::upstream::codec::parse_response_head_as;
+        let mut wire = format!("HTTP/1.1 {code} Whatever\r\n").into_bytes();
+        for (name, value) in &fields {
+            wire.extend_from_slice(format!("{name}: ").as_bytes());
+            wire.extend_from_slice(value);
+            wire.extend_from_slice(b"\r\n");
+        }
+        if let Some(n) = length {
+            wire.extend_from_slice(format!("content-LENGTH: {n}\r\n").as_bytes());
+        }
+        wire.extend_from_slice(b"\r\n");
+        let method = if head_only { Method::HEAD } else { Method::GET };
+        let parse = |raw| parse_response_head_as(&mut BytesMut::from(&wire[..]), &method, false, raw);
+        let (Ok(Some(map)), Ok(Some(raw))) = (parse(false), parse(true)) else { return Ok(()) };
+        let body = BodyLength { ended: false, exact: None };
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let fa = encode_head(&mut a, map.status, Fields::Map(&map.headers), body, head_only, close);
+        let fb = encode_head(&mut b, raw.status, Fields::Raw(raw.raw.as_deref().expect("raw")), body, head_only, close);
+        prop_assert_eq!(fa, fb);
+        let read = |bytes: &[u8]| -> Vec<(String, Vec<u8>)> {
+            let mut storage = [httparse::EMPTY_HEADER; 64];
+            let mut resp = httparse::Response::new(&mut storage);
+            assert_eq!(resp.parse(bytes), Ok(httparse::Status::Complete(bytes.len())));
+            let mut fields: Vec<(String, Vec<u8>)> = resp
+                .headers
+                .iter()
+                .filter(|h| !h.name.eq_ignore_ascii_case("date"))
+                .map(|h| (h.name.to_ascii_lowercase(), h.value.to_vec()))
+                .collect();
+            fields.sort();
+            fields
+        };
+        prop_assert_eq!(read(&a), read(&b));
     }
 }
 

@@ -437,6 +437,20 @@ fn thread_names(pid: u32) -> Vec<String> {
         .collect()
 }
 
+/// The proxy workers of `pid` once there are `expected` of them, or as many as there are after
+/// 10 s. A thread names itself when it first runs, after the sidecar may already answer
+/// `/healthz`: one look could miss a worker on a loaded machine.
+async fn proxy_workers(pid: u32, expected: usize) -> usize {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let n = thread_names(pid).iter().filter(|n| n.starts_with("redline-proxy-")).count();
+        if n == expected || std::time::Instant::now() >= deadline {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn the_default_worker_count_follows_the_cpus_the_sidecar_may_use() {
     let up = Upstream::start().await;
@@ -460,7 +474,7 @@ async fn the_default_worker_count_follows_the_cpus_the_sidecar_may_use() {
         assert!(std::time::Instant::now() < deadline, "redline under taskset did not get healthy");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let workers = thread_names(child.id()).iter().filter(|n| n.starts_with("redline-proxy-")).count();
+    let workers = proxy_workers(child.id(), 1).await;
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(workers, 1, "one CPU allowed: one proxy worker");
@@ -468,6 +482,6 @@ async fn the_default_worker_count_follows_the_cpus_the_sidecar_may_use() {
     // Unconfined: one per CPU the process may use.
     let sc = Sidecar::start_with_env(&up.url(), &[], &[]).await;
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let workers = thread_names(sc.child.id()).iter().filter(|n| n.starts_with("redline-proxy-")).count();
+    let workers = proxy_workers(sc.child.id(), cpus).await;
     assert_eq!(workers, cpus, "one proxy worker per CPU the sidecar may use");
 }

@@ -149,9 +149,71 @@ pub struct ResponseHead {
     /// The end-to-end fields: the hop-by-hop ones (RFC 9110 section 7.6.1, with any that
     /// `Connection` names, and `Transfer-Encoding`) concern this connection only and are not kept.
     pub headers: HeaderMap,
+    /// The same fields as the upstream wrote them, in place of `headers` (left empty), when
+    /// they were asked for raw.
+    pub raw: Option<Box<RawFields>>,
     pub framing: BodyFraming,
     /// Whether the connection may carry another request once this body is read.
     pub keep_alive: bool,
+}
+
+/// A response head's end-to-end fields as the upstream wrote them (names in its case), for a
+/// client connection that writes them on as they are: the fields a `HeaderMap` would hold, in
+/// the same order, without building one (a sixteenth of a proxied request's instructions).
+#[derive(Debug)]
+pub struct RawFields {
+    head: Bytes,
+    /// Name and value ranges of each kept field, in `head`.
+    fields: Vec<[u32; 4]>,
+    /// A `Content-Length` is among them.
+    pub has_length: bool,
+    /// A `Date` is among them.
+    pub has_date: bool,
+}
+
+impl RawFields {
+    /// The fields, as (name, value).
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.fields
+            .iter()
+            .map(|&[n0, n1, v0, v1]| (&self.head[n0 as usize..n1 as usize], &self.head[v0 as usize..v1 as usize]))
+    }
+
+    /// Whether a field is `name` (lowercase).
+    pub fn is(name: &[u8], lowercase: &str) -> bool {
+        name.len() == lowercase.len() && name.eq_ignore_ascii_case(lowercase.as_bytes())
+    }
+}
+
+/// The fields whose names decide the framing or the connection, told apart by their bytes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Field {
+    ContentLength,
+    TransferEncoding,
+    Connection,
+    Upgrade,
+    /// `TE`, `Proxy-Authenticate`, `Keep-Alive`, `Proxy-Connection`: hop-by-hop, nothing more.
+    OtherHop,
+    Date,
+    EndToEnd,
+}
+
+impl Field {
+    fn of(name: &[u8]) -> Field {
+        // Lengths first: most names are ruled out by it alone.
+        match name.len() {
+            2 if RawFields::is(name, "te") => Field::OtherHop,
+            4 if RawFields::is(name, "date") => Field::Date,
+            7 if RawFields::is(name, "upgrade") => Field::Upgrade,
+            10 if RawFields::is(name, "connection") => Field::Connection,
+            10 if RawFields::is(name, "keep-alive") => Field::OtherHop,
+            14 if RawFields::is(name, "content-length") => Field::ContentLength,
+            16 if RawFields::is(name, "proxy-connection") => Field::OtherHop,
+            17 if RawFields::is(name, "transfer-encoding") => Field::TransferEncoding,
+            18 if RawFields::is(name, "proxy-authenticate") => Field::OtherHop,
+            _ => Field::EndToEnd,
+        }
+    }
 }
 
 /// Parses the response head at the start of `buf`, skipping interim (1xx) responses, and splits
@@ -163,6 +225,18 @@ pub fn parse_response_head(
     method: &Method,
     upgrading: bool,
 ) -> Result<Option<ResponseHead>, ProtocolError> {
+    parse_response_head_as(buf, method, upgrading, false)
+}
+
+/// [`parse_response_head`], with the end-to-end fields left as the upstream wrote them
+/// ([`ResponseHead::raw`]) when `raw` is set and the request is no upgrade.
+pub fn parse_response_head_as(
+    buf: &mut BytesMut,
+    method: &Method,
+    upgrading: bool,
+    raw: bool,
+) -> Result<Option<ResponseHead>, ProtocolError> {
+    let raw = raw && !upgrading;
     loop {
         let mut offsets = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
         let (len, code, minor, count) = {
@@ -199,16 +273,26 @@ pub fn parse_response_head(
         }
         let status = StatusCode::from_u16(code).map_err(|_| ProtocolError::Head(httparse::Error::Status))?;
         let version = if minor == 0 { Version::HTTP_10 } else { Version::HTTP_11 };
-        let mut headers = HeaderMap::with_capacity(count);
+        let mut headers = if raw { HeaderMap::new() } else { HeaderMap::with_capacity(count) };
+        let mut kept: Vec<[u32; 4]> = if raw { Vec::with_capacity(count) } else { Vec::new() };
         let mut hop = HopByHop::default();
+        let mut has_date = false;
         for &(n0, n1, v0, v1) in &offsets[..count] {
             let raw_name = &head[n0 as usize..n1 as usize];
-            let name = HeaderName::from_bytes(raw_name)
-                .map_err(|_| ProtocolError::Header(String::from_utf8_lossy(raw_name).into_owned()))?;
             let value = &head[v0 as usize..v1 as usize];
-            if hop.take(&name, value)? {
+            let field = Field::of(raw_name);
+            if hop.take(field, value)? {
                 continue;
             }
+            if raw {
+                // httparse took the name as a token and the value as field-content: what
+                // `HeaderName` and `HeaderValue` check, so nothing more is checked here.
+                has_date |= field == Field::Date;
+                kept.push([n0, n1, v0, v1]);
+                continue;
+            }
+            let name = HeaderName::from_bytes(raw_name)
+                .map_err(|_| ProtocolError::Header(String::from_utf8_lossy(raw_name).into_owned()))?;
             let value = HeaderValue::from_maybe_shared(head.slice(v0 as usize..v1 as usize))
                 .map_err(|_| ProtocolError::Header(name.to_string()))?;
             headers.append(name, value);
@@ -220,13 +304,31 @@ pub fn parse_response_head(
             // The body goes on de-chunked; a length beside the chunking would misframe it.
             headers.remove(header::CONTENT_LENGTH);
         }
+        let raw = raw.then(|| {
+            kept.retain(|&[n0, n1, ..]| {
+                let name = &head[n0 as usize..n1 as usize];
+                !(hop.listed.iter().any(|l| RawFields::is(name, l.as_str()))
+                    || hop.transfer_encoding && Field::of(name) == Field::ContentLength)
+            });
+            let has_length =
+                kept.iter().any(|&[n0, n1, ..]| Field::of(&head[n0 as usize..n1 as usize]) == Field::ContentLength);
+            has_date &= kept.iter().any(|&[n0, n1, ..]| Field::of(&head[n0 as usize..n1 as usize]) == Field::Date);
+            Box::new(RawFields { head: head.clone(), fields: kept, has_length, has_date })
+        });
         if switching {
             // The connection now carries the new protocol: it is the client's, never reused.
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             if let Some(protocol) = hop.upgrade {
                 headers.insert(header::UPGRADE, protocol);
             }
-            return Ok(Some(ResponseHead { status, version, headers, framing: BodyFraming::Empty, keep_alive: false }));
+            return Ok(Some(ResponseHead {
+                status,
+                version,
+                headers,
+                raw,
+                framing: BodyFraming::Empty,
+                keep_alive: false,
+            }));
         }
         let (framing, framing_reusable) = hop.framing(method, status);
         // Transfer-Encoding in an HTTP/1.0 response: the connection must close after it
@@ -234,7 +336,7 @@ pub fn parse_response_head(
         let keep_alive = framing_reusable
             && !hop.close
             && (version == Version::HTTP_11 || (hop.keep_alive && !hop.transfer_encoding));
-        return Ok(Some(ResponseHead { status, version, headers, framing, keep_alive }));
+        return Ok(Some(ResponseHead { status, version, headers, raw, framing, keep_alive }));
     }
 }
 
@@ -254,12 +356,12 @@ struct HopByHop {
 
 impl HopByHop {
     /// Notes a framing or hop-by-hop field; true when it is hop-by-hop and must not be forwarded.
-    fn take(&mut self, name: &HeaderName, value: &[u8]) -> Result<bool, ProtocolError> {
-        if *name == header::CONTENT_LENGTH {
+    fn take(&mut self, field: Field, value: &[u8]) -> Result<bool, ProtocolError> {
+        if field == Field::ContentLength {
             self.content_length(value)?;
             return Ok(false);
         }
-        if *name == header::TRANSFER_ENCODING {
+        if field == Field::TransferEncoding {
             self.transfer_encoding = true;
             // The last coding applied decides: chunked must be it for the body to be delimited.
             self.chunked_last = std::str::from_utf8(value)
@@ -268,27 +370,25 @@ impl HopByHop {
                 .is_some_and(|coding| coding.trim().eq_ignore_ascii_case("chunked"));
             return Ok(true);
         }
-        if *name == header::CONNECTION {
-            for token in std::str::from_utf8(value).unwrap_or("").split(',').map(str::trim) {
-                if token.eq_ignore_ascii_case("close") {
+        if field == Field::Connection {
+            // Byte-wise: tokens are ASCII, and a UTF-8 check costs more than the whole split.
+            for token in value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                if token.eq_ignore_ascii_case(b"close") {
                     self.close = true;
-                } else if token.eq_ignore_ascii_case("keep-alive") {
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
                     self.keep_alive = true;
-                } else if let Ok(listed) = HeaderName::from_bytes(token.as_bytes()) {
+                } else if let Ok(listed) = HeaderName::from_bytes(token) {
                     self.listed.push(listed);
                 }
             }
             return Ok(true);
         }
-        if *name == header::UPGRADE {
+        if field == Field::Upgrade {
             self.upgrade = HeaderValue::from_bytes(value).ok();
             return Ok(true);
         }
         // `Trailer` is end-to-end: it announces the trailer fields to the client.
-        Ok(*name == header::TE
-            || *name == header::PROXY_AUTHENTICATE
-            || name.as_str() == "keep-alive"
-            || name.as_str() == "proxy-connection")
+        Ok(field == Field::OtherHop)
     }
 
     /// Every `Content-Length` value (and comma-separated part of one) must agree.
@@ -546,6 +646,33 @@ mod tests {
             head_of("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", &Method::GET),
             Err(ProtocolError::ContentLength(_))
         ));
+    }
+
+    #[test]
+    fn hop_by_hop_names_are_told_apart_in_any_case_in_both_modes() {
+        for name in [
+            "TE",
+            "te",
+            "Upgrade",
+            "CONNECTION",
+            "Keep-Alive",
+            "proxy-connection",
+            "Proxy-Authenticate",
+            "transfer-ENCODING",
+        ] {
+            let wire = format!("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n{name}: x\r\nX-Kept: y\r\n\r\n");
+            for raw in [false, true] {
+                let head = parse_response_head_as(&mut BytesMut::from(wire.as_str()), &Method::GET, false, raw)
+                    .expect("valid")
+                    .expect("complete");
+                let names: Vec<String> = match &head.raw {
+                    Some(f) => f.iter().map(|(n, _)| String::from_utf8_lossy(n).to_ascii_lowercase()).collect(),
+                    None => head.headers.keys().map(|n| n.as_str().to_string()).collect(),
+                };
+                assert!(!names.contains(&name.to_ascii_lowercase()), "{name} forwarded (raw: {raw}): {names:?}");
+                assert!(names.contains(&"x-kept".to_string()), "{names:?}");
+            }
+        }
     }
 
     #[test]

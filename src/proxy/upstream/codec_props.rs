@@ -302,6 +302,24 @@ fn split_points(len: usize) -> Vec<usize> {
     if len <= 600 { (0..=len).collect() } else { (0..=len).step_by(len / 300 + 1).chain([len]).collect() }
 }
 
+/// A valid response, and the same cut, with arbitrary tokens appended and written over it.
+fn mutation() -> impl Strategy<Value = (Vec<u8>, Vec<u8>)> {
+    let tail = prop::collection::vec(token(), 0..8);
+    let overwrites = prop::collection::vec((any::<Index>(), token()), 0..4);
+    (response(), any::<Index>(), tail, overwrites).prop_map(|(r, cut, tail, overwrites)| {
+        let valid = r.wire();
+        let mut wire = valid.clone();
+        wire.truncate(cut.index(wire.len() + 1));
+        wire.extend(tail.concat());
+        for (at, bytes) in overwrites {
+            let at = at.index(wire.len() + 1);
+            let end = (at + bytes.len()).min(wire.len());
+            wire.splice(at..end, bytes);
+        }
+        (valid, wire)
+    })
+}
+
 // ---------------------------------------------------------------------------------------------
 // No input panics.
 
@@ -339,22 +357,73 @@ proptest! {
     /// the same for every split of the input.
     #[test]
     fn mutated_responses_never_panic_and_read_alike_across_splits(
-        r in response(),
-        cut in any::<Index>(),
-        tail in prop::collection::vec(token(), 0..8),
-        overwrites in prop::collection::vec((any::<Index>(), token()), 0..4),
+        (_, wire) in mutation(),
         method in method(),
         upgrading in any::<bool>(),
     ) {
-        let mut wire = r.wire();
-        wire.truncate(cut.index(wire.len() + 1));
-        wire.extend(tail.concat());
-        for (at, bytes) in overwrites {
-            let at = at.index(wire.len() + 1);
-            let end = (at + bytes.len()).min(wire.len());
-            wire.splice(at..end, bytes);
-        }
         same_for_every_split(&wire, &method, upgrading, &split_points(wire.len()));
+    }
+}
+
+/// The raw mode (for the fast path) reads a head as the map mode does: same outcome, status,
+/// framing and reuse, and the same fields (names case-insensitively, values byte for byte, each
+/// name's values in order), with `has_length`/`has_date` saying what the map holds.
+fn raw_reads_as_map(wire: &[u8], method: &Method, upgrading: bool) -> Result<(), TestCaseError> {
+    use std::collections::BTreeMap;
+    let map = parse_response_head_as(&mut BytesMut::from(wire), method, upgrading, false);
+    let raw = parse_response_head_as(&mut BytesMut::from(wire), method, upgrading, true);
+    match (map, raw) {
+        (Ok(Some(m)), Ok(Some(r))) => {
+            prop_assert_eq!((m.status, m.framing, m.keep_alive), (r.status, r.framing, r.keep_alive));
+            let Some(fields) = r.raw else {
+                prop_assert!(upgrading, "raw fields asked for and not given");
+                prop_assert_eq!(&m.headers, &r.headers);
+                return Ok(());
+            };
+            prop_assert!(!upgrading && r.headers.is_empty());
+            let mut got: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+            for (name, value) in fields.iter() {
+                got.entry(String::from_utf8_lossy(name).to_ascii_lowercase()).or_default().push(value.to_vec());
+            }
+            let mut want: BTreeMap<String, Vec<Vec<u8>>> = BTreeMap::new();
+            for (name, value) in &m.headers {
+                want.entry(name.as_str().to_string()).or_default().push(value.as_bytes().to_vec());
+            }
+            prop_assert_eq!(got, want);
+            prop_assert_eq!(fields.has_length, m.headers.contains_key(http::header::CONTENT_LENGTH));
+            prop_assert_eq!(fields.has_date, m.headers.contains_key(http::header::DATE));
+        }
+        (Ok(None), Ok(None)) => {}
+        (Err(a), Err(b)) => prop_assert_eq!(a, b),
+        (m, r) => prop_assert!(
+            false,
+            "map mode {:?}, raw mode {:?}",
+            m.map(|h| h.map(|h| h.status)),
+            r.map(|h| h.map(|h| h.status))
+        ),
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    /// Valid responses, and the same cut and written over, read alike in both modes.
+    #[test]
+    fn raw_fields_are_the_map_fields((valid, wire) in mutation(), method in method(), upgrading in any::<bool>()) {
+        raw_reads_as_map(&valid, &method, upgrading)?;
+        raw_reads_as_map(&wire, &method, upgrading)?;
+    }
+
+    /// The framing and hop-by-hop fields (repeated lengths, codings, `Connection` lists).
+    #[test]
+    fn raw_fields_leave_out_what_the_map_leaves_out(f in framing_fields(), date in any::<bool>()) {
+        let mut wire = f.head();
+        if date {
+            let end = wire.len() - 2;
+            wire.splice(end..end, b"DATE: Sun, 06 Nov 1994 08:49:37 GMT\r\nX-Hop: gone\r\n".iter().copied());
+        }
+        raw_reads_as_map(&wire, &f.method, false)?;
     }
 }
 

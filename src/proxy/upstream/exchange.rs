@@ -14,7 +14,7 @@ use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::codec::{self, BodyFraming, Chunk, ChunkedDecoder, ProtocolError, ResponseHead};
+use super::codec::{self, BodyFraming, Chunk, ChunkedDecoder, ProtocolError, RawFields, ResponseHead};
 use super::{InnerBody, RequestBody, UpstreamGauges};
 
 /// Read buffers grow by this much when less than `MIN_READ` is free.
@@ -117,6 +117,7 @@ pub async fn exchange(
     method: &Method,
     mut body: Option<RequestPump>,
     upgrading: bool,
+    raw: bool,
 ) -> Result<Response<InnerBody>, ExchangeFailure> {
     let mut head_written = 0;
     let mut write_error: Option<io::Error> = None;
@@ -154,7 +155,7 @@ pub async fn exchange(
         }
         loop {
             if conn.read_buf.len() > parsed_len {
-                match codec::parse_response_head(&mut conn.read_buf, method, upgrading) {
+                match codec::parse_response_head_as(&mut conn.read_buf, method, upgrading, raw) {
                     Ok(Some(head)) => return Poll::Ready(Ok(head)),
                     Ok(None) => parsed_len = conn.read_buf.len(),
                     Err(e) => {
@@ -187,7 +188,7 @@ pub async fn exchange(
     let head_done = head_written == conn.head.len();
     // The upstream's HTTP version stays on its hop: the client hears the proxy's own (RFC 9110
     // section 7.6.3), so an HTTP/1.0 answer does not close a client's HTTP/1.1 connection.
-    let ResponseHead { status, version: _, headers, framing, keep_alive } = head;
+    let ResponseHead { status, version: _, headers, raw, framing, keep_alive } = head;
     let body_sent = body.as_ref().is_none_or(RequestPump::finished);
     let body = UpstreamBody {
         state: match framing {
@@ -207,6 +208,7 @@ pub async fn exchange(
             && status != http::StatusCode::NO_CONTENT
             && status != http::StatusCode::NOT_MODIFIED,
         conn: Some(conn),
+        raw,
     };
     // Wrapped here, where the response is made, so that the request's path moves it no more.
     let mut resp = Response::new(InnerBody::H1(body));
@@ -336,9 +338,17 @@ pub struct UpstreamBody {
     pump: Option<RequestPump>,
     /// Whether the connection can carry another request once the body was read to its end.
     reusable: bool,
+    /// The head's fields as the upstream wrote them, when asked for raw.
+    raw: Option<Box<RawFields>>,
 }
 
 impl UpstreamBody {
+    /// The response's fields as the upstream wrote them, when they were asked for raw (the
+    /// response's `HeaderMap` is then empty).
+    pub fn raw_fields(&self) -> Option<&RawFields> {
+        self.raw.as_deref()
+    }
+
     /// The connection of a `101 Switching Protocols` answer, now speaking the new protocol.
     pub fn into_upgraded(mut self) -> Option<UpstreamConn> {
         self.pump = None;

@@ -50,6 +50,14 @@ pub enum InnerBody {
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl InnerBody {
+    /// The upstream's response fields as it wrote them, when they were asked for raw.
+    pub fn raw_fields(&self) -> Option<&codec::RawFields> {
+        match self {
+            InnerBody::H1(body) => body.raw_fields(),
+            _ => None,
+        }
+    }
+
     pub fn is_upstream(&self) -> bool {
         !matches!(self, InnerBody::Own(_))
     }
@@ -185,6 +193,7 @@ impl UpstreamPool {
         body: RequestBody,
         now: Instant,
         upgrading: bool,
+        raw_fields: bool,
     ) -> Result<Response<InnerBody>, UpstreamError> {
         use http_body::Body as _;
         let has_body = !body.is_end_stream();
@@ -200,14 +209,14 @@ impl UpstreamPool {
         // The encoded bytes are all a resend needs; the head's fields (slices of the client's
         // read buffer) are let go before the wait for the answer.
         drop(head);
-        match exchange(conn, &method, pump, upgrading).await {
+        match exchange(conn, &method, pump, upgrading, raw_fields).await {
             Ok(resp) => Ok(resp),
             Err(failed)
                 if reused && !has_body && failed.before_response && (failed.write_failed || method.is_idempotent()) =>
             {
                 let mut conn = Box::pin(self.connect()).await?;
                 conn.head = failed.head;
-                exchange(conn, &method, None, upgrading).await.map_err(|f| UpstreamError::Exchange(f.error))
+                exchange(conn, &method, None, upgrading, raw_fields).await.map_err(|f| UpstreamError::Exchange(f.error))
             }
             Err(failed) => Err(UpstreamError::Exchange(failed.error)),
         }
