@@ -44,8 +44,9 @@ use super::forward::{Proxy, ProxyBody};
 use super::upstream::BoxError;
 use super::upstream::codec::RawFields;
 
-/// Most header fields in a request head the fast path reads (hyper's limit too).
-const MAX_HEADERS: usize = 100;
+/// Most header fields in a request head the fast path reads; a head with more is hyper's (whose
+/// limit is 100).
+const MAX_HEADERS: usize = 32;
 /// The first read buffer of a connection, as hyper's.
 const READ_BUF: usize = 8 * 1024;
 /// Body bytes gathered behind the head (or between flushes) before they are written.

@@ -316,3 +316,15 @@ fn a_plain_get_is_taken_with_room_for_the_forwarding_fields() {
     assert_eq!(req.headers()["host"], "x:1");
     assert!(req.headers().capacity() >= 8);
 }
+
+#[test]
+fn heads_with_more_fields_than_the_fast_path_reads_are_left_to_hyper() {
+    let mut head = b"GET / HTTP/1.1\r\nhost: a\r\n".to_vec();
+    for i in 0..MAX_HEADERS {
+        head.extend_from_slice(format!("x-{i}: v\r\n").as_bytes());
+    }
+    head.extend_from_slice(b"\r\n");
+    let mut buf = BytesMut::from(&head[..]);
+    assert_eq!(parse_head(&mut buf, LIMIT).err(), Some(NotTaken::Other));
+    assert_eq!(&buf[..], &head[..]);
+}

@@ -276,7 +276,7 @@ pub fn parse_response_head_as(
         let mut headers = if raw { HeaderMap::new() } else { HeaderMap::with_capacity(count) };
         let mut kept: Vec<[u32; 4]> = if raw { Vec::with_capacity(count) } else { Vec::new() };
         let mut hop = HopByHop::default();
-        let mut has_date = false;
+        let (mut has_date, mut has_length) = (false, false);
         for &(n0, n1, v0, v1) in &offsets[..count] {
             let raw_name = &head[n0 as usize..n1 as usize];
             let value = &head[v0 as usize..v1 as usize];
@@ -288,6 +288,7 @@ pub fn parse_response_head_as(
                 // httparse took the name as a token and the value as field-content: what
                 // `HeaderName` and `HeaderValue` check, so nothing more is checked here.
                 has_date |= field == Field::Date;
+                has_length |= field == Field::ContentLength;
                 kept.push([n0, n1, v0, v1]);
                 continue;
             }
@@ -305,14 +306,16 @@ pub fn parse_response_head_as(
             headers.remove(header::CONTENT_LENGTH);
         }
         let raw = raw.then(|| {
-            kept.retain(|&[n0, n1, ..]| {
-                let name = &head[n0 as usize..n1 as usize];
-                !(hop.listed.iter().any(|l| RawFields::is(name, l.as_str()))
-                    || hop.transfer_encoding && Field::of(name) == Field::ContentLength)
-            });
-            let has_length =
-                kept.iter().any(|&[n0, n1, ..]| Field::of(&head[n0 as usize..n1 as usize]) == Field::ContentLength);
-            has_date &= kept.iter().any(|&[n0, n1, ..]| Field::of(&head[n0 as usize..n1 as usize]) == Field::Date);
+            // Rare: fields named in `Connection`, or a length beside chunking, go now.
+            if !hop.listed.is_empty() || hop.transfer_encoding {
+                kept.retain(|&[n0, n1, ..]| {
+                    let name = &head[n0 as usize..n1 as usize];
+                    !(hop.listed.iter().any(|l| RawFields::is(name, l.as_str()))
+                        || hop.transfer_encoding && Field::of(name) == Field::ContentLength)
+                });
+                let kept_is = |f| kept.iter().any(|&[n0, n1, ..]| Field::of(&head[n0 as usize..n1 as usize]) == f);
+                (has_length, has_date) = (kept_is(Field::ContentLength), kept_is(Field::Date));
+            }
             Box::new(RawFields { head: head.clone(), fields: kept, has_length, has_date })
         });
         if switching {
