@@ -95,6 +95,10 @@ C
 # shellcheck disable=SC2154,SC2086,SC2034  # the caller's variables in and out; ports are plain numbers
 start_proxy() {
   local conf kids
+  # The previous target's processes may still hold the port for a moment after their parent was
+  # reaped (an nginx worker finishing its exit): a proxy started then fails to bind, and the
+  # check below would reach the old one.
+  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$listen") 2>/dev/null || break; sleep 0.05; done
   case $1 in
     haproxy) haproxy -f "$w/ha.cfg" -db > "$w/ha.out" 2>&1 & pid=$! ;;
     haproxy-log) : > "$w/ha-log.out"; haproxy -f "$w/ha-log.cfg" -db > "$w/ha-log.out" 2> "$w/ha.err" & pid=$! ;;
@@ -111,6 +115,7 @@ start_proxy() {
   measured=$pid
   for _ in $(seq 100); do
     if curl -fs -o /dev/null http://127.0.0.1:$listen/; then
+      kill -0 "$pid" 2>/dev/null || { echo "$1 exited at start (see the files in $w)" >&2; exit 1; }
       if [[ $1 = nginx* ]]; then
         kids=$(pgrep -P "$pid" | tr '\n' ' ')
         [ "$(wc -w <<<"$kids")" = 1 ] || { echo "$1: expected one nginx worker, found: $kids" >&2; exit 1; }

@@ -97,7 +97,7 @@ struct Conn {
 
 /// Why the bytes at the front of the buffer are not a request the fast path takes.
 #[derive(Debug, PartialEq, Eq)]
-enum NotTaken {
+pub enum NotTaken {
     /// Not whole yet.
     Partial,
     /// Anything else: hyper's.
@@ -294,8 +294,8 @@ fn off_fast_path(name: &[u8]) -> bool {
 }
 
 /// Parses the head at the front of `buf`, and takes it out of the buffer when the fast path
-/// takes the request.
-fn parse_head(buf: &mut BytesMut, max_head: usize) -> Result<Request<Option<Incoming>>, NotTaken> {
+/// takes the request. Public for the fuzz target (`fuzz/fuzz_targets/client_request_head.rs`).
+pub fn parse_head(buf: &mut BytesMut, max_head: usize) -> Result<Request<Option<Incoming>>, NotTaken> {
     let mut offsets: [Offsets; MAX_HEADERS] = [(0, 0, 0, 0); MAX_HEADERS];
     let (len, count, method, target) = {
         let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];

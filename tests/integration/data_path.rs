@@ -529,3 +529,61 @@ async fn hostile_connections_leave_no_memory_behind() {
         assert_eq!(n, 600, "{error}");
     }
 }
+
+/// The heads of the responses in `wire`, each with the body bytes that follow it up to the next
+/// status line.
+fn responses(wire: &str) -> Vec<(String, String)> {
+    wire.split("HTTP/1.1 ")
+        .skip(1)
+        .map(|r| {
+            let (head, body) = r.split_once("\r\n\r\n").unwrap_or((r, ""));
+            (head.to_ascii_lowercase(), body.to_string())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn one_connection_moves_from_the_fast_path_to_hyper_and_every_answer_is_framed() {
+    let up = Upstream::start().await;
+    let sc = Sidecar::start(&up.url(), &["--workers", "1"]).await;
+
+    // Pipelined on one connection: plain requests (the fast path: HEAD with the upstream's
+    // length and no body, a 204 with no length, a 201), then one with a body, which hands the
+    // connection to hyper, then two more that hyper serves, the last closing it.
+    let wire = raw(
+        &sc,
+        b"HEAD /bytes/100 HTTP/1.1\r\nHost: x\r\n\r\n\
+          GET /status/204 HTTP/1.1\r\nHost: x\r\n\r\n\
+          GET /status/201 HTTP/1.1\r\nHost: x\r\nUser-Agent: fast/1\r\n\r\n\
+          POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello\
+          GET /status/202 HTTP/1.1\r\nHost: x\r\n\r\n\
+          GET /bytes/3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let got = responses(&wire);
+    assert_eq!(got.len(), 6, "six answers, in order:\n{wire}");
+    let (head, body) = &got[0];
+    assert!(head.starts_with("200 ok") && head.contains("content-length: 100") && body.is_empty(), "HEAD: {wire}");
+    let (head, body) = &got[1];
+    assert!(head.starts_with("204") && !head.contains("content-length") && body.is_empty(), "204: {wire}");
+    assert!(got[2].0.starts_with("201") && got[2].1 == "status 201\n", "{wire}");
+    assert!(got[3].0.starts_with("200") && got[3].1.contains("\"received\":5"), "upload: {wire}");
+    assert!(got[4].0.starts_with("202") && got[4].1 == "status 202\n", "{wire}");
+    assert!(got[5].0.starts_with("200") && got[5].1 == "xxx", "last: {wire}");
+    for (head, _) in &got {
+        assert_eq!(head.matches("\r\ndate: ").count(), 1, "one Date per answer: {head}");
+        assert!(!head.contains("transfer-encoding") || !head.contains("content-length"), "{head}");
+    }
+
+    // Each request is one access line, whoever read it.
+    for (path, status) in [("/bytes/100", 200), ("/status/204", 204), ("/status/201", 201), ("/upload", 200)] {
+        let line = access_line(&sc, path, |l| l["url.path"] == path).await;
+        assert_eq!(line["http.response.status_code"], status, "{line}");
+    }
+    let upload = access_line(&sc, "the upload", |l| l["url.path"] == "/upload").await;
+    assert_eq!(upload["http.request.body.size"], 5, "{upload}");
+    let fast = access_line(&sc, "the 201", |l| l["url.path"] == "/status/201").await;
+    assert_eq!(fast["user_agent.original"], "fast/1", "{fast}");
+    access_line(&sc, "the last", |l| l["url.path"] == "/bytes/3").await;
+    assert_eq!(access_lines(&sc).len(), 6, "{}", sc.stdout());
+}
