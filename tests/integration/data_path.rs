@@ -587,3 +587,30 @@ async fn one_connection_moves_from_the_fast_path_to_hyper_and_every_answer_is_fr
     access_line(&sc, "the last", |l| l["url.path"] == "/bytes/3").await;
     assert_eq!(access_lines(&sc).len(), 6, "{}", sc.stdout());
 }
+
+#[tokio::test]
+async fn the_fast_path_passes_the_upstreams_fields_on_as_written_and_hyper_as_a_header_map() {
+    let up = Scripted::start(|_| {
+        let head = "HTTP/1.1 200 OK\r\nX-Mixed-Case: v\r\nConnection: keep-alive, X-Hop\r\nX-Hop: gone\r\n\
+                    Content-Length: 2\r\n\r\nok";
+        (head.as_bytes().to_vec(), None)
+    })
+    .await;
+    let sc = Sidecar::start(&up.url, &["--workers", "1"]).await;
+    // The first request is the fast path's; `Connection: close` hands the second to hyper.
+    let wire =
+        raw(&sc, b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    let answers: Vec<&str> = wire.split("HTTP/1.1 ").skip(1).collect();
+    assert_eq!(answers.len(), 2, "{wire}");
+    let (fast, hyper) = (answers[0], answers[1]);
+    // Names as the upstream wrote them on the fast path; lowercase from hyper's header map.
+    assert!(fast.contains("\r\nX-Mixed-Case: v\r\n") && fast.ends_with("\r\n\r\nok"), "{fast}");
+    assert!(hyper.contains("\r\nx-mixed-case: v\r\n") && hyper.ends_with("\r\n\r\nok"), "{hyper}");
+    // Either way, the hop-by-hop fields stay on the upstream's hop.
+    for answer in [fast, hyper] {
+        assert!(!answer.to_ascii_lowercase().contains("x-hop"), "{answer}");
+        assert!(!answer.to_ascii_lowercase().contains("keep-alive"), "{answer}");
+    }
+    assert!(hyper.contains("connection: close"), "{hyper}");
+    assert_eq!(up.requests(), 2);
+}
