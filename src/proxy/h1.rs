@@ -353,7 +353,7 @@ fn request(
     // Room for what the proxy adds (X-Forwarded-*, traceparent and the like) without a rehash.
     let mut headers = HeaderMap::with_capacity(offsets.len() + 6);
     for &(n0, n1, v0, v1) in offsets {
-        let name = HeaderName::from_bytes(&head[n0 as usize..n1 as usize]).ok()?;
+        let name = header_name(&head[n0 as usize..n1 as usize])?;
         let value = HeaderValue::from_maybe_shared(head.slice(v0 as usize..v1 as usize)).ok()?;
         headers.append(name, value);
     }
@@ -363,6 +363,26 @@ fn request(
     *req.version_mut() = Version::HTTP_11;
     *req.headers_mut() = headers;
     Some(req)
+}
+
+/// The names most requests carry, as clients write them, matched byte for byte before the
+/// general parse (which lowercases the name into a scratch buffer and hashes it).
+fn header_name(raw: &[u8]) -> Option<HeaderName> {
+    let name = match raw {
+        b"Host" | b"host" => header::HOST,
+        b"User-Agent" | b"user-agent" => header::USER_AGENT,
+        b"Accept" | b"accept" => header::ACCEPT,
+        b"Accept-Encoding" | b"accept-encoding" => header::ACCEPT_ENCODING,
+        b"Accept-Language" | b"accept-language" => header::ACCEPT_LANGUAGE,
+        b"Authorization" | b"authorization" => header::AUTHORIZATION,
+        b"Cache-Control" | b"cache-control" => header::CACHE_CONTROL,
+        b"Content-Type" | b"content-type" => header::CONTENT_TYPE,
+        b"Cookie" | b"cookie" => header::COOKIE,
+        b"Origin" | b"origin" => header::ORIGIN,
+        b"Referer" | b"referer" => header::REFERER,
+        _ => return HeaderName::from_bytes(raw).ok(),
+    };
+    Some(name)
 }
 
 /// What a response body says of its length before it is read.

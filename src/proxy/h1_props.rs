@@ -328,3 +328,36 @@ fn heads_with_more_fields_than_the_fast_path_reads_are_left_to_hyper() {
     assert_eq!(parse_head(&mut buf, LIMIT).err(), Some(NotTaken::Other));
     assert_eq!(&buf[..], &head[..]);
 }
+
+#[test]
+fn common_names_are_the_names_http_parses() {
+    for name in [
+        "Host",
+        "host",
+        "User-Agent",
+        "user-agent",
+        "Accept",
+        "accept",
+        "Accept-Encoding",
+        "accept-encoding",
+        "Accept-Language",
+        "accept-language",
+        "Authorization",
+        "authorization",
+        "Cache-Control",
+        "cache-control",
+        "Content-Type",
+        "content-type",
+        "Cookie",
+        "cookie",
+        "Origin",
+        "origin",
+        "Referer",
+        "referer",
+        "HOST",
+        "X-Other",
+    ] {
+        assert_eq!(header_name(name.as_bytes()), HeaderName::from_bytes(name.as_bytes()).ok(), "{name}");
+    }
+    assert_eq!(header_name(b"bad name"), None);
+}
