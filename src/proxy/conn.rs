@@ -286,14 +286,43 @@ pub enum ConnEnd {
     Cut(CutReason),
 }
 
+/// Starts a worker's drain: every connection's [`DrainWatch`] sees it.
+pub struct DrainStart {
+    started: Arc<AtomicBool>,
+    tx: tokio::sync::watch::Sender<bool>,
+}
+
+/// A worker's drain as each connection sees it: a flag read on every wake-up, and the channel
+/// whose change wakes the connection. The channel's future is polled once to register and then
+/// only once the flag is set: polling it on every wake-up cost more than the flag.
+#[derive(Clone)]
+pub struct DrainWatch {
+    started: Arc<AtomicBool>,
+    rx: tokio::sync::watch::Receiver<bool>,
+}
+
+pub fn drain_signal() -> (DrainStart, DrainWatch) {
+    let started = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    (DrainStart { started: started.clone(), tx }, DrainWatch { started, rx })
+}
+
+impl DrainStart {
+    pub fn start(&self) {
+        // The flag first: a connection woken by the send must find it set.
+        self.started.store(true, Ordering::Release);
+        let _ = self.tx.send(true);
+    }
+}
+
 /// Serves `conn` until it ends, closing it when its state's deadline passes, and shutting it
-/// down gracefully once `drain` turns true.
+/// down gracefully once `drain` starts.
 pub async fn run<F>(
     conn: Pin<&mut F>,
     graceful: impl Fn(Pin<&mut F>),
     info: &ClientInfo,
     limits: ConnLimits,
-    mut drain: tokio::sync::watch::Receiver<bool>,
+    drain: DrainWatch,
 ) -> ConnEnd
 where
     F: Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>>,
@@ -303,9 +332,13 @@ where
     let mut armed = clock.deadline(Instant::now(), &limits).unwrap_or_else(|_| Instant::now());
     let sleep = tokio::time::sleep_until(armed.into());
     tokio::pin!(sleep);
-    let draining = drain.wait_for(|d| *d);
+    let DrainWatch { started, mut rx } = drain;
+    let draining = rx.wait_for(|d| *d);
     tokio::pin!(draining);
     let mut drained = false;
+    let mut registered = false;
+    // The timer was polled since it was last set: its expiry wakes this task.
+    let mut timer_set = false;
     // Hand-polled rather than a select!: this runs on every wake-up of every connection.
     poll_fn(|cx| {
         if let Poll::Ready(result) = conn.as_mut().poll(cx) {
@@ -314,31 +347,43 @@ where
         // hyper's poll changed the state (a head began, a write blocked, a response ended). The
         // timer only moves when the new deadline is earlier than the armed one: a later one is
         // found when the armed one fires, so a busy connection costs no timer work per request.
+        let mut now = None;
         if clock.rearm.load(Ordering::Relaxed) {
             clock.rearm.store(false, Ordering::Relaxed);
-            match clock.deadline(Instant::now(), &limits) {
+            let at = *now.insert(Instant::now());
+            match clock.deadline(at, &limits) {
                 Ok(next) if next < armed => {
                     armed = next;
                     sleep.as_mut().reset(next.into());
+                    timer_set = false;
                 }
                 Ok(_) => {}
                 Err(reason) => return Poll::Ready(cut(clock, reason)),
             }
         }
-        while sleep.as_mut().poll(cx).is_ready() {
-            match clock.deadline(Instant::now(), &limits) {
-                Ok(next) => {
-                    armed = next;
-                    sleep.as_mut().reset(next.into());
+        // Polling the timer on every wake-up cost more than reading the clock: it is polled once
+        // set, so that its expiry wakes this task, and then only once `armed` has passed (the
+        // runtime fires a timer no earlier than its deadline).
+        if !timer_set || now.unwrap_or_else(Instant::now) >= armed {
+            while sleep.as_mut().poll(cx).is_ready() {
+                match clock.deadline(Instant::now(), &limits) {
+                    Ok(next) => {
+                        armed = next;
+                        sleep.as_mut().reset(next.into());
+                    }
+                    Err(reason) => return Poll::Ready(cut(clock, reason)),
                 }
-                Err(reason) => return Poll::Ready(cut(clock, reason)),
             }
+            timer_set = true;
         }
-        if !drained && draining.as_mut().poll(cx).is_ready() {
-            // Idle connections close now; busy ones after their response.
-            drained = true;
-            graceful(conn.as_mut());
-            cx.waker().wake_by_ref();
+        if !drained && (!registered || started.load(Ordering::Acquire)) {
+            registered = true;
+            if draining.as_mut().poll(cx).is_ready() {
+                // Idle connections close now; busy ones after their response.
+                drained = true;
+                graceful(conn.as_mut());
+                cx.waker().wake_by_ref();
+            }
         }
         Poll::Pending
     })

@@ -187,7 +187,7 @@ pub async fn serve(
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
-    let (drain_tx, drain_rx) = tokio::sync::watch::channel(false);
+    let (drain_start, drain_watch) = conn::drain_signal();
     tokio::pin!(shutdown);
     loop {
         // Waiting for a free slot before accepting leaves excess clients in the kernel backlog.
@@ -211,7 +211,7 @@ pub async fn serve(
         let client = Arc::new(ClientInfo::new(client).holding(permit));
         let io = ClientIo::new(stream, client.clone());
         let conn = h1::ClientConn::new(io, proxy.clone(), client.clone(), builder.clone(), limits.max_header_bytes);
-        let drain = drain_rx.clone();
+        let drain = drain_watch.clone();
         let proxy = proxy.clone();
         tokio::spawn(async move {
             tokio::pin!(conn);
@@ -223,7 +223,7 @@ pub async fn serve(
         });
     }
     drop(listener);
-    let _ = drain_tx.send(true);
+    drain_start.start();
     // Every connection, and every tunnel made of one, holds a slot until it ends: all slots
     // free means all drained.
     tokio::select! {
