@@ -1,15 +1,18 @@
 //! Fuzzes the proxy's parser of upstream response heads (`parse_response_head`), followed by
 //! the chunked decoder when the head says the body is chunked. Input: a control byte (method,
 //! upgrade flag), a byte placing the split between two reads, then the bytes the upstream sent.
-//! Nothing may panic, the codec may only consume from the front of the buffer, and an input
-//! too short to meet a buffering limit must read the same way however it is split.
+//! Nothing may panic, the codec may only consume from the front of the buffer, an input too
+//! short to meet a buffering limit must read the same way however it is split, and the raw
+//! mode (`parse_response_head_as`, for the sidecar's fast path) must read it as the map mode.
 //! CI runs the stable equivalent: src/proxy/upstream/codec_props.rs (proptest).
 #![no_main]
 
 use bytes::BytesMut;
 use http::{HeaderMap, Method, StatusCode, header};
 use libfuzzer_sys::fuzz_target;
-use redline::proxy::upstream::codec::{BodyFraming, Chunk, ChunkedDecoder, ProtocolError, parse_response_head};
+use redline::proxy::upstream::codec::{
+    BodyFraming, Chunk, ChunkedDecoder, ProtocolError, parse_response_head, parse_response_head_as,
+};
 
 /// The chunked decoder's line limit (private in the codec): below it, splits cannot matter.
 const SPLIT_INVARIANT_BELOW: usize = 4 * 1024;
@@ -75,4 +78,35 @@ fuzz_target!(|data: &[u8]| {
     if wire.len() < SPLIT_INVARIANT_BELOW {
         assert_eq!(split, whole, "split at {at}");
     }
+    raw_reads_as_map(wire, &method, upgrading);
 });
+
+/// The raw mode (the sidecar's fast path) reads a head as the map mode does: same outcome,
+/// status, framing and reuse, and the same fields (names case-insensitively, each name's
+/// values in order).
+fn raw_reads_as_map(wire: &[u8], method: &Method, upgrading: bool) {
+    let map = parse_response_head_as(&mut BytesMut::from(wire), method, upgrading, false);
+    let raw = parse_response_head_as(&mut BytesMut::from(wire), method, upgrading, true);
+    match (map, raw) {
+        (Ok(Some(m)), Ok(Some(r))) => {
+            assert_eq!((m.status, m.framing, m.keep_alive), (r.status, r.framing, r.keep_alive));
+            let Some(fields) = r.raw else {
+                assert!(upgrading, "raw fields asked for and not given");
+                return;
+            };
+            let mut got: Vec<(String, Vec<u8>)> =
+                fields.iter().map(|(n, v)| (String::from_utf8_lossy(n).to_ascii_lowercase(), v.to_vec())).collect();
+            let mut want: Vec<(String, Vec<u8>)> =
+                m.headers.iter().map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec())).collect();
+            // Each name's values keep their order (a stable sort by name); names are a set.
+            got.sort_by(|a, b| a.0.cmp(&b.0));
+            want.sort_by(|a, b| a.0.cmp(&b.0));
+            assert_eq!(got, want);
+            assert_eq!(fields.has_length, m.headers.contains_key(header::CONTENT_LENGTH));
+            assert_eq!(fields.has_date, m.headers.contains_key(header::DATE));
+        }
+        (Ok(None), Ok(None)) => {}
+        (Err(a), Err(b)) => assert_eq!(a, b),
+        (m, r) => panic!("map mode {:?}, raw mode {:?}", m.map(|h| h.map(|h| h.status)), r.map(|h| h.map(|h| h.status))),
+    }
+}
