@@ -355,6 +355,8 @@ where
                 Ok(next) if next < armed => {
                     armed = next;
                     sleep.as_mut().reset(next.into());
+                    // tokio keeps the registered waker across a reset, but its documentation
+                    // does not promise it: polled again below.
                     timer_set = false;
                 }
                 Ok(_) => {}

@@ -11,7 +11,7 @@
 //! written with the first body bytes in one `send`.
 //!
 //! What the fast path takes: an HTTP/1.1 request whose head parses whole within
-//! `max_header_bytes` and 100 fields, with an origin-form target, a method other than CONNECT,
+//! `max_header_bytes` and 32 fields, with an origin-form target, a method other than CONNECT,
 //! and none of `Content-Length`, `Transfer-Encoding`, `Expect`, `Upgrade`, `Connection`, `TE`,
 //! `Keep-Alive`: so no body, keep-alive, and no trailers wanted. Its response is framed by
 //! RFC 9112 section 6: no body for HEAD, 1xx, 204 and 304; otherwise the response's own
@@ -231,7 +231,7 @@ impl Conn {
                         continue;
                     }
                     if framing == Framing::Chunked {
-                        out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                        chunk_size_line(out, data.len());
                     }
                     if out.len() + data.len() <= WRITE_GATHER {
                         out.extend_from_slice(&data);
@@ -488,6 +488,16 @@ fn encode_head(
     };
     out.extend_from_slice(b"\r\n");
     framing
+}
+
+/// The chunk-size line before `len` bytes of a chunked body, written in place (no allocation).
+fn chunk_size_line(out: &mut Vec<u8>, len: usize) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digits = (usize::BITS - len.leading_zeros()).div_ceil(4).max(1);
+    for i in (0..digits).rev() {
+        out.push(HEX[(len >> (4 * i)) & 0xf]);
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 /// The `Date` field (RFC 9110 section 6.6.1), formatted once a second per worker thread.

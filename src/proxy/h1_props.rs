@@ -361,3 +361,12 @@ fn common_names_are_the_names_http_parses() {
     }
     assert_eq!(header_name(b"bad name"), None);
 }
+
+#[test]
+fn chunk_size_lines_are_lowercase_hex() {
+    for len in [0usize, 1, 9, 10, 15, 16, 255, 4096, 65_535, 1 << 20, usize::MAX] {
+        let mut out = Vec::new();
+        chunk_size_line(&mut out, len);
+        assert_eq!(out, format!("{len:x}\r\n").into_bytes());
+    }
+}
