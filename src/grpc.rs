@@ -142,7 +142,7 @@ pub fn is_grpc(headers: &HeaderMap) -> bool {
     headers.get(header::CONTENT_TYPE).is_some_and(|v| is_grpc_content_type(v.as_bytes()))
 }
 
-fn is_grpc_content_type(v: &[u8]) -> bool {
+pub fn is_grpc_content_type(v: &[u8]) -> bool {
     const PREFIX: &[u8] = b"application/grpc";
     v.len() >= PREFIX.len()
         && v[..PREFIX.len()].eq_ignore_ascii_case(PREFIX)

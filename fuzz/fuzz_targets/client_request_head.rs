@@ -2,7 +2,8 @@
 //! (`redline::proxy::h1::parse_head`). Input: a byte placing the split between two reads, then
 //! the bytes the client sent. Nothing may panic; a head the fast path does not take must leave
 //! the buffer exactly as it was (hyper then reads the same bytes); one it takes must leave
-//! exactly the bytes after it; and the outcome may not depend on where the reads split.
+//! exactly the bytes after it; fields it keeps raw must be ones `http` takes; and the outcome
+//! may not depend on where the reads split.
 //! CI runs the stable equivalent: src/proxy/h1_props.rs (proptest).
 #![no_main]
 
@@ -30,9 +31,13 @@ fn read(wire: &[u8], at: usize) -> Outcome {
         }
     };
     match outcome {
-        Ok(req) => {
+        Ok(taken) => {
             assert!(wire.ends_with(&buf) && buf.len() < wire.len(), "a taken head leaves what follows it");
-            Ok((req.method().to_string(), req.uri().to_string(), req.headers().len(), buf.to_vec()))
+            if let Some(raw) = &taken.raw {
+                assert!(raw.header_map().is_some(), "fields kept raw are fields `http` takes");
+            }
+            let req = &taken.request;
+            Ok((req.method().to_string(), req.uri().to_string(), taken.fields().len(), buf.to_vec()))
         }
         Err(e) => {
             assert_eq!(&buf[..], wire, "a head left to hyper is left untouched");

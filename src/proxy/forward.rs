@@ -17,11 +17,12 @@ use hyper::body::Incoming;
 use super::body::{BodyEnd, ObservedBody, OnComplete};
 use super::conn::{ClientInfo, ConnCounters, ConnEnd, CutReason};
 use super::deadline::Deadlines;
+use super::raw_request::{RawForward, RawRequest};
 use super::route::{Route, RouteTable};
 use super::upstream::h2::H2Pool;
 use super::upstream::{
     BodyProgress, ExchangeError, InUse, InnerBody, RequestBody, UpstreamConn, UpstreamError, UpstreamGauges,
-    UpstreamPool, UpstreamProtocol,
+    UpstreamHead, UpstreamPool, UpstreamProtocol,
 };
 use crate::grpc::{self, Code};
 use crate::telemetry::access_log::{AccessLine, AccessLog, RpcFields};
@@ -186,12 +187,14 @@ impl Proxy {
     /// Answers one request. The body is `None` for a request the HTTP/1.1 fast path (`h1.rs`)
     /// read itself, which carries none. `raw_fields`: the client's connection writes an HTTP/1.1
     /// upstream's response fields as they came (the fast path), so no `HeaderMap` is built for
-    /// them unless the call needs one (gRPC).
+    /// them unless the call needs one (gRPC). `raw`: the fast path kept the request's fields as
+    /// the client wrote them (`raw_request`), and `req`'s header map is empty.
     pub async fn handle(
         self: Arc<Self>,
         mut req: Request<Option<Incoming>>,
         client: &Arc<ClientInfo>,
         raw_fields: bool,
+        mut raw: Option<RawRequest>,
     ) -> Response<ProxyBody> {
         let start = Instant::now();
         client.clock.request_started();
@@ -199,13 +202,35 @@ impl Proxy {
         let method_label = MethodLabel::of(&method);
         let active = self.red.start(method_label);
         let route = self.routes.route_of(req.uri().path());
-        let trace = TraceContext::from_headers(req.headers(), self.sampler_ratio);
+        // An HTTP/2 upstream is sent the header map's fields.
+        let mut bad_field = false;
+        if self.protocol == UpstreamProtocol::Http2
+            && let Some(r) = raw.take()
+        {
+            match r.header_map() {
+                Some(headers) => *req.headers_mut() = headers,
+                None => bad_field = true,
+            }
+        }
+        let trace = match &raw {
+            Some(r) => TraceContext::from_traceparent(r.traceparent(), self.sampler_ratio),
+            None => TraceContext::from_headers(req.headers(), self.sampler_ratio),
+        };
         // What outlives the request head is copied: the head's fields are slices of the client
         // connection's 8 KiB read buffer, which a span waiting in the exporter's queue would
         // otherwise keep alive whole.
-        let user_agent = req.headers().get(header::USER_AGENT).map(detach_value);
+        let user_agent = match &raw {
+            Some(r) => r.user_agent().and_then(|v| HeaderValue::from_bytes(v).ok()),
+            None => req.headers().get(header::USER_AGENT).map(detach_value),
+        };
         let path = req.uri().path_and_query().map(detach_path);
-        let host = checked_host(&req);
+        let host = match &raw {
+            // An origin-form target (the fast path's) names no authority: the Host is the one.
+            Some(r) if valid_authority(r.host()) => Ok(Host::Raw),
+            Some(_) => Err("invalid Host header"),
+            None if bad_field => Err("invalid header field"),
+            None => checked_host(&req),
+        };
         let span = match (&self.spans, trace.sampled) {
             (Some(sink), true) => Some(SpanStart {
                 sink: sink.clone(),
@@ -214,13 +239,15 @@ impl Proxy {
                 host: match &host {
                     Ok(Host::AsSent(h)) => Some(detach_value(h)),
                     Ok(Host::Replace(v)) => Some(v.clone()),
+                    Ok(Host::Raw) => raw.as_ref().and_then(|r| HeaderValue::from_bytes(r.host()).ok()),
                     _ => None,
                 },
             }),
             _ => None,
         };
 
-        let upgrade = requested_upgrade(&req);
+        // The fast path's raw requests ask for no upgrade (`Upgrade` is not among their fields).
+        let upgrade = if raw.is_some() { None } else { requested_upgrade(&req) };
         let client_upgraded = upgrade.is_some().then(|| hyper::upgrade::on(&mut req));
         // gRPC calls are POSTs: other methods are spared the header lookup.
         let grpc = (req.method() == http::Method::POST && grpc::is_grpc(req.headers())).then(|| {
@@ -281,13 +308,28 @@ impl Proxy {
             Ok(host) => host,
             Err(why) => return error_response(StatusCode::BAD_REQUEST, ErrorType::ClientInvalidRequest, why, done),
         };
-        prepare_upstream_headers(&mut parts.headers, host, client, &self.upstream_host);
-        done.trace.inject(&mut parts.headers, &self.propagators);
-        if let Some(protocol) = &upgrade {
-            // Upgrade is hop-by-hop: redline asks the upstream itself, on this request's connection.
-            parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-            parts.headers.insert(header::UPGRADE, protocol.clone());
-        }
+        let head = match raw {
+            Some(request) => UpstreamHead::Fields(
+                parts.method,
+                RawForward {
+                    request,
+                    client_ip: client.ip.as_bytes(),
+                    trace: done.trace.outgoing(),
+                    formats: &self.propagators,
+                },
+            ),
+            None => {
+                prepare_upstream_headers(&mut parts.headers, host, client, &self.upstream_host);
+                done.trace.inject(&mut parts.headers, &self.propagators);
+                if let Some(protocol) = &upgrade {
+                    // Upgrade is hop-by-hop: redline asks the upstream itself, on this request's
+                    // connection.
+                    parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+                    parts.headers.insert(header::UPGRADE, protocol.clone());
+                }
+                UpstreamHead::Map(parts)
+            }
+        };
 
         // The upstream has `upstream_timeout` from the end of the request body (from the start
         // without one); while the body goes on, it may pause for `stream_idle_timeout` at most.
@@ -303,15 +345,19 @@ impl Proxy {
             };
             call_deadline.map_or(at, |d| d.min(at))
         };
-        let sent = if over_h2 {
-            self.send_h2(into_h2_request(parts, body, done.path.as_ref(), &self.upstream_authority), deadline).await
-        } else {
-            done._in_use = Some(self.gauges.exchange());
-            // The upstream connection takes the origin form (`/path?query`).
-            let target = done.path.as_ref().map_or("/", |p| p.as_str());
-            let raw_fields = raw_fields && done.grpc.is_none();
-            let send = self.pool.send(parts, target, body, start, upgrade.is_some(), raw_fields);
-            self.deadlines.watch(deadline, send).await
+        let sent = match head {
+            // A raw head never goes over HTTP/2 (it was made a map above).
+            UpstreamHead::Map(parts) if over_h2 => {
+                self.send_h2(into_h2_request(parts, body, done.path.as_ref(), &self.upstream_authority), deadline).await
+            }
+            head => {
+                done._in_use = Some(self.gauges.exchange());
+                // The upstream connection takes the origin form (`/path?query`).
+                let target = done.path.as_ref().map_or("/", |p| p.as_str());
+                let raw_fields = raw_fields && done.grpc.is_none();
+                let send = self.pool.send(head, target, body, start, upgrade.is_some(), raw_fields);
+                self.deadlines.watch(deadline, send).await
+            }
         };
         match sent {
             Ok(Ok(resp)) => {
@@ -426,13 +472,15 @@ pub struct GrpcCall {
 }
 
 /// What the upstream's `Host` is to be.
-enum Host {
+pub(super) enum Host {
     /// The request's own, as sent (kept for the span).
     AsSent(HeaderValue),
     /// The authority of the request target (absolute form, HTTP/2 `:authority`).
     Replace(HeaderValue),
     /// None was sent (HTTP/1.0): the upstream's own.
     Missing,
+    /// The request's own, as sent, in its raw fields (`raw_request`).
+    Raw,
 }
 
 /// The request's `Host`, checked as RFC 9112 section 3.2 asks: exactly one on HTTP/1.1 (none is
@@ -699,10 +747,15 @@ const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto
 
 /// `host` is what the checked request says of its authority (see [`checked_host`]); without
 /// one (an HTTP/1.0 client may send none) the upstream's own, as HTTP/1.1 needs a Host.
-fn prepare_upstream_headers(headers: &mut HeaderMap, host: Host, client: &ClientInfo, upstream_host: &HeaderValue) {
+pub(super) fn prepare_upstream_headers(
+    headers: &mut HeaderMap,
+    host: Host,
+    client: &ClientInfo,
+    upstream_host: &HeaderValue,
+) {
     remove_hop_by_hop(headers);
     match host {
-        Host::AsSent(_) => {}
+        Host::AsSent(_) | Host::Raw => {}
         Host::Replace(authority) => {
             headers.insert(header::HOST, authority);
         }

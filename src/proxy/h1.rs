@@ -13,7 +13,9 @@
 //! What the fast path takes: an HTTP/1.1 request whose head parses whole within
 //! `max_header_bytes` and 32 fields, with an origin-form target, a method other than CONNECT,
 //! and none of `Content-Length`, `Transfer-Encoding`, `Expect`, `Upgrade`, `Connection`, `TE`,
-//! `Keep-Alive`: so no body, keep-alive, and no trailers wanted. Its response is framed by
+//! `Keep-Alive`: so no body, keep-alive, and no trailers wanted. Its fields stay as the client
+//! wrote them when their rewriting is the plain case (`raw_request`), else they go into a header
+//! map. Its response is framed by
 //! RFC 9112 section 6: no body for HEAD, 1xx, 204 and 304; otherwise the response's own
 //! `Content-Length`, an exact size, or chunked. A `Date` is added when the response has none, and
 //! `connection: close` once the worker drains. While the response is awaited the client socket is
@@ -30,7 +32,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::Body;
 use hyper::body::Incoming;
@@ -41,6 +43,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::conn::{ClientInfo, ClientIo};
 use super::forward::{Proxy, ProxyBody};
+use super::raw_request::{self, FastRequest, FieldRange, Sorter};
 use super::upstream::BoxError;
 use super::upstream::codec::RawFields;
 
@@ -142,7 +145,7 @@ impl Conn {
                     Err(e) => return Err(e.into()),
                 }
             };
-            let head_only = req.method() == Method::HEAD;
+            let head_only = req.request.method() == Method::HEAD;
             let Some(resp) = self.respond(req).await else {
                 // The client left while its request was in progress; the request was dropped
                 // and logged itself as abandoned.
@@ -164,9 +167,9 @@ impl Conn {
     }
 
     /// The proxy's answer to `req`, reading on meanwhile: None when the client closed first.
-    async fn respond(&mut self, req: Request<Option<Incoming>>) -> Option<Response<ProxyBody>> {
+    async fn respond(&mut self, req: FastRequest) -> Option<Response<ProxyBody>> {
         let client = self.client.clone();
-        let answer = self.proxy.clone().handle(req, &client, true);
+        let answer = self.proxy.clone().handle(req.request, &client, true, req.raw);
         tokio::pin!(answer);
         let mut reading = true;
         poll_fn(|cx| {
@@ -267,7 +270,7 @@ impl Conn {
         let service = service_fn(move |req: Request<Incoming>| {
             let proxy = proxy.clone();
             let client = client.clone();
-            async move { Ok::<_, Infallible>(proxy.handle(req.map(Some), &client, false).await) }
+            async move { Ok::<_, Infallible>(proxy.handle(req.map(Some), &client, false, None).await) }
         });
         let io = TokioIo::new(Rewind { prefix: buf.freeze(), io });
         let conn = hyper.serve_connection_with_upgrades(io, service);
@@ -284,19 +287,12 @@ impl Conn {
     }
 }
 
-/// Request header fields that take a request off the fast path: framing (a body), `Expect`,
-/// and the connection-level fields whose handling is hyper's.
-fn off_fast_path(name: &[u8]) -> bool {
-    const FIELDS: [&[u8]; 7] =
-        [b"content-length", b"transfer-encoding", b"expect", b"upgrade", b"connection", b"te", b"keep-alive"];
-    // Lengths first: most fields (host, user-agent, accept) are ruled out by it.
-    FIELDS.iter().any(|f| f.len() == name.len() && f.eq_ignore_ascii_case(name))
-}
-
 /// Parses the head at the front of `buf`, and takes it out of the buffer when the fast path
-/// takes the request. Public for the fuzz target (`fuzz/fuzz_targets/client_request_head.rs`).
-pub fn parse_head(buf: &mut BytesMut, max_head: usize) -> Result<Request<Option<Incoming>>, NotTaken> {
-    let mut offsets: [Offsets; MAX_HEADERS] = [(0, 0, 0, 0); MAX_HEADERS];
+/// takes the request; its fields stay raw when they can (`raw_request`). Public for the fuzz
+/// target (`fuzz/fuzz_targets/client_request_head.rs`).
+pub fn parse_head(buf: &mut BytesMut, max_head: usize) -> Result<FastRequest, NotTaken> {
+    let mut offsets: [FieldRange; MAX_HEADERS] = [(0, 0, 0, 0); MAX_HEADERS];
+    let mut sorter = Sorter::default();
     let (len, count, method, target) = {
         let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
         let mut parsed = httparse::Request::new(&mut []);
@@ -313,8 +309,8 @@ pub fn parse_head(buf: &mut BytesMut, max_head: usize) -> Result<Request<Option<
             return Err(NotTaken::Other);
         }
         let base = buf.as_ptr() as usize;
-        for (slot, h) in offsets.iter_mut().zip(parsed.headers.iter()) {
-            if off_fast_path(h.name.as_bytes()) {
+        for (i, (slot, h)) in offsets.iter_mut().zip(parsed.headers.iter()).enumerate() {
+            if sorter.note(i, h.name.as_bytes(), h.value).is_err() {
                 return Err(NotTaken::Other);
             }
             let name = h.name.as_ptr() as usize - base;
@@ -327,8 +323,10 @@ pub fn parse_head(buf: &mut BytesMut, max_head: usize) -> Result<Request<Option<
     };
     // The target and values are slices of the head, which the request shares (no copy).
     let head = buf.split_to(len).freeze();
-    match request(&head, target, &offsets[..count], method) {
-        Some(req) => Ok(req),
+    let fields = &offsets[..count];
+    let raw = sorter.finish(&head, fields);
+    match request(&head, target, fields, method, raw.is_none()) {
+        Some(request) => Ok(FastRequest { request, raw }),
         None => {
             // A target or field that httparse let through and `http` refuses: hyper answers it,
             // from the same bytes.
@@ -341,48 +339,24 @@ pub fn parse_head(buf: &mut BytesMut, max_head: usize) -> Result<Request<Option<
     }
 }
 
-type Offsets = (u32, u32, u32, u32);
-
+/// The request, its fields in a header map when `map` (else the raw form carries them).
 fn request(
     head: &Bytes,
     target: (usize, usize),
-    offsets: &[Offsets],
+    fields: &[FieldRange],
     method: Method,
+    map: bool,
 ) -> Option<Request<Option<Incoming>>> {
     let uri = Uri::from_maybe_shared(head.slice(target.0..target.1)).ok()?;
-    // Room for what the proxy adds (X-Forwarded-*, traceparent and the like) without a rehash.
-    let mut headers = HeaderMap::with_capacity(offsets.len() + 6);
-    for &(n0, n1, v0, v1) in offsets {
-        let name = header_name(&head[n0 as usize..n1 as usize])?;
-        let value = HeaderValue::from_maybe_shared(head.slice(v0 as usize..v1 as usize)).ok()?;
-        headers.append(name, value);
-    }
     let mut req = Request::new(None);
+    if map {
+        // Room for what the proxy adds (X-Forwarded-*, traceparent and the like) without a rehash.
+        *req.headers_mut() = raw_request::header_map(head, fields, 6)?;
+    }
     *req.method_mut() = method;
     *req.uri_mut() = uri;
     *req.version_mut() = Version::HTTP_11;
-    *req.headers_mut() = headers;
     Some(req)
-}
-
-/// The names most requests carry, as clients write them, matched byte for byte before the
-/// general parse (which lowercases the name into a scratch buffer and hashes it).
-fn header_name(raw: &[u8]) -> Option<HeaderName> {
-    let name = match raw {
-        b"Host" | b"host" => header::HOST,
-        b"User-Agent" | b"user-agent" => header::USER_AGENT,
-        b"Accept" | b"accept" => header::ACCEPT,
-        b"Accept-Encoding" | b"accept-encoding" => header::ACCEPT_ENCODING,
-        b"Accept-Language" | b"accept-language" => header::ACCEPT_LANGUAGE,
-        b"Authorization" | b"authorization" => header::AUTHORIZATION,
-        b"Cache-Control" | b"cache-control" => header::CACHE_CONTROL,
-        b"Content-Type" | b"content-type" => header::CONTENT_TYPE,
-        b"Cookie" | b"cookie" => header::COOKIE,
-        b"Origin" | b"origin" => header::ORIGIN,
-        b"Referer" | b"referer" => header::REFERER,
-        _ => return HeaderName::from_bytes(raw).ok(),
-    };
-    Some(name)
 }
 
 /// What a response body says of its length before it is read.

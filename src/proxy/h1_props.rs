@@ -120,7 +120,11 @@ proptest! {
     fn any_bytes_are_taken_whole_or_left_alone(wire in prop::collection::vec(any::<u8>(), 0..256)) {
         let mut buf = BytesMut::from(&wire[..]);
         match parse_head(&mut buf, LIMIT) {
-            Ok(_) => prop_assert!(wire.ends_with(&buf) && buf.len() < wire.len()),
+            Ok(taken) => {
+                prop_assert!(wire.ends_with(&buf) && buf.len() < wire.len());
+                // Fields kept raw are ones `http` takes too (an HTTP/2 upstream gets them so).
+                prop_assert!(taken.raw.as_ref().is_none_or(|raw| raw.header_map().is_some()));
+            }
             Err(_) => prop_assert_eq!(&buf[..], &wire[..]),
         }
     }
@@ -143,18 +147,21 @@ proptest! {
         buf.extend_from_slice(&wire[at..]);
         let expected = reference(&wire);
         match (parse_head(&mut buf, LIMIT), expected) {
-            (Ok(req), Some(Reference { len, takes: true, method, target, fields })) => {
+            (Ok(taken), Some(Reference { len, takes: true, method, target, fields })) => {
                 prop_assert_eq!(&buf[..], &wire[len..]);
+                let req = &taken.request;
                 prop_assert_eq!(req.method().as_str(), method.as_str());
                 prop_assert_eq!(req.uri().to_string(), target);
                 prop_assert_eq!(req.version(), Version::HTTP_11);
                 prop_assert!(req.body().is_none());
-                prop_assert_eq!(req.headers().len(), fields.len());
+                // Raw or in a map, the same fields.
+                let headers = taken.fields();
+                prop_assert_eq!(headers.len(), fields.len());
                 for (name, value) in &fields {
-                    prop_assert!(req.headers().get_all(name.as_str()).iter().any(|v| v.as_bytes() == &value[..]));
+                    prop_assert!(headers.get_all(name.as_str()).iter().any(|v| v.as_bytes() == &value[..]));
                 }
             }
-            (Ok(req), other) => prop_assert!(false, "took {:?}; httparse: {:?}", req, other),
+            (Ok(taken), other) => prop_assert!(false, "took {:?}; httparse: {:?}", taken, other),
             (Err(NotTaken::Other), Some(Reference { takes: false, .. }) | None) => prop_assert_eq!(&buf[..], &wire[..]),
             (Err(NotTaken::Other), Some(taken)) => prop_assert!(false, "left {:?}", taken),
             (Err(NotTaken::Partial), _) => prop_assert!(false, "a complete head read as partial"),
@@ -307,14 +314,20 @@ fn the_http2_preface_is_left_to_hyper() {
 }
 
 #[test]
-fn a_plain_get_is_taken_with_room_for_the_forwarding_fields() {
+fn a_plain_get_is_taken_raw_and_one_with_tracestate_in_a_map_with_room_for_the_forwarding_fields() {
     let mut buf = BytesMut::from(&b"GET /a?b=c HTTP/1.1\r\nHost: x:1\r\nAccept: */*\r\n\r\nGET"[..]);
-    let req = parse_head(&mut buf, LIMIT).expect("taken");
+    let taken = parse_head(&mut buf, LIMIT).expect("taken");
     assert_eq!(&buf[..], b"GET");
-    assert_eq!(req.method(), Method::GET);
-    assert_eq!(req.uri().path_and_query().map(|p| p.as_str()), Some("/a?b=c"));
-    assert_eq!(req.headers()["host"], "x:1");
-    assert!(req.headers().capacity() >= 8);
+    assert_eq!(taken.request.method(), Method::GET);
+    assert_eq!(taken.request.uri().path_and_query().map(|p| p.as_str()), Some("/a?b=c"));
+    assert!(taken.request.headers().is_empty());
+    assert_eq!(taken.raw.as_ref().map(|r| r.host()), Some(&b"x:1"[..]));
+
+    let mut buf = BytesMut::from(&b"GET / HTTP/1.1\r\nHost: x:1\r\ntracestate: a=b\r\n\r\n"[..]);
+    let taken = parse_head(&mut buf, LIMIT).expect("taken");
+    assert!(taken.raw.is_none());
+    assert_eq!(taken.request.headers()["host"], "x:1");
+    assert!(taken.request.headers().capacity() >= 8);
 }
 
 #[test]
@@ -357,9 +370,9 @@ fn common_names_are_the_names_http_parses() {
         "HOST",
         "X-Other",
     ] {
-        assert_eq!(header_name(name.as_bytes()), HeaderName::from_bytes(name.as_bytes()).ok(), "{name}");
+        assert_eq!(raw_request::header_name(name.as_bytes()), HeaderName::from_bytes(name.as_bytes()).ok(), "{name}");
     }
-    assert_eq!(header_name(b"bad name"), None);
+    assert_eq!(raw_request::header_name(b"bad name"), None);
 }
 
 #[test]

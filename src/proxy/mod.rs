@@ -6,6 +6,7 @@ pub mod conn;
 pub mod deadline;
 pub mod forward;
 pub mod h1;
+pub mod raw_request;
 pub mod route;
 pub mod tunnel;
 pub mod upstream;

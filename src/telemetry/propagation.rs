@@ -102,6 +102,12 @@ pub fn extract(headers: &HeaderMap) -> Option<Extracted> {
         .or_else(|| value(headers, &UBER_TRACE_ID).and_then(parse_jaeger))
 }
 
+/// The context a lone `traceparent` value carries, or None when it is malformed: what
+/// `extract` finds in a request with no other trace field.
+pub fn extract_traceparent(value: &[u8]) -> Option<Extracted> {
+    parse_traceparent(trim_ows(value))
+}
+
 /// The context the sidecar sends upstream: same trace, the sidecar's span as parent.
 #[derive(Clone, Copy, Debug)]
 pub struct Outgoing {
@@ -141,6 +147,19 @@ pub fn inject(headers: &mut HeaderMap, ctx: &Outgoing, formats: &[Propagator]) {
         }
     }
 
+    write_fields(ctx, formats, |name, value| match value {
+        Some(value) => set(headers, name, value),
+        None => {
+            headers.remove(name);
+        }
+    });
+}
+
+/// The trace fields `inject` writes, in order, each given to `put` as a name and a value;
+/// `None` asks for the name to be removed (a field that would contradict the ones written).
+/// The HTTP/1.1 fast path writes them straight into the upstream request head
+/// (`proxy::raw_request`), where the fields to remove never got in.
+pub fn write_fields(ctx: &Outgoing, formats: &[Propagator], mut put: impl FnMut(&'static HeaderName, Option<&[u8]>)) {
     let mut trace = [0u8; 32];
     hex_into(&ctx.trace_id, &mut trace);
     let mut span = [0u8; 16];
@@ -153,9 +172,13 @@ pub fn inject(headers: &mut HeaderMap, ctx: &Outgoing, formats: &[Propagator]) {
     tp[35] = b'-';
     tp[36..52].copy_from_slice(&span);
     tp[52..].copy_from_slice(&[b'-', b'0', flag]);
-    set(headers, &TRACEPARENT, &tp);
+    put(&TRACEPARENT, Some(&tp));
 
-    for format in formats {
+    for (i, format) in formats.iter().enumerate() {
+        // A format listed twice is written once.
+        if formats[..i].contains(format) {
+            continue;
+        }
         match format {
             Propagator::Tracecontext => {}
             Propagator::B3 => {
@@ -164,25 +187,22 @@ pub fn inject(headers: &mut HeaderMap, ctx: &Outgoing, formats: &[Propagator]) {
                 b3[32] = b'-';
                 b3[33..49].copy_from_slice(&span);
                 b3[49..].copy_from_slice(&[b'-', flag]);
-                set(headers, &B3, &b3);
+                put(&B3, Some(&b3));
             }
             Propagator::B3multi => {
-                set(headers, &B3_TRACE_ID, &trace);
-                set(headers, &B3_SPAN_ID, &span);
-                let sampled = if ctx.sampled { "1" } else { "0" };
-                headers.insert(B3_SAMPLED.clone(), HeaderValue::from_static(sampled));
+                put(&B3_TRACE_ID, Some(&trace));
+                put(&B3_SPAN_ID, Some(&span));
+                put(&B3_SAMPLED, Some(&[flag]));
                 // A caller's debug flag would override our explicit X-B3-Sampled upstream.
-                headers.remove(&B3_FLAGS);
+                put(&B3_FLAGS, None);
                 match &ctx.parent_span_id {
                     Some(parent) => {
                         let mut p = [0u8; 16];
                         hex_into(parent, &mut p);
-                        set(headers, &B3_PARENT_SPAN_ID, &p);
+                        put(&B3_PARENT_SPAN_ID, Some(&p));
                     }
                     // The caller's parent is not ours: leaving it would point at the wrong span.
-                    None => {
-                        headers.remove(&B3_PARENT_SPAN_ID);
-                    }
+                    None => put(&B3_PARENT_SPAN_ID, None),
                 }
             }
             Propagator::Jaeger => {
@@ -192,7 +212,7 @@ pub fn inject(headers: &mut HeaderMap, ctx: &Outgoing, formats: &[Propagator]) {
                 j[32] = b':';
                 j[33..49].copy_from_slice(&span);
                 j[49..].copy_from_slice(&[b':', b'0', b':', b'0', flag]);
-                set(headers, &UBER_TRACE_ID, &j);
+                put(&UBER_TRACE_ID, Some(&j));
             }
         }
     }

@@ -22,8 +22,18 @@ pub struct TraceContext {
 impl TraceContext {
     /// Continues the caller's trace or starts a new one; `ratio` samples new traces by trace id.
     pub fn from_headers(headers: &HeaderMap, ratio: f64) -> Self {
+        Self::continuing(propagation::extract(headers), ratio)
+    }
+
+    /// As `from_headers` for a request whose only trace field is `traceparent` (or none): the
+    /// fast path's requests (`proxy::raw_request`).
+    pub fn from_traceparent(traceparent: Option<&[u8]>, ratio: f64) -> Self {
+        Self::continuing(traceparent.and_then(propagation::extract_traceparent), ratio)
+    }
+
+    fn continuing(found: Option<propagation::Extracted>, ratio: f64) -> Self {
         let span_id = random_span_id();
-        if let Some(found) = propagation::extract(headers) {
+        if let Some(found) = found {
             // A caller that deferred the decision (B3 without a flag) gets the ratio sampler.
             let sampled = found.sampled.unwrap_or_else(|| ratio_samples(&found.trace_id, ratio));
             return TraceContext {
@@ -47,14 +57,18 @@ impl TraceContext {
     /// Rewrites the upstream request's trace headers: this context in `traceparent` and each of
     /// `formats`, the sidecar's span as parent; nothing else that could name another parent.
     pub fn inject(&self, headers: &mut HeaderMap, formats: &[Propagator]) {
-        let outgoing = propagation::Outgoing {
+        propagation::inject(headers, &self.outgoing(), formats);
+    }
+
+    /// What the upstream is told: this trace, the sidecar's span as parent.
+    pub fn outgoing(&self) -> propagation::Outgoing {
+        propagation::Outgoing {
             trace_id: self.trace_id,
             span_id: self.span_id,
             parent_span_id: self.parent_span_id,
             sampled: self.sampled,
             continued_from: self.parent_format,
-        };
-        propagation::inject(headers, &outgoing, formats);
+        }
     }
 
     pub fn trace_id_hex(&self) -> HexId<32> {

@@ -614,3 +614,65 @@ async fn the_fast_path_passes_the_upstreams_fields_on_as_written_and_hyper_as_a_
     assert!(hyper.contains("connection: close"), "{hyper}");
     assert_eq!(up.requests(), 2);
 }
+
+/// The upstream's view of one request sent three ways: plain (the fast path keeps its fields
+/// raw), with a `tracestate` (the fast path builds a header map), and with `Connection: close`
+/// too (hyper reads it). All three reach the upstream saying the same: the client's fields, its
+/// address appended to `X-Forwarded-For`, `X-Forwarded-Proto` added, one `traceparent` in the
+/// caller's trace naming the sidecar's span. Only the raw one keeps the client's name case.
+#[tokio::test]
+async fn raw_and_header_map_requests_reach_the_upstream_alike() {
+    let up = Scripted::start(|_| (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(), None)).await;
+    let sc = Sidecar::start(&up.url, &["--workers", "1"]).await;
+    let fields = "Host: svc.local:8080\r\nUser-Agent: probe/1\r\nX-Forwarded-For: 203.0.113.9\r\n\
+                  X-Custom-Case: A b\r\nAccept: */*\r\n\
+                  traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n";
+    let wire = raw(
+        &sc,
+        format!(
+            "GET /raw HTTP/1.1\r\n{fields}\r\nGET /map HTTP/1.1\r\n{fields}tracestate: k=v\r\n\r\n\
+             GET /hyper HTTP/1.1\r\n{fields}tracestate: k=v\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert_eq!(wire.matches("HTTP/1.1 200 OK").count(), 3, "{wire}");
+    let heads = up.heads.lock().expect("heads").clone();
+    assert_eq!(heads.len(), 3, "{heads:?}");
+    let mut seen = Vec::new();
+    for (head, path) in heads.iter().zip(["/raw", "/map", "/hyper"]) {
+        let mut lines = head.split("\r\n");
+        assert_eq!(lines.next(), Some(format!("GET {path} HTTP/1.1").as_str()), "{head}");
+        let mut fields: Vec<(String, String)> = lines
+            .map(|l| l.split_once(": ").unwrap_or_else(|| panic!("not a field: {l:?} in {head}")))
+            .map(|(n, v)| (n.to_ascii_lowercase(), v.to_string()))
+            .collect();
+        fields.sort();
+        let traceparents: Vec<&(String, String)> = fields.iter().filter(|(n, _)| n == "traceparent").collect();
+        assert_eq!(traceparents.len(), 1, "{head}");
+        let tp = traceparents[0].1.clone();
+        assert!(tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-") && tp.ends_with("-01"), "{tp}");
+        assert!(!tp.contains("00f067aa0ba902b7"), "the sidecar's span is the parent: {tp}");
+        let tracestate: Vec<String> =
+            fields.iter().filter(|(n, _)| n == "tracestate").map(|(_, v)| v.clone()).collect();
+        assert_eq!(tracestate, if path == "/raw" { vec![] } else { vec!["k=v".to_string()] }, "{head}");
+        fields.retain(|(n, _)| n != "traceparent" && n != "tracestate");
+        seen.push(fields);
+    }
+    let expected: Vec<(String, String)> = [
+        ("accept", "*/*"),
+        ("host", "svc.local:8080"),
+        ("user-agent", "probe/1"),
+        ("x-custom-case", "A b"),
+        ("x-forwarded-for", "203.0.113.9, 127.0.0.1"),
+        ("x-forwarded-proto", "http"),
+    ]
+    .iter()
+    .map(|(n, v)| (n.to_string(), v.to_string()))
+    .collect();
+    for fields in &seen {
+        assert_eq!(fields, &expected);
+    }
+    assert!(heads[0].contains("\r\nX-Custom-Case: A b"), "raw keeps the client's case: {}", heads[0]);
+    assert!(heads[1].contains("\r\nx-custom-case: A b"), "a header map lowercases: {}", heads[1]);
+}

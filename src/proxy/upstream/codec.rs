@@ -30,7 +30,12 @@ pub enum RequestFraming {
 impl RequestFraming {
     /// `has_body` is false when the client's body is known to be empty.
     pub fn of(method: &Method, headers: &HeaderMap, has_body: bool) -> Self {
-        if headers.contains_key(header::CONTENT_LENGTH) {
+        Self::with_length(method, headers.contains_key(header::CONTENT_LENGTH), has_body)
+    }
+
+    /// `has_length`: the request carries a `Content-Length`.
+    pub fn with_length(method: &Method, has_length: bool, has_body: bool) -> Self {
+        if has_length {
             RequestFraming::Length
         } else if has_body {
             RequestFraming::Chunked
@@ -51,17 +56,39 @@ pub fn encode_request_head(
     headers: &HeaderMap,
     framing: RequestFraming,
 ) {
+    encode_request_line(out, method, target);
+    for (name, value) in headers {
+        encode_field(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    encode_head_end(out, framing);
+}
+
+/// Request fields that write themselves, between the request line and the framing field;
+/// none of them may frame the body (`Content-Length`, `Transfer-Encoding`).
+pub trait RequestFields {
+    fn encode(&self, out: &mut Vec<u8>);
+}
+
+/// Clears `out` and writes `METHOD target HTTP/1.1`.
+pub fn encode_request_line(out: &mut Vec<u8>, method: &Method, target: &str) {
     out.clear();
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in headers {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
+}
+
+/// Writes `name: value`. The caller's bytes are a parser's (httparse's, or a `HeaderValue`'s):
+/// no CR or LF.
+pub fn encode_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes the framing field, if any, and the blank line that ends the head.
+pub fn encode_head_end(out: &mut Vec<u8>, framing: RequestFraming) {
     match framing {
         RequestFraming::EmptyLength => out.extend_from_slice(b"content-length: 0\r\n"),
         RequestFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
@@ -238,8 +265,11 @@ pub fn parse_response_head_as(
 ) -> Result<Option<ResponseHead>, ProtocolError> {
     let raw = raw && !upgrading;
     loop {
-        let mut offsets = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
-        let (len, code, minor, count) = {
+        let mut hop = HopByHop::default();
+        let (mut has_date, mut has_length) = (false, false);
+        // The end-to-end fields, as offsets into the head, sorted out in the parse's own pass.
+        let mut kept: Vec<[u32; 4]> = Vec::new();
+        let (len, code, minor) = {
             let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
             let mut parsed = httparse::Response::new(&mut []);
             let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
@@ -254,14 +284,32 @@ pub fn parse_response_head_as(
                 Ok(httparse::Status::Partial) => return Ok(None),
                 Err(e) => return Err(ProtocolError::Head(e)),
             };
-            let base = buf.as_ptr() as usize;
-            for (slot, h) in offsets.iter_mut().zip(parsed.headers.iter()) {
-                // Offsets into `buf`, so that the values can be sliced out of it once it is frozen.
-                let name = h.name.as_ptr() as usize - base;
-                let value = h.value.as_ptr() as usize - base;
-                *slot = (name as u32, (name + h.name.len()) as u32, value as u32, (value + h.value.len()) as u32);
+            let code = parsed.code.unwrap_or(0);
+            // An interim response's fields are not read: the final one's follow.
+            let interim = (100..200).contains(&code) && !(code == 101 && upgrading);
+            if !interim {
+                let base = buf.as_ptr() as usize;
+                kept.reserve_exact(parsed.headers.len());
+                for h in parsed.headers.iter() {
+                    let field = Field::of(h.name.as_bytes());
+                    if hop.take(field, h.value)? {
+                        continue;
+                    }
+                    has_date |= field == Field::Date;
+                    has_length |= field == Field::ContentLength;
+                    // Offsets into `buf`, so that the values can be sliced out of it once it is
+                    // frozen.
+                    let name = h.name.as_ptr() as usize - base;
+                    let value = h.value.as_ptr() as usize - base;
+                    kept.push([
+                        name as u32,
+                        (name + h.name.len()) as u32,
+                        value as u32,
+                        (value + h.value.len()) as u32,
+                    ]);
+                }
             }
-            (len, parsed.code.unwrap_or(0), parsed.version.unwrap_or(1), parsed.headers.len())
+            (len, code, parsed.version.unwrap_or(1))
         };
         let head = buf.split_to(len).freeze();
         let switching = code == 101 && upgrading;
@@ -273,30 +321,17 @@ pub fn parse_response_head_as(
         }
         let status = StatusCode::from_u16(code).map_err(|_| ProtocolError::Head(httparse::Error::Status))?;
         let version = if minor == 0 { Version::HTTP_10 } else { Version::HTTP_11 };
-        let mut headers = if raw { HeaderMap::new() } else { HeaderMap::with_capacity(count) };
-        let mut kept: Vec<[u32; 4]> = if raw { Vec::with_capacity(count) } else { Vec::new() };
-        let mut hop = HopByHop::default();
-        let (mut has_date, mut has_length) = (false, false);
-        for &(n0, n1, v0, v1) in &offsets[..count] {
-            let raw_name = &head[n0 as usize..n1 as usize];
-            let value = &head[v0 as usize..v1 as usize];
-            let field = Field::of(raw_name);
-            if hop.take(field, value)? {
-                continue;
+        let mut headers = HeaderMap::new();
+        if !raw {
+            headers.reserve(kept.len());
+            for &[n0, n1, v0, v1] in &kept {
+                let raw_name = &head[n0 as usize..n1 as usize];
+                let name = HeaderName::from_bytes(raw_name)
+                    .map_err(|_| ProtocolError::Header(String::from_utf8_lossy(raw_name).into_owned()))?;
+                let value = HeaderValue::from_maybe_shared(head.slice(v0 as usize..v1 as usize))
+                    .map_err(|_| ProtocolError::Header(name.to_string()))?;
+                headers.append(name, value);
             }
-            if raw {
-                // httparse took the name as a token and the value as field-content: what
-                // `HeaderName` and `HeaderValue` check, so nothing more is checked here.
-                has_date |= field == Field::Date;
-                has_length |= field == Field::ContentLength;
-                kept.push([n0, n1, v0, v1]);
-                continue;
-            }
-            let name = HeaderName::from_bytes(raw_name)
-                .map_err(|_| ProtocolError::Header(String::from_utf8_lossy(raw_name).into_owned()))?;
-            let value = HeaderValue::from_maybe_shared(head.slice(v0 as usize..v1 as usize))
-                .map_err(|_| ProtocolError::Header(name.to_string()))?;
-            headers.append(name, value);
         }
         for name in &hop.listed {
             headers.remove(name);

@@ -27,6 +27,14 @@ pub use request_body::{BodyProgress, RequestBody};
 
 use crate::telemetry::metrics::{ExpositionWriter, Kind};
 
+/// A request head for an HTTP/1.1 upstream: in a header map, rewritten already (hyper's
+/// requests, and those the fast path could not keep raw), or fields that write themselves (the
+/// fast path's raw requests: `proxy::raw_request`).
+pub enum UpstreamHead<F> {
+    Map(Parts),
+    Fields(http::Method, F),
+}
+
 /// Which HTTP version requests go upstream in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -188,7 +196,7 @@ impl UpstreamPool {
     /// before the request was written or the method is idempotent (RFC 9110 section 9.2.2).
     pub async fn send(
         &self,
-        head: Parts,
+        head: UpstreamHead<impl codec::RequestFields>,
         target: &str,
         body: RequestBody,
         now: Instant,
@@ -197,15 +205,28 @@ impl UpstreamPool {
     ) -> Result<Response<InnerBody>, UpstreamError> {
         use http_body::Body as _;
         let has_body = !body.is_end_stream();
-        let framing = codec::RequestFraming::of(&head.method, &head.headers, has_body);
+        let framing = match &head {
+            UpstreamHead::Map(parts) => codec::RequestFraming::of(&parts.method, &parts.headers, has_body),
+            UpstreamHead::Fields(method, _) => codec::RequestFraming::with_length(method, false, has_body),
+        };
         let pump = has_body.then(|| RequestPump::new(body, framing == codec::RequestFraming::Chunked));
         let (mut conn, reused) = match self.checkout(now) {
             Some(conn) => (conn, true),
             // Boxed so that the common path's future stays small (it is moved several times).
             None => (Box::pin(self.connect()).await?, false),
         };
-        codec::encode_request_head(&mut conn.head, &head.method, target, &head.headers, framing);
-        let method = head.method.clone();
+        let method = match &head {
+            UpstreamHead::Map(parts) => {
+                codec::encode_request_head(&mut conn.head, &parts.method, target, &parts.headers, framing);
+                parts.method.clone()
+            }
+            UpstreamHead::Fields(method, fields) => {
+                codec::encode_request_line(&mut conn.head, method, target);
+                fields.encode(&mut conn.head);
+                codec::encode_head_end(&mut conn.head, framing);
+                method.clone()
+            }
+        };
         // The encoded bytes are all a resend needs; the head's fields (slices of the client's
         // read buffer) are let go before the wait for the answer.
         drop(head);
