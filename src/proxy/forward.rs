@@ -3,11 +3,15 @@
 //! and record metrics and the access line exactly once when it ends, however it ends
 //! (completed, failed, abandoned by the client, cut by redline).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
+use futures_util::future::Either;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme, Uri};
 use http::{Request, Response, StatusCode, Version};
@@ -189,13 +193,18 @@ impl Proxy {
     /// upstream's response fields as they came (the fast path), so no `HeaderMap` is built for
     /// them unless the call needs one (gRPC). `raw`: the fast path kept the request's fields as
     /// the client wrote them (`raw_request`), and `req`'s header map is empty.
-    pub async fn handle(
-        self: Arc<Self>,
+    ///
+    /// Everything up to the wait for the upstream runs in this call (the request is checked,
+    /// routed, traced and its head written for the upstream); the returned future holds only
+    /// what the answer needs. So the future, which the connection moves, stays small: an
+    /// `async fn` would keep the request and its rewritten head in it to the end.
+    pub fn handle<'a>(
+        self: &'a Arc<Self>,
         mut req: Request<Option<Incoming>>,
-        client: &Arc<ClientInfo>,
+        client: &'a Arc<ClientInfo>,
         raw_fields: bool,
         mut raw: Option<RawRequest>,
-    ) -> Response<ProxyBody> {
+    ) -> Handling<'a, impl Future<Output = Sent> + Send + 'a> {
         let start = Instant::now();
         client.clock.request_started();
         let method = req.method().clone();
@@ -302,11 +311,18 @@ impl Proxy {
             );
             resp.headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE"));
-            return resp;
+            return Handling::answered(resp);
         }
         let host = match host {
             Ok(host) => host,
-            Err(why) => return error_response(StatusCode::BAD_REQUEST, ErrorType::ClientInvalidRequest, why, done),
+            Err(why) => {
+                return Handling::answered(error_response(
+                    StatusCode::BAD_REQUEST,
+                    ErrorType::ClientInvalidRequest,
+                    why,
+                    done,
+                ));
+            }
         };
         let head = match raw {
             Some(request) => UpstreamHead::Fields(
@@ -338,8 +354,9 @@ impl Proxy {
         let call_deadline = done.grpc.as_ref().and_then(|g| g.deadline);
         let idle = self.stream_idle_timeout;
         let upstream_timeout = if done.grpc.is_some() { idle } else { self.upstream_timeout };
-        let deadline = || {
-            let at = match &progress {
+        let watched = progress.clone();
+        let deadline = move || {
+            let at = match &watched {
                 Some(p) => p.deadline(upstream_timeout, idle),
                 None => start + upstream_timeout,
             };
@@ -347,18 +364,29 @@ impl Proxy {
         };
         let sent = match head {
             // A raw head never goes over HTTP/2 (it was made a map above).
-            UpstreamHead::Map(parts) if over_h2 => {
-                self.send_h2(into_h2_request(parts, body, done.path.as_ref(), &self.upstream_authority), deadline).await
-            }
+            UpstreamHead::Map(parts) if over_h2 => Either::Right(
+                self.send_h2(into_h2_request(parts, body, done.path.as_ref(), &self.upstream_authority), deadline),
+            ),
             head => {
                 done._in_use = Some(self.gauges.exchange());
                 // The upstream connection takes the origin form (`/path?query`).
                 let target = done.path.as_ref().map_or("/", |p| p.as_str());
                 let raw_fields = raw_fields && done.grpc.is_none();
                 let send = self.pool.send(head, target, body, start, upgrade.is_some(), raw_fields);
-                self.deadlines.watch(deadline, send).await
+                Either::Left(self.deadlines.watch(deadline, send))
             }
         };
+        Handling::Forwarding {
+            sent,
+            waiting: Some(Waiting { done, progress, call_deadline, client_upgraded }),
+            proxy: self,
+            client,
+        }
+    }
+
+    /// The response to a request the upstream answered, or failed to.
+    fn answer(&self, waiting: Waiting, sent: Sent, client: &Arc<ClientInfo>) -> Response<ProxyBody> {
+        let Waiting { mut done, progress, call_deadline, client_upgraded } = waiting;
         match sent {
             Ok(Ok(resp)) => {
                 // The upstream's hop-by-hop fields were left behind when its head was parsed.
@@ -412,7 +440,54 @@ impl Proxy {
     }
 }
 
-type Sent = Result<Result<Response<InnerBody>, UpstreamError>, super::deadline::Elapsed>;
+/// What the answer to a forwarded request needs once the upstream's response head (or a
+/// failure) is in.
+pub struct Waiting {
+    done: Completion,
+    progress: Option<Arc<BodyProgress>>,
+    call_deadline: Option<Instant>,
+    client_upgraded: Option<hyper::upgrade::OnUpgrade>,
+}
+
+pin_project_lite::pin_project! {
+    /// A request in progress ([`Proxy::handle`]): answered by redline already, or waiting for
+    /// the upstream's response head. Dropped while waiting, its request is reported abandoned
+    /// (the completion's drop), after the upstream exchange is let go.
+    #[project = HandlingProj]
+    pub enum Handling<'a, F> {
+        Answered { response: Option<Response<ProxyBody>> },
+        Forwarding {
+            #[pin]
+            sent: F,
+            waiting: Option<Waiting>,
+            proxy: &'a Proxy,
+            client: &'a Arc<ClientInfo>,
+        },
+    }
+}
+
+impl<F> Handling<'_, F> {
+    fn answered(response: Response<ProxyBody>) -> Self {
+        Handling::Answered { response: Some(response) }
+    }
+}
+
+impl<F: Future<Output = Sent>> Future for Handling<'_, F> {
+    type Output = Response<ProxyBody>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // A future polled again after its answer may pend forever; it never answers twice.
+        match self.project() {
+            HandlingProj::Answered { response } => response.take().map_or(Poll::Pending, Poll::Ready),
+            HandlingProj::Forwarding { sent, waiting, proxy, client } => {
+                let sent = ready!(sent.poll(cx));
+                waiting.take().map_or(Poll::Pending, |waiting| Poll::Ready(proxy.answer(waiting, sent, client)))
+            }
+        }
+    }
+}
+
+pub type Sent = Result<Result<Response<InnerBody>, UpstreamError>, super::deadline::Elapsed>;
 
 impl Proxy {
     /// The exchange over HTTP/2, within the request's deadline. A boxed trait object: the

@@ -146,13 +146,37 @@ impl Conn {
                 }
             };
             let head_only = req.request.method() == Method::HEAD;
-            let Some(resp) = self.respond(req).await else {
+            // Written here rather than in a function of its own: the request's future and the
+            // response are then made and kept in this task's state, not moved into another's.
+            let mut resp = {
+                let mut answer = std::pin::pin!(self.proxy.handle(req.request, &self.client, true, req.raw));
+                let (io, buf, max_head) = (&mut self.io, &mut self.buf, self.max_head);
+                let mut reading = true;
+                poll_fn(|cx| {
+                    if let Poll::Ready(resp) = answer.as_mut().poll(cx) {
+                        return Poll::Ready(Some(resp));
+                    }
+                    // Pipelined bytes wait in the buffer (up to a head's worth); an end of
+                    // stream or a reset is the client leaving.
+                    while reading && buf.len() < max_head {
+                        match fill(io, buf, cx) {
+                            Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(None),
+                            Poll::Ready(Ok(_)) => {}
+                            Poll::Pending => return Poll::Pending,
+                        }
+                    }
+                    reading = false;
+                    Poll::Pending
+                })
+                .await
+            };
+            if resp.is_none() {
                 // The client left while its request was in progress; the request was dropped
                 // and logged itself as abandoned.
                 return Ok(());
-            };
+            }
             let close = self.draining.load(Ordering::Relaxed);
-            if !self.write_response(resp, head_only, close, &mut out).await? || close {
+            if !self.write_response(&mut resp, head_only, close, &mut out).await? || close {
                 let _ = self.io.shutdown().await;
                 return Ok(());
             }
@@ -160,45 +184,19 @@ impl Conn {
     }
 
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        if self.buf.capacity() - self.buf.len() < 1024 {
-            self.buf.reserve(READ_BUF);
-        }
-        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf)
+        fill(&mut self.io, &mut self.buf, cx)
     }
 
-    /// The proxy's answer to `req`, reading on meanwhile: None when the client closed first.
-    async fn respond(&mut self, req: FastRequest) -> Option<Response<ProxyBody>> {
-        let client = self.client.clone();
-        let answer = self.proxy.clone().handle(req.request, &client, true, req.raw);
-        tokio::pin!(answer);
-        let mut reading = true;
-        poll_fn(|cx| {
-            if let Poll::Ready(resp) = answer.as_mut().poll(cx) {
-                return Poll::Ready(Some(resp));
-            }
-            // Pipelined bytes wait in the buffer (up to a head's worth); an end of stream or a
-            // reset is the client leaving.
-            while reading && self.buf.len() < self.max_head {
-                match self.poll_fill(cx) {
-                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(None),
-                    Poll::Ready(Ok(_)) => {}
-                    Poll::Pending => return Poll::Pending,
-                }
-            }
-            reading = false;
-            Poll::Pending
-        })
-        .await
-    }
-
-    /// Writes the response; false when the connection cannot carry another (the body failed).
+    /// Writes the response (taken by reference: it is not moved again), and drops it once
+    /// its body is read; false when the connection cannot carry another (the body failed).
     async fn write_response(
         &mut self,
-        mut resp: Response<ProxyBody>,
+        slot: &mut Option<Response<ProxyBody>>,
         head_only: bool,
         close: bool,
         out: &mut Vec<u8>,
     ) -> io::Result<bool> {
+        let Some(resp) = slot.as_mut() else { return Ok(true) };
         out.clear();
         let body = BodyLength { ended: resp.body().is_end_stream(), exact: resp.body().size_hint().exact() };
         let fields = match resp.body().raw_fields() {
@@ -208,7 +206,7 @@ impl Conn {
         let framing = encode_head(out, resp.status(), fields, body, head_only, close);
         if framing == Framing::None {
             // Dropping the body reports it: complete when its upstream had nothing to send.
-            drop(resp);
+            *slot = None;
             self.io.write_all(out).await?;
             return Ok(true);
         }
@@ -497,6 +495,14 @@ mod date {
             out.extend_from_slice(line);
         });
     }
+}
+
+/// Reads into `buf`, with room for at least 1 KiB more.
+fn fill(io: &mut ClientIo, buf: &mut BytesMut, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+    if buf.capacity() - buf.len() < 1024 {
+        buf.reserve(READ_BUF);
+    }
+    tokio_util::io::poll_read_buf(Pin::new(io), cx, buf)
 }
 
 /// The client socket with the bytes the fast path read ahead in front, for hyper.

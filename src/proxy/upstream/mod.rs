@@ -7,6 +7,7 @@ pub mod exchange;
 pub mod h2;
 mod request_body;
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -191,18 +192,23 @@ impl UpstreamPool {
     /// or on a new one, and returns once the response head arrived. `upgrading`: the head asks
     /// for a protocol upgrade, and a 101 answer hands the connection over (`into_upgraded`).
     ///
+    /// The head is written when this is called, into the idle connection's buffer (or a new
+    /// one), so the returned future holds the written bytes only: neither `head` (whose fields
+    /// are slices of the client's read buffer) nor `target` outlive the call, and the future,
+    /// which the request's path moves several times, stays small.
+    ///
     /// A request without a body is sent once more, on a new connection, when an idle connection
     /// failed before any byte of a response came back and either the upstream had closed it
     /// before the request was written or the method is idempotent (RFC 9110 section 9.2.2).
-    pub async fn send(
-        &self,
-        head: UpstreamHead<impl codec::RequestFields>,
+    pub fn send<'a, F: codec::RequestFields>(
+        &'a self,
+        head: UpstreamHead<F>,
         target: &str,
         body: RequestBody,
         now: Instant,
         upgrading: bool,
         raw_fields: bool,
-    ) -> Result<Response<InnerBody>, UpstreamError> {
+    ) -> impl Future<Output = Result<Response<InnerBody>, UpstreamError>> + Send + use<'a, F> {
         use http_body::Body as _;
         let has_body = !body.is_end_stream();
         let framing = match &head {
@@ -210,36 +216,50 @@ impl UpstreamPool {
             UpstreamHead::Fields(method, _) => codec::RequestFraming::with_length(method, false, has_body),
         };
         let pump = has_body.then(|| RequestPump::new(body, framing == codec::RequestFraming::Chunked));
-        let (mut conn, reused) = match self.checkout(now) {
-            Some(conn) => (conn, true),
-            // Boxed so that the common path's future stays small (it is moved several times).
-            None => (Box::pin(self.connect()).await?, false),
+        // An idle connection, or the bytes for a new one.
+        let mut taken = self.checkout(now).ok_or_else(Vec::new);
+        let out = match &mut taken {
+            Ok(conn) => &mut conn.head,
+            Err(bytes) => bytes,
         };
-        let method = match &head {
+        let method = match head {
             UpstreamHead::Map(parts) => {
-                codec::encode_request_head(&mut conn.head, &parts.method, target, &parts.headers, framing);
-                parts.method.clone()
+                codec::encode_request_head(out, &parts.method, target, &parts.headers, framing);
+                parts.method
             }
             UpstreamHead::Fields(method, fields) => {
-                codec::encode_request_line(&mut conn.head, method, target);
-                fields.encode(&mut conn.head);
-                codec::encode_head_end(&mut conn.head, framing);
-                method.clone()
+                codec::encode_request_line(out, &method, target);
+                fields.encode(out);
+                codec::encode_head_end(out, framing);
+                method
             }
         };
-        // The encoded bytes are all a resend needs; the head's fields (slices of the client's
-        // read buffer) are let go before the wait for the answer.
-        drop(head);
-        match exchange(conn, &method, pump, upgrading, raw_fields).await {
-            Ok(resp) => Ok(resp),
-            Err(failed)
-                if reused && !has_body && failed.before_response && (failed.write_failed || method.is_idempotent()) =>
-            {
-                let mut conn = Box::pin(self.connect()).await?;
-                conn.head = failed.head;
-                exchange(conn, &method, None, upgrading, raw_fields).await.map_err(|f| UpstreamError::Exchange(f.error))
+        async move {
+            let (conn, reused) = match taken {
+                Ok(conn) => (conn, true),
+                // Boxed so that the common path's future stays small.
+                Err(head) => {
+                    let mut conn = Box::pin(self.connect()).await?;
+                    conn.head = head;
+                    (conn, false)
+                }
+            };
+            match exchange(conn, &method, pump, upgrading, raw_fields).await {
+                Ok(resp) => Ok(resp),
+                Err(failed)
+                    if reused
+                        && !has_body
+                        && failed.before_response
+                        && (failed.write_failed || method.is_idempotent()) =>
+                {
+                    let mut conn = Box::pin(self.connect()).await?;
+                    conn.head = failed.head;
+                    exchange(conn, &method, None, upgrading, raw_fields)
+                        .await
+                        .map_err(|f| UpstreamError::Exchange(f.error))
+                }
+                Err(failed) => Err(UpstreamError::Exchange(failed.error)),
             }
-            Err(failed) => Err(UpstreamError::Exchange(failed.error)),
         }
     }
 
