@@ -206,14 +206,29 @@ pub fn escape_json(out: &mut Vec<u8>, bytes: &[u8]) {
     out.push(b'"');
 }
 
+/// The bytes `escape_utf8` looks at twice: those JSON string content cannot hold as they are
+/// (controls, `"`, `\`) and 0xE2, the first byte of U+2028 and U+2029. One table load per byte
+/// instead of four comparisons.
+const SPECIAL: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        t[b] = true;
+        b += 1;
+    }
+    t[b'"' as usize] = true;
+    t[b'\\' as usize] = true;
+    t[0xe2] = true;
+    t
+};
+
 /// Escapes `bytes`, which are UTF-8 (checked by the caller), as JSON string content.
 fn escape_utf8(out: &mut Vec<u8>, bytes: &[u8]) {
     let mut start = 0;
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
-        let needs = b < 0x20 || b == b'"' || b == b'\\' || b == 0xe2;
-        if !needs {
+        if !SPECIAL[usize::from(b)] {
             i += 1;
             continue;
         }

@@ -212,6 +212,15 @@ pub struct RedMetrics {
     methods_seen: AtomicU16,
 }
 
+fn observe(series: &Series, o: &RequestOutcome<'_>) {
+    match o.exemplar_trace_id {
+        Some(trace_id) => series.duration.observe_with_exemplar(o.duration_seconds, trace_id, unix_now()),
+        None => series.duration.observe(o.duration_seconds),
+    }
+    series.request_size.observe(o.request_body_bytes as f64);
+    series.response_size.observe(o.response_body_bytes as f64);
+}
+
 fn series_key(o: &RequestOutcome<'_>) -> u64 {
     let error = o.error.map_or(0u64, |e| e as u64 + 1);
     (o.route_id as u64) << 32 | (o.method as u64) << 24 | (o.status as u64) << 8 | error
@@ -238,30 +247,28 @@ impl RedMetrics {
 
     pub fn record(&self, o: &RequestOutcome<'_>) {
         let key = series_key(o);
-        let series = match self.series.get(&key) {
-            Some(s) => s.clone(),
-            None => self
-                .series
-                .entry(key)
-                .or_insert_with(|| {
-                    Arc::new(Series {
-                        route: o.route.clone(),
-                        method: o.method,
-                        status: o.status,
-                        error: o.error,
-                        duration: Histogram::new(self.duration_bounds.clone()),
-                        request_size: Histogram::new(self.size_bounds.clone()),
-                        response_size: Histogram::new(self.size_bounds.clone()),
-                    })
-                })
-                .clone(),
-        };
-        match o.exemplar_trace_id {
-            Some(trace_id) => series.duration.observe_with_exemplar(o.duration_seconds, trace_id, unix_now()),
-            None => series.duration.observe(o.duration_seconds),
+        // Observed through the map's guard: a series that exists (nearly every request's) costs
+        // no reference count.
+        if let Some(series) = self.series.get(&key) {
+            observe(&series, o);
+            return;
         }
-        series.request_size.observe(o.request_body_bytes as f64);
-        series.response_size.observe(o.response_body_bytes as f64);
+        let series = self
+            .series
+            .entry(key)
+            .or_insert_with(|| {
+                Arc::new(Series {
+                    route: o.route.clone(),
+                    method: o.method,
+                    status: o.status,
+                    error: o.error,
+                    duration: Histogram::new(self.duration_bounds.clone()),
+                    request_size: Histogram::new(self.size_bounds.clone()),
+                    response_size: Histogram::new(self.size_bounds.clone()),
+                })
+            })
+            .clone();
+        observe(&series, o);
     }
 
     /// Records a gRPC call in `rpc_server_call_duration_seconds`.
