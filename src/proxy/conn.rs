@@ -87,6 +87,9 @@ pub struct ConnClock {
     h2: AtomicBool,
     /// The phase moved the deadline earlier: the task re-arms its timer.
     rearm: AtomicBool,
+    /// Nanoseconds from `accepted` to the change that set `rearm`: the task's "now" when it
+    /// re-arms, rather than a clock read of its own.
+    rearm_at: AtomicU64,
     /// 1 + nanoseconds from `accepted` to the write that found the client's window full; 0: none.
     write_blocked: AtomicU64,
     cut: AtomicU8,
@@ -102,6 +105,7 @@ impl ConnClock {
             got_bytes: AtomicBool::new(false),
             h2: AtomicBool::new(false),
             rearm: AtomicBool::new(false),
+            rearm_at: AtomicU64::new(0),
             write_blocked: AtomicU64::new(0),
             cut: AtomicU8::new(0),
         }
@@ -113,6 +117,17 @@ impl ConnClock {
 
     fn at(&self, nanos: u64) -> Instant {
         self.accepted + Duration::from_nanos(nanos)
+    }
+
+    /// Asks the task to re-arm its timer for a change made at `nanos`.
+    fn rearm(&self, nanos: u64) {
+        self.rearm_at.store(nanos, Ordering::Relaxed);
+        self.rearm.store(true, Ordering::Relaxed);
+    }
+
+    /// When the change that asked for a re-arm was made, once (None when none was asked for).
+    fn take_rearm(&self) -> Option<Instant> {
+        self.rearm.swap(false, Ordering::Relaxed).then(|| self.at(self.rearm_at.load(Ordering::Relaxed)))
     }
 
     /// When the current phase began (the accept, the last response's end, a head's first byte).
@@ -128,12 +143,13 @@ impl ConnClock {
     /// A request's response ended (or the request was abandoned).
     pub fn request_ended(&self, now: Instant) {
         if self.active.fetch_sub(1, Ordering::Relaxed) == 1 {
-            self.since.store(self.nanos(now), Ordering::Relaxed);
+            let now = self.nanos(now);
+            self.since.store(now, Ordering::Relaxed);
             self.got_bytes.store(false, Ordering::Relaxed);
             self.phase.store(IDLE, Ordering::Relaxed);
             self.write_blocked.store(0, Ordering::Relaxed);
             // The idle deadline may come before the one the busy connection was armed for.
-            self.rearm.store(true, Ordering::Relaxed);
+            self.rearm(now);
         }
     }
 
@@ -162,10 +178,11 @@ impl ConnClock {
             }
             IDLE if self.active.load(Ordering::Relaxed) == 0 && !self.h2.load(Ordering::Relaxed) => {
                 // The next HTTP/1 request head begins: it has `header_read_timeout` from now.
-                self.since.store(self.nanos(Instant::now()), Ordering::Relaxed);
+                let now = self.nanos(Instant::now());
+                self.since.store(now, Ordering::Relaxed);
                 self.got_bytes.store(true, Ordering::Relaxed);
                 self.phase.store(HEAD, Ordering::Relaxed);
-                self.rearm.store(true, Ordering::Relaxed);
+                self.rearm(now);
             }
             _ => {}
         }
@@ -174,8 +191,9 @@ impl ConnClock {
     fn on_write(&self, blocked: bool) {
         let was = self.write_blocked.load(Ordering::Relaxed);
         if blocked && was == 0 && self.active.load(Ordering::Relaxed) > 0 {
-            self.write_blocked.store(self.nanos(Instant::now()) + 1, Ordering::Relaxed);
-            self.rearm.store(true, Ordering::Relaxed);
+            let now = self.nanos(Instant::now());
+            self.write_blocked.store(now + 1, Ordering::Relaxed);
+            self.rearm(now);
         } else if !blocked && was != 0 {
             self.write_blocked.store(0, Ordering::Relaxed);
         }
@@ -347,10 +365,7 @@ where
         // hyper's poll changed the state (a head began, a write blocked, a response ended). The
         // timer only moves when the new deadline is earlier than the armed one: a later one is
         // found when the armed one fires, so a busy connection costs no timer work per request.
-        let mut now = None;
-        if clock.rearm.load(Ordering::Relaxed) {
-            clock.rearm.store(false, Ordering::Relaxed);
-            let at = *now.insert(Instant::now());
+        if let Some(at) = clock.take_rearm() {
             match clock.deadline(at, &limits) {
                 Ok(next) if next < armed => {
                     armed = next;
@@ -363,10 +378,10 @@ where
                 Err(reason) => return Poll::Ready(cut(clock, reason)),
             }
         }
-        // Polling the timer on every wake-up cost more than reading the clock: it is polled once
-        // set, so that its expiry wakes this task, and then only once `armed` has passed (the
-        // runtime fires a timer no earlier than its deadline).
-        if !timer_set || now.unwrap_or_else(Instant::now) >= armed {
+        // Polling the timer on every wake-up cost more than reading the clock, and reading the
+        // clock more than asking the timer whether the runtime fired it: it is polled once set,
+        // so that its expiry wakes this task, and then only once it fired.
+        if !timer_set || sleep.is_elapsed() {
             while sleep.as_mut().poll(cx).is_ready() {
                 match clock.deadline(Instant::now(), &limits) {
                     Ok(next) => {
@@ -468,11 +483,13 @@ mod tests {
         let busy = t0 + Duration::from_secs(100);
         assert_eq!(c.deadline(busy, &limits()), Ok(busy + Duration::from_secs(10)), "no cut while busy");
         c.request_ended(busy);
+        assert_eq!(c.take_rearm(), Some(busy), "re-armed as of the response's end");
+        assert_eq!(c.take_rearm(), None, "once");
         assert_eq!(c.deadline(busy, &limits()), Ok(busy + Duration::from_secs(60)));
         assert_eq!(c.deadline(busy + Duration::from_secs(60), &limits()), Err(CutReason::IdleTimeout));
         // The next head starts: the header timeout counts from its first byte.
         c.on_read(b"G");
-        assert!(c.rearm.swap(false, Ordering::Relaxed));
+        assert!(c.take_rearm().is_some());
         let next = c.deadline(Instant::now(), &limits()).expect("not expired");
         assert!(next <= Instant::now() + Duration::from_secs(10));
     }

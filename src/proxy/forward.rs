@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::future::Either;
@@ -32,9 +32,10 @@ use crate::grpc::{self, Code};
 use crate::telemetry::access_log::{AccessLine, AccessLog, RpcFields};
 use crate::telemetry::otlp::{FinishedSpan, SpanRpc};
 use crate::telemetry::propagation::Propagator;
-use crate::telemetry::red::{ActiveRequest, ErrorType, MethodLabel, RedMetrics, RequestOutcome, RpcOutcome};
+use crate::telemetry::red::{ActiveRequest, ErrorType, Exemplar, MethodLabel, RedMetrics, RequestOutcome, RpcOutcome};
 use crate::telemetry::spans::SpanSink;
 use crate::telemetry::trace_context::TraceContext;
+use crate::telemetry::wall_clock::{self, UnixNanos};
 
 pub type ProxyBody = ObservedBody<Completion>;
 
@@ -225,14 +226,13 @@ impl Proxy {
             Some(r) => TraceContext::from_traceparent(r.traceparent(), self.sampler_ratio),
             None => TraceContext::from_headers(req.headers(), self.sampler_ratio),
         };
-        // What outlives the request head is copied: the head's fields are slices of the client
-        // connection's 8 KiB read buffer, which a span waiting in the exporter's queue would
-        // otherwise keep alive whole.
+        // Kept as slices of the request head (the client connection's read buffer) until the
+        // request ends: the span is encoded then, and nothing outlives the request.
         let user_agent = match &raw {
-            Some(r) => r.user_agent().and_then(|v| HeaderValue::from_bytes(v).ok()),
-            None => req.headers().get(header::USER_AGENT).map(detach_value),
+            Some(r) => r.user_agent_bytes(),
+            None => req.headers().get(header::USER_AGENT).map(|v| Bytes::copy_from_slice(v.as_bytes())),
         };
-        let path = req.uri().path_and_query().map(detach_path);
+        let path = req.uri().path_and_query().cloned();
         let host = match &raw {
             // An origin-form target (the fast path's) names no authority: the Host is the one.
             Some(r) if valid_authority(r.host()) => Ok(Host::Raw),
@@ -241,14 +241,12 @@ impl Proxy {
             None => checked_host(&req),
         };
         let span = match (&self.spans, trace.sampled) {
-            (Some(sink), true) => Some(SpanStart {
-                sink: sink.clone(),
-                wall: SystemTime::now(),
+            (Some(_), true) => Some(SpanStart {
+                wall: wall_clock::wall(start),
                 version: req.version(),
                 host: match &host {
-                    Ok(Host::AsSent(h)) => Some(detach_value(h)),
-                    Ok(Host::Replace(v)) => Some(v.clone()),
-                    Ok(Host::Raw) => raw.as_ref().and_then(|r| HeaderValue::from_bytes(r.host()).ok()),
+                    Ok(Host::AsSent(h) | Host::Replace(h)) => Some(Bytes::copy_from_slice(h.as_bytes())),
+                    Ok(Host::Raw) => raw.as_ref().map(RawRequest::host_bytes),
                     _ => None,
                 },
             }),
@@ -876,7 +874,7 @@ pub struct Completion {
     client: Arc<ClientInfo>,
     /// The request counts in its connection's clock (`request_started`).
     on_connection: bool,
-    user_agent: Option<HeaderValue>,
+    user_agent: Option<Bytes>,
     trace: TraceContext,
     span: Option<SpanStart>,
     /// Set for a gRPC call (`content-type: application/grpc*`); boxed, as HTTP requests,
@@ -897,10 +895,9 @@ impl Drop for Completion {
 
 /// What a sampled request's span needs beyond the access-log fields.
 pub struct SpanStart {
-    sink: Arc<SpanSink>,
-    wall: SystemTime,
+    wall: UnixNanos,
     version: Version,
-    host: Option<HeaderValue>,
+    host: Option<Bytes>,
 }
 
 impl OnComplete for Completion {
@@ -976,6 +973,7 @@ impl Completion {
             return;
         }
         let elapsed = now.saturating_duration_since(self.start);
+        let ended = wall_clock::wall(now);
         if self.on_connection {
             self.client.clock.request_ended(now);
         }
@@ -1012,60 +1010,61 @@ impl Completion {
             duration_seconds: elapsed.as_secs_f64(),
             request_body_bytes: request_bytes,
             response_body_bytes: response_bytes,
-            exemplar_trace_id: self.trace.sampled.then_some(self.trace.trace_id),
+            exemplar: self.trace.sampled.then_some(Exemplar { trace_id: self.trace.trace_id, at: ended }),
         });
         // `package.Service/Method` as the request named it, for logs and spans.
         let called = self.grpc.as_ref().and(self.path.as_ref()).and_then(|p| grpc::service_and_method(p.path()));
         if let Some(code) = grpc_code {
-            self.record_rpc(&route, code, error, elapsed);
+            self.record_rpc(&route, code, error, elapsed, ended);
         }
         let mut status_buf = itoa::Buffer::new();
         let error_label = error.map(|e| e.label(self.status, &mut status_buf));
-        self.proxy.access_log.write(&AccessLine {
-            method: self.method.as_str(),
-            path: self.path.as_ref().map(|p| p.path()),
-            route: &route.name,
-            status: self.status,
-            duration_micros: elapsed.as_micros() as u64,
-            response_body_size: response_bytes,
-            request_body_size: request_bytes,
-            client_address: self.client.ip.as_bytes(),
-            user_agent: self.user_agent.as_ref().map(|v| v.as_bytes()),
-            trace_id: &self.trace.trace_id,
-            span_id: &self.trace.span_id,
-            error_type: error_label,
-            rpc: grpc_code.map(|code| RpcFields {
-                service: called.map(|(service, _)| service),
-                method: self.path.as_ref().map(|p| p.path()).filter(|_| called.is_some()).map(|p| &p[1..]),
-                status_code: code.name(),
-            }),
-        });
-        let rpc =
-            grpc_code.map(|code| Box::new(SpanRpc { method: called.map(|(s, m)| format!("{s}/{m}").into()), code }));
-        if let Some(span) = self.span.take() {
-            let error_type = error.map(|e| match e {
-                ErrorType::Status => std::borrow::Cow::Owned(self.status.to_string()),
-                other => std::borrow::Cow::Borrowed(other.as_str()),
-            });
-            span.sink.submit(FinishedSpan {
+        let path = self.path.as_ref().map(|p| p.path());
+        let user_agent = self.user_agent.as_deref();
+        // `package.Service/Method`: the path without its slash, when it has that shape.
+        let rpc_method = path.filter(|_| called.is_some()).map(|p| &p[1..]);
+        self.proxy.access_log.write(
+            &AccessLine {
+                method: self.method.as_str(),
+                path,
+                route: &route.name,
+                status: self.status,
+                duration_micros: elapsed.as_micros() as u64,
+                response_body_size: response_bytes,
+                request_body_size: request_bytes,
+                client_address: self.client.ip.as_bytes(),
+                user_agent,
+                trace_id: &self.trace.trace_id,
+                span_id: &self.trace.span_id,
+                error_type: error_label,
+                rpc: grpc_code.map(|code| RpcFields {
+                    service: called.map(|(service, _)| service),
+                    method: rpc_method,
+                    status_code: code.name(),
+                }),
+            },
+            ended,
+        );
+        if let (Some(span), Some(sink)) = (&self.span, &self.proxy.spans) {
+            sink.submit(&FinishedSpan {
                 trace_id: self.trace.trace_id,
                 span_id: self.trace.span_id,
                 parent_span_id: self.trace.parent_span_id,
-                method: self.method.clone(),
-                route: route.name,
-                path: self.path.take(),
+                method: &self.method,
+                route: &route.name,
+                path,
                 version: span.version,
-                host: span.host,
+                host: span.host.as_deref(),
                 status: self.status,
-                error_type,
+                error_type: error_label,
                 service_error: error.is_some_and(ErrorType::is_service_error),
                 start: span.wall,
                 duration: elapsed,
-                client_ip: self.client.ip.clone(),
-                user_agent: self.user_agent.take(),
+                client_ip: self.client.ip.as_bytes(),
+                user_agent,
                 request_body_size: request_bytes,
                 response_body_size: response_bytes,
-                rpc,
+                rpc: grpc_code.map(|code| SpanRpc { method: rpc_method, code }),
             });
         }
     }
@@ -1096,7 +1095,7 @@ impl Completion {
     /// it; paths that are no route share `_OTHER`, as unbounded names must.
     #[cold]
     #[inline(never)]
-    fn record_rpc(&self, route: &Route, code: Code, error: Option<ErrorType>, elapsed: Duration) {
+    fn record_rpc(&self, route: &Route, code: Code, error: Option<ErrorType>, elapsed: Duration, ended: UnixNanos) {
         let method = route.name.strip_prefix('/').filter(|_| grpc::service_and_method(&route.name).is_some());
         self.proxy.red.record_rpc(&RpcOutcome {
             route_id: route.id,
@@ -1105,7 +1104,7 @@ impl Completion {
             // `_OTHER` calls are recorded as the conventions say; no alert reads them.
             server_error: code.is_server_error() && error.is_none_or(ErrorType::is_service_error),
             duration_seconds: elapsed.as_secs_f64(),
-            exemplar_trace_id: self.trace.sampled.then_some(self.trace.trace_id),
+            exemplar: self.trace.sampled.then_some(Exemplar { trace_id: self.trace.trace_id, at: ended }),
         });
     }
 }
@@ -1128,19 +1127,6 @@ fn grpc_status(call: &GrpcCall, status: u16, end: BodyEnd, error: &mut Option<Er
         *error = ErrorType::of_grpc(code);
     }
     code
-}
-
-/// A copy that shares no bytes with the client connection's read buffer.
-fn detach_value(v: &HeaderValue) -> HeaderValue {
-    HeaderValue::from_bytes(v.as_bytes()).unwrap_or_else(|_| v.clone())
-}
-
-/// A copy that shares no bytes with the client connection's read buffer.
-fn detach_path(p: &PathAndQuery) -> PathAndQuery {
-    if p.as_str() == "/" {
-        return PathAndQuery::from_static("/");
-    }
-    PathAndQuery::from_maybe_shared(Bytes::copy_from_slice(p.as_str().as_bytes())).unwrap_or_else(|_| p.clone())
 }
 
 #[cfg(test)]

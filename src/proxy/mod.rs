@@ -84,12 +84,15 @@ pub fn spawn_workers(
         let handle = std::thread::Builder::new()
             .name(format!("redline-proxy-{i}"))
             .spawn(move || {
-                // Access lines leave this thread in chunks, flushed on a timer and at the end.
+                // Access lines and spans leave this thread in chunks, flushed on a timer and at
+                // the end.
                 crate::telemetry::logging::batch_this_thread();
+                crate::telemetry::spans::batch_this_thread();
                 let drain = runtime.block_on(async move {
                     let housekeeping = proxy.clone();
                     tokio::spawn(async move {
-                        // Access lines are flushed every 50ms (or faster, with the deadlines).
+                        // Access lines and spans are flushed every 50ms (or faster, with the
+                        // deadlines).
                         let period = housekeeping.deadlines().tick().min(Duration::from_millis(50));
                         let mut every = tokio::time::interval(period);
                         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -97,6 +100,7 @@ pub fn spawn_workers(
                             every.tick().await;
                             housekeeping.sweep(std::time::Instant::now());
                             crate::telemetry::logging::flush_thread();
+                            crate::telemetry::spans::flush_thread();
                         }
                     });
                     let listener = match TcpListener::from_std(listener) {
@@ -117,6 +121,7 @@ pub fn spawn_workers(
                 cutting.shutting_down();
                 drop(runtime);
                 crate::telemetry::logging::flush_thread();
+                crate::telemetry::spans::flush_thread();
                 drain
             })
             .map_err(|e| format!("cannot start proxy worker thread: {e}"))?;

@@ -162,10 +162,16 @@ impl RawRequest {
         self.value(self.host)
     }
 
-    /// The `Host` value, sharing the head's bytes.
-    pub fn host_value(&self) -> Option<HeaderValue> {
+    /// The `Host` value's bytes, sharing the head's.
+    pub fn host_bytes(&self) -> Bytes {
         let (_, _, v0, v1) = self.fields[usize::from(self.host)];
-        HeaderValue::from_maybe_shared(self.head.slice(v0 as usize..v1 as usize)).ok()
+        self.head.slice(v0 as usize..v1 as usize)
+    }
+
+    /// The `User-Agent` value's bytes, sharing the head's.
+    pub fn user_agent_bytes(&self) -> Option<Bytes> {
+        let (_, _, v0, v1) = self.fields[usize::from(self.user_agent?)];
+        Some(self.head.slice(v0 as usize..v1 as usize))
     }
 
     pub fn user_agent(&self) -> Option<&[u8]> {

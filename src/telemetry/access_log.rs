@@ -1,8 +1,8 @@
 //! The per-request access line: the JSON object the README's log reference defines, formatted straight
 //! into the worker's log batch (no tracing event, no intermediate string) on the hot path.
 
+use super::wall_clock::UnixNanos;
 use std::cell::RefCell;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::log_writer::LogWriter;
 
@@ -56,11 +56,12 @@ impl AccessLog {
         AccessLog { writer, fixed }
     }
 
-    pub fn write(&self, line: &AccessLine<'_>) {
-        self.writer.write_line(|out| self.format(out, line, SystemTime::now()));
+    /// Writes `line`, stamped `at` (when the request ended).
+    pub fn write(&self, line: &AccessLine<'_>, at: UnixNanos) {
+        self.writer.write_line(|out| self.format(out, line, at));
     }
 
-    fn format(&self, out: &mut Vec<u8>, l: &AccessLine<'_>, now: SystemTime) {
+    fn format(&self, out: &mut Vec<u8>, l: &AccessLine<'_>, now: UnixNanos) {
         out.extend_from_slice(b"{\"timestamp\":\"");
         write_timestamp(out, now);
         out.extend_from_slice(b"\",\"level\":\"INFO\"");
@@ -147,9 +148,8 @@ thread_local! {
 }
 
 /// RFC 3339 UTC with microseconds; the date and time of day are formatted once per second.
-fn write_timestamp(out: &mut Vec<u8>, now: SystemTime) {
-    let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
+fn write_timestamp(out: &mut Vec<u8>, now: UnixNanos) {
+    let secs = now.secs();
     SECOND.with(|cell| {
         let mut cached = cell.borrow_mut();
         if cached.0 != secs {
@@ -178,7 +178,7 @@ fn write_timestamp(out: &mut Vec<u8>, now: SystemTime) {
         }
         out.extend_from_slice(&cached.1);
     });
-    let micros = since.subsec_micros();
+    let micros = now.subsec_nanos() / 1000;
     let mut digits = [b'0'; 6];
     let mut v = micros;
     for d in digits.iter_mut().rev() {
@@ -267,7 +267,6 @@ fn escape_utf8(out: &mut Vec<u8>, bytes: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn line<'a>(ua: Option<&'a [u8]>, error: Option<&'a str>) -> AccessLine<'a> {
         AccessLine {
@@ -287,7 +286,7 @@ mod tests {
         }
     }
 
-    fn formatted(log: &AccessLog, l: &AccessLine<'_>, at: SystemTime) -> String {
+    fn formatted(log: &AccessLog, l: &AccessLine<'_>, at: UnixNanos) -> String {
         let mut out = Vec::new();
         log.format(&mut out, l, at);
         String::from_utf8(out).expect("access lines are UTF-8")
@@ -299,7 +298,7 @@ mod tests {
 
     #[test]
     fn an_access_line_is_one_json_object_with_the_contract_fields() {
-        let at = UNIX_EPOCH + Duration::from_nanos(1_700_000_000_123_456_789);
+        let at = UnixNanos(1_700_000_000_123_456_789);
         let text = formatted(&log("check\"out"), &line(Some(b"curl/8"), Some("503")), at);
         assert!(text.ends_with("}\n") && text.matches('\n').count() == 1, "{text}");
         let v: serde_json::Value = serde_json::from_str(text.trim_end()).expect("one JSON object");
@@ -324,7 +323,7 @@ mod tests {
 
     #[test]
     fn optional_fields_are_left_out() {
-        let text = formatted(&log("s"), &line(None, None), SystemTime::now());
+        let text = formatted(&log("s"), &line(None, None), UnixNanos::now());
         let v: serde_json::Value = serde_json::from_str(text.trim_end()).expect("one JSON object");
         assert!(v.get("user_agent.original").is_none() && v.get("error.type").is_none(), "{text}");
     }
@@ -334,20 +333,20 @@ mod tests {
         let mut l = line(None, Some("UNAVAILABLE"));
         l.rpc =
             Some(RpcFields { service: Some("shop.Cart"), method: Some("shop.Cart/Add"), status_code: "UNAVAILABLE" });
-        let text = formatted(&log("s"), &l, SystemTime::now());
+        let text = formatted(&log("s"), &l, UnixNanos::now());
         let v: serde_json::Value = serde_json::from_str(text.trim_end()).expect("one JSON object");
         assert_eq!(v["rpc.system.name"], "grpc");
         assert_eq!(v["rpc.service"], "shop.Cart");
         assert_eq!(v["rpc.method"], "shop.Cart/Add");
         assert_eq!(v["rpc.response.status_code"], "UNAVAILABLE");
-        let text = formatted(&log("s"), &line(None, None), SystemTime::now());
+        let text = formatted(&log("s"), &line(None, None), UnixNanos::now());
         assert!(!text.contains("rpc."), "{text}");
     }
 
     #[test]
     fn hostile_header_bytes_never_break_the_line() {
         let ua: &[u8] = b"a\"b\\c\nd\x01e\xe2\x80\xa8f\xff\xe2g";
-        let text = formatted(&log("s"), &line(Some(ua), None), SystemTime::now());
+        let text = formatted(&log("s"), &line(Some(ua), None), UnixNanos::now());
         assert_eq!(text.matches('\n').count(), 1, "{text}");
         let v: serde_json::Value = serde_json::from_str(text.trim_end()).expect("valid JSON");
         assert_eq!(v["user_agent.original"], "a\"b\\c\nd\u{1}e\u{2028}f\u{fffd}\u{fffd}g");
@@ -365,9 +364,9 @@ mod tests {
     #[test]
     fn timestamps_roll_over_seconds_and_days() {
         let mut out = Vec::new();
-        write_timestamp(&mut out, UNIX_EPOCH + Duration::from_micros(1_700_006_399_999_999));
+        write_timestamp(&mut out, UnixNanos(1_700_006_399_999_999_000));
         out.push(b' ');
-        write_timestamp(&mut out, UNIX_EPOCH + Duration::from_micros(1_700_006_400_000_001));
+        write_timestamp(&mut out, UnixNanos(1_700_006_400_000_001_000));
         assert_eq!(String::from_utf8(out).expect("ascii"), "2023-11-14T23:59:59.999999Z 2023-11-15T00:00:00.000001Z");
     }
 }

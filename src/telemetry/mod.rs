@@ -10,3 +10,4 @@ pub mod propagation;
 pub mod red;
 pub mod spans;
 pub mod trace_context;
+pub mod wall_clock;

@@ -170,8 +170,15 @@ pub struct RequestOutcome<'a> {
     pub duration_seconds: f64,
     pub request_body_bytes: u64,
     pub response_body_bytes: u64,
-    /// Trace id of a sampled trace, for exemplars.
-    pub exemplar_trace_id: Option<[u8; 16]>,
+    /// A sampled trace's id and the request's end, for an exemplar.
+    pub exemplar: Option<Exemplar>,
+}
+
+/// The trace an observation links to (OpenMetrics exemplar), and when it was made.
+#[derive(Clone, Copy)]
+pub struct Exemplar {
+    pub trace_id: [u8; 16],
+    pub at: super::wall_clock::UnixNanos,
 }
 
 struct Series {
@@ -193,7 +200,7 @@ pub struct RpcOutcome<'a> {
     /// The call failed and the server is to blame: `error_type` is the code's name.
     pub server_error: bool,
     pub duration_seconds: f64,
-    pub exemplar_trace_id: Option<[u8; 16]>,
+    pub exemplar: Option<Exemplar>,
 }
 
 struct RpcSeries {
@@ -213,8 +220,8 @@ pub struct RedMetrics {
 }
 
 fn observe(series: &Series, o: &RequestOutcome<'_>) {
-    match o.exemplar_trace_id {
-        Some(trace_id) => series.duration.observe_with_exemplar(o.duration_seconds, trace_id, unix_now()),
+    match o.exemplar {
+        Some(e) => series.duration.observe_with_exemplar(o.duration_seconds, e.trace_id, e.at.as_secs_f64()),
         None => series.duration.observe(o.duration_seconds),
     }
     series.request_size.observe(o.request_body_bytes as f64);
@@ -289,8 +296,8 @@ impl RedMetrics {
                 })
                 .clone(),
         };
-        match o.exemplar_trace_id {
-            Some(trace_id) => series.duration.observe_with_exemplar(o.duration_seconds, trace_id, unix_now()),
+        match o.exemplar {
+            Some(e) => series.duration.observe_with_exemplar(o.duration_seconds, e.trace_id, e.at.as_secs_f64()),
             None => series.duration.observe(o.duration_seconds),
         }
     }
@@ -391,10 +398,6 @@ impl Drop for ActiveRequest {
     }
 }
 
-pub fn unix_now() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -410,7 +413,7 @@ mod tests {
             duration_seconds: secs,
             request_body_bytes: 0,
             response_body_bytes: 10,
-            exemplar_trace_id: None,
+            exemplar: None,
         }
     }
 
@@ -474,7 +477,7 @@ mod tests {
             code,
             server_error,
             duration_seconds: 0.05,
-            exemplar_trace_id: None,
+            exemplar: None,
         };
         m.record_rpc(&call(Code::Ok, false));
         m.record_rpc(&call(Code::Ok, false));

@@ -4,13 +4,9 @@
 mod encode;
 mod transport;
 
-use std::borrow::Cow;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
-use http::HeaderValue;
-use http::uri::PathAndQuery;
 
 use crate::tls::ClientTlsFiles;
 
@@ -26,36 +22,75 @@ pub enum OtlpProtocol {
     Grpc,
 }
 
-/// One request's SERVER span as recorded on the hot path: plain data, converted off it.
-pub struct FinishedSpan {
+/// One request's SERVER span as the proxy sees it when the request ends: borrowed from the
+/// request's own state, and encoded at once ([`EncodedSpans::push`]) rather than kept.
+#[derive(Clone)]
+pub struct FinishedSpan<'a> {
     pub trace_id: [u8; 16],
     pub span_id: [u8; 8],
     pub parent_span_id: Option<[u8; 8]>,
-    pub method: http::Method,
-    pub route: Arc<str>,
-    pub path: Option<PathAndQuery>,
+    pub method: &'a http::Method,
+    pub route: &'a str,
+    /// The request's path without its query; None when there was none to read.
+    pub path: Option<&'a str>,
     pub version: http::Version,
-    pub host: Option<HeaderValue>,
+    /// The Host (or `:authority`) as the client sent it.
+    pub host: Option<&'a [u8]>,
     pub status: u16,
     /// `error.type` when the request failed (5xx status code or a proxy error name).
-    pub error_type: Option<Cow<'static, str>>,
+    pub error_type: Option<&'a str>,
     /// The failure is the service's (span status Error), not the client's or the shutdown's.
     pub service_error: bool,
-    pub start: SystemTime,
+    pub start: crate::telemetry::wall_clock::UnixNanos,
     pub duration: Duration,
-    pub client_ip: HeaderValue,
-    pub user_agent: Option<HeaderValue>,
+    pub client_ip: &'a [u8],
+    pub user_agent: Option<&'a [u8]>,
     pub request_body_size: u64,
     pub response_body_size: u64,
     /// For a gRPC call: its method and status (the span then follows the RPC conventions).
-    pub rpc: Option<Box<SpanRpc>>,
+    pub rpc: Option<SpanRpc<'a>>,
 }
 
 /// The RPC side of a gRPC call's span.
-pub struct SpanRpc {
+#[derive(Clone, Copy)]
+pub struct SpanRpc<'a> {
     /// `package.Service/Method` from the request path; None when the path is not of that shape.
-    pub method: Option<Box<str>>,
+    pub method: Option<&'a str>,
     pub code: crate::grpc::Code,
+}
+
+/// Spans encoded as the `ScopeSpans.spans` fields of a request, ready to be sent as they are.
+/// The proxy encodes each span into one of these when its request ends, on its own thread:
+/// the exporter then only frames and sends bytes, and nothing of the request outlives it.
+#[derive(Default)]
+pub struct EncodedSpans {
+    bytes: Vec<u8>,
+    count: usize,
+}
+
+impl EncodedSpans {
+    pub fn with_capacity(bytes: usize) -> EncodedSpans {
+        EncodedSpans { bytes: Vec::with_capacity(bytes), count: 0 }
+    }
+
+    pub fn push(&mut self, span: &FinishedSpan<'_>) {
+        encode::put_framed_span(&mut self.bytes, span);
+        self.count += 1;
+    }
+
+    /// How many spans.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// How many bytes they take.
+    pub fn bytes(&self) -> usize {
+        self.bytes.len()
+    }
 }
 
 /// Where to send spans and how much to buffer.
@@ -98,14 +133,14 @@ impl Exporter {
     }
 
     /// Sends one batch; Ok once the collector accepted it.
-    pub async fn export(&mut self, batch: &[FinishedSpan]) -> Result<(), String> {
+    pub async fn export(&mut self, batch: &[EncodedSpans]) -> Result<(), String> {
         let body = self.encode(batch)?;
         self.transport.send(body).await
     }
 
     /// The request body. Each batch gets a fresh buffer that hyper takes over without a copy
     /// (`Bytes::from` a `Vec`); hyper may still hold the previous one while it is sent.
-    fn encode(&mut self, batch: &[FinishedSpan]) -> Result<Bytes, String> {
+    fn encode(&mut self, batch: &[EncodedSpans]) -> Result<Bytes, String> {
         let buf = Vec::with_capacity(self.last_len + self.last_len / 8 + 1024);
         let body = match self.transport.protocol() {
             OtlpProtocol::Http => {
@@ -117,7 +152,7 @@ impl Exporter {
                 // prefix (a zero compression flag), filled in here.
                 let mut out = self.encoder.encode(batch, buf, GRPC_PREFIX_LEN);
                 let len = u32::try_from(out.buf.len() - out.start - GRPC_PREFIX_LEN)
-                    .map_err(|_| format!("a batch of {} spans exceeds gRPC's 4 GiB message limit", batch.len()))?;
+                    .map_err(|_| format!("a batch of {} spans exceeds gRPC's 4 GiB message limit", spans(batch)))?;
                 out.buf[out.start + 1..out.start + GRPC_PREFIX_LEN].copy_from_slice(&len.to_be_bytes());
                 Bytes::from(out.buf).slice(out.start..)
             }
@@ -125,6 +160,11 @@ impl Exporter {
         self.last_len = body.len();
         Ok(body)
     }
+}
+
+/// How many spans a batch holds.
+pub fn spans(batch: &[EncodedSpans]) -> usize {
+    batch.iter().map(EncodedSpans::len).sum()
 }
 
 #[cfg(test)]
@@ -149,22 +189,22 @@ mod tests {
         }
     }
 
-    fn span() -> FinishedSpan {
+    fn span() -> FinishedSpan<'static> {
         FinishedSpan {
             trace_id: [1; 16],
             span_id: [2; 8],
             parent_span_id: None,
-            method: http::Method::POST,
-            route: "/orders".into(),
+            method: &http::Method::POST,
+            route: "/orders",
             path: None,
             version: http::Version::HTTP_2,
             host: None,
             status: 201,
             error_type: None,
             service_error: false,
-            start: std::time::SystemTime::now(),
+            start: crate::telemetry::wall_clock::UnixNanos::now(),
             duration: Duration::from_micros(250),
-            client_ip: http::HeaderValue::from_static("::1"),
+            client_ip: b"::1",
             user_agent: None,
             request_body_size: 3,
             response_body_size: 0,
@@ -174,11 +214,14 @@ mod tests {
 
     #[tokio::test]
     async fn grpc_bodies_carry_the_length_prefix_and_http_bodies_do_not() {
-        let batch = [span(), span()];
+        let mut batch = [EncodedSpans::default(), EncodedSpans::default()];
+        batch[0].push(&span());
+        batch[1].push(&span());
+        batch[1].push(&span());
         let mut http = Exporter::new(&settings(OtlpProtocol::Http)).expect("exporter");
         let plain = http.encode(&batch).expect("encoded");
         let req = ExportTraceServiceRequest::decode(plain.clone()).expect("protobuf");
-        assert_eq!(req.resource_spans[0].scope_spans[0].spans.len(), 2);
+        assert_eq!(req.resource_spans[0].scope_spans[0].spans.len(), 3, "every span of every chunk");
 
         let mut grpc = Exporter::new(&settings(OtlpProtocol::Grpc)).expect("exporter");
         for _ in 0..2 {
