@@ -235,8 +235,8 @@ async fn export_loop(queue: Arc<Queue>, open: std::sync::Weak<()>, mut exporter:
                 break;
             }
             let n = otlp::spans(&batch) as u64;
-            let outcome = tokio::time::timeout(settings.export_timeout, exporter.export(&batch)).await;
-            batch.clear();
+            let outcome =
+                tokio::time::timeout(settings.export_timeout, exporter.export(std::mem::take(&mut batch))).await;
             in_batch = 0;
             match outcome {
                 Ok(Ok(())) => {

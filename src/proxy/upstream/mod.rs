@@ -254,7 +254,8 @@ impl UpstreamPool {
                 {
                     let mut conn = Box::pin(self.connect()).await?;
                     conn.head = failed.head;
-                    exchange(conn, &method, None, upgrading, raw_fields)
+                    // Boxed: a second exchange held in place would double the future's size.
+                    Box::pin(exchange(conn, &method, None, upgrading, raw_fields))
                         .await
                         .map_err(|f| UpstreamError::Exchange(f.error))
                 }

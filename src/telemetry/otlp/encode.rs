@@ -4,7 +4,7 @@
 
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
 
-use super::{EncodedSpans, FinishedSpan};
+use super::FinishedSpan;
 use crate::telemetry::red::MethodLabel;
 
 // Field numbers, checked against the .proto files vendored in opentelemetry-proto 0.33.
@@ -83,24 +83,11 @@ pub struct RequestEncoder {
     resource: Vec<u8>,
     /// The `ScopeSpans.scope` field, encoded once.
     scope: Vec<u8>,
-    /// The request's head (the two outer keys and lengths, the resource and the scope), built
-    /// once the spans' total length is known.
-    head: Vec<u8>,
 }
 
 /// Room left for a span's length prefix before its body is written: two varint bytes hold
 /// lengths from 128 to 16,383, where nearly every span falls. Other lengths move the body.
 const SPAN_LEN_SLOT: usize = 2;
-
-/// The most a request head adds to the resource and scope: two one-byte keys, two varints.
-const HEAD_KEYS_AND_LENGTHS: usize = 2 * (1 + 10);
-
-/// A request encoded in place: its bytes are `buf[start..]`.
-pub struct Encoded {
-    pub buf: Vec<u8>,
-    /// Where the caller's prefix (`prefix_len` bytes, zeroed) begins; the request follows it.
-    pub start: usize,
-}
 
 impl RequestEncoder {
     pub fn new(resource_attributes: &[(String, String)]) -> RequestEncoder {
@@ -117,34 +104,24 @@ impl RequestEncoder {
         let mut scope = Vec::new();
         put_len_delimited(&mut scope, SCOPE_SPANS_SCOPE, &scope_body);
 
-        RequestEncoder { resource, scope, head: Vec::new() }
+        RequestEncoder { resource, scope }
     }
 
-    /// Encodes the request for `batch` into `buf` (cleared first), after `prefix_len` bytes
-    /// left for the caller (gRPC's message prefix). The spans, already encoded, are copied in
-    /// behind room for the head, and the head goes into that room once their length is known;
-    /// the unused front of the room is skipped by `start`.
-    pub fn encode(&mut self, batch: &[EncodedSpans], mut buf: Vec<u8>, prefix_len: usize) -> Encoded {
-        let room = prefix_len + self.resource.len() + self.scope.len() + HEAD_KEYS_AND_LENGTHS;
-        buf.clear();
-        buf.reserve(room + batch.iter().map(EncodedSpans::bytes).sum::<usize>());
-        buf.resize(room, 0);
-        for spans in batch {
-            buf.extend_from_slice(&spans.bytes);
-        }
-        let scope_spans_len = self.scope.len() + buf.len() - room;
+    /// The bytes of a request before its spans, for spans of `spans_len` bytes, behind
+    /// `prefix_len` zero bytes for the caller (gRPC's message prefix). The spans follow as
+    /// they were encoded, without being copied (see `Exporter::body`).
+    pub fn head(&self, spans_len: usize, prefix_len: usize) -> Vec<u8> {
+        let scope_spans_len = self.scope.len() + spans_len;
         let resource_spans_len = self.resource.len() + len_delimited_len(RESOURCE_SPANS_SCOPE_SPANS, scope_spans_len);
-        let head = &mut self.head;
-        head.clear();
-        encode_key(EXPORT_TRACE_SERVICE_REQUEST_RESOURCE_SPANS, WireType::LengthDelimited, head);
-        encode_varint(resource_spans_len as u64, head);
+        let mut head = Vec::with_capacity(prefix_len + 2 * (1 + 10) + self.resource.len() + self.scope.len());
+        head.resize(prefix_len, 0);
+        encode_key(EXPORT_TRACE_SERVICE_REQUEST_RESOURCE_SPANS, WireType::LengthDelimited, &mut head);
+        encode_varint(resource_spans_len as u64, &mut head);
         head.extend_from_slice(&self.resource);
-        encode_key(RESOURCE_SPANS_SCOPE_SPANS, WireType::LengthDelimited, head);
-        encode_varint(scope_spans_len as u64, head);
+        encode_key(RESOURCE_SPANS_SCOPE_SPANS, WireType::LengthDelimited, &mut head);
+        encode_varint(scope_spans_len as u64, &mut head);
         head.extend_from_slice(&self.scope);
-        let head_start = room - head.len();
-        buf[head_start..room].copy_from_slice(head);
-        Encoded { buf, start: head_start - prefix_len }
+        head
     }
 }
 
@@ -519,6 +496,7 @@ mod tests {
     use prost::Message;
 
     use super::*;
+    use crate::telemetry::otlp::EncodedSpans;
 
     const START_SECS: u64 = 1_700_000_000;
 
@@ -563,9 +541,11 @@ mod tests {
                 chunk
             })
             .collect();
-        // Some stale bytes in the reused buffer, as the exporter hands back its last one.
-        let out = encoder.encode(&chunks, vec![0xff; 64], 0);
-        ExportTraceServiceRequest::decode(&out.buf[out.start..]).expect("a valid ExportTraceServiceRequest")
+        let mut request = encoder.head(chunks.iter().map(EncodedSpans::bytes).sum(), 0);
+        for chunk in chunks {
+            request.extend_from_slice(&chunk.into_bytes());
+        }
+        ExportTraceServiceRequest::decode(&request[..]).expect("a valid ExportTraceServiceRequest")
     }
 
     /// The spans of a request that must hold one resource and one scope, both checked.

@@ -91,6 +91,50 @@ impl EncodedSpans {
     pub fn bytes(&self) -> usize {
         self.bytes.len()
     }
+
+    fn into_bytes(self) -> Bytes {
+        Bytes::from(self.bytes)
+    }
+}
+
+/// A request body sent as the parts it was built of (the request's head, then each chunk of
+/// spans as the workers encoded it), with its exact length for `Content-Length`: joining them
+/// into one buffer was most of the exporter's remaining work (a copy of every span).
+pub struct Frames {
+    parts: std::collections::VecDeque<Bytes>,
+    remaining: u64,
+}
+
+impl Frames {
+    fn new(parts: impl IntoIterator<Item = Bytes>) -> Frames {
+        let parts: std::collections::VecDeque<Bytes> = parts.into_iter().filter(|p| !p.is_empty()).collect();
+        let remaining = parts.iter().map(|p| p.len() as u64).sum();
+        Frames { parts, remaining }
+    }
+}
+
+impl http_body::Body for Frames {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let part = self.parts.pop_front();
+        if let Some(p) = &part {
+            self.remaining -= p.len() as u64;
+        }
+        std::task::Poll::Ready(part.map(|p| Ok(http_body::Frame::data(p))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.remaining)
+    }
 }
 
 /// Where to send spans and how much to buffer.
@@ -114,13 +158,10 @@ pub fn http_traces_url(endpoint: &str) -> String {
     if base.ends_with("/v1/traces") { base.to_string() } else { format!("{base}/v1/traces") }
 }
 
-/// Encodes and sends batches; one per export task, reusing its encoder across batches.
+/// Frames and sends batches; one per export task.
 pub struct Exporter {
     encoder: RequestEncoder,
     transport: Transport,
-    /// The size of the last request body: the next one's buffer starts that large, so that
-    /// it rarely grows (a growth copies everything written so far).
-    last_len: usize,
 }
 
 impl Exporter {
@@ -128,37 +169,30 @@ impl Exporter {
         Ok(Exporter {
             encoder: RequestEncoder::new(&settings.resource),
             transport: Transport::new(&settings.endpoint, settings.protocol, &settings.tls)?,
-            last_len: 0,
         })
     }
 
     /// Sends one batch; Ok once the collector accepted it.
-    pub async fn export(&mut self, batch: &[EncodedSpans]) -> Result<(), String> {
-        let body = self.encode(batch)?;
+    pub async fn export(&mut self, batch: Vec<EncodedSpans>) -> Result<(), String> {
+        let body = self.body(batch)?;
         self.transport.send(body).await
     }
 
-    /// The request body. Each batch gets a fresh buffer that hyper takes over without a copy
-    /// (`Bytes::from` a `Vec`); hyper may still hold the previous one while it is sent.
-    fn encode(&mut self, batch: &[EncodedSpans]) -> Result<Bytes, String> {
-        let buf = Vec::with_capacity(self.last_len + self.last_len / 8 + 1024);
-        let body = match self.transport.protocol() {
-            OtlpProtocol::Http => {
-                let out = self.encoder.encode(batch, buf, 0);
-                Bytes::from(out.buf).slice(out.start..)
-            }
+    /// The request body: the head the encoder builds for the spans' length, then the spans.
+    fn body(&mut self, batch: Vec<EncodedSpans>) -> Result<Frames, String> {
+        let spans_len: usize = batch.iter().map(EncodedSpans::bytes).sum();
+        let head = match self.transport.protocol() {
+            OtlpProtocol::Http => self.encoder.head(spans_len, 0),
             OtlpProtocol::Grpc => {
-                // The length is known only after encoding: the encoder leaves room for the
-                // prefix (a zero compression flag), filled in here.
-                let mut out = self.encoder.encode(batch, buf, GRPC_PREFIX_LEN);
-                let len = u32::try_from(out.buf.len() - out.start - GRPC_PREFIX_LEN)
-                    .map_err(|_| format!("a batch of {} spans exceeds gRPC's 4 GiB message limit", spans(batch)))?;
-                out.buf[out.start + 1..out.start + GRPC_PREFIX_LEN].copy_from_slice(&len.to_be_bytes());
-                Bytes::from(out.buf).slice(out.start..)
+                // The message prefix: a zero compression flag and the big-endian length.
+                let mut head = self.encoder.head(spans_len, GRPC_PREFIX_LEN);
+                let len = u32::try_from(head.len() - GRPC_PREFIX_LEN + spans_len)
+                    .map_err(|_| format!("a batch of {} spans exceeds gRPC's 4 GiB message limit", spans(&batch)))?;
+                head[1..GRPC_PREFIX_LEN].copy_from_slice(&len.to_be_bytes());
+                head
             }
         };
-        self.last_len = body.len();
-        Ok(body)
+        Ok(Frames::new(std::iter::once(Bytes::from(head)).chain(batch.into_iter().map(EncodedSpans::into_bytes))))
     }
 }
 
@@ -202,7 +236,7 @@ mod tests {
             status: 201,
             error_type: None,
             service_error: false,
-            start: crate::telemetry::wall_clock::UnixNanos::now(),
+            start: crate::telemetry::wall_clock::UnixNanos(1_700_000_000_000_000_000),
             duration: Duration::from_micros(250),
             client_ip: b"::1",
             user_agent: None,
@@ -212,20 +246,34 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn grpc_bodies_carry_the_length_prefix_and_http_bodies_do_not() {
-        let mut batch = [EncodedSpans::default(), EncodedSpans::default()];
+    fn batch() -> Vec<EncodedSpans> {
+        let mut batch = vec![EncodedSpans::default(), EncodedSpans::default()];
         batch[0].push(&span());
         batch[1].push(&span());
         batch[1].push(&span());
+        batch
+    }
+
+    async fn body(exporter: &mut Exporter, batch: Vec<EncodedSpans>) -> Bytes {
+        use http_body::Body as _;
+        use http_body_util::BodyExt as _;
+        let body = exporter.body(batch).expect("framed");
+        let announced = body.size_hint().exact();
+        let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        assert_eq!(announced, Some(bytes.len() as u64), "the exact length is announced");
+        bytes
+    }
+
+    #[tokio::test]
+    async fn grpc_bodies_carry_the_length_prefix_and_http_bodies_do_not() {
         let mut http = Exporter::new(&settings(OtlpProtocol::Http)).expect("exporter");
-        let plain = http.encode(&batch).expect("encoded");
+        let plain = body(&mut http, batch()).await;
         let req = ExportTraceServiceRequest::decode(plain.clone()).expect("protobuf");
         assert_eq!(req.resource_spans[0].scope_spans[0].spans.len(), 3, "every span of every chunk");
 
         let mut grpc = Exporter::new(&settings(OtlpProtocol::Grpc)).expect("exporter");
         for _ in 0..2 {
-            let framed = grpc.encode(&batch).expect("encoded");
+            let framed = body(&mut grpc, batch()).await;
             assert_eq!(framed[0], 0, "not compressed");
             assert_eq!(u32::from_be_bytes([framed[1], framed[2], framed[3], framed[4]]) as usize, plain.len());
             assert_eq!(framed[GRPC_PREFIX_LEN..], plain[..]);

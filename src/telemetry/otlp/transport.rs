@@ -1,16 +1,15 @@
 //! Sends an encoded `ExportTraceServiceRequest`: OTLP/HTTP (a protobuf POST) or OTLP/gRPC
 //! (HTTP/2 with prior knowledge, one length-prefixed message, the outcome in `grpc-status`).
 
-use bytes::Bytes;
 use http::header::{CONTENT_TYPE, TE, USER_AGENT};
 use http::{HeaderMap, HeaderValue, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use super::{OtlpProtocol, http_traces_url};
+use super::{Frames, OtlpProtocol, http_traces_url};
 use crate::errors::with_causes;
 use crate::tls::{self, ClientTlsFiles};
 
@@ -25,7 +24,7 @@ const MAX_ANSWER_BYTES: usize = 64 * 1024;
 pub const GRPC_PREFIX_LEN: usize = 5;
 
 pub struct Transport {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Frames>,
     uri: Uri,
     protocol: OtlpProtocol,
     user_agent: HeaderValue,
@@ -75,7 +74,7 @@ impl Transport {
 
     /// Sends one request body (for gRPC, already length-prefixed); Ok once the collector
     /// accepted it, else why not.
-    pub async fn send(&self, body: Bytes) -> Result<(), String> {
+    pub async fn send(&self, body: Frames) -> Result<(), String> {
         let content_type = match self.protocol {
             OtlpProtocol::Http => "application/x-protobuf",
             OtlpProtocol::Grpc => "application/grpc",
@@ -83,7 +82,7 @@ impl Transport {
         let mut request = Request::post(self.uri.clone())
             .header(CONTENT_TYPE, content_type)
             .header(USER_AGENT, self.user_agent.clone())
-            .body(Full::new(body))
+            .body(body)
             .map_err(|e| e.to_string())?;
         if self.protocol == OtlpProtocol::Grpc {
             // Required by gRPC: proxies in between must not drop the trailers with the outcome.
@@ -131,6 +130,7 @@ fn grpc_outcome(headers: &HeaderMap) -> Option<Result<(), String>> {
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
     use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
     use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 
@@ -160,7 +160,7 @@ mod tests {
             .route("/v1/traces", axum::routing::post(|| async { (StatusCode::SERVICE_UNAVAILABLE, "overloaded") }));
         let server = tokio::spawn(async move { axum::serve(listener, app).await });
         let transport = Transport::new(&endpoint, OtlpProtocol::Http, &ClientTlsFiles::default()).expect("transport");
-        let outcome = transport.send(Bytes::new()).await;
+        let outcome = transport.send(Frames::new([])).await;
         assert_eq!(outcome, Err("HTTP status 503 Service Unavailable".into()));
         server.abort();
     }
@@ -189,7 +189,7 @@ mod tests {
         });
         let transport = Transport::new(&endpoint, OtlpProtocol::Grpc, &ClientTlsFiles::default()).expect("transport");
         // An empty ExportTraceServiceRequest: the 5-byte prefix with length 0.
-        let outcome = transport.send(Bytes::from_static(&[0; GRPC_PREFIX_LEN])).await;
+        let outcome = transport.send(Frames::new([Bytes::from_static(&[0; GRPC_PREFIX_LEN])])).await;
         assert_eq!(outcome, Err("grpc-status 14: collector down".into()));
         server.abort();
     }
