@@ -1,6 +1,8 @@
 //! The per-request access line: the JSON object the README's log reference defines, formatted straight
 //! into the worker's log batch (no tracing event, no intermediate string) on the hot path.
 
+use super::out::{Out, in_room};
+use super::propagation::hex_into;
 use super::wall_clock::UnixNanos;
 use std::cell::RefCell;
 
@@ -62,69 +64,90 @@ impl AccessLog {
     }
 
     fn format(&self, out: &mut Vec<u8>, l: &AccessLine<'_>, now: UnixNanos) {
-        out.extend_from_slice(b"{\"timestamp\":\"");
+        in_room(out, self.most_bytes(l), |c| self.put(c, l, now), |v| self.put(v, l, now));
+    }
+
+    /// The most bytes `put` writes for `l`: the keys, numbers and timestamp fit in 512 with
+    /// the service's part, and text from the request takes at most six bytes per byte (a
+    /// control byte becomes `\u00XX`, an invalid one three bytes of U+FFFD).
+    fn most_bytes(&self, l: &AccessLine<'_>) -> usize {
+        let rpc = l
+            .rpc
+            .as_ref()
+            .map_or(0, |r| r.service.map_or(0, str::len) + r.method.map_or(0, str::len) + r.status_code.len());
+        let text = l.path.map_or(0, str::len)
+            + l.route.len()
+            + l.client_address.len()
+            + l.user_agent.map_or(0, <[u8]>::len)
+            + l.error_type.map_or(0, str::len)
+            + rpc;
+        512 + self.fixed.len() + l.method.as_str().len() + 6 * text
+    }
+
+    fn put(&self, out: &mut impl Out, l: &AccessLine<'_>, now: UnixNanos) {
+        out.bytes(b"{\"timestamp\":\"");
         write_timestamp(out, now);
-        out.extend_from_slice(b"\",\"level\":\"INFO\"");
-        out.extend_from_slice(&self.fixed);
+        out.bytes(b"\",\"level\":\"INFO\"");
+        out.bytes(&self.fixed);
         let mut num = itoa::Buffer::new();
         // A method is an RFC 9110 token (`http::Method` holds no other): no byte of it needs
         // escaping in JSON.
-        out.extend_from_slice(b",\"http.request.method\":\"");
-        out.extend_from_slice(l.method.as_str().as_bytes());
-        out.push(b'"');
+        out.bytes(b",\"http.request.method\":\"");
+        out.bytes(l.method.as_str().as_bytes());
+        out.byte(b'"');
         if let Some(path) = l.path {
-            out.extend_from_slice(b",\"url.path\":");
+            out.bytes(b",\"url.path\":");
             escape_json(out, path.as_bytes());
         }
-        out.extend_from_slice(b",\"http.route\":");
+        out.bytes(b",\"http.route\":");
         escape_json(out, l.route.as_bytes());
         // No response, no status: the field is left out, as OpenTelemetry leaves the attribute.
         if l.status != 0 {
-            out.extend_from_slice(b",\"http.response.status_code\":");
-            out.extend_from_slice(num.format(l.status).as_bytes());
+            out.bytes(b",\"http.response.status_code\":");
+            out.bytes(num.format(l.status).as_bytes());
         }
-        out.extend_from_slice(b",\"duration_ms\":");
+        out.bytes(b",\"duration_ms\":");
         write_millis(out, l.duration_micros);
-        out.extend_from_slice(b",\"http.response.body.size\":");
-        out.extend_from_slice(num.format(l.response_body_size).as_bytes());
-        out.extend_from_slice(b",\"http.request.body.size\":");
-        out.extend_from_slice(num.format(l.request_body_size).as_bytes());
-        out.extend_from_slice(b",\"client.address\":");
+        out.bytes(b",\"http.response.body.size\":");
+        out.bytes(num.format(l.response_body_size).as_bytes());
+        out.bytes(b",\"http.request.body.size\":");
+        out.bytes(num.format(l.request_body_size).as_bytes());
+        out.bytes(b",\"client.address\":");
         escape_json(out, l.client_address);
         if let Some(ua) = l.user_agent {
-            out.extend_from_slice(b",\"user_agent.original\":");
+            out.bytes(b",\"user_agent.original\":");
             escape_json(out, ua);
         }
-        out.extend_from_slice(b",\"trace_id\":\"");
+        out.bytes(b",\"trace_id\":\"");
         write_hex(out, l.trace_id);
-        out.extend_from_slice(b"\",\"span_id\":\"");
+        out.bytes(b"\",\"span_id\":\"");
         write_hex(out, l.span_id);
-        out.push(b'"');
+        out.byte(b'"');
         if let Some(e) = l.error_type {
-            out.extend_from_slice(b",\"error.type\":");
+            out.bytes(b",\"error.type\":");
             escape_json(out, e.as_bytes());
         }
         if let Some(rpc) = &l.rpc {
-            out.extend_from_slice(b",\"rpc.system.name\":\"grpc\"");
+            out.bytes(b",\"rpc.system.name\":\"grpc\"");
             if let Some(service) = rpc.service {
-                out.extend_from_slice(b",\"rpc.service\":");
+                out.bytes(b",\"rpc.service\":");
                 escape_json(out, service.as_bytes());
             }
             if let Some(method) = rpc.method {
-                out.extend_from_slice(b",\"rpc.method\":");
+                out.bytes(b",\"rpc.method\":");
                 escape_json(out, method.as_bytes());
             }
-            out.extend_from_slice(b",\"rpc.response.status_code\":");
+            out.bytes(b",\"rpc.response.status_code\":");
             escape_json(out, rpc.status_code.as_bytes());
         }
-        out.extend_from_slice(b"}\n");
+        out.bytes(b"}\n");
     }
 }
 
 /// Milliseconds with microsecond precision, as a JSON number (`12.345`, `0.07`, `3.0`).
-fn write_millis(out: &mut Vec<u8>, micros: u64) {
-    out.extend_from_slice(itoa::Buffer::new().format(micros / 1000).as_bytes());
-    out.push(b'.');
+fn write_millis(out: &mut impl Out, micros: u64) {
+    out.bytes(itoa::Buffer::new().format(micros / 1000).as_bytes());
+    out.byte(b'.');
     let frac = micros % 1000;
     let digits = [b'0' + (frac / 100) as u8, b'0' + (frac / 10 % 10) as u8, b'0' + (frac % 10) as u8];
     let keep = if digits[2] != b'0' {
@@ -134,15 +157,15 @@ fn write_millis(out: &mut Vec<u8>, micros: u64) {
     } else {
         1
     };
-    out.extend_from_slice(&digits[..keep]);
+    out.bytes(&digits[..keep]);
 }
 
-fn write_hex(out: &mut Vec<u8>, bytes: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for b in bytes {
-        out.push(HEX[(b >> 4) as usize]);
-        out.push(HEX[(b & 0xf) as usize]);
-    }
+/// A trace or span id (16 bytes at most) in lower-case hex.
+fn write_hex(out: &mut impl Out, bytes: &[u8]) {
+    let mut digits = [0u8; 32];
+    let n = 2 * bytes.len().min(16);
+    hex_into(bytes, &mut digits[..n]);
+    out.bytes(&digits[..n]);
 }
 
 thread_local! {
@@ -151,7 +174,7 @@ thread_local! {
 }
 
 /// RFC 3339 UTC with microseconds; the date and time of day are formatted once per second.
-fn write_timestamp(out: &mut Vec<u8>, now: UnixNanos) {
+fn write_timestamp(out: &mut impl Out, now: UnixNanos) {
     let secs = now.secs();
     SECOND.with(|cell| {
         let mut cached = cell.borrow_mut();
@@ -179,7 +202,7 @@ fn write_timestamp(out: &mut Vec<u8>, now: UnixNanos) {
             s[19] = b'.';
             *cached = (secs, s);
         }
-        out.extend_from_slice(&cached.1);
+        out.bytes(&cached.1);
     });
     let micros = now.subsec_nanos() / 1000;
     let mut digits = [b'0'; 6];
@@ -188,15 +211,15 @@ fn write_timestamp(out: &mut Vec<u8>, now: UnixNanos) {
         *d = b'0' + (v % 10) as u8;
         v /= 10;
     }
-    out.extend_from_slice(&digits);
-    out.push(b'Z');
+    out.bytes(&digits);
+    out.byte(b'Z');
 }
 
 /// Writes `bytes` as a JSON string literal. Control characters, quotes, backslashes and
 /// U+2028/U+2029 are escaped so a line never breaks; bytes that are not UTF-8 (a header may
 /// carry any octet) become U+FFFD, as `String::from_utf8_lossy` would.
-pub fn escape_json(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.push(b'"');
+pub fn escape_json(out: &mut impl Out, bytes: &[u8]) {
+    out.byte(b'"');
     // is_ascii, a word at a time, settles the usual field for a fraction of from_utf8.
     if bytes.is_ascii() {
         escape_utf8(out, bytes);
@@ -206,7 +229,7 @@ pub fn escape_json(out: &mut Vec<u8>, bytes: &[u8]) {
             Err(_) => escape_utf8(out, String::from_utf8_lossy(bytes).as_bytes()),
         }
     }
-    out.push(b'"');
+    out.byte(b'"');
 }
 
 /// The bytes `escape_utf8` looks at twice: those JSON string content cannot hold as they are
@@ -226,7 +249,7 @@ const SPECIAL: [bool; 256] = {
 };
 
 /// Escapes `bytes`, which are UTF-8 (checked by the caller), as JSON string content.
-fn escape_utf8(out: &mut Vec<u8>, bytes: &[u8]) {
+fn escape_utf8(out: &mut impl Out, bytes: &[u8]) {
     let mut start = 0;
     let mut i = 0;
     while i < bytes.len() {
@@ -249,22 +272,22 @@ fn escape_utf8(out: &mut Vec<u8>, bytes: &[u8]) {
                 continue;
             }
             _ => {
-                out.extend_from_slice(&bytes[start..i]);
+                out.bytes(&bytes[start..i]);
                 const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.extend_from_slice(b"\\u00");
-                out.push(HEX[(b >> 4) as usize]);
-                out.push(HEX[(b & 0xf) as usize]);
+                out.bytes(b"\\u00");
+                out.byte(HEX[(b >> 4) as usize]);
+                out.byte(HEX[(b & 0xf) as usize]);
                 i += 1;
                 start = i;
                 continue;
             }
         };
-        out.extend_from_slice(&bytes[start..i]);
-        out.extend_from_slice(escaped);
+        out.bytes(&bytes[start..i]);
+        out.bytes(escaped);
         i += if b == 0xe2 { 3 } else { 1 };
         start = i;
     }
-    out.extend_from_slice(&bytes[start..]);
+    out.bytes(&bytes[start..]);
 }
 
 #[cfg(test)]
@@ -363,6 +386,48 @@ mod tests {
         assert_eq!(text.matches('\n').count(), 1, "{text}");
         let v: serde_json::Value = serde_json::from_str(text.trim_end()).expect("valid JSON");
         assert_eq!(v["user_agent.original"], "a\"b\\c\nd\u{1}e\u{2028}f\u{fffd}\u{fffd}g");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Any line, hostile bytes in every field from the request included, is written the
+        /// same through the room made for it as straight into a `Vec`, and is one JSON object.
+        #[test]
+        fn lines_written_in_place_equal_lines_pushed(
+            path in proptest::option::of(".{0,100}"),
+            route in ".{0,40}",
+            client in proptest::collection::vec(proptest::num::u8::ANY, 0..40),
+            ua in proptest::option::of(proptest::collection::vec(proptest::num::u8::ANY, 0..300)),
+            error in proptest::option::of("[\\x00-\\x7f]{0,20}"),
+            rpc in proptest::option::of(("[a-z.]{0,20}", "[\\x00-\\x7f]{0,30}")),
+            status in proptest::num::u16::ANY,
+            micros in proptest::num::u64::ANY,
+            service in ".{0,20}",
+        ) {
+            let l = AccessLine {
+                path: path.as_deref(),
+                route: &route,
+                status,
+                duration_micros: micros,
+                client_address: &client,
+                user_agent: ua.as_deref(),
+                error_type: error.as_deref(),
+                rpc: rpc.as_ref().map(|(s, m)| RpcFields { service: Some(s), method: Some(m), status_code: "INTERNAL" }),
+                ..line(None, None)
+            };
+            let log = log(&service);
+            let at = UnixNanos(1_700_000_000_123_456_789);
+            let mut in_place = b"before\n".to_vec();
+            log.format(&mut in_place, &l, at);
+            let mut pushed = b"before\n".to_vec();
+            log.put(&mut pushed, &l, at);
+            proptest::prop_assert_eq!(&in_place, &pushed);
+            proptest::prop_assert!(in_place.len() - 7 <= log.most_bytes(&l), "the room was enough");
+            let text = String::from_utf8(in_place[7..].to_vec()).expect("UTF-8");
+            proptest::prop_assert!(text.ends_with('\n') && text.matches('\n').count() == 1, "one line");
+            proptest::prop_assert!(serde_json::from_str::<serde_json::Value>(text.trim_end()).is_ok());
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod log_writer;
 pub mod logging;
 pub mod metrics;
 pub mod otlp;
+pub mod out;
 pub mod propagation;
 pub mod red;
 pub mod spans;

@@ -495,11 +495,23 @@ fn hex_right_aligned<const N: usize>(s: &[u8], case: Case) -> Option<[u8; N]> {
     Some(out)
 }
 
-fn hex_into(bytes: &[u8], out: &mut [u8]) {
+/// Every byte's two lower-case hex digits, so that an id is rendered a pair per byte.
+const HEX_PAIRS: [[u8; 2]; 256] = {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for (i, b) in bytes.iter().enumerate() {
-        out[2 * i] = DIGITS[(b >> 4) as usize];
-        out[2 * i + 1] = DIGITS[(b & 0xf) as usize];
+    let mut pairs = [[0u8; 2]; 256];
+    let mut b = 0;
+    while b < 256 {
+        pairs[b] = [DIGITS[b >> 4], DIGITS[b & 0xf]];
+        b += 1;
+    }
+    pairs
+};
+
+/// Writes `bytes` in lower-case hex into `out` (two digits per byte, as far as `out` goes): the
+/// ids of the access line, `traceparent` and the B3 and Jaeger fields.
+pub fn hex_into(bytes: &[u8], out: &mut [u8]) {
+    for (pair, &b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair.copy_from_slice(&HEX_PAIRS[usize::from(b)]);
     }
 }
 
@@ -573,6 +585,18 @@ mod tests {
             ctx(FALLBACK_TRACE, FALLBACK_SPAN, Some(true)),
             "a later valid format must win over {bad:?}"
         );
+    }
+
+    #[test]
+    fn hex_is_two_lower_case_digits_per_byte() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        let mut out = vec![0u8; 512];
+        hex_into(&bytes, &mut out);
+        let expected: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(String::from_utf8(out).ok(), Some(expected));
+        let mut short = [b'_'; 5];
+        hex_into(&[0xab, 0xcd, 0xef], &mut short);
+        assert_eq!(&short, b"abcd_", "as far as `out` goes");
     }
 
     #[test]

@@ -94,14 +94,6 @@ pub fn ratio_samples(trace_id: &[u8; 16], ratio: f64) -> bool {
     (u64::from_be_bytes(low) >> 1) < bound
 }
 
-fn hex_into(bytes: &[u8], out: &mut [u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for (i, b) in bytes.iter().enumerate() {
-        out[2 * i] = DIGITS[(b >> 4) as usize];
-        out[2 * i + 1] = DIGITS[(b & 0xf) as usize];
-    }
-}
-
 fn random_trace_id() -> [u8; 16] {
     loop {
         let id = fastrand::u128(..).to_be_bytes();
@@ -126,7 +118,7 @@ pub struct HexId<const N: usize>([u8; N]);
 impl<const N: usize> HexId<N> {
     fn new(bytes: &[u8]) -> Self {
         let mut out = [b'0'; N];
-        hex_into(bytes, &mut out);
+        propagation::hex_into(bytes, &mut out);
         HexId(out)
     }
 

@@ -5,6 +5,7 @@
 use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, key_len};
 
 use super::FinishedSpan;
+use crate::telemetry::out::{Out, in_room};
 use crate::telemetry::red::MethodLabel;
 
 // Field numbers, checked against the .proto files vendored in opentelemetry-proto 0.33.
@@ -144,21 +145,9 @@ pub fn put_framed_span(buf: &mut Vec<u8>, s: &FinishedSpan<'_>) {
     }
 }
 
-/// One span's message body, written into room for the most it can take (see [`Cursor`]).
+/// One span's message body, written into room for the most it can take (`out::in_room`).
 fn put_span(buf: &mut Vec<u8>, s: &FinishedSpan<'_>) {
-    let start = buf.len();
-    let room = most_bytes(s);
-    buf.resize(start + room, 0);
-    let mut out = Cursor { out: &mut buf[start..], at: 0 };
-    write_span(&mut out, s);
-    let written = out.at;
-    if written <= room {
-        buf.truncate(start + written);
-    } else {
-        // `most_bytes` fell short: written again, growing the vector as it goes.
-        buf.truncate(start);
-        write_span(buf, s);
-    }
+    in_room(buf, most_bytes(s), |c| write_span(c, s), |v| write_span(v, s));
 }
 
 /// The most bytes `write_span` writes for `s`, as far as the fixed fields and attribute keys
@@ -440,51 +429,6 @@ fn put_long_varint(mut v: u64, buf: &mut impl Out) {
     buf.byte(v as u8);
 }
 
-/// Where encoded bytes go: a `Vec` for what is encoded once, a [`Cursor`] for spans.
-trait Out {
-    fn byte(&mut self, b: u8);
-    fn bytes(&mut self, b: &[u8]);
-}
-
-impl Out for Vec<u8> {
-    fn byte(&mut self, b: u8) {
-        self.push(b);
-    }
-
-    fn bytes(&mut self, b: &[u8]) {
-        self.extend_from_slice(b);
-    }
-}
-
-/// Room made for a span in one go, written through an index. A span is about 150 small
-/// writes; through `Vec::push` each re-read the vector's length and capacity from memory (a
-/// byte store may alias them, so the compiler cannot keep them in registers), which was half
-/// of the span's cost in callgrind.
-struct Cursor<'a> {
-    out: &'a mut [u8],
-    at: usize,
-}
-
-/// Past the end of the room, writes are skipped but counted: `at` beyond the room tells the
-/// caller to write the span again into the `Vec` itself (never a panic).
-impl Out for Cursor<'_> {
-    #[inline(always)]
-    fn byte(&mut self, b: u8) {
-        if let Some(slot) = self.out.get_mut(self.at) {
-            *slot = b;
-        }
-        self.at += 1;
-    }
-
-    #[inline(always)]
-    fn bytes(&mut self, b: &[u8]) {
-        if let Some(room) = self.out.get_mut(self.at..self.at + b.len()) {
-            room.copy_from_slice(b);
-        }
-        self.at += b.len();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -702,18 +646,6 @@ mod tests {
         let d = one(sp);
         assert!(attr(&d, "server.address").is_none());
         assert!(attr(&d, "server.port").is_none());
-    }
-
-    #[test]
-    fn a_cursor_short_of_room_counts_what_it_skips() {
-        let mut room = [0u8; 4];
-        let mut out = Cursor { out: &mut room, at: 0 };
-        out.bytes(b"abc");
-        out.byte(b'x');
-        out.bytes(b"de");
-        out.byte(b'f');
-        assert_eq!(out.at, 7, "every byte is counted");
-        assert_eq!(&room, b"abcx", "what fits is written, the rest skipped, nothing panics");
     }
 
     proptest::proptest! {
