@@ -31,7 +31,9 @@ pub enum BodyEnd {
 /// Called once with the response body bytes sent, how the body ended, and the upstream
 /// connection when its body was read to its end and it can carry another request.
 pub trait OnComplete: Send + 'static {
-    fn complete(self, response_bytes: u64, end: BodyEnd, reusable: Option<UpstreamConn>);
+    /// Called once, when the body ends; the value is dropped right after, where it lies (taking
+    /// `self` by value moved its 320 bytes twice per request).
+    fn complete(&mut self, response_bytes: u64, end: BodyEnd, reusable: Option<UpstreamConn>);
 
     /// Where to wait, and how long, for an upstream body that stops sending.
     fn stall_limit(&self) -> Option<(&Deadlines, Duration)>;
@@ -83,7 +85,7 @@ impl<C: OnComplete> ObservedBody<C> {
     }
 
     fn complete(&mut self, end: BodyEnd) {
-        if let Some(c) = self.on_complete.take() {
+        if let Some(c) = self.on_complete.as_mut() {
             if let Some((deadlines, _)) = c.stall_limit() {
                 deadlines.release(&mut self.timer);
             }
@@ -92,6 +94,7 @@ impl<C: OnComplete> ObservedBody<C> {
                 _ => None,
             };
             c.complete(self.bytes, end, reusable);
+            self.on_complete = None;
         }
     }
 
