@@ -37,7 +37,7 @@ use crate::telemetry::spans::SpanSink;
 use crate::telemetry::trace_context::TraceContext;
 use crate::telemetry::wall_clock::{self, UnixNanos};
 
-pub type ProxyBody = ObservedBody<Completion>;
+pub type ProxyBody = ObservedBody<Box<Completion>>;
 
 pub struct ProxySettings {
     pub upstream_authority: String,
@@ -165,7 +165,7 @@ impl Proxy {
     fn record_unread(self: &Arc<Self>, client: &Arc<ClientInfo>, status: u16, error: ErrorType) {
         let method = http::Method::from_bytes(b"_OTHER").unwrap_or_default();
         let method_label = MethodLabel::of(&method);
-        Completion {
+        Box::new(Completion {
             proxy: self.clone(),
             _active: self.red.start(method_label),
             _in_use: None,
@@ -185,7 +185,7 @@ impl Proxy {
             span: None,
             grpc: None,
             reported: false,
-        }
+        })
         .complete(0, BodyEnd::Complete, None);
     }
 
@@ -277,7 +277,9 @@ impl Proxy {
 
         let (mut parts, body) = req.into_parts();
         let (body, progress) = RequestBody::new(body, start);
-        let mut done = Completion {
+        // Boxed: the completion goes from here into the response body through several moves,
+        // each a 320-byte copy in place of a pointer's (callgrind counted about ten).
+        let mut done = Box::new(Completion {
             proxy: self.clone(),
             _active: active,
             _in_use: None,
@@ -297,7 +299,7 @@ impl Proxy {
             span,
             grpc,
             reported: false,
-        };
+        });
         // Nothing the upstream should not see goes to it: a Host that is missing, repeated or
         // malformed (RFC 9112 section 3.2), or a forward-proxy tunnel request.
         if done.method == http::Method::CONNECT {
@@ -443,7 +445,7 @@ impl Proxy {
 /// What the answer to a forwarded request needs once the upstream's response head (or a
 /// failure) is in.
 pub struct Waiting {
-    done: Completion,
+    done: Box<Completion>,
     progress: Option<Arc<BodyProgress>>,
     call_deadline: Option<Instant>,
     client_upgraded: Option<hyper::upgrade::OnUpgrade>,
@@ -723,7 +725,12 @@ fn client_body_fault(e: &hyper::Error) -> ErrorType {
     if e.is_parse() { ErrorType::ClientInvalidRequest } else { ErrorType::ClientClosed }
 }
 
-fn error_response(status: StatusCode, error: ErrorType, message: &str, mut done: Completion) -> Response<ProxyBody> {
+fn error_response(
+    status: StatusCode,
+    error: ErrorType,
+    message: &str,
+    mut done: Box<Completion>,
+) -> Response<ProxyBody> {
     if done.grpc.is_some() {
         // A gRPC client reads a status, not an HTTP error: the code gRPC maps the status to.
         let code = match error {
@@ -744,7 +751,7 @@ fn error_response(status: StatusCode, error: ErrorType, message: &str, mut done:
 /// A trailers-only gRPC answer (HTTP 200, `grpc-status`, `grpc-message`) for a call redline
 /// could not forward.
 #[cold]
-fn grpc_response(code: Code, error: ErrorType, message: &str, mut done: Completion) -> Response<ProxyBody> {
+fn grpc_response(code: Code, error: ErrorType, message: &str, mut done: Box<Completion>) -> Response<ProxyBody> {
     done.status = 200;
     done.error = Some(error);
     if let Some(call) = &mut done.grpc {
@@ -902,7 +909,7 @@ pub struct SpanStart {
     host: Option<Bytes>,
 }
 
-impl OnComplete for Completion {
+impl OnComplete for Box<Completion> {
     fn complete(&mut self, response_bytes: u64, end: BodyEnd, reusable: Option<UpstreamConn>) {
         // One clock read for both: the connection's idle time and the request's end.
         let now = Instant::now();
