@@ -77,8 +77,17 @@ const ANY_VALUE_STRING_VALUE: u32 = 1;
 /// AnyValue.int_value = 3 (int64: a varint of the two's complement)
 const ANY_VALUE_INT_VALUE: u32 = 3;
 
-/// Encodes batches of spans as one `ExportTraceServiceRequest` each: one ResourceSpans with
-/// the resource attributes, one ScopeSpans for scope `redline`, then the spans.
+/// A span attribute's key field, built at compile time: one copy per attribute where the key's
+/// tag, length, bytes and the value's tag were four writes.
+macro_rules! key {
+    ($key:literal) => {{
+        const FIELD: [u8; $key.len() + 3] = const_key_field($key);
+        &FIELD
+    }};
+}
+
+/// Builds the head of each `ExportTraceServiceRequest`: one ResourceSpans with the resource
+/// attributes, one ScopeSpans for scope `redline`; the spans follow as the workers encoded them.
 pub struct RequestEncoder {
     /// The `ResourceSpans.resource` field, encoded once: the resource never changes.
     resource: Vec<u8>,
@@ -94,7 +103,7 @@ impl RequestEncoder {
     pub fn new(resource_attributes: &[(String, String)]) -> RequestEncoder {
         let mut attributes = Vec::new();
         for (key, value) in resource_attributes {
-            put_key_value(&mut attributes, RESOURCE_ATTRIBUTES, key, utf8(value));
+            put_key_value(&mut attributes, RESOURCE_ATTRIBUTES, &key_field(key), utf8(value));
         }
         let mut resource = Vec::new();
         put_len_delimited(&mut resource, RESOURCE_SPANS_RESOURCE, &attributes);
@@ -194,26 +203,26 @@ fn write_span(buf: &mut impl Out, s: &FinishedSpan<'_>) {
     put_fixed64(buf, SPAN_START_TIME_UNIX_NANO, s.start.0);
     put_fixed64(buf, SPAN_END_TIME_UNIX_NANO, s.start.after(s.duration).0);
 
-    let mut attr = |key: &str, value: AnyValue| put_key_value(buf, SPAN_ATTRIBUTES, key, value);
+    let mut attr = |key: &[u8], value: AnyValue| put_key_value(buf, SPAN_ATTRIBUTES, key, value);
     if known_method {
-        attr("http.request.method", utf8(method));
+        attr(key!("http.request.method"), utf8(method));
     } else {
-        attr("http.request.method", utf8("_OTHER"));
-        attr("http.request.method_original", utf8(method));
+        attr(key!("http.request.method"), utf8("_OTHER"));
+        attr(key!("http.request.method_original"), utf8(method));
     }
-    attr("http.route", utf8(s.route));
-    attr("url.scheme", utf8("http"));
-    attr("url.path", utf8(s.path.unwrap_or("/")));
+    attr(key!("http.route"), utf8(s.route));
+    attr(key!("url.scheme"), utf8("http"));
+    attr(key!("url.path"), utf8(s.path.unwrap_or("/")));
     // 0: no response was sent, and the conventions then leave the attribute out.
     if s.status != 0 {
-        attr("http.response.status_code", AnyValue::Int(i64::from(s.status)));
+        attr(key!("http.response.status_code"), AnyValue::Int(i64::from(s.status)));
     }
     let protocol_version = match s.version {
         http::Version::HTTP_2 => "2",
         http::Version::HTTP_10 => "1.0",
         _ => "1.1",
     };
-    attr("network.protocol.version", utf8(protocol_version));
+    attr(key!("network.protocol.version"), utf8(protocol_version));
     // A Host that is not visible ASCII is not trusted to name the server.
     if let Some(host) = s.host.filter(|h| visible_ascii(h)) {
         // `host:port` split at the last colon, byte-wise; a part after it that is not a port
@@ -223,32 +232,32 @@ fn write_span(buf: &mut impl Out, s: &FinishedSpan<'_>) {
             Some((address, port)) => (address, Some(port)),
             None => (host, None),
         };
-        attr("server.address", AnyValue::String(Text::Utf8(address)));
+        attr(key!("server.address"), AnyValue::String(Text::Utf8(address)));
         if let Some(port) = port {
-            attr("server.port", AnyValue::Int(i64::from(port)));
+            attr(key!("server.port"), AnyValue::Int(i64::from(port)));
         }
     }
-    attr("client.address", AnyValue::String(Text::of(s.client_ip)));
+    attr(key!("client.address"), AnyValue::String(Text::of(s.client_ip)));
     if let Some(ua) = s.user_agent {
-        attr("user_agent.original", AnyValue::String(Text::of(ua)));
+        attr(key!("user_agent.original"), AnyValue::String(Text::of(ua)));
     }
     // Sizes above i64::MAX wrap as the `as i64` of the SDK path did; no body is that large.
-    attr("http.request.body.size", AnyValue::Int(s.request_body_size as i64));
-    attr("http.response.body.size", AnyValue::Int(s.response_body_size as i64));
+    attr(key!("http.request.body.size"), AnyValue::Int(s.request_body_size as i64));
+    attr(key!("http.response.body.size"), AnyValue::Int(s.response_body_size as i64));
     if let Some(rpc) = &s.rpc {
         // The stable RPC attributes (v1.45.0), then the older ones Jaeger queries and
         // dashboards built on earlier conventions still use (their `rpc/dup` migration).
-        attr("rpc.system.name", utf8("grpc"));
-        attr("rpc.method", utf8(rpc.method.unwrap_or("_OTHER")));
-        attr("rpc.response.status_code", utf8(rpc.code.name()));
-        attr("rpc.system", utf8("grpc"));
+        attr(key!("rpc.system.name"), utf8("grpc"));
+        attr(key!("rpc.method"), utf8(rpc.method.unwrap_or("_OTHER")));
+        attr(key!("rpc.response.status_code"), utf8(rpc.code.name()));
+        attr(key!("rpc.system"), utf8("grpc"));
         if let Some((service, _)) = rpc.method.and_then(|m| m.split_once('/')) {
-            attr("rpc.service", utf8(service));
+            attr(key!("rpc.service"), utf8(service));
         }
-        attr("rpc.grpc.status_code", AnyValue::Int(rpc.code as i64));
+        attr(key!("rpc.grpc.status_code"), AnyValue::Int(rpc.code as i64));
     }
     if let Some(error) = s.error_type {
-        attr("error.type", utf8(error));
+        attr(key!("error.type"), utf8(error));
     }
 
     // A SERVER span is in error only for the service's failures, not for what the client did.
@@ -351,9 +360,10 @@ enum AnyValue<'a> {
 }
 
 /// A `KeyValue` as field `tag` of its parent, its lengths worked out arithmetically so that
-/// nothing is written twice. Inlined so that each constant key's lengths and copy are folded.
+/// nothing is written twice. `key_field` is the key's front ([`key!`] for redline's own keys,
+/// [`key_field`] for the resource's). Inlined so that each constant key's lengths are folded.
 #[inline(always)]
-fn put_key_value(buf: &mut impl Out, tag: u32, key: &str, value: AnyValue) {
+fn put_key_value(buf: &mut impl Out, tag: u32, key_field: &[u8], value: AnyValue) {
     // A oneof member is written even when it holds the default (an empty string), as prost does.
     let (value_len, text_len) = match value {
         AnyValue::String(t) => {
@@ -362,11 +372,10 @@ fn put_key_value(buf: &mut impl Out, tag: u32, key: &str, value: AnyValue) {
         }
         AnyValue::Int(v) => (key_len(ANY_VALUE_INT_VALUE) + encoded_len_varint(v as u64), 0),
     };
-    let key_value_len = len_delimited_len(KEY_VALUE_KEY, key.len()) + len_delimited_len(KEY_VALUE_VALUE, value_len);
+    let key_value_len = key_field.len() + encoded_len_varint(value_len as u64) + value_len;
     put_key(tag, WireType::LengthDelimited, buf);
     put_varint(key_value_len as u64, buf);
-    put_len_delimited(buf, KEY_VALUE_KEY, key.as_bytes());
-    put_key(KEY_VALUE_VALUE, WireType::LengthDelimited, buf);
+    buf.bytes(key_field);
     put_varint(value_len as u64, buf);
     match value {
         AnyValue::String(t) => {
@@ -379,6 +388,32 @@ fn put_key_value(buf: &mut impl Out, tag: u32, key: &str, value: AnyValue) {
             put_varint(v as u64, buf);
         }
     }
+}
+
+/// The front of a `KeyValue` up to its value's length: `KeyValue.key` (key, length, the key's
+/// bytes) and the key of `KeyValue.value`.
+fn key_field(key: &str) -> Vec<u8> {
+    let mut field = Vec::with_capacity(key.len() + 12);
+    put_len_delimited(&mut field, KEY_VALUE_KEY, key.as_bytes());
+    put_key(KEY_VALUE_VALUE, WireType::LengthDelimited, &mut field);
+    field
+}
+
+/// [`key_field`] at compile time, for a key shorter than 128 bytes (one-byte length); `N` is
+/// its length plus 3.
+const fn const_key_field<const N: usize>(key: &str) -> [u8; N] {
+    let key = key.as_bytes();
+    assert!(key.len() < 128 && key.len() + 3 == N);
+    let mut field = [0u8; N];
+    field[0] = ((KEY_VALUE_KEY << 3) | WireType::LengthDelimited as u32) as u8;
+    field[1] = key.len() as u8;
+    let mut i = 0;
+    while i < key.len() {
+        field[2 + i] = key[i];
+        i += 1;
+    }
+    field[N - 1] = ((KEY_VALUE_VALUE << 3) | WireType::LengthDelimited as u32) as u8;
+    field
 }
 
 /// The encoded length of a length-delimited field (string, bytes or message) of `len` bytes,
@@ -696,6 +731,14 @@ mod tests {
             proptest::prop_assert!(in_place.len() - 3 <= most_bytes(&span), "the room was enough");
             proptest::prop_assert!(Span::decode(&in_place[3..]).is_ok());
         }
+    }
+
+    #[test]
+    fn compile_time_key_fields_equal_the_runtime_ones() {
+        assert_eq!(&key!("http.route")[..], &key_field("http.route")[..]);
+        assert_eq!(&key!("http.request.method_original")[..], &key_field("http.request.method_original")[..]);
+        assert_eq!(&key!("x")[..], &key_field("x")[..]);
+        assert_eq!(key_field(&"k".repeat(200))[..3], [0x0a, 0xc8, 0x01], "a long key's length takes two bytes");
     }
 
     #[test]
