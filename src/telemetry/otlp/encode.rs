@@ -748,6 +748,19 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Any bytes after a Host's last colon are a port exactly when `str::parse` reads one.
+        #[test]
+        fn any_port_bytes_read_as_str_parse_reads_them(
+            bytes in proptest::collection::vec(proptest::sample::select(b"+-0123456789a \xff".to_vec()), 0..8),
+        ) {
+            let parsed = std::str::from_utf8(&bytes).ok().and_then(|s| s.parse::<u16>().ok());
+            proptest::prop_assert_eq!(port(&bytes), parsed);
+        }
+    }
+
     #[test]
     fn root_span_has_no_parent_and_no_remote_flag() {
         let mut sp = span(200, None);
