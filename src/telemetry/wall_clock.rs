@@ -105,13 +105,22 @@ mod tests {
 
     #[test]
     fn the_anchor_is_renewed_past_a_second() {
+        let anchor = || ANCHOR.with(Cell::get).map(|(mono, _)| mono);
         let t0 = Instant::now();
         let _ = wall(t0);
-        let later = t0 + RENEW + Duration::from_millis(1);
-        // The anchor is read again at `later`'s call: `later` is in the future of that
-        // reading, so its wall time is the fresh reading plus the rest, still near the truth.
+        let first = anchor().expect("anchored");
+        // Within its second the anchor stands.
+        let _ = wall(first + Duration::from_millis(300));
+        assert_eq!(anchor(), Some(first), "no clock read within the second");
+        // Past it, both clocks are read again; the time derived is still near the truth.
+        let later = first + RENEW + Duration::from_millis(1);
         let w = wall(later);
+        let renewed = anchor().expect("anchored");
+        assert!(renewed > first, "renewed past the second");
         let expected = UnixNanos::now().after(later.saturating_duration_since(Instant::now()));
         assert!(apart(w, expected) < Duration::from_millis(50));
+        // An instant older than the anchor renews it too (it is placed before it).
+        let _ = wall(first);
+        assert!(anchor() > Some(renewed), "renewed for an older instant");
     }
 }
