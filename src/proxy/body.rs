@@ -33,7 +33,7 @@ pub enum BodyEnd {
 pub trait OnComplete: Send + 'static {
     /// Called once, when the body ends; the value is dropped right after, where it lies (taking
     /// `self` by value moved its 320 bytes twice per request).
-    fn complete(&mut self, response_bytes: u64, end: BodyEnd, reusable: Option<UpstreamConn>);
+    fn complete(&mut self, response_bytes: u64, end: BodyEnd, reusable: Option<Box<UpstreamConn>>);
 
     /// Where to wait, and how long, for an upstream body that stops sending.
     fn stall_limit(&self) -> Option<(&Deadlines, Duration)>;

@@ -910,7 +910,7 @@ pub struct SpanStart {
 }
 
 impl OnComplete for Box<Completion> {
-    fn complete(&mut self, response_bytes: u64, end: BodyEnd, reusable: Option<UpstreamConn>) {
+    fn complete(&mut self, response_bytes: u64, end: BodyEnd, reusable: Option<Box<UpstreamConn>>) {
         // One clock read for both: the connection's idle time and the request's end.
         let now = Instant::now();
         if let Some(conn) = reusable {

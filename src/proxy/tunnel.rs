@@ -12,7 +12,7 @@ use super::upstream::{InUse, UpstreamConn};
 /// Joins the client's upgraded connection to the upstream's once hyper has sent the 101.
 /// `in_use` keeps the upstream connection counted as active while the tunnel is open, and
 /// `connection` keeps its place under `max_connections` (and in the drain).
-pub async fn carry(client: OnUpgrade, upstream: UpstreamConn, in_use: Option<InUse>, connection: Arc<ClientInfo>) {
+pub async fn carry(client: OnUpgrade, upstream: Box<UpstreamConn>, in_use: Option<InUse>, connection: Arc<ClientInfo>) {
     let upgraded = match client.await {
         Ok(upgraded) => upgraded,
         Err(e) => {

@@ -36,7 +36,9 @@ pub enum ExchangeError {
     ClientBody(hyper::Error),
 }
 
-/// An open upstream connection with what it has read but not yet handed on.
+/// An open upstream connection with what it has read but not yet handed on. Held boxed
+/// (`new` makes it so, once per connection): a response carries its connection from the
+/// exchange to the client through several moves, each a 104-byte copy where a pointer's does.
 pub struct UpstreamConn {
     stream: TcpStream,
     read_buf: BytesMut,
@@ -55,14 +57,14 @@ impl Drop for OpenConnection {
 }
 
 impl UpstreamConn {
-    pub(super) fn new(stream: TcpStream, gauges: Arc<UpstreamGauges>) -> Self {
+    pub(super) fn new(stream: TcpStream, gauges: Arc<UpstreamGauges>) -> Box<Self> {
         gauges.opened();
-        UpstreamConn {
+        Box::new(UpstreamConn {
             stream,
             read_buf: BytesMut::with_capacity(READ_CHUNK),
             head: Vec::with_capacity(512),
             _open: OpenConnection(gauges),
-        }
+        })
     }
 
     /// False once the upstream closed the connection (or sent bytes nobody asked for) while it
@@ -113,9 +115,9 @@ pub struct ExchangeFailure {
 /// The body keeps streaming out while the response streams in. `upgrading`: the request asked
 /// for a protocol upgrade, so a 101 is a final answer.
 pub async fn exchange(
-    mut conn: UpstreamConn,
+    mut conn: Box<UpstreamConn>,
     method: &Method,
-    mut body: Option<RequestPump>,
+    mut body: Option<Box<RequestPump>>,
     upgrading: bool,
     raw: bool,
 ) -> Result<Response<InnerBody>, ExchangeFailure> {
@@ -189,7 +191,7 @@ pub async fn exchange(
     // The upstream's HTTP version stays on its hop: the client hears the proxy's own (RFC 9110
     // section 7.6.3), so an HTTP/1.0 answer does not close a client's HTTP/1.1 connection.
     let ResponseHead { status, version: _, headers, raw, framing, keep_alive } = head;
-    let body_sent = body.as_ref().is_none_or(RequestPump::finished);
+    let body_sent = body.as_deref().is_none_or(RequestPump::finished);
     let body = UpstreamBody {
         state: match framing {
             BodyFraming::Empty => BodyState::Done,
@@ -332,10 +334,12 @@ enum BodyState {
 
 /// The upstream's response body, read straight from its connection as the client takes it.
 pub struct UpstreamBody {
-    conn: Option<UpstreamConn>,
+    conn: Option<Box<UpstreamConn>>,
     state: BodyState,
     /// The rest of the request body, when the response head came before it was all sent.
-    pump: Option<RequestPump>,
+    /// Boxed: requests without a body (most) would otherwise carry its room in every response,
+    /// which moves several times on its way to the client.
+    pump: Option<Box<RequestPump>>,
     /// Whether the connection can carry another request once the body was read to its end.
     reusable: bool,
     /// The head's fields as the upstream wrote them, when asked for raw.
@@ -350,14 +354,14 @@ impl UpstreamBody {
     }
 
     /// The connection of a `101 Switching Protocols` answer, now speaking the new protocol.
-    pub fn into_upgraded(mut self) -> Option<UpstreamConn> {
+    pub fn into_upgraded(mut self) -> Option<Box<UpstreamConn>> {
         self.pump = None;
         self.conn.take()
     }
 
     /// The connection, if the body was read to its end and the connection is fit for another
     /// request: keep-alive, request sent in full, nothing unexpected buffered.
-    pub fn take_reusable(&mut self) -> Option<UpstreamConn> {
+    pub fn take_reusable(&mut self) -> Option<Box<UpstreamConn>> {
         let clean = matches!(self.state, BodyState::Done)
             && self.reusable
             && self.pump.is_none()

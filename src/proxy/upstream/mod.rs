@@ -174,7 +174,7 @@ pub struct UpstreamPool {
 }
 
 struct Idle {
-    conn: UpstreamConn,
+    conn: Box<UpstreamConn>,
     since: Instant,
 }
 
@@ -215,7 +215,7 @@ impl UpstreamPool {
             UpstreamHead::Map(parts) => codec::RequestFraming::of(&parts.method, &parts.headers, has_body),
             UpstreamHead::Fields(method, _) => codec::RequestFraming::with_length(method, false, has_body),
         };
-        let pump = has_body.then(|| RequestPump::new(body, framing == codec::RequestFraming::Chunked));
+        let pump = has_body.then(|| Box::new(RequestPump::new(body, framing == codec::RequestFraming::Chunked)));
         // An idle connection, or the bytes for a new one.
         let mut taken = self.checkout(now).ok_or_else(Vec::new);
         let out = match &mut taken {
@@ -265,7 +265,7 @@ impl UpstreamPool {
     }
 
     /// Takes back a connection whose last response was read to its end.
-    pub fn put_back(&self, conn: UpstreamConn, now: Instant) {
+    pub fn put_back(&self, conn: Box<UpstreamConn>, now: Instant) {
         if let Ok(mut idle) = self.idle.lock()
             && idle.len() < MAX_IDLE
         {
@@ -282,7 +282,7 @@ impl UpstreamPool {
     }
 
     /// The most recently used idle connection that is still open.
-    fn checkout(&self, now: Instant) -> Option<UpstreamConn> {
+    fn checkout(&self, now: Instant) -> Option<Box<UpstreamConn>> {
         let mut idle = self.idle.lock().ok()?;
         while let Some(mut candidate) = idle.pop() {
             if now.saturating_duration_since(candidate.since) <= IDLE_TIMEOUT && candidate.conn.still_open() {
@@ -292,7 +292,7 @@ impl UpstreamPool {
         None
     }
 
-    async fn connect(&self) -> Result<UpstreamConn, UpstreamError> {
+    async fn connect(&self) -> Result<Box<UpstreamConn>, UpstreamError> {
         let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(self.target.as_str()))
             .await
             .map_err(|_| UpstreamError::ConnectTimeout)?
