@@ -168,6 +168,10 @@ impl LogWriter {
     /// Waits (up to `limit`) until every line handed over so far is written to stdout.
     pub fn flush(&self, limit: Duration) {
         flush_thread();
+        // No writer thread (it could not be started): nobody would answer.
+        if self.shared.thread.get().is_none() {
+            return;
+        }
         let (ack_tx, ack_rx) = sync_channel(1);
         if let Ok(mut waiting) = self.shared.flushes.lock() {
             waiting.push(ack_tx);

@@ -53,14 +53,23 @@ fn every_unit_test_file_gets_promtools_verdict() {
     }
 }
 
-/// Copies a test file next to its rules with one expectation changed.
-fn mutated_copy(src: &str, from: &str, to: &str) -> PathBuf {
+/// A test file copied next to its rules with one expectation changed; removed when dropped,
+/// also when the test panics (a run without promtool once left one behind in `rules/`).
+struct MutatedCopy(PathBuf);
+
+impl Drop for MutatedCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn mutated_copy(src: &str, from: &str, to: &str) -> MutatedCopy {
     let text = std::fs::read_to_string(src).expect("read test file");
     assert!(text.contains(from), "{src} contains {from:?}");
     let dir = Path::new(src).parent().expect("parent");
     let path = dir.join(format!(".mutated-{}-{}.yml", std::process::id(), fastrand::u32(..)));
     std::fs::write(&path, text.replacen(from, to, 1)).expect("write mutated copy");
-    path
+    MutatedCopy(path)
 }
 
 #[test]
@@ -70,9 +79,9 @@ fn wrong_expectations_fail_under_both_with_a_diff() {
         ("tests/conformance/range_functions_test.yml", "value: 0.16666666666666669", "value: 0.17"),
     ];
     for (src, from, to) in cases {
-        let path = mutated_copy(src, from, to);
-        let (theirs, ours) = both_test(&path);
-        let _ = std::fs::remove_file(&path);
+        let copy = mutated_copy(src, from, to);
+        let (theirs, ours) = both_test(&copy.0);
+        drop(copy);
         assert!(!theirs.ok, "promtool must fail the mutated {src}");
         assert!(!ours.ok, "redline must fail the mutated {src}:\n{}", ours.output);
         assert!(ours.output.contains("FAILED"), "{}", ours.output);
@@ -282,10 +291,10 @@ fn failure_reports_read_as_promtools_byte_for_byte() {
         ("tests/conformance/at_modifier_test.yml", "value: 2.1E+02", "value: 110"),
     ];
     for (src, from, to) in cases {
-        let path = mutated_copy(src, from, to);
-        let theirs = combined(&promtool, &["test", "rules"], &path);
-        let ours = combined(Path::new(redline_bin()), &["rules", "test"], &path);
-        let _ = std::fs::remove_file(&path);
+        let copy = mutated_copy(src, from, to);
+        let theirs = combined(&promtool, &["test", "rules"], &copy.0);
+        let ours = combined(Path::new(redline_bin()), &["rules", "test"], &copy.0);
+        drop(copy);
         assert!(theirs.contains("FAILED"), "{theirs}");
         assert_eq!(ours, theirs, "{src}");
     }
