@@ -43,21 +43,45 @@ pub struct JudgeArgs {
     /// Target label holding the version.
     #[arg(long, default_value = "version")]
     pub version_label: String,
+    #[command(flatten)]
+    pub judge: JudgeFlags,
+}
+
+/// How the judge decides (`canary judge`, and `readiness-check`'s `canary` check); the defaults
+/// are [`JudgeConfig::default`]'s.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct JudgeFlags {
     /// Confidence of the Mann-Whitney U test (1 - alpha).
-    #[arg(long, default_value_t = 0.98)]
+    #[arg(long, default_value_t = JudgeConfig::default().confidence)]
     pub confidence: f64,
     /// Allowed relative change of a metric's mean.
-    #[arg(long, default_value_t = 0.25)]
+    #[arg(long, default_value_t = JudgeConfig::default().tolerance)]
     pub tolerance: f64,
     /// Fewer points than this on either side is NoData.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = JudgeConfig::default().min_samples)]
     pub min_samples: usize,
     /// Score at or above which the canary passes.
-    #[arg(long, default_value_t = 95.0)]
+    #[arg(long, default_value_t = JudgeConfig::default().pass_threshold)]
     pub pass_threshold: f64,
     /// Score at or above which (below pass) the canary is marginal.
-    #[arg(long, default_value_t = 75.0)]
+    #[arg(long, default_value_t = JudgeConfig::default().marginal_threshold)]
     pub marginal_threshold: f64,
+}
+
+impl JudgeFlags {
+    /// The judge's configuration, validated (the error names the flag).
+    pub fn config(&self) -> Result<JudgeConfig, super::judge::JudgeConfigError> {
+        let config = JudgeConfig {
+            confidence: self.confidence,
+            tolerance: self.tolerance,
+            min_samples: self.min_samples,
+            pass_threshold: self.pass_threshold,
+            marginal_threshold: self.marginal_threshold,
+            ..JudgeConfig::default()
+        };
+        config.validate()?;
+        Ok(config)
+    }
 }
 
 /// The Prometheus range queries of a canary judgement: window, resolution and rate() range.
@@ -104,15 +128,7 @@ pub fn run(args: Args) -> Outcome {
 }
 
 fn judge_canary(args: &JudgeArgs) -> anyhow::Result<super::JudgeReport> {
-    let config = JudgeConfig {
-        confidence: args.confidence,
-        tolerance: args.tolerance,
-        min_samples: args.min_samples,
-        pass_threshold: args.pass_threshold,
-        marginal_threshold: args.marginal_threshold,
-        ..JudgeConfig::default()
-    };
-    config.validate()?;
+    let config = args.judge.config()?;
     if args.timing.step.is_zero() || args.timing.window < args.timing.step {
         anyhow::bail!("--step must be positive and no longer than --window");
     }

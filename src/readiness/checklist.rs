@@ -38,6 +38,8 @@ pub struct Options {
     pub rate_window: Duration,
     /// What the canary judge compares: HTTP requests, or gRPC calls (of some methods).
     pub traffic: Traffic,
+    /// How the canary judge decides (confidence, tolerance, thresholds).
+    pub judge: JudgeConfig,
     /// Time each HTTP request of a check may take.
     pub timeout: Duration,
 }
@@ -51,6 +53,7 @@ impl Default for Options {
             step: Duration::from_secs(30),
             rate_window: Duration::from_secs(60),
             traffic: Traffic::http(),
+            judge: JudgeConfig::default(),
             timeout: Duration::from_secs(10),
         }
     }
@@ -99,6 +102,7 @@ pub struct Plan {
     step: Duration,
     rate_window: Duration,
     traffic: Traffic,
+    judge: JudgeConfig,
     timeout: Duration,
 }
 
@@ -128,6 +132,7 @@ impl Plan {
                 "the step (--step) must be positive and no longer than the window (--window)".into(),
             ));
         }
+        options.judge.validate().map_err(|e| UsageError(e.to_string()))?;
         if options.baseline.is_some() != options.canary.is_some() {
             return Err(UsageError("baseline and canary go together: give both versions or neither".into()));
         }
@@ -145,6 +150,7 @@ impl Plan {
             step: options.step,
             rate_window: options.rate_window,
             traffic: options.traffic,
+            judge: options.judge,
             timeout: options.timeout,
         })
     }
@@ -792,7 +798,7 @@ async fn canary_check(plan: &Plan, client: &reqwest::Client) -> Outcome {
             Err(e) => return Outcome::error(e.to_string()).evidence(evidence),
         }
     }
-    let report = match judge(&JudgeConfig::default(), &samples) {
+    let report = match judge(&plan.judge, &samples) {
         Ok(r) => r,
         Err(e) => return Outcome::error(e.to_string()).evidence(evidence),
     };
@@ -834,6 +840,14 @@ mod tests {
     fn plan(readiness: ReadinessConfig) -> Plan {
         let file = FileConfig { readiness: Some(readiness), ..FileConfig::default() };
         Plan::new("checkout", file, "redline.yaml", Options::default()).expect("valid plan")
+    }
+
+    #[test]
+    fn a_bad_judge_configuration_is_a_usage_error_naming_the_flag() {
+        let options =
+            Options { judge: JudgeConfig { tolerance: f64::NAN, ..JudgeConfig::default() }, ..Options::default() };
+        let e = Plan::new("checkout", FileConfig::default(), "redline.yaml", options).err().expect("refused");
+        assert_eq!(e.0, "--tolerance must be a non-negative number, got NaN");
     }
 
     /// alerts.symptoms counts the SLO rules of the config's `slo` (the sidecar evaluates them

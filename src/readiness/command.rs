@@ -38,6 +38,8 @@ pub struct Args {
     pub timing: canary::command::Timing,
     #[command(flatten)]
     pub traffic: canary::command::TrafficArgs,
+    #[command(flatten)]
+    pub judge: canary::command::JudgeFlags,
     /// Time each HTTP request of a check may take.
     #[arg(long, default_value = "10s", value_parser = crate::config::positive_duration)]
     pub timeout: std::time::Duration,
@@ -78,6 +80,7 @@ pub fn report(args: &Args) -> Result<Report, UsageError> {
         step: args.timing.step,
         rate_window: args.timing.rate_window,
         traffic: args.traffic.traffic(),
+        judge: args.judge.config().map_err(|e| UsageError(e.to_string()))?,
         timeout: args.timeout,
     };
     let plan = Plan::new(&args.service, file, &origin, options)?;

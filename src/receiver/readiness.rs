@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::gates::{self, CanarySelector};
 use super::store::Store;
+use crate::canary::judge::JudgeConfig;
 use crate::canary::prometheus::{Protocol, Traffic};
 use crate::config::FileConfig;
 use crate::readiness::checklist::{self, Options, Plan, Selection, UsageError};
@@ -118,6 +119,7 @@ impl GateRequest {
         if rpc_method.is_some() && protocol != Protocol::Grpc {
             return Err("rpc_method: selects gRPC methods, it needs protocol=grpc".to_string());
         }
+        let judge = Self::judge_params(&get)?;
         let options = Options {
             baseline: get("baseline").map(str::to_string),
             canary: get("canary").map(str::to_string),
@@ -125,6 +127,7 @@ impl GateRequest {
             step: duration("step", defaults.step)?,
             rate_window: duration("rate_window", defaults.rate_window)?,
             traffic: Traffic { protocol, rpc_method },
+            judge,
             timeout,
         };
         let selection = Selection::new(list("only"), list("skip")).map_err(|e| e.to_string())?;
@@ -134,6 +137,31 @@ impl GateRequest {
             version: get("version").map(str::to_string),
         };
         Ok(GateRequest { selector, options, selection })
+    }
+}
+
+impl GateRequest {
+    /// The judge's parameters, named as `canary judge`'s flags with `_` for `-`: `confidence`,
+    /// `tolerance`, `min_samples`, `pass_threshold`, `marginal_threshold`.
+    fn judge_params<'a>(get: &impl Fn(&str) -> Option<&'a str>) -> Result<JudgeConfig, String> {
+        let mut judge = JudgeConfig::default();
+        for (key, field) in [
+            ("confidence", &mut judge.confidence),
+            ("tolerance", &mut judge.tolerance),
+            ("pass_threshold", &mut judge.pass_threshold),
+            ("marginal_threshold", &mut judge.marginal_threshold),
+        ] {
+            if let Some(v) = get(key) {
+                *field = v.parse().map_err(|_| format!("{key}: expected a number, got {v:?}"))?;
+            }
+        }
+        if let Some(v) = get("min_samples") {
+            judge.min_samples = v.parse().map_err(|_| format!("min_samples: expected a whole number, got {v:?}"))?;
+        }
+        judge
+            .validate()
+            .map_err(|e| format!("{}: {}", e.field.trim_start_matches("--").replace('-', "_"), e.message))?;
+        Ok(judge)
     }
 }
 
@@ -268,6 +296,39 @@ mod tests {
         let e = GateRequest::from_params("c".into(), None, &params(&[("only", "coverage")]), t).expect_err("bad");
         assert!(e.contains("unknown check \"coverage\""), "{e}");
         assert_eq!(r.options.traffic, Traffic::http());
+        assert_eq!(r.options.judge, JudgeConfig::default());
+    }
+
+    #[test]
+    fn the_judge_parameters_are_canary_judges_flags() {
+        let t = Duration::from_secs(5);
+        let p = params(&[
+            ("confidence", "0.95"),
+            ("tolerance", "0.5"),
+            ("min_samples", "20"),
+            ("pass_threshold", "90"),
+            ("marginal_threshold", "60"),
+        ]);
+        let r = GateRequest::from_params("checkout".into(), None, &p, t).expect("valid");
+        let want = JudgeConfig {
+            confidence: 0.95,
+            tolerance: 0.5,
+            min_samples: 20,
+            pass_threshold: 90.0,
+            marginal_threshold: 60.0,
+            ..JudgeConfig::default()
+        };
+        assert_eq!(r.options.judge, want);
+        for (key, value, error) in [
+            ("tolerance", "-1", "tolerance: must be a non-negative number, got -1"),
+            ("tolerance", "wide", "tolerance: expected a number, got \"wide\""),
+            ("confidence", "1.5", "confidence: must be between 0 and 1 (exclusive), got 1.5"),
+            ("min_samples", "0", "min_samples: must be at least 1"),
+            ("min_samples", "-3", "min_samples: expected a whole number, got \"-3\""),
+        ] {
+            let e = GateRequest::from_params("c".into(), None, &params(&[(key, value)]), t).expect_err("bad");
+            assert_eq!(e, error);
+        }
     }
 
     #[test]

@@ -407,6 +407,8 @@ fn usage_and_config_errors_exit_2_with_a_message() {
         (vec!["--coverage-min", "180"], "expected a percentage from 0 to 100"),
         (vec!["--metrics-url", "ftp://metrics"], "expected an http:// or https:// URL"),
         (vec!["--blocking", "tests.coverag"], "--blocking: unknown check"),
+        (vec!["--tolerance=-0.1"], "--tolerance must be a non-negative number, got -0.1"),
+        (vec!["--confidence", "1"], "--confidence must be between 0 and 1"),
     ] {
         let out = Command::new(redline_bin())
             .args(["readiness-check", "--service", "checkout"])
