@@ -982,7 +982,12 @@ impl Completion {
             return;
         }
         let elapsed = now.saturating_duration_since(self.start);
-        let ended = wall_clock::wall(now);
+        // A sampled request's end is its span's start plus the duration (as the span's end
+        // time is): no second conversion of a monotonic reading.
+        let ended = match &self.span {
+            Some(span) => span.wall.after(elapsed),
+            None => wall_clock::wall(now),
+        };
         if self.on_connection {
             self.client.clock.request_ended(now);
         }

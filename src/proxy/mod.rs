@@ -4,6 +4,7 @@
 pub mod body;
 pub mod conn;
 pub mod deadline;
+pub mod field_name;
 pub mod forward;
 pub mod h1;
 pub mod raw_request;

@@ -50,7 +50,7 @@ impl FieldKind {
     /// Sorted by length first: most names (`accept`, `cookie`, custom ones) leave after one
     /// comparison, or none.
     pub fn of(name: &[u8]) -> FieldKind {
-        let is = |lowercase: &[u8]| name.eq_ignore_ascii_case(lowercase);
+        let is = |lowercase: &[u8]| super::field_name::eq_lowercase(name, lowercase);
         match name.len() {
             2 if is(b"te") => FieldKind::Off,
             2 if is(b"b3") => FieldKind::MapOnly,

@@ -227,17 +227,18 @@ enum Field {
 
 impl Field {
     fn of(name: &[u8]) -> Field {
+        let is = |lowercase: &[u8]| crate::proxy::field_name::eq_lowercase(name, lowercase);
         // Lengths first: most names are ruled out by it alone.
         match name.len() {
-            2 if RawFields::is(name, "te") => Field::OtherHop,
-            4 if RawFields::is(name, "date") => Field::Date,
-            7 if RawFields::is(name, "upgrade") => Field::Upgrade,
-            10 if RawFields::is(name, "connection") => Field::Connection,
-            10 if RawFields::is(name, "keep-alive") => Field::OtherHop,
-            14 if RawFields::is(name, "content-length") => Field::ContentLength,
-            16 if RawFields::is(name, "proxy-connection") => Field::OtherHop,
-            17 if RawFields::is(name, "transfer-encoding") => Field::TransferEncoding,
-            18 if RawFields::is(name, "proxy-authenticate") => Field::OtherHop,
+            2 if is(b"te") => Field::OtherHop,
+            4 if is(b"date") => Field::Date,
+            7 if is(b"upgrade") => Field::Upgrade,
+            10 if is(b"connection") => Field::Connection,
+            10 if is(b"keep-alive") => Field::OtherHop,
+            14 if is(b"content-length") => Field::ContentLength,
+            16 if is(b"proxy-connection") => Field::OtherHop,
+            17 if is(b"transfer-encoding") => Field::TransferEncoding,
+            18 if is(b"proxy-authenticate") => Field::OtherHop,
             _ => Field::EndToEnd,
         }
     }
