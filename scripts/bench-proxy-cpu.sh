@@ -16,7 +16,9 @@
 #   redline-auto  the same with redline's default worker count (the CPUs it may use)
 # Prints medians: req/s, the proxy's and the upstream's user+system microseconds per request, the
 # whole machine's (load generator, sink and kernel included), the proxy's peak RSS, access-log
-# lines per request; then redline-1's ratios to each peer (CPU per request and req/s), against
+# lines per request; where each proxy's CPU goes (user and system microseconds per request, and
+# how often its threads were switched out while runnable, per request); then redline-1's ratios
+# to each peer (CPU per request and req/s), against
 # the targets (<= 0.90x of haproxy-log and of nginx-log). Fails on any non-2xx answer or socket
 # error. Last, memory: redline-1 started with --max-routes 500, its RSS idle (VmRSS after start,
 # before load) and its peak (VmHWM) over one more load step whose requests spread over random
@@ -51,6 +53,18 @@ for _ in $(seq 50); do curl -fs -o /dev/null http://127.0.0.1:$up/ && break; sle
 
 # ticks PID...: user+system clock ticks of the processes (all their threads).
 ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo $t; }
+# split PID...: "user system preempted": the processes' user and system clock ticks apart, and
+# how often their threads were switched out while runnable (nonvoluntary_ctxt_switches; a
+# thread that ended during the step takes its count with it).
+split() {
+  local u=0 s=0 c=0 p
+  for p in "$@"; do
+    read -r pu ps < <(awk '{print $14, $15}' "/proc/$p/stat")
+    u=$((u + pu)) s=$((s + ps))
+    c=$((c + $(cat "/proc/$p"/task/*/status 2>/dev/null | awk '$1 == "nonvoluntary_ctxt_switches:" {n += $2} END {print n + 0}')))
+  done
+  echo "$u $s $c"
+}
 # status_kb FIELD PID...: a /proc/PID/status figure (VmRSS, VmHWM) in kB, summed.
 status_kb() { local f=$1; shift; local k=0 p; for p in "$@"; do k=$((k + $(awk -v f="$f:" '$1 == f {print $2}' "/proc/$p/status"))); done; echo $k; }
 busy() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
@@ -120,11 +134,15 @@ for r in $(seq "$rounds"); do
     warm=$(load "$t" -d1s)
     # shellcheck disable=SC2086  # $measured is a list of pids
     p0=$(ticks $measured) u0=$(ticks "$upstream") m0=$(busy) t0=$(date +%s%N)
+    # shellcheck disable=SC2086
+    read -r pu0 ps0 pc0 < <(split $measured)
     n=$(load "$t" -d"${secs}s")
     # shellcheck disable=SC2086
     p1=$(ticks $measured) u1=$(ticks "$upstream") m1=$(busy) t1=$(date +%s%N) hwm=$(status_kb VmHWM $measured)
+    # shellcheck disable=SC2086
+    read -r pu1 ps1 pc1 < <(split $measured)
     lines=$(stop "$t")
-    echo "$r $t $n $warm $((p1 - p0)) $((u1 - u0)) $((m1 - m0)) $(((t1 - t0) / 1000000)) $hwm $lines" >> "$w/rows"
+    echo "$r $t $n $warm $((p1 - p0)) $((u1 - u0)) $((m1 - m0)) $(((t1 - t0) / 1000000)) $hwm $lines $((pu1 - pu0)) $((ps1 - ps0)) $((pc1 - pc0))" >> "$w/rows"
     echo "round $r $t: $n requests" >&2
   done
 done
@@ -148,12 +166,13 @@ import statistics, sys
 rows, tele, mem, secs, hz, cpus = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 by, per_round = {}, {}
 for line in open(rows):
-    r, t, n, warm, p, u, m, ms, hwm, lines = line.split()
+    r, t, n, warm, p, u, m, ms, hwm, lines, pu, ps, pc = line.split()
     n = int(n)
     us = lambda ticks: int(ticks) * 1e6 / hz / n
     # Access lines per request: the warm-up's and the readiness check's requests are logged too.
     lpr = None if lines == "-" else int(lines) / (n + int(warm) + 1)
-    v = (n / secs, us(p), us(u), us(m), int(m) / hz / (int(ms) / 1000) / cpus * 100, int(hwm) / 1024, lpr)
+    v = (n / secs, us(p), us(u), us(m), int(m) / hz / (int(ms) / 1000) / cpus * 100, int(hwm) / 1024, lpr,
+         us(pu), us(ps), int(pc) / n)
     by.setdefault(t, []).append(v)
     per_round.setdefault(r, {})[t] = v
 med = {t: [None if None in col else statistics.median(col) for col in zip(*vals)] for t, vals in by.items()}
@@ -163,6 +182,11 @@ for t, v in med.items():
     lpr = "-" if v[6] is None else f"{v[6]:.3f}"
     print(f"{t:13} {v[0]:>8,.0f} {v[1]:>13.1f} {v[2]:>16.1f} {v[3]:>15.1f} {v[4]:>7.0f} {v[5]:>14.1f} {lpr:>14}")
 print(f"redline-auto runs redline's default worker count (the CPUs it may use: {cpus} here); proxy RSS is the peak (VmHWM), nginx's master + worker")
+print()
+print("where the proxy's CPU goes (medians): user and system time, and how often its threads were switched out while runnable")
+print(f"{'target':13} {'user us/req':>12} {'system us/req':>14} {'preempted/req':>14}")
+for t, v in med.items():
+    print(f"{t:13} {v[7]:>12.2f} {v[8]:>14.2f} {v[9]:>14.3f}")
 tel = {}
 for line in open(tele):
     t, d, e, s = line.split()
