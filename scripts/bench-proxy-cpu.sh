@@ -18,8 +18,9 @@
 # whole machine's (load generator, sink and kernel included), the proxy's peak RSS, access-log
 # lines per request; where each proxy's CPU goes (user and system microseconds per request, and
 # how often its threads were switched out while runnable, per request); then redline-1's ratios
-# to each peer (CPU per request and req/s), against
-# the targets (<= 0.90x of haproxy-log and of nginx-log). Fails on any non-2xx answer or socket
+# to each peer (CPU per request and req/s) against the targets (<= 0.90x of haproxy-log and of
+# nginx-log), and the floor's to the logging peers (the lowest any proxy can show on the machine
+# as it is, flagged above 0.80x). Fails on any non-2xx answer or socket
 # error. Last, memory: redline-1 started with --max-routes 500, its RSS idle (VmRSS after start,
 # before load) and its peak (VmHWM) over one more load step whose requests spread over random
 # distinct paths (/r/p<N>: not id-like, so each is its own route) until the route table is at its
@@ -202,6 +203,13 @@ for peer in ("haproxy-log", "nginx-log", "haproxy", "nginx", "floor"):
     if peer.endswith("-log"):
         line += f"   target <= 0.90x: {'met' if r[1] / h[1] <= 0.90 else 'NOT met'}"
     print(line)
+# The floor does no work of its own: its ratio to a peer is the lowest any proxy can show on
+# this machine in its present state (the kernel's share of every request is the same for all).
+f = med["floor"]
+print("floor / haproxy-log: {:.2f}x, floor / nginx-log: {:.2f}x{}".format(
+    f[1] / med["haproxy-log"][1], f[1] / med["nginx-log"][1],
+    "" if max(f[1] / med["haproxy-log"][1], f[1] / med["nginx-log"][1]) <= 0.80 else
+    "   (above 0.80x: the kernel's share of each request is too large here for the 0.90x targets to show; see docs/benchmarks.md)"))
 print()
 _, n, idle, peak, after, p, nroutes, other = open(mem).read().split()
 n, idle, peak = int(n), int(idle) / 1024, int(peak) / 1024
