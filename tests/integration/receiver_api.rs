@@ -623,6 +623,9 @@ async fn readiness_config_problems_are_named() {
     let resp = get("/api/v1/readiness/cart?window=soon").await.expect("GET");
     assert_eq!(resp.status(), 400);
     assert!(resp.text().await.expect("body").starts_with("window: expected a duration"));
+    let resp = get("/api/v1/readiness/cart?tolerance=-1").await.expect("GET");
+    assert_eq!(resp.status(), 400);
+    assert_eq!(resp.text().await.expect("body"), "tolerance: must be a non-negative number, got -1\n");
     let resp = get("/api/v1/readiness/cart?baseline=1.0").await.expect("GET");
     assert_eq!(resp.status(), 400, "a baseline without a canary");
     // A service without a config file: the alert gate alone, and the report says so.

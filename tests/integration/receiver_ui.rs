@@ -147,10 +147,21 @@ async fn the_page_in_a_real_browser() {
 
     // The readiness request, with the canary judged from Prometheus.
     prometheus.wait_for_traffic(&["v1", "v2"]).await;
+    // The judge's parameters reach the check: a tolerance of +10000% lets v2's 60 ms pass as
+    // latency, while its errors (critical) still fail it. Asked first, so that the page shows
+    // the answer with the default judge below.
+    let lenient = r
+        .get_json("/api/v1/readiness/checkout?baseline=v1&canary=v2&window=15s&step=1s&rate_window=4s&only=canary&tolerance=100")
+        .await;
+    let details = common::report_check(&lenient, "canary")["details"].to_string();
+    assert!(details.contains("p99_latency_seconds: pass") && details.contains("allowed ±10000%"), "{lenient:#}");
+    assert!(details.contains("error_ratio: high"), "{lenient:#}");
     let report = r
         .get_json("/api/v1/readiness/checkout?baseline=v1&canary=v2&window=15s&step=1s&rate_window=4s&only=canary,alerts.firing")
         .await;
     load.stop().await;
+    let details = common::report_check(&report, "canary")["details"].to_string();
+    assert!(details.contains("p99_latency_seconds: high"), "{report:#}");
     assert_eq!(report["ready"], false, "{report:#}");
     assert_eq!(common::report_check(&report, "canary")["status"], "fail", "{report:#}");
 
