@@ -20,7 +20,8 @@
 # how often its threads were switched out while runnable, per request); then redline-1's ratios
 # to each peer (CPU per request and req/s) against the targets (<= 0.90x of haproxy-log and of
 # nginx-log), and the floor's to the logging peers (the lowest any proxy can show on the machine
-# as it is, flagged above 0.80x). Fails on any non-2xx answer or socket
+# as it is, flagged above 0.80x), and the user time per request the targets leave redline-1 at
+# its system time. Fails on any non-2xx answer or socket
 # error. Last, memory: redline-1 started with --max-routes 500, its RSS idle (VmRSS after start,
 # before load) and its peak (VmHWM) over one more load step whose requests spread over random
 # distinct paths (/r/p<N>: not id-like, so each is its own route) until the route table is at its
@@ -210,6 +211,12 @@ print("floor / haproxy-log: {:.2f}x, floor / nginx-log: {:.2f}x{}".format(
     f[1] / med["haproxy-log"][1], f[1] / med["nginx-log"][1],
     "" if max(f[1] / med["haproxy-log"][1], f[1] / med["nginx-log"][1]) <= 0.80 else
     "   (above 0.80x: the kernel's share of each request is too large here for the 0.90x targets to show; see docs/benchmarks.md)"))
+# What the targets ask of redline's own code on this machine as it is: its system time is the
+# kernel's work for the same socket calls as everyone's, so the user time is what is left.
+for peer in ("haproxy-log", "nginx-log"):
+    need = 0.90 * med[peer][1] - r[8]
+    print(f"0.90x {peer} at redline-1's system time ({r[8]:.2f} us) leaves {need:.2f} us of user time per request "
+          f"(redline-1 {r[7]:.2f}, floor {f[7]:.2f}, {peer} {med[peer][7]:.2f})")
 print()
 _, n, idle, peak, after, p, nroutes, other = open(mem).read().split()
 n, idle, peak = int(n), int(idle) / 1024, int(peak) / 1024
