@@ -206,6 +206,24 @@ impl RawFields {
             .map(|&[n0, n1, v0, v1]| (&self.head[n0 as usize..n1 as usize], &self.head[v0 as usize..v1 as usize]))
     }
 
+    /// The fields as one run of the head's bytes, when that run is exactly what writing them one
+    /// by one as `name: value\r\n` gives: each name followed by `: `, each value by CRLF, and
+    /// no field left out between two kept ones. The usual upstream head is written so, and
+    /// goes on in one copy in place of four per field.
+    pub fn block(&self) -> Option<&[u8]> {
+        let head = &self.head[..];
+        let (Some(first), Some(last)) = (self.fields.first(), self.fields.last()) else { return Some(&[]) };
+        let mut next = first[0] as usize;
+        for &[n0, n1, v0, v1] in &self.fields {
+            let (n0, n1, v0, v1) = (n0 as usize, n1 as usize, v0 as usize, v1 as usize);
+            if n0 != next || v0 != n1 + 2 || head.get(n1..v0)? != b": " || head.get(v1..v1 + 2)? != b"\r\n" {
+                return None;
+            }
+            next = v1 + 2;
+        }
+        head.get(first[0] as usize..last[3] as usize + 2)
+    }
+
     /// Whether a field is `name` (lowercase).
     pub fn is(name: &[u8], lowercase: &str) -> bool {
         name.len() == lowercase.len() && name.eq_ignore_ascii_case(lowercase.as_bytes())
@@ -604,6 +622,35 @@ mod tests {
         h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
         assert_eq!(RequestFraming::of(&Method::POST, &h, true), RequestFraming::Length);
         assert_eq!(&chunk_header(255)[..], b"ff\r\n");
+    }
+
+    #[test]
+    fn raw_fields_go_on_as_one_run_of_the_head_only_when_it_reads_as_written_one_by_one() {
+        let block = |wire: &str| {
+            let h = parse_response_head_as(&mut BytesMut::from(wire), &Method::GET, false, true)
+                .expect("valid")
+                .expect("complete");
+            h.raw.expect("raw fields").block().map(|b| String::from_utf8_lossy(b).into_owned())
+        };
+        let canonical = "Server: nginx\r\nContent-Length: 5\r\nX-App: a\r\n";
+        assert_eq!(block(&format!("HTTP/1.1 200 OK\r\n{canonical}\r\nhello")).as_deref(), Some(canonical));
+        assert_eq!(block("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").as_deref(), Some("Content-Length: 0\r\n"));
+        assert_eq!(block("HTTP/1.1 204 No Content\r\n\r\n").as_deref(), Some(""));
+        // No space, a tab, two spaces, a trailing space: written one by one, they change.
+        assert_eq!(block("HTTP/1.1 200 OK\r\nX-A:\ta\r\nContent-Length: 0\r\n\r\n"), None);
+        assert_eq!(block("HTTP/1.1 200 OK\r\nContent-Length:0\r\n\r\n"), None);
+        assert_eq!(block("HTTP/1.1 200 OK\r\nContent-Length:  0\r\n\r\n"), None);
+        assert_eq!(block("HTTP/1.1 200 OK\r\nX-A: a \r\nContent-Length: 0\r\n\r\n"), None);
+        // A hop-by-hop field between two kept ones is left out: the run has a hole.
+        assert_eq!(block("HTTP/1.1 200 OK\r\nX-A: a\r\nKeep-Alive: 5\r\nContent-Length: 0\r\n\r\n"), None);
+        // One at either end leaves the kept fields in one run.
+        assert_eq!(
+            block("HTTP/1.1 200 OK\r\nKeep-Alive: 5\r\nX-A: a\r\nContent-Length: 0\r\nKeep-Alive: 6\r\n\r\n")
+                .as_deref(),
+            Some("X-A: a\r\nContent-Length: 0\r\n")
+        );
+        // A bare LF ends a line as well as CRLF does (RFC 9112 section 2.2): not the same bytes.
+        assert_eq!(block("HTTP/1.1 200 OK\r\nX-A: a\nContent-Length: 0\r\n\r\n"), None);
     }
 
     #[test]

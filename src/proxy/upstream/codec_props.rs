@@ -390,6 +390,18 @@ fn raw_reads_as_map(wire: &[u8], method: &Method, upgrading: bool) -> Result<(),
                 want.entry(name.as_str().to_string()).or_default().push(value.as_bytes().to_vec());
             }
             prop_assert_eq!(got, want);
+            // The fields in one run of the head, when given, are the bytes the fields written
+            // one by one would be.
+            if let Some(block) = fields.block() {
+                let mut one_by_one = Vec::new();
+                for (name, value) in fields.iter() {
+                    one_by_one.extend_from_slice(name);
+                    one_by_one.extend_from_slice(b": ");
+                    one_by_one.extend_from_slice(value);
+                    one_by_one.extend_from_slice(b"\r\n");
+                }
+                prop_assert_eq!(block, &one_by_one[..]);
+            }
             prop_assert_eq!(fields.has_length, m.headers.contains_key(http::header::CONTENT_LENGTH));
             prop_assert_eq!(fields.has_date, m.headers.contains_key(http::header::DATE));
         }
