@@ -427,17 +427,7 @@ fn encode_head(
         }
         // The codec left the hop-by-hop fields out already.
         Fields::Raw(raw) => {
-            match raw.block().filter(|_| length_allowed) {
-                Some(block) => out.extend_from_slice(block),
-                None => {
-                    for (name, value) in raw.iter() {
-                        if !length_allowed && RawFields::is(name, "content-length") {
-                            continue;
-                        }
-                        field(name, value);
-                    }
-                }
-            }
+            raw.encode(out, !length_allowed);
             (raw.has_length && length_allowed, raw.has_date)
         }
     };

@@ -251,13 +251,11 @@ impl codec::RequestFields for RawForward<'_> {
     /// such a request is not the fast path's (`FieldKind::Off`).
     fn encode(&self, out: &mut Vec<u8>) {
         let r = &self.request;
-        for (i, &(n0, n1, v0, v1)) in r.fields.iter().enumerate() {
+        let passed_on = r.fields.iter().enumerate().filter_map(|(i, &(n0, n1, v0, v1))| {
             let i = Some(i as u8);
-            if i == r.traceparent || i == r.forwarded_for {
-                continue;
-            }
-            codec::encode_field(out, &r.head[n0 as usize..n1 as usize], &r.head[v0 as usize..v1 as usize]);
-        }
+            (i != r.traceparent && i != r.forwarded_for).then_some([n0, n1, v0, v1])
+        });
+        codec::encode_fields_from(out, &r.head, passed_on);
         out.extend_from_slice(b"x-forwarded-for: ");
         if let Some(prior) = r.forwarded_for {
             out.extend_from_slice(r.value(prior));

@@ -87,6 +87,32 @@ pub fn encode_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Writes fields of `head` (name and value ranges) as [`encode_field`] does, one after the
+/// other. Where `head` already holds a field in exactly that form (`name: value` CRLF) right
+/// behind the previous one, the two go on as one run of its bytes: the usual head (nginx's,
+/// most clients') is copied in one piece in place of four appends per field. Property-tested
+/// against writing every field on its own (`codec_props.rs`, `raw_request_props.rs`).
+pub fn encode_fields_from(out: &mut Vec<u8>, head: &[u8], fields: impl IntoIterator<Item = [u32; 4]>) {
+    // The run of head bytes not yet written.
+    let mut run = 0..0;
+    for [n0, n1, v0, v1] in fields {
+        let (n0, n1, v0, v1) = (n0 as usize, n1 as usize, v0 as usize, v1 as usize);
+        let as_written = v0 == n1 + 2 && head.get(n1..v0) == Some(b": ") && head.get(v1..v1 + 2) == Some(b"\r\n");
+        if as_written && n0 == run.end && !run.is_empty() {
+            run.end = v1 + 2;
+            continue;
+        }
+        out.extend_from_slice(&head[run]);
+        if as_written {
+            run = n0..v1 + 2;
+        } else {
+            run = 0..0;
+            encode_field(out, &head[n0..n1], &head[v0..v1]);
+        }
+    }
+    out.extend_from_slice(&head[run]);
+}
+
 /// Writes the framing field, if any, and the blank line that ends the head.
 pub fn encode_head_end(out: &mut Vec<u8>, framing: RequestFraming) {
     match framing {
@@ -206,11 +232,24 @@ impl RawFields {
             .map(|&[n0, n1, v0, v1]| (&self.head[n0 as usize..n1 as usize], &self.head[v0 as usize..v1 as usize]))
     }
 
-    /// The fields as one run of the head's bytes, when that run is exactly what writing them one
-    /// by one as `name: value\r\n` gives: each name followed by `: `, each value by CRLF, and
-    /// no field left out between two kept ones. The usual upstream head is written so, and
-    /// goes on in one copy in place of four per field.
-    pub fn block(&self) -> Option<&[u8]> {
+    /// Writes the fields as `name: value` lines, leaving out `Content-Length` when
+    /// `without_length` (a 1xx or 204 response carries none), through [`encode_fields_from`].
+    pub fn encode(&self, out: &mut Vec<u8>, without_length: bool) {
+        let fields = self.fields.iter().copied();
+        if let Some(block) = self.block().filter(|_| !without_length) {
+            out.extend_from_slice(block);
+        } else if without_length {
+            let head = &self.head;
+            let kept = fields.filter(|&[n0, n1, ..]| !RawFields::is(&head[n0 as usize..n1 as usize], "content-length"));
+            encode_fields_from(out, head, kept);
+        } else {
+            encode_fields_from(out, &self.head, fields);
+        }
+    }
+
+    /// All the fields as one run of the head, when the head holds them as writing them one by
+    /// one would: the usual case, checked in one tight pass before the general one.
+    fn block(&self) -> Option<&[u8]> {
         let head = &self.head[..];
         let (Some(first), Some(last)) = (self.fields.first(), self.fields.last()) else { return Some(&[]) };
         let mut next = first[0] as usize;
@@ -625,32 +664,50 @@ mod tests {
     }
 
     #[test]
-    fn raw_fields_go_on_as_one_run_of_the_head_only_when_it_reads_as_written_one_by_one() {
-        let block = |wire: &str| {
-            let h = parse_response_head_as(&mut BytesMut::from(wire), &Method::GET, false, true)
+    fn fields_already_written_as_name_colon_space_value_go_on_in_runs_of_the_head() {
+        let head = "HTTP/1.1 200 OK\r\nA: 1\r\nB:2\r\nC: 3\r\nD: 4\r\nE:\t5\r\nF: 6 \r\nG: 7\r\n\r\n";
+        let h = parse_response_head_as(&mut BytesMut::from(head), &Method::GET, false, true)
+            .expect("valid")
+            .expect("complete");
+        let raw = h.raw.expect("raw fields");
+        let mut out = Vec::new();
+        raw.encode(&mut out, false);
+        // B, E and F are written as fields; the others are runs of the head (C and D one run).
+        assert_eq!(String::from_utf8_lossy(&out), "A: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: 5\r\nF: 6\r\nG: 7\r\n");
+        let mut one_by_one = Vec::new();
+        for (name, value) in raw.iter() {
+            encode_field(&mut one_by_one, name, value);
+        }
+        assert_eq!(out, one_by_one);
+        // One field off the form among fields in it: the whole head cannot go on as one run.
+        for odd in ["E:\t5", "E:5", "E:  5", "E: 5 "] {
+            let head = format!("HTTP/1.1 200 OK\r\nA: 1\r\n{odd}\r\nG: 7\r\n\r\n");
+            let h = parse_response_head_as(&mut BytesMut::from(head.as_str()), &Method::GET, false, true)
                 .expect("valid")
                 .expect("complete");
-            h.raw.expect("raw fields").block().map(|b| String::from_utf8_lossy(b).into_owned())
-        };
-        let canonical = "Server: nginx\r\nContent-Length: 5\r\nX-App: a\r\n";
-        assert_eq!(block(&format!("HTTP/1.1 200 OK\r\n{canonical}\r\nhello")).as_deref(), Some(canonical));
-        assert_eq!(block("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").as_deref(), Some("Content-Length: 0\r\n"));
-        assert_eq!(block("HTTP/1.1 204 No Content\r\n\r\n").as_deref(), Some(""));
-        // No space, a tab, two spaces, a trailing space: written one by one, they change.
-        assert_eq!(block("HTTP/1.1 200 OK\r\nX-A:\ta\r\nContent-Length: 0\r\n\r\n"), None);
-        assert_eq!(block("HTTP/1.1 200 OK\r\nContent-Length:0\r\n\r\n"), None);
-        assert_eq!(block("HTTP/1.1 200 OK\r\nContent-Length:  0\r\n\r\n"), None);
-        assert_eq!(block("HTTP/1.1 200 OK\r\nX-A: a \r\nContent-Length: 0\r\n\r\n"), None);
-        // A hop-by-hop field between two kept ones is left out: the run has a hole.
-        assert_eq!(block("HTTP/1.1 200 OK\r\nX-A: a\r\nKeep-Alive: 5\r\nContent-Length: 0\r\n\r\n"), None);
-        // One at either end leaves the kept fields in one run.
-        assert_eq!(
-            block("HTTP/1.1 200 OK\r\nKeep-Alive: 5\r\nX-A: a\r\nContent-Length: 0\r\nKeep-Alive: 6\r\n\r\n")
-                .as_deref(),
-            Some("X-A: a\r\nContent-Length: 0\r\n")
-        );
-        // A bare LF ends a line as well as CRLF does (RFC 9112 section 2.2): not the same bytes.
-        assert_eq!(block("HTTP/1.1 200 OK\r\nX-A: a\nContent-Length: 0\r\n\r\n"), None);
+            let mut out = Vec::new();
+            h.raw.expect("raw fields").encode(&mut out, false);
+            assert_eq!(out, b"A: 1\r\nE: 5\r\nG: 7\r\n", "{odd:?}");
+        }
+        // Fields left out break a run; what is on either side goes on.
+        let mut out = Vec::new();
+        encode_fields_from(&mut out, b"X: 1\r\nY: 2\r\nZ: 3\r\n", [[0, 1, 3, 4], [12, 13, 15, 16]]);
+        assert_eq!(out, b"X: 1\r\nZ: 3\r\n");
+        let mut out = Vec::new();
+        encode_fields_from(&mut out, b"", []);
+        assert!(out.is_empty());
+        // A bare LF ends a line as CRLF does (RFC 9112 section 2.2): the field is rewritten.
+        let h = parse_response_head_as(
+            &mut BytesMut::from("HTTP/1.1 200 OK\r\nX-A: a\nContent-Length: 0\r\n\r\n"),
+            &Method::GET,
+            false,
+            true,
+        )
+        .expect("valid")
+        .expect("complete");
+        let mut out = Vec::new();
+        h.raw.expect("raw fields").encode(&mut out, true);
+        assert_eq!(out, b"X-A: a\r\n", "and a 1xx or 204 leaves the length out");
     }
 
     #[test]
