@@ -322,9 +322,10 @@ pub fn parse_head(buf: &mut BytesMut, max_head: usize) -> Result<FastRequest, No
     // The target and values are slices of the head, which the request shares (no copy).
     let head = buf.split_to(len).freeze();
     let fields = &offsets[..count];
-    let raw = sorter.finish(&head, fields);
-    match request(&head, target, fields, method, raw.is_none()) {
-        Some(request) => Ok(FastRequest { request, raw }),
+    // The request is made first, so that the raw form can take the head rather than share it
+    // (a shared handle is an atomic count taken and given back on every request).
+    match request(&head, target, fields, method, !sorter.raw()) {
+        Some(request) => Ok(FastRequest { request, raw: sorter.finish(head, fields) }),
         None => {
             // A target or field that httparse let through and `http` refuses: hyper answers it,
             // from the same bytes.

@@ -121,13 +121,18 @@ impl Sorter {
         Ok(())
     }
 
+    /// Whether the raw form can carry the head (`finish` gives it).
+    pub fn raw(&self) -> bool {
+        !self.map_only && self.host.is_some()
+    }
+
     /// The raw form of the head, or None when it needs a header map.
-    pub fn finish(self, head: &Bytes, fields: &[FieldRange]) -> Option<RawRequest> {
-        if self.map_only {
+    pub fn finish(self, head: Bytes, fields: &[FieldRange]) -> Option<RawRequest> {
+        if !self.raw() {
             return None;
         }
         Some(RawRequest {
-            head: head.clone(),
+            head,
             fields: fields.to_vec(),
             host: self.host?,
             user_agent: self.user_agent,

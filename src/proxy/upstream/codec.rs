@@ -398,7 +398,9 @@ pub fn parse_response_head_as(
             // The body goes on de-chunked; a length beside the chunking would misframe it.
             headers.remove(header::CONTENT_LENGTH);
         }
-        let raw = raw.then(|| {
+        // The head is moved into the raw fields, not shared: a shared handle is an atomic
+        // count taken and given back on every response.
+        let raw = if raw {
             // Rare: fields named in `Connection`, or a length beside chunking, go now.
             if !hop.listed.is_empty() || hop.transfer_encoding {
                 kept.retain(|&[n0, n1, ..]| {
@@ -409,8 +411,10 @@ pub fn parse_response_head_as(
                 let kept_is = |f| kept.iter().any(|&[n0, n1, ..]| Field::of(&head[n0 as usize..n1 as usize]) == f);
                 (has_length, has_date) = (kept_is(Field::ContentLength), kept_is(Field::Date));
             }
-            Box::new(RawFields { head: head.clone(), fields: kept, has_length, has_date })
-        });
+            Some(Box::new(RawFields { head, fields: kept, has_length, has_date }))
+        } else {
+            None
+        };
         if switching {
             // The connection now carries the new protocol: it is the client's, never reused.
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
