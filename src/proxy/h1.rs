@@ -289,9 +289,8 @@ impl Conn {
 /// takes the request; its fields stay raw when they can (`raw_request`). Public for the fuzz
 /// target (`fuzz/fuzz_targets/client_request_head.rs`).
 pub fn parse_head(buf: &mut BytesMut, max_head: usize) -> Result<FastRequest, NotTaken> {
-    let mut offsets: [FieldRange; MAX_HEADERS] = [(0, 0, 0, 0); MAX_HEADERS];
     let mut sorter = Sorter::default();
-    let (len, count, method, target) = {
+    let (len, fields, method, target) = {
         let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
         let mut parsed = httparse::Request::new(&mut []);
         let len =
@@ -307,24 +306,27 @@ pub fn parse_head(buf: &mut BytesMut, max_head: usize) -> Result<FastRequest, No
             return Err(NotTaken::Other);
         }
         let base = buf.as_ptr() as usize;
-        for (i, (slot, h)) in offsets.iter_mut().zip(parsed.headers.iter()).enumerate() {
+        // Made to the fields' count and handed on as it is (the raw form keeps it): a zeroed
+        // array of the most fields, copied out after, was a 512-byte memset and a copy per
+        // request.
+        let mut fields: Vec<FieldRange> = Vec::with_capacity(parsed.headers.len());
+        for (i, h) in parsed.headers.iter().enumerate() {
             if sorter.note(i, h.name.as_bytes(), h.value).is_err() {
                 return Err(NotTaken::Other);
             }
             let name = h.name.as_ptr() as usize - base;
             let value = h.value.as_ptr() as usize - base;
-            *slot = (name as u32, (name + h.name.len()) as u32, value as u32, (value + h.value.len()) as u32);
+            fields.push((name as u32, (name + h.name.len()) as u32, value as u32, (value + h.value.len()) as u32));
         }
         let t = target.as_ptr() as usize - base;
         let Ok(method) = Method::from_bytes(method.as_bytes()) else { return Err(NotTaken::Other) };
-        (len, parsed.headers.len(), method, (t, t + target.len()))
+        (len, fields, method, (t, t + target.len()))
     };
     // The target and values are slices of the head, which the request shares (no copy).
     let head = buf.split_to(len).freeze();
-    let fields = &offsets[..count];
     // The request is made first, so that the raw form can take the head rather than share it
     // (a shared handle is an atomic count taken and given back on every request).
-    match request(&head, target, fields, method, !sorter.raw()) {
+    match request(&head, target, &fields, method, !sorter.raw()) {
         Some(request) => Ok(FastRequest { request, raw: sorter.finish(head, fields) }),
         None => {
             // A target or field that httparse let through and `http` refuses: hyper answers it,

@@ -127,13 +127,13 @@ impl Sorter {
     }
 
     /// The raw form of the head, or None when it needs a header map.
-    pub fn finish(self, head: Bytes, fields: &[FieldRange]) -> Option<RawRequest> {
+    pub fn finish(self, head: Bytes, fields: Vec<FieldRange>) -> Option<RawRequest> {
         if !self.raw() {
             return None;
         }
         Some(RawRequest {
             head,
-            fields: fields.to_vec(),
+            fields,
             host: self.host?,
             user_agent: self.user_agent,
             traceparent: self.traceparent,

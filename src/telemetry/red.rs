@@ -252,7 +252,12 @@ impl RedMetrics {
 
     /// Counts a request as in flight until the returned guard is dropped.
     pub fn start(self: &Arc<Self>, method: MethodLabel) -> ActiveRequest {
-        self.methods_seen.fetch_or(1 << method as u16, Ordering::Relaxed);
+        // Read first: after a method's first request the bit is set, and a plain load leaves
+        // the shared word unlocked (a `fetch_or` is a locked write on every request).
+        let bit = 1 << method as u16;
+        if self.methods_seen.load(Ordering::Relaxed) & bit == 0 {
+            self.methods_seen.fetch_or(bit, Ordering::Relaxed);
+        }
         self.active[method as usize].fetch_add(1, Ordering::Relaxed);
         ActiveRequest { metrics: self.clone(), method }
     }
