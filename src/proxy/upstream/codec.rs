@@ -6,6 +6,7 @@ use std::mem::MaybeUninit;
 use bytes::{Buf, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
+use smallvec::SmallVec;
 
 /// Largest response head accepted from the upstream.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -210,14 +211,19 @@ pub struct ResponseHead {
     pub keep_alive: bool,
 }
 
+/// Kept fields a raw form holds without a further allocation (nginx answers with four or five).
+const INLINE_FIELDS: usize = 8;
+type KeptFields = SmallVec<[[u32; 4]; INLINE_FIELDS]>;
+
 /// A response head's end-to-end fields as the upstream wrote them (names in its case), for a
 /// client connection that writes them on as they are: the fields a `HeaderMap` would hold, in
 /// the same order, without building one (a sixteenth of a proxied request's instructions).
 #[derive(Debug)]
 pub struct RawFields {
     head: Bytes,
-    /// Name and value ranges of each kept field, in `head`.
-    fields: Vec<[u32; 4]>,
+    /// Name and value ranges of each kept field, in `head`: inline up to `INLINE_FIELDS`, so
+    /// that a response's raw fields are one allocation, not two.
+    fields: KeptFields,
     /// A `Content-Length` is among them.
     pub has_length: bool,
     /// A `Date` is among them.
@@ -306,7 +312,7 @@ pub fn parse_response_head_as(
         let mut hop = HopByHop::default();
         let (mut has_date, mut has_length) = (false, false);
         // The end-to-end fields, as offsets into the head, sorted out in the parse's own pass.
-        let mut kept: Vec<[u32; 4]> = Vec::new();
+        let mut kept = KeptFields::new();
         let (len, code, minor) = {
             let mut storage = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
             let mut parsed = httparse::Response::new(&mut []);
@@ -383,7 +389,7 @@ pub fn parse_response_head_as(
         let raw = if raw {
             // Rare: fields named in `Connection`, or a length beside chunking, go now.
             if !hop.listed.is_empty() || hop.transfer_encoding {
-                kept.retain(|&[n0, n1, ..]| {
+                kept.retain(|&mut [n0, n1, ..]| {
                     let name = &head[n0 as usize..n1 as usize];
                     !(hop.listed.iter().any(|l| RawFields::is(name, l.as_str()))
                         || hop.transfer_encoding && Field::of(name) == Field::ContentLength)
