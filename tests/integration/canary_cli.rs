@@ -107,8 +107,10 @@ async fn judge_passes_a_healthy_canary_and_fails_a_faulty_one() {
     let errors = metric(&healthy, "error_ratio");
     assert!(errors["baseline"]["count"].as_u64().unwrap() >= 10, "{errors:#}");
     assert_eq!(errors["classification"], "pass");
-    let p99 = metric(&healthy, "p99_latency_seconds");
-    assert!(p99["canary"]["mean"].as_f64().unwrap() < 0.05, "no injected latency: {p99:#}");
+    // Relative to the faulty canary judged over the same minutes, not an absolute bound: on a
+    // busy machine every side's p99 rises together (a CI run saw 0.12 s for baseline and healthy
+    // canary alike), while the faulty one carries its 60 ms on top.
+    let healthy_p99 = metric(&healthy, "p99_latency_seconds")["canary"]["mean"].as_f64().unwrap();
 
     assert_eq!((bad_code, &faulty["verdict"]), (1, &serde_json::json!("fail")), "{faulty:#}");
     assert_eq!(faulty["critical_failure"], true);
@@ -118,7 +120,13 @@ async fn judge_passes_a_healthy_canary_and_fails_a_faulty_one() {
     let canary_mean = errors["canary"]["mean"].as_f64().unwrap();
     assert!((0.15..0.45).contains(&canary_mean), "injected 30% errors, measured {canary_mean}");
     assert!(errors["mann_whitney"]["p_value"].as_f64().unwrap() < 0.02);
-    assert_eq!(metric(&faulty, "p99_latency_seconds")["classification"], "high", "{faulty:#}");
+    let p99 = metric(&faulty, "p99_latency_seconds");
+    assert_eq!(p99["classification"], "high", "{faulty:#}");
+    let faulty_p99 = p99["canary"]["mean"].as_f64().unwrap();
+    assert!(
+        healthy_p99 < faulty_p99,
+        "the healthy canary has no injected latency: p99 {healthy_p99} s against {faulty_p99} s"
+    );
 }
 
 #[test]
