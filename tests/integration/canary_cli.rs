@@ -107,10 +107,12 @@ async fn judge_passes_a_healthy_canary_and_fails_a_faulty_one() {
     let errors = metric(&healthy, "error_ratio");
     assert!(errors["baseline"]["count"].as_u64().unwrap() >= 10, "{errors:#}");
     assert_eq!(errors["classification"], "pass");
-    // Relative to the faulty canary judged over the same minutes, not an absolute bound: on a
-    // busy machine every side's p99 rises together (a CI run saw 0.12 s for baseline and healthy
-    // canary alike), while the faulty one carries its 60 ms on top.
-    let healthy_p99 = metric(&healthy, "p99_latency_seconds")["canary"]["mean"].as_f64().unwrap();
+    // No injected latency: the healthy canary's p99 stays within half the faulty one's 60 ms of
+    // the baseline's, measured over the same minutes. Not an absolute bound: on a busy machine
+    // every side's p99 rises together (a CI run saw 0.12 s for baseline and canary alike).
+    let p99 = metric(&healthy, "p99_latency_seconds");
+    let (canary, baseline) = (p99["canary"]["mean"].as_f64().unwrap(), p99["baseline"]["mean"].as_f64().unwrap());
+    assert!(canary - baseline < 0.03, "no injected latency: {p99:#}");
 
     assert_eq!((bad_code, &faulty["verdict"]), (1, &serde_json::json!("fail")), "{faulty:#}");
     assert_eq!(faulty["critical_failure"], true);
@@ -120,13 +122,7 @@ async fn judge_passes_a_healthy_canary_and_fails_a_faulty_one() {
     let canary_mean = errors["canary"]["mean"].as_f64().unwrap();
     assert!((0.15..0.45).contains(&canary_mean), "injected 30% errors, measured {canary_mean}");
     assert!(errors["mann_whitney"]["p_value"].as_f64().unwrap() < 0.02);
-    let p99 = metric(&faulty, "p99_latency_seconds");
-    assert_eq!(p99["classification"], "high", "{faulty:#}");
-    let faulty_p99 = p99["canary"]["mean"].as_f64().unwrap();
-    assert!(
-        healthy_p99 < faulty_p99,
-        "the healthy canary has no injected latency: p99 {healthy_p99} s against {faulty_p99} s"
-    );
+    assert_eq!(metric(&faulty, "p99_latency_seconds")["classification"], "high", "{faulty:#}");
 }
 
 #[test]
