@@ -2,6 +2,7 @@
 //! Everything here is written from the proxy hot path and never blocks it.
 
 pub mod access_log;
+pub mod chunk_pool;
 pub mod log_writer;
 pub mod logging;
 pub mod metrics;

@@ -4,10 +4,12 @@
 mod encode;
 mod transport;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::telemetry::chunk_pool::ChunkPool;
 use crate::tls::ClientTlsFiles;
 
 use encode::RequestEncoder;
@@ -66,11 +68,18 @@ pub struct SpanRpc<'a> {
 pub struct EncodedSpans {
     bytes: Vec<u8>,
     count: usize,
+    /// Where the buffer goes once it is sent, for a worker's next chunk.
+    pool: Option<Arc<ChunkPool>>,
 }
 
 impl EncodedSpans {
     pub fn with_capacity(bytes: usize) -> EncodedSpans {
-        EncodedSpans { bytes: Vec::with_capacity(bytes), count: 0 }
+        EncodedSpans { bytes: Vec::with_capacity(bytes), count: 0, pool: None }
+    }
+
+    /// An empty chunk in a buffer from `pool`, given back to it once the chunk is sent.
+    pub fn from_pool(pool: &Arc<ChunkPool>) -> EncodedSpans {
+        EncodedSpans { bytes: pool.take(), count: 0, pool: Some(pool.clone()) }
     }
 
     pub fn push(&mut self, span: &FinishedSpan<'_>) {
@@ -93,7 +102,10 @@ impl EncodedSpans {
     }
 
     fn into_bytes(self) -> Bytes {
-        Bytes::from(self.bytes)
+        match &self.pool {
+            Some(pool) => ChunkPool::bytes(pool, self.bytes),
+            None => Bytes::from(self.bytes),
+        }
     }
 }
 
