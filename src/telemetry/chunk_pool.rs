@@ -46,7 +46,7 @@ impl ChunkPool {
 
     /// How many spare buffers are waiting.
     #[cfg(test)]
-    fn spares(&self) -> usize {
+    pub(crate) fn spares(&self) -> usize {
         self.spare.len()
     }
 }

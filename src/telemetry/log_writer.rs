@@ -316,6 +316,32 @@ mod tests {
         assert_eq!(w.drop_counter().dropped_lines(), 0);
     }
 
+    #[test]
+    fn written_batches_go_back_to_the_workers_and_come_again_empty() {
+        let sink = Sink::default();
+        let w = LogWriter::start(sink.clone());
+        let w2 = w.clone();
+        let worker = std::thread::spawn(move || {
+            w2.batch_this_thread();
+            w2.write_line(|b| b.extend_from_slice(b"one\n"));
+            flush_thread();
+        });
+        worker.join().unwrap();
+        w.flush(Duration::from_secs(5));
+        assert_eq!(w.shared.batches.spares(), 1, "the written batch is kept for the next one");
+        // A batch started on the kept buffer holds only its own lines.
+        let w3 = w.clone();
+        std::thread::spawn(move || {
+            w3.batch_this_thread();
+            w3.write_line(|b| b.extend_from_slice(b"two\n"));
+            flush_thread();
+        })
+        .join()
+        .unwrap();
+        w.flush(Duration::from_secs(5));
+        assert_eq!(String::from_utf8(sink.0.lock().unwrap().clone()).unwrap(), "one\ntwo\n");
+    }
+
     /// Polls `sink` until it holds `want` lines, for at most 10 s.
     fn wait_for_lines(sink: &Sink, want: usize) -> usize {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);

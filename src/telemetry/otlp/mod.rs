@@ -277,6 +277,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn sent_chunks_give_their_buffers_back_and_a_reused_one_holds_only_its_spans() {
+        let pool = Arc::new(ChunkPool::new(4, 4096));
+        let mut exporter = Exporter::new(&settings(OtlpProtocol::Http)).expect("exporter");
+        for round in 0..2 {
+            let mut batch = vec![EncodedSpans::from_pool(&pool), EncodedSpans::from_pool(&pool)];
+            batch[0].push(&span());
+            batch[1].push(&span());
+            let sent = body(&mut exporter, batch).await;
+            let req = ExportTraceServiceRequest::decode(sent).expect("protobuf");
+            assert_eq!(req.resource_spans[0].scope_spans[0].spans.len(), 2, "round {round}");
+            assert_eq!(pool.spares(), 2, "round {round}: both buffers are back once the body is dropped");
+        }
+    }
+
+    #[tokio::test]
     async fn grpc_bodies_carry_the_length_prefix_and_http_bodies_do_not() {
         let mut http = Exporter::new(&settings(OtlpProtocol::Http)).expect("exporter");
         let plain = body(&mut http, batch()).await;
